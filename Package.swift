@@ -1,0 +1,68 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// The house (see README and ../shared/ARCHITECTURE.md): arrows point down only.
+//   ferry -> Training, Tunnels -> Jobs -> SSH -> CLibSSH
+//   Training -> Data -> NN/Optim -> TensorCore -> CDNNL
+let package = Package(
+    name: "ferry",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ferry", targets: ["ferry"]),
+        .executable(name: "Benchmarks", targets: ["Benchmarks"]),
+        .library(name: "TensorCore", targets: ["TensorCore"]),
+        .library(name: "NN", targets: ["NN"]),
+        .library(name: "Optim", targets: ["Optim"]),
+        .library(name: "Data", targets: ["Data"]),
+        .library(name: "Training", targets: ["Training"]),
+        .library(name: "SSH", targets: ["SSH"]),
+        .library(name: "Jobs", targets: ["Jobs"]),
+        .library(name: "Tunnels", targets: ["Tunnels"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"4.0.0"),
+    ],
+    targets: [
+        // C shims: each a module map plus one header over a Debian library.
+        // oneDNN is opened with dlopen at first use (a host without it still runs the runner side),
+        // so CDNNL carries the header only and links nothing.
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CLibSSH", path: "Sources/CLibSSH", pkgConfig: "libssh", providers: [.apt(["libssh-dev"])]),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+
+        // Engine
+        .target(name: "TensorCore", dependencies: ["CDNNL"]),
+        .target(name: "NN", dependencies: ["TensorCore"]),
+        .target(name: "Optim", dependencies: ["TensorCore", "NN"]),
+        .target(name: "Data", dependencies: ["TensorCore", "CZlib"]),
+        .target(name: "Training", dependencies: ["TensorCore", "NN", "Optim", "Data"]),
+
+        // Runner
+        .target(name: "SSH", dependencies: ["CLibSSH", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Jobs", dependencies: ["SSH", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Tunnels", dependencies: ["SSH", "Jobs", "CCurl"]),
+
+        // Roof
+        .executableTarget(name: "ferry", dependencies: [
+            "TensorCore", "NN", "Optim", "Data", "Training", "SSH", "Jobs", "Tunnels",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "Benchmarks", dependencies: ["TensorCore", "NN", "Optim", "Data", "SSH", "Jobs"],
+                          path: "Benchmarks"),
+
+        // Shared by the test targets: the repository's paths and the throwaway test sshd.
+        .target(name: "FerryTestSupport", path: "Tests/FerryTestSupport"),
+
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore"]),
+        .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorCore"]),
+        .testTarget(name: "DataTests", dependencies: ["Data", "TensorCore"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Optim", "Data", "TensorCore"]),
+        .testTarget(name: "SSHTests", dependencies: ["SSH", "FerryTestSupport"]),
+        .testTarget(name: "JobsTests", dependencies: ["Jobs", "SSH", "FerryTestSupport"]),
+        .testTarget(name: "TunnelsTests", dependencies: ["Tunnels", "Jobs", "SSH", "FerryTestSupport"]),
+        .testTarget(name: "ferryTests", dependencies: ["FerryTestSupport"]),
+    ]
+)

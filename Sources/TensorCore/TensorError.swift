@@ -1,0 +1,21 @@
+/// Errors a user can act on: files, libraries, devices. Shape misuse inside an expression is a
+/// programmer error and stops the program with a message naming the shapes (see `shapeError`).
+public enum TensorError: Error, CustomStringConvertible, Equatable {
+    case libraryUnavailable(name: String, tried: [String], hint: String)
+    case deviceUnavailable(device: String, hint: String)
+    case invalidFile(path: String, reason: String)
+    case invalidArgument(String)
+
+    public var description: String {
+        switch self {
+        case .libraryUnavailable(let name, let tried, let hint):
+            return "\(name) could not be loaded (\(tried.joined(separator: "; "))) — \(hint)"
+        case .deviceUnavailable(let device, let hint):
+            return "device \(device) is not available — \(hint)"
+        case .invalidFile(let path, let reason):
+            return "\(path): \(reason)"
+        case .invalidArgument(let message):
+            return message
+        }
+    }
+}

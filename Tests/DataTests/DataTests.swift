@@ -1,0 +1,1 @@
+// Data tests arrive with the Data module's issue.

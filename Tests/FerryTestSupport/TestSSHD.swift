@@ -1,0 +1,61 @@
+import Foundation
+
+/// The throwaway OpenSSH sshd of scripts/test-sshd.sh, as the tests see it. scripts/test.sh starts
+/// it and exports its variables; a plain `swift test` starts it here on first use.
+public struct TestSSHD: Sendable {
+    public let host: String
+    public let port: Int
+    public let user: String
+    public let clientKey: String
+    public let knownHosts: String
+    public let hostKeyFingerprint: String
+    public let directory: String
+
+    public enum Unavailable: Error, CustomStringConvertible {
+        case notInstalled(String)
+        public var description: String {
+            switch self { case .notInstalled(let why): return "test sshd unavailable: \(why)" }
+        }
+    }
+
+    /// The running test sshd, started once per test process when the environment names none.
+    /// Under CI=true every failure to get one is an error; elsewhere tests may skip on `nil`.
+    public static func shared() throws -> TestSSHD? {
+        switch cached {
+        case .success(let sshd): return sshd
+        case .failure(let error):
+            if TestPaths.isCI { throw error }
+            return nil
+        }
+    }
+
+    private static let cached: Result<TestSSHD, Error> = Result { try locate() }
+
+    private static func locate() throws -> TestSSHD {
+        let env = ProcessInfo.processInfo.environment
+        if let fromEnv = parse(env) { return fromEnv }
+        let script = TestPaths.repoRoot.appendingPathComponent("scripts/test-sshd.sh").path
+        let start = try runProcess("/bin/bash", [script, "start"])
+        guard start.status == 0 else { throw Unavailable.notInstalled(start.stderr + start.stdout) }
+        let printed = try runProcess("/bin/bash", [script, "env"])
+        var vars: [String: String] = [:]
+        for line in printed.stdout.split(separator: "\n") {
+            var text = String(line)
+            if text.hasPrefix("export ") { text.removeFirst(7) }
+            guard let eq = text.firstIndex(of: "=") else { continue }
+            var value = String(text[text.index(after: eq)...])
+            if value.hasPrefix("'") && value.hasSuffix("'") && value.count >= 2 { value = String(value.dropFirst().dropLast()) }
+            vars[String(text[..<eq])] = value
+        }
+        guard let sshd = parse(vars) else { throw Unavailable.notInstalled("test-sshd.sh env printed no usable variables: \(printed.stdout)") }
+        return sshd
+    }
+
+    static func parse(_ env: [String: String]) -> TestSSHD? {
+        guard let host = env["FERRY_TEST_SSH_HOST"], let portText = env["FERRY_TEST_SSH_PORT"], let port = Int(portText),
+              let user = env["FERRY_TEST_SSH_USER"], let key = env["FERRY_TEST_SSH_KEY"],
+              let known = env["FERRY_TEST_SSH_KNOWN_HOSTS"], let fp = env["FERRY_TEST_SSH_HOST_FINGERPRINT"],
+              let dir = env["FERRY_TEST_SSHD_DIR"] else { return nil }
+        return TestSSHD(host: host, port: port, user: user, clientKey: key, knownHosts: known, hostKeyFingerprint: fp, directory: dir)
+    }
+}

@@ -1,0 +1,1 @@
+// Jobs tests arrive with the Jobs module's issue.

@@ -1,0 +1,1 @@
+// NN tests arrive with the NN module's issue.

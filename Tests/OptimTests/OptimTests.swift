@@ -1,0 +1,1 @@
+// Optim tests arrive with the Optim module's issue.

@@ -1,0 +1,1 @@
+// Training tests arrive with the Training module's issue.
