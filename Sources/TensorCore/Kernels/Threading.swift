@@ -53,7 +53,7 @@ public enum Threading {
 
     /// Sets the thread count for oneDNN and our kernels together (like `torch.set_num_threads`).
     public static func setThreadCount(_ n: Int) {
-        let n = max(1, n)
+        let n = Swift.max(1, n)
         count.store(n, ordering: .relaxed)
         openMP?.setNumThreads(Int32(n))
     }
@@ -66,7 +66,7 @@ public enum Threading {
     static func defaultThreadCount() -> Int {
         if let env = getenv("FERRY_NUM_THREADS"), let n = Int(String(cString: env)), n > 0 { return n }
         let cpus = sysconf(Int32(_SC_NPROCESSORS_ONLN))
-        return max(1, Int(cpus))
+        return Swift.max(1, Int(cpus))
     }
 
     /// Whether our kernels run on the OpenMP team (true when libgomp is present).
@@ -76,11 +76,11 @@ public enum Threading {
     /// least `grain` per thread; otherwise runs it inline.
     @inline(__always)
     public static func parallelFor(_ n: Int, grain: Int = 32_768, _ body: (Range<Int>) -> Void) {
-        let threads = min(threadCount, n / max(grain, 1))
+        let threads = Swift.min(threadCount, n / Swift.max(grain, 1))
         if threads <= 1 { body(0..<n); return }
         run(threads: threads) { t, nt in
             let chunk = (n + nt - 1) / nt
-            let lo = t * chunk, hi = min(n, lo + chunk)
+            let lo = t * chunk, hi = Swift.min(n, lo + chunk)
             if lo < hi { body(lo..<hi) }
         }
     }

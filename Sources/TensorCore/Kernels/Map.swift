@@ -1,0 +1,109 @@
+/// Elementwise maps over broadcast, strided operands into a fresh contiguous output. Written
+/// `@inline(__always)` so each call site's closure is inlined into the loop.
+enum Map {
+    @inline(__always)
+    static func unary<T, U>(_ a: Tensor, _ out: Tensor, _: T.Type, _: U.Type, _ f: (T) -> U) {
+        let plan = StridedPlan(shape: out.shape, strides: [out.strides, a.broadcastStrides(to: out.shape)])
+        let o = SendablePointer(out.pointer(U.self)), s = SendablePointer(a.pointer(T.self))
+        plan.parallelRuns { offs, n, st in
+            let po = o.p + offs[0], ps = s.p + offs[1], ss = st[1]
+            if ss == 1 { for i in 0..<n { po[i] = f(ps[i]) } } else { for i in 0..<n { po[i] = f(ps[i * ss]) } }
+        }
+    }
+
+    @inline(__always)
+    static func binary<T, U>(_ a: Tensor, _ b: Tensor, _ out: Tensor, _: T.Type, _: U.Type, _ f: (T, T) -> U) {
+        let plan = StridedPlan(shape: out.shape, strides: [out.strides, a.broadcastStrides(to: out.shape), b.broadcastStrides(to: out.shape)])
+        let o = SendablePointer(out.pointer(U.self)), pa0 = SendablePointer(a.pointer(T.self)), pb0 = SendablePointer(b.pointer(T.self))
+        plan.parallelRuns { offs, n, st in
+            let po = o.p + offs[0], pa = pa0.p + offs[1], pb = pb0.p + offs[2]
+            let sa = st[1], sb = st[2]
+            if sa == 1 && sb == 1 {
+                for i in 0..<n { po[i] = f(pa[i], pb[i]) }
+            } else if sa == 1 && sb == 0 {
+                let v = pb[0]
+                for i in 0..<n { po[i] = f(pa[i], v) }
+            } else if sa == 0 && sb == 1 {
+                let v = pa[0]
+                for i in 0..<n { po[i] = f(v, pb[i]) }
+            } else {
+                for i in 0..<n { po[i] = f(pa[i * sa], pb[i * sb]) }
+            }
+        }
+    }
+
+    @inline(__always)
+    static func ternary<C, T, U>(_ a: Tensor, _ b: Tensor, _ c: Tensor, _ out: Tensor, _: C.Type, _: T.Type, _: U.Type, _ f: (C, T, T) -> U) {
+        let plan = StridedPlan(shape: out.shape, strides: [out.strides, a.broadcastStrides(to: out.shape),
+                                                           b.broadcastStrides(to: out.shape), c.broadcastStrides(to: out.shape)])
+        let o = SendablePointer(out.pointer(U.self)), p1 = SendablePointer(a.pointer(C.self))
+        let p2 = SendablePointer(b.pointer(T.self)), p3 = SendablePointer(c.pointer(T.self))
+        plan.parallelRuns { offs, n, st in
+            let po = o.p + offs[0], pa = p1.p + offs[1], pb = p2.p + offs[2], pc = p3.p + offs[3]
+            let sa = st[1], sb = st[2], sc = st[3]
+            for i in 0..<n { po[i] = f(pa[i * sa], pb[i * sb], pc[i * sc]) }
+        }
+    }
+
+    /// float32 through eight-lane SIMD functions; `a` is made contiguous first.
+    @inline(__always)
+    static func simd(_ a: Tensor, _ f: (SIMD8<Float>) -> SIMD8<Float>) -> Tensor {
+        let src = a.contiguous()
+        let out = Tensor(uninitialized: a.shape, dtype: .float32)
+        let s = SendablePointer(src.pointer(Float.self)), o = SendablePointer(out.pointer(Float.self))
+        Threading.parallelFor(src.numel, grain: 16_384) { r in
+            VectorMath.map(s.p + r.lowerBound, o.p + r.lowerBound, r.count, f)
+        }
+        return out
+    }
+
+    /// float32 binary through SIMD (same shapes, both made contiguous): used by fused backward rules.
+    @inline(__always)
+    static func simd2(_ a: Tensor, _ b: Tensor, _ f: (SIMD8<Float>, SIMD8<Float>) -> SIMD8<Float>) -> Tensor {
+        let sa = a.contiguous(), sb = b.contiguous()
+        let out = Tensor(uninitialized: a.shape, dtype: .float32)
+        let pa = SendablePointer(sa.pointer(Float.self)), pb = SendablePointer(sb.pointer(Float.self)), o = SendablePointer(out.pointer(Float.self))
+        Threading.parallelFor(sa.numel, grain: 16_384) { r in
+            var i = r.lowerBound
+            while i + 8 <= r.upperBound {
+                let va = UnsafeRawPointer(pa.p + i).loadUnaligned(as: SIMD8<Float>.self)
+                let vb = UnsafeRawPointer(pb.p + i).loadUnaligned(as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(o.p + i).storeBytes(of: f(va, vb), as: SIMD8<Float>.self)
+                i += 8
+            }
+            if i < r.upperBound {
+                var va = SIMD8<Float>(repeating: 0), vb = SIMD8<Float>(repeating: 0)
+                for j in 0..<(r.upperBound - i) { va[j] = pa.p[i + j]; vb[j] = pb.p[i + j] }
+                let v = f(va, vb)
+                for j in 0..<(r.upperBound - i) { o.p[i + j] = v[j] }
+            }
+        }
+        return out
+    }
+}
+
+extension Tensor {
+    /// numpy/PyTorch broadcasting of two shapes, or a stop naming both.
+    static func broadcastShapes(_ a: [Int], _ b: [Int]) -> [Int] {
+        if a == b { return a }
+        let n = Swift.max(a.count, b.count)
+        var out = [Int](repeating: 1, count: n)
+        for i in 0..<n {
+            let da = i < n - a.count ? 1 : a[i - (n - a.count)]
+            let db = i < n - b.count ? 1 : b[i - (n - b.count)]
+            if da == db || db == 1 { out[i] = da } else if da == 1 { out[i] = db } else {
+                shapeError("shapes \(a) and \(b) cannot be broadcast together (dimension \(i): \(da) vs \(db))")
+            }
+        }
+        return out
+    }
+
+    /// Strides that read this tensor as if expanded to `target` (0 along broadcast dims).
+    func broadcastStrides(to target: [Int]) -> [Int] {
+        if target == shape { return strides }
+        let lead = target.count - ndim
+        var out = [Int](repeating: 0, count: target.count)
+        for i in 0..<ndim where shape[i] != 1 { out[lead + i] = strides[i] }
+        return out
+    }
+}
