@@ -1,8 +1,29 @@
 /// Elementwise maps over broadcast, strided operands into a fresh contiguous output. Written
 /// `@inline(__always)` so each call site's closure is inlined into the loop.
 enum Map {
-    @inline(__always)
+    /// Closure form for cold paths (the closure stays an indirect call per element).
     static func unary<T, U>(_ a: Tensor, _ out: Tensor, _: T.Type, _: U.Type, _ f: (T) -> U) {
+        let plan = StridedPlan(shape: out.shape, strides: [out.strides, a.broadcastStrides(to: out.shape)])
+        let o = out.pointer(U.self), s = a.pointer(T.self)
+        plan.forEachRun(outer: 0..<plan.outerCount) { offs, n, st in
+            let po = o + offs[0], ps = s + offs[1], ss = st[1]
+            for i in 0..<n { po[i] = f(ps[i * ss]) }
+        }
+    }
+
+    /// Closure form for cold paths.
+    static func binary<T, U>(_ a: Tensor, _ b: Tensor, _ out: Tensor, _: T.Type, _: U.Type, _ f: (T, T) -> U) {
+        let plan = StridedPlan(shape: out.shape, strides: [out.strides, a.broadcastStrides(to: out.shape), b.broadcastStrides(to: out.shape)])
+        let o = out.pointer(U.self), pa0 = a.pointer(T.self), pb0 = b.pointer(T.self)
+        plan.forEachRun(outer: 0..<plan.outerCount) { offs, n, st in
+            let po = o + offs[0], pa = pa0 + offs[1], pb = pb0 + offs[2]
+            for i in 0..<n { po[i] = f(pa[i * st[1]], pb[i * st[2]]) }
+        }
+    }
+
+    static func unary<K: UnaryKernel>(_ a: Tensor, _ out: Tensor, _ f: K) {
+        typealias T = K.Input
+        typealias U = K.Output
         let plan = StridedPlan(shape: out.shape, strides: [out.strides, a.broadcastStrides(to: out.shape)])
         let o = SendablePointer(out.pointer(U.self)), s = SendablePointer(a.pointer(T.self))
         plan.parallelRuns { offs, n, st in
@@ -11,8 +32,9 @@ enum Map {
         }
     }
 
-    @inline(__always)
-    static func binary<T, U>(_ a: Tensor, _ b: Tensor, _ out: Tensor, _: T.Type, _: U.Type, _ f: (T, T) -> U) {
+    static func binary<K: BinaryKernel>(_ a: Tensor, _ b: Tensor, _ out: Tensor, _ f: K) {
+        typealias T = K.Input
+        typealias U = K.Output
         let plan = StridedPlan(shape: out.shape, strides: [out.strides, a.broadcastStrides(to: out.shape), b.broadcastStrides(to: out.shape)])
         let o = SendablePointer(out.pointer(U.self)), pa0 = SendablePointer(a.pointer(T.self)), pb0 = SendablePointer(b.pointer(T.self))
         plan.parallelRuns { offs, n, st in
@@ -32,22 +54,21 @@ enum Map {
         }
     }
 
-    @inline(__always)
-    static func ternary<C, T, U>(_ a: Tensor, _ b: Tensor, _ c: Tensor, _ out: Tensor, _: C.Type, _: T.Type, _: U.Type, _ f: (C, T, T) -> U) {
-        let plan = StridedPlan(shape: out.shape, strides: [out.strides, a.broadcastStrides(to: out.shape),
-                                                           b.broadcastStrides(to: out.shape), c.broadcastStrides(to: out.shape)])
-        let o = SendablePointer(out.pointer(U.self)), p1 = SendablePointer(a.pointer(C.self))
-        let p2 = SendablePointer(b.pointer(T.self)), p3 = SendablePointer(c.pointer(T.self))
+    /// out = cond ? a : b, all three broadcast.
+    static func select<T>(_ cond: Tensor, _ a: Tensor, _ b: Tensor, _ out: Tensor, _: T.Type) {
+        let plan = StridedPlan(shape: out.shape, strides: [out.strides, cond.broadcastStrides(to: out.shape),
+                                                           a.broadcastStrides(to: out.shape), b.broadcastStrides(to: out.shape)])
+        let o = SendablePointer(out.pointer(T.self)), pc0 = SendablePointer(cond.pointer(Bool.self))
+        let pa0 = SendablePointer(a.pointer(T.self)), pb0 = SendablePointer(b.pointer(T.self))
         plan.parallelRuns { offs, n, st in
-            let po = o.p + offs[0], pa = p1.p + offs[1], pb = p2.p + offs[2], pc = p3.p + offs[3]
-            let sa = st[1], sb = st[2], sc = st[3]
-            for i in 0..<n { po[i] = f(pa[i * sa], pb[i * sb], pc[i * sc]) }
+            let po = o.p + offs[0], pc = pc0.p + offs[1], pa = pa0.p + offs[2], pb = pb0.p + offs[3]
+            let sc = st[1], sa = st[2], sb = st[3]
+            for i in 0..<n { po[i] = pc[i * sc] ? pa[i * sa] : pb[i * sb] }
         }
     }
 
     /// float32 through eight-lane SIMD functions; `a` is made contiguous first.
-    @inline(__always)
-    static func simd(_ a: Tensor, _ f: (SIMD8<Float>) -> SIMD8<Float>) -> Tensor {
+    static func simd<K: SIMDKernel>(_ a: Tensor, _ f: K) -> Tensor {
         let src = a.contiguous()
         let out = Tensor(uninitialized: a.shape, dtype: .float32)
         let s = SendablePointer(src.pointer(Float.self)), o = SendablePointer(out.pointer(Float.self))
@@ -58,8 +79,7 @@ enum Map {
     }
 
     /// float32 binary through SIMD (same shapes, both made contiguous): used by fused backward rules.
-    @inline(__always)
-    static func simd2(_ a: Tensor, _ b: Tensor, _ f: (SIMD8<Float>, SIMD8<Float>) -> SIMD8<Float>) -> Tensor {
+    static func simd2<K: SIMDBinaryKernel>(_ a: Tensor, _ b: Tensor, _ f: K) -> Tensor {
         let sa = a.contiguous(), sb = b.contiguous()
         let out = Tensor(uninitialized: a.shape, dtype: .float32)
         let pa = SendablePointer(sa.pointer(Float.self)), pb = SendablePointer(sb.pointer(Float.self)), o = SendablePointer(out.pointer(Float.self))

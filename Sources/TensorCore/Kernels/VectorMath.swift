@@ -11,8 +11,12 @@ enum VectorMath {
     static func exp(_ x: V) -> V {
         let hi = V(repeating: 88.7228391)
         let lo = V(repeating: -87.3365448)
-        var xc = x.clamped(lowerBound: lo, upperBound: hi)
-        let n = (xc * 1.44269504088896341).rounded(.toNearestOrEven)
+        // Comparisons + blends (the generic pointwiseMin/Max behind `clamped` are not inlined).
+        var xc = x.replacing(with: hi, where: x .> hi).replacing(with: lo, where: x .< lo)
+        // Round to nearest through the 1.5·2²³ trick: the float's low bits then hold the integer.
+        let magic = V(repeating: 12_582_912)
+        let shifted = xc * 1.44269504088896341 + magic
+        let n = shifted - magic
         xc = xc - n * 0.693359375
         xc = xc + n * 2.12194440e-4
         let z = xc * xc
@@ -23,7 +27,7 @@ enum VectorMath {
         p = p * xc + 1.6666665459e-1
         p = p * xc + 5.0000001201e-1
         p = p * z + xc + 1
-        let e = SIMD8<Int32>(n) &+ 127
+        let e = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127
         let scale = unsafeBitCast(e &<< 23, to: V.self)
         var r = p * scale
         r.replace(with: 0, where: x .< lo)
@@ -35,7 +39,9 @@ enum VectorMath {
     @inline(__always)
     static func log(_ x: V) -> V {
         let bits = unsafeBitCast(x, to: SIMD8<Int32>.self)
-        var e = V((bits &>> 23) & 0xff) - 126
+        // Exponent as a float without a generic int→float conversion: build 2²³+e and subtract 2²³.
+        let eBits = ((bits &>> 23) & 0xff) | 0x4B00_0000
+        var e = unsafeBitCast(eBits, to: V.self) - 8_388_608 - 126
         // Mantissa in [0.5, 1).
         var m = unsafeBitCast((bits & 0x007f_ffff) | 0x3f00_0000, to: V.self)
         let small = m .< 0.707106781186547524
@@ -121,7 +127,7 @@ enum VectorMath {
 
     /// Applies `f` to `n` contiguous floats, eight at a time, with a padded tail.
     @inline(__always)
-    static func map(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int, _ f: (V) -> V) {
+    static func map<K: SIMDKernel>(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int, _ f: K) {
         var i = 0
         while i + 8 <= n {
             let v = UnsafeRawPointer(src + i).loadUnaligned(as: V.self)

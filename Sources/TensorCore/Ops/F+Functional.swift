@@ -245,7 +245,7 @@ enum FusedCrossEntropy {
 extension Tensor {
     /// log(1 + x), accurate for small x.
     public func log1p() -> Tensor {
-        let out = floatUnary("log1p", simd: nil, f32: { Foundation_log1pf($0) }, f64: { Foundation_log1p($0) })
+        let out = floatUnary("log1p", simd: nil as ExpV?, f32: { Foundation_log1pf($0) }, f64: { Foundation_log1p($0) })
         let x = self
         return out.recorded("Log1PBackward0", [self]) { g in [g / (x + 1)] }
     }

@@ -31,12 +31,12 @@ extension Tensor {
         let out = Tensor(uninitialized: broadcastShapes(a.shape, b.shape), dtype: dt)
         @inline(__always) func float<T: BinaryFloatingPoint>(_: T.Type) {
             switch op {
-            case .add: Map.binary(ca, cb, out, T.self, T.self) { $0 + $1 }
-            case .sub: Map.binary(ca, cb, out, T.self, T.self) { $0 - $1 }
-            case .mul: Map.binary(ca, cb, out, T.self, T.self) { $0 * $1 }
-            case .div: Map.binary(ca, cb, out, T.self, T.self) { $0 / $1 }
-            case .maximum: Map.binary(ca, cb, out, T.self, T.self) { $0.isNaN || $0 > $1 ? $0 : $1 }
-            case .minimum: Map.binary(ca, cb, out, T.self, T.self) { $0.isNaN || $0 < $1 ? $0 : $1 }
+            case .add: Map.binary(ca, cb, out, AddK<T>())
+            case .sub: Map.binary(ca, cb, out, SubK<T>())
+            case .mul: Map.binary(ca, cb, out, MulK<T>())
+            case .div: Map.binary(ca, cb, out, DivK<T>())
+            case .maximum: Map.binary(ca, cb, out, MaxK<T>())
+            case .minimum: Map.binary(ca, cb, out, MinK<T>())
             }
         }
         switch dt {
@@ -44,12 +44,12 @@ extension Tensor {
         case .float64: float(Double.self)
         case .int64:
             switch op {
-            case .add: Map.binary(ca, cb, out, Int64.self, Int64.self) { $0 &+ $1 }
-            case .sub: Map.binary(ca, cb, out, Int64.self, Int64.self) { $0 &- $1 }
-            case .mul: Map.binary(ca, cb, out, Int64.self, Int64.self) { $0 &* $1 }
+            case .add: Map.binary(ca, cb, out, WrapAddK())
+            case .sub: Map.binary(ca, cb, out, WrapSubK())
+            case .mul: Map.binary(ca, cb, out, WrapMulK())
             case .div: shapeError("unreachable: integer division computes in float")
-            case .maximum: Map.binary(ca, cb, out, Int64.self, Int64.self) { Swift.max($0, $1) }
-            case .minimum: Map.binary(ca, cb, out, Int64.self, Int64.self) { Swift.min($0, $1) }
+            case .maximum: Map.binary(ca, cb, out, IntMaxK())
+            case .minimum: Map.binary(ca, cb, out, IntMinK())
             }
         case .bool: shapeError("unreachable: bool arithmetic computes in int64")
         }
@@ -139,14 +139,14 @@ extension Tensor {
         }
         @inline(__always) func run<T: BinaryFloatingPoint>(_: T.Type) {
             let a = T(alpha)
-            if a == 1 { Map.binary(self, src, self, T.self, T.self) { $0 + $1 } } else { Map.binary(self, src, self, T.self, T.self) { $0 + a * $1 } }
+            if a == 1 { Map.binary(self, src, self, AddK<T>()) } else { Map.binary(self, src, self, AxpyK<T>(alpha: a)) }
         }
         switch dtype {
         case .float32: run(Float.self)
         case .float64: run(Double.self)
         case .int64:
             let a = Int64(alpha)
-            Map.binary(self, src, self, Int64.self, Int64.self) { $0 &+ a &* $1 }
+            Map.binary(self, src, self, AxpyK<Int64>(alpha: a))
         case .bool: shapeError("addInPlace on a bool tensor")
         }
     }
@@ -155,9 +155,9 @@ extension Tensor {
     public func scaleInPlace(by factor: Double) {
         if !isContiguous { shapeError("scaleInPlace needs a contiguous tensor") }
         switch dtype {
-        case .float32: let f = Float(factor); Map.unary(self, self, Float.self, Float.self) { $0 * f }
-        case .float64: Map.unary(self, self, Double.self, Double.self) { $0 * factor }
-        case .int64: let f = Int64(factor); Map.unary(self, self, Int64.self, Int64.self) { $0 &* f }
+        case .float32: Map.unary(self, self, ScaleK<Float>(factor: Float(factor)))
+        case .float64: Map.unary(self, self, ScaleK<Double>(factor: factor))
+        case .int64: Map.unary(self, self, ScaleK<Int64>(factor: Int64(factor)))
         case .bool: shapeError("scaleInPlace on a bool tensor")
         }
     }
@@ -174,7 +174,7 @@ extension Tensor {
 extension Tensor {
     /// Applies a float-only unary function; integer inputs are converted to float32 first.
     @inline(__always)
-    func floatUnary(_ name: String, simd: ((SIMD8<Float>) -> SIMD8<Float>)?, f32: (Float) -> Float, f64: (Double) -> Double) -> Tensor {
+    func floatUnary<K: SIMDKernel>(_ name: String, simd: K?, f32: (Float) -> Float, f64: (Double) -> Double) -> Tensor {
         let x = dtype.isFloatingPoint ? self : to(.float32)
         switch x.dtype {
         case .float32:
@@ -192,8 +192,8 @@ extension Tensor {
     public func neg() -> Tensor {
         let out = Tensor(uninitialized: shape, dtype: dtype == .bool ? .int64 : dtype)
         switch dtype {
-        case .float32: Map.unary(self, out, Float.self, Float.self) { -$0 }
-        case .float64: Map.unary(self, out, Double.self, Double.self) { -$0 }
+        case .float32: Map.unary(self, out, NegK<Float>())
+        case .float64: Map.unary(self, out, NegK<Double>())
         case .int64: Map.unary(self, out, Int64.self, Int64.self) { 0 &- $0 }
         case .bool: shapeError("negation of a bool tensor is not supported; use logicalNot()")
         }
@@ -201,19 +201,19 @@ extension Tensor {
     }
 
     public func exp() -> Tensor {
-        let out = floatUnary("exp", simd: VectorMath.exp, f32: { Foundation_expf($0) }, f64: { Foundation_exp($0) })
+        let out = floatUnary("exp", simd: ExpV(), f32: { Foundation_expf($0) }, f64: { Foundation_exp($0) })
         let saved = out.detach()
         return out.recorded("ExpBackward0", [self]) { g in [g * saved] }
     }
 
     public func log() -> Tensor {
-        let out = floatUnary("log", simd: VectorMath.log, f32: { Foundation_logf($0) }, f64: { Foundation_log($0) })
+        let out = floatUnary("log", simd: LogV(), f32: { Foundation_logf($0) }, f64: { Foundation_log($0) })
         let x = self
         return out.recorded("LogBackward0", [self]) { g in [g / x] }
     }
 
     public func sqrt() -> Tensor {
-        let out = floatUnary("sqrt", simd: { $0.squareRoot() }, f32: { $0.squareRoot() }, f64: { $0.squareRoot() })
+        let out = floatUnary("sqrt", simd: SqrtV(), f32: { $0.squareRoot() }, f64: { $0.squareRoot() })
         let saved = out.detach()
         return out.recorded("SqrtBackward0", [self]) { g in [g / (2 * saved)] }
     }
@@ -221,8 +221,8 @@ extension Tensor {
     public func abs() -> Tensor {
         let out = Tensor(uninitialized: shape, dtype: dtype)
         switch dtype {
-        case .float32: Map.unary(self, out, Float.self, Float.self) { Swift.abs($0) }
-        case .float64: Map.unary(self, out, Double.self, Double.self) { Swift.abs($0) }
+        case .float32: Map.unary(self, out, AbsK<Float>())
+        case .float64: Map.unary(self, out, AbsK<Double>())
         case .int64: Map.unary(self, out, Int64.self, Int64.self) { $0 < 0 ? 0 &- $0 : $0 }
         case .bool: Map.unary(self, out, Bool.self, Bool.self) { $0 }
         }
@@ -234,8 +234,8 @@ extension Tensor {
     public func sign() -> Tensor {
         let out = Tensor(uninitialized: shape, dtype: dtype)
         switch dtype {
-        case .float32: Map.unary(self, out, Float.self, Float.self) { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }
-        case .float64: Map.unary(self, out, Double.self, Double.self) { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }
+        case .float32: Map.unary(self, out, SignK<Float>())
+        case .float64: Map.unary(self, out, SignK<Double>())
         case .int64: Map.unary(self, out, Int64.self, Int64.self) { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }
         case .bool: Map.unary(self, out, Bool.self, Bool.self) { $0 }
         }
@@ -245,9 +245,9 @@ extension Tensor {
     public func relu() -> Tensor {
         let out = Tensor(uninitialized: shape, dtype: dtype)
         switch dtype {
-        case .float32: Map.unary(self, out, Float.self, Float.self) { $0 > 0 ? $0 : 0 }
-        case .float64: Map.unary(self, out, Double.self, Double.self) { $0 > 0 ? $0 : 0 }
-        case .int64: Map.unary(self, out, Int64.self, Int64.self) { $0 > 0 ? $0 : 0 }
+        case .float32: Map.unary(self, out, ReluK<Float>())
+        case .float64: Map.unary(self, out, ReluK<Double>())
+        case .int64: Map.unary(self, out, ReluK<Int64>())
         case .bool: shapeError("relu of a bool tensor")
         }
         let saved = out.detach()
@@ -257,38 +257,38 @@ extension Tensor {
     /// g * (y > 0), fused.
     static func reluBackward(_ g: Tensor, output y: Tensor) -> Tensor {
         if g.dtype == .float32 && y.dtype == .float32 && g.shape == y.shape {
-            return Map.simd2(g, y) { gv, yv in gv.replacing(with: 0, where: yv .<= 0) }
+            return Map.simd2(g, y, ReluBackwardV())
         }
         return g * (y .> 0).to(g.dtype)
     }
 
     public func sigmoid() -> Tensor {
-        let out = floatUnary("sigmoid", simd: VectorMath.sigmoid, f32: { 1 / (1 + Foundation_expf(-$0)) }, f64: { 1 / (1 + Foundation_exp(-$0)) })
+        let out = floatUnary("sigmoid", simd: SigmoidV(), f32: { 1 / (1 + Foundation_expf(-$0)) }, f64: { 1 / (1 + Foundation_exp(-$0)) })
         let saved = out.detach()
         return out.recorded("SigmoidBackward0", [self]) { g in
-            if g.dtype == .float32 && g.shape == saved.shape { return [Map.simd2(g, saved) { gv, y in gv * y * (1 - y) }] }
+            if g.dtype == .float32 && g.shape == saved.shape { return [Map.simd2(g, saved, SigmoidBackwardV())] }
             return [g * saved * (1 - saved)]
         }
     }
 
     public func tanh() -> Tensor {
-        let out = floatUnary("tanh", simd: VectorMath.tanh, f32: { Foundation_tanhf($0) }, f64: { Foundation_tanh($0) })
+        let out = floatUnary("tanh", simd: TanhV(), f32: { Foundation_tanhf($0) }, f64: { Foundation_tanh($0) })
         let saved = out.detach()
         return out.recorded("TanhBackward0", [self]) { g in
-            if g.dtype == .float32 && g.shape == saved.shape { return [Map.simd2(g, saved) { gv, y in gv * (1 - y * y) }] }
+            if g.dtype == .float32 && g.shape == saved.shape { return [Map.simd2(g, saved, TanhBackwardV())] }
             return [g * (1 - saved * saved)]
         }
     }
 
     /// GELU with the exact erf form (PyTorch's default `approximate='none'`).
     public func gelu() -> Tensor {
-        let out = floatUnary("gelu", simd: VectorMath.gelu,
+        let out = floatUnary("gelu", simd: GeluV(),
                              f32: { 0.5 * $0 * (1 + Foundation_erff($0 * 0.70710678118654752)) },
                              f64: { 0.5 * $0 * (1 + Foundation_erf($0 * 0.70710678118654752)) })
         let x = self
         return out.recorded("GeluBackward0", [self]) { g in
             if g.dtype == .float32 && x.dtype == .float32 && g.shape == x.shape {
-                return [Map.simd2(g, x) { gv, xv in gv * VectorMath.geluGrad(xv) }]
+                return [Map.simd2(g, x, GeluBackwardV())]
             }
             let xf = x.to(g.dtype)
             let cdf = 0.5 * (1 + (xf * 0.70710678118654752).erf())
@@ -299,7 +299,7 @@ extension Tensor {
 
     /// The error function, elementwise.
     public func erf() -> Tensor {
-        let out = floatUnary("erf", simd: VectorMath.erf, f32: { Foundation_erff($0) }, f64: { Foundation_erf($0) })
+        let out = floatUnary("erf", simd: ErfV(), f32: { Foundation_erff($0) }, f64: { Foundation_erf($0) })
         let x = self
         return out.recorded("ErfBackward0", [self]) { g in
             [g * (-(x.to(g.dtype) * x.to(g.dtype))).exp() * 1.1283791670955126]
@@ -311,14 +311,11 @@ extension Tensor {
         let out = Tensor(uninitialized: shape, dtype: dtype)
         switch dtype {
         case .float32:
-            let l = Float(lo ?? -.infinity), h = Float(hi ?? .infinity)
-            Map.unary(self, out, Float.self, Float.self) { Swift.min(Swift.max($0, l), h) }
+            Map.unary(self, out, ClampK<Float>(lo: Float(lo ?? -.infinity), hi: Float(hi ?? .infinity)))
         case .float64:
-            let l = lo ?? -.infinity, h = hi ?? .infinity
-            Map.unary(self, out, Double.self, Double.self) { Swift.min(Swift.max($0, l), h) }
+            Map.unary(self, out, ClampK<Double>(lo: lo ?? -.infinity, hi: hi ?? .infinity))
         case .int64:
-            let l = lo.map { Int64($0) } ?? .min, h = hi.map { Int64($0) } ?? .max
-            Map.unary(self, out, Int64.self, Int64.self) { Swift.min(Swift.max($0, l), h) }
+            Map.unary(self, out, ClampK<Int64>(lo: lo.map { Int64($0) } ?? .min, hi: hi.map { Int64($0) } ?? .max))
         case .bool: shapeError("clamp of a bool tensor")
         }
         let x = self
@@ -347,7 +344,7 @@ extension Tensor {
         let out = Tensor(uninitialized: shape, dtype: x.dtype)
         if x.dtype == .float32 {
             let ef = Float(exponent)
-            if exponent == 2 { Map.unary(x, out, Float.self, Float.self) { $0 * $0 } }
+            if exponent == 2 { Map.unary(x, out, SquareK<Float>()) }
             else if exponent == 3 { Map.unary(x, out, Float.self, Float.self) { $0 * $0 * $0 } }
             else if exponent == 0.5 { Map.unary(x, out, Float.self, Float.self) { $0.squareRoot() } }
             else { Map.unary(x, out, Float.self, Float.self) { Foundation_powf($0, ef) } }
@@ -392,12 +389,12 @@ extension Tensor {
         let out = Tensor(uninitialized: broadcastShapes(a.shape, b.shape), dtype: .bool)
         @inline(__always) func run<T: Comparable>(_: T.Type) {
             switch op {
-            case .eq: Map.binary(ca, cb, out, T.self, Bool.self) { $0 == $1 }
-            case .ne: Map.binary(ca, cb, out, T.self, Bool.self) { $0 != $1 }
-            case .lt: Map.binary(ca, cb, out, T.self, Bool.self) { $0 < $1 }
-            case .le: Map.binary(ca, cb, out, T.self, Bool.self) { $0 <= $1 }
-            case .gt: Map.binary(ca, cb, out, T.self, Bool.self) { $0 > $1 }
-            case .ge: Map.binary(ca, cb, out, T.self, Bool.self) { $0 >= $1 }
+            case .eq: Map.binary(ca, cb, out, EqK<T>())
+            case .ne: Map.binary(ca, cb, out, NeK<T>())
+            case .lt: Map.binary(ca, cb, out, LtK<T>())
+            case .le: Map.binary(ca, cb, out, LeK<T>())
+            case .gt: Map.binary(ca, cb, out, GtK<T>())
+            case .ge: Map.binary(ca, cb, out, GeK<T>())
             }
         }
         switch dt {
@@ -440,21 +437,21 @@ extension Tensor {
     /// Elementwise logical and of two bool tensors.
     public func logicalAnd(_ other: Tensor) -> Tensor {
         let out = Tensor(uninitialized: Tensor.broadcastShapes(shape, other.shape), dtype: .bool)
-        Map.binary(to(.bool), other.to(.bool), out, Bool.self, Bool.self) { $0 && $1 }
+        Map.binary(to(.bool), other.to(.bool), out, AndK())
         return out
     }
 
     /// Elementwise logical or of two bool tensors.
     public func logicalOr(_ other: Tensor) -> Tensor {
         let out = Tensor(uninitialized: Tensor.broadcastShapes(shape, other.shape), dtype: .bool)
-        Map.binary(to(.bool), other.to(.bool), out, Bool.self, Bool.self) { $0 || $1 }
+        Map.binary(to(.bool), other.to(.bool), out, OrK())
         return out
     }
 
     /// Elementwise logical not.
     public func logicalNot() -> Tensor {
         let out = Tensor(uninitialized: shape, dtype: .bool)
-        Map.unary(to(.bool), out, Bool.self, Bool.self) { !$0 }
+        Map.unary(to(.bool), out, NotK())
         return out
     }
 
@@ -465,10 +462,10 @@ extension Tensor {
         let shape = broadcastShapes(broadcastShapes(cond.shape, a.shape), b.shape)
         let out = Tensor(uninitialized: shape, dtype: dt)
         switch dt {
-        case .float32: Map.ternary(cond, ca, cb, out, Bool.self, Float.self, Float.self) { $0 ? $1 : $2 }
-        case .float64: Map.ternary(cond, ca, cb, out, Bool.self, Double.self, Double.self) { $0 ? $1 : $2 }
-        case .int64: Map.ternary(cond, ca, cb, out, Bool.self, Int64.self, Int64.self) { $0 ? $1 : $2 }
-        case .bool: Map.ternary(cond, ca, cb, out, Bool.self, Bool.self, Bool.self) { $0 ? $1 : $2 }
+        case .float32: Map.select(cond, ca, cb, out, Float.self)
+        case .float64: Map.select(cond, ca, cb, out, Double.self)
+        case .int64: Map.select(cond, ca, cb, out, Int64.self)
+        case .bool: Map.select(cond, ca, cb, out, Bool.self)
         }
         let needA = ca.requiresGradFlag, needB = cb.requiresGradFlag
         return out.recorded("WhereBackward0", [ca, cb]) { g in

@@ -239,9 +239,8 @@ enum SoftmaxKernel {
         var m = -Float.infinity
         for i in 0..<n where src[i] > m || src[i].isNaN { m = src[i] }
         if m == -.infinity { m = 0 }
-        let mv = SIMD8<Float>(repeating: m)
         // dst = exp(src - m), summed.
-        VectorMath.map(src, dst, n) { VectorMath.exp($0 - mv) }
+        VectorMath.map(src, dst, n, ShiftedExpV(shift: SIMD8<Float>(repeating: m)))
         var sum: Float = 0
         for i in 0..<n { sum += dst[i] }
         if log {

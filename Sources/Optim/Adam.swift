@@ -1,0 +1,97 @@
+import TensorCore
+
+/// `torch.optim.Adam` (L2 weight decay added to the gradient, optional AMSGrad) and, with
+/// `decoupled`, `AdamW` (weight decay applied to the parameter directly).
+public class Adam: OptimizerBase, Optimizer {
+    public let beta1, beta2, eps, weightDecay: Double
+    public let amsgrad: Bool
+    let decoupled: Bool
+
+    public convenience init(_ params: [Tensor], lr: Double = 1e-3, betas: (Double, Double) = (0.9, 0.999), eps: Double = 1e-8,
+                            weightDecay: Double = 0, amsgrad: Bool = false) {
+        self.init(groups: [ParamGroup(params: params, lr: lr)], lr: lr, betas: betas, eps: eps, weightDecay: weightDecay,
+                      amsgrad: amsgrad, decoupled: false)
+    }
+
+    public convenience init(groups: [ParamGroup], lr: Double = 1e-3, betas: (Double, Double) = (0.9, 0.999), eps: Double = 1e-8,
+                            weightDecay: Double = 0, amsgrad: Bool = false) {
+        self.init(groups: groups, lr: lr, betas: betas, eps: eps, weightDecay: weightDecay, amsgrad: amsgrad, decoupled: false)
+    }
+
+    init(groups: [ParamGroup], lr: Double, betas: (Double, Double), eps: Double, weightDecay: Double, amsgrad: Bool, decoupled: Bool) {
+        if !(0..<1).contains(betas.0) || !(0..<1).contains(betas.1) {
+            shapeError(OptimError.invalidHyperparameter("betas must be in [0, 1), got (\(betas.0), \(betas.1))").description)
+        }
+        if eps < 0 { shapeError(OptimError.invalidHyperparameter("eps must be >= 0, got \(eps)").description) }
+        if weightDecay < 0 { shapeError(OptimError.invalidHyperparameter("weight_decay must be >= 0, got \(weightDecay)").description) }
+        beta1 = betas.0; beta2 = betas.1; self.eps = eps; self.weightDecay = weightDecay; self.amsgrad = amsgrad
+        self.decoupled = decoupled
+        super.init(groups: groups, defaultLR: lr)
+    }
+
+    public func step() {
+        forEachParameter { group, i, p, grad in
+            let lr = group.lr
+            let b1 = option(group, "betas0", beta1), b2 = option(group, "betas1", beta2)
+            let e = option(group, "eps", eps), wd = option(group, "weight_decay", weightDecay)
+            steps[i] += 1
+            let t = Double(steps[i])
+            let m = buffer("exp_avg", i, like: p), v = buffer("exp_avg_sq", i, like: p)
+            let vmax = amsgrad ? buffer("max_exp_avg_sq", i, like: p) : nil
+            let bc1 = 1 - Foundation_pow(b1, t), bc2 = 1 - Foundation_pow(b2, t)
+            let stepSize = lr / bc1, bc2Sqrt = bc2.squareRoot()
+            if p.dtype == .float32 {
+                let pp = OptimPointer(p: p.pointer(Float.self)), gp = OptimPointer(p: grad.pointer(Float.self))
+                let mp = OptimPointer(p: m.pointer(Float.self)), vp = OptimPointer(p: v.pointer(Float.self))
+                let xp = vmax.map { OptimPointer(p: $0.pointer(Float.self)) }
+                let b1f = Float(b1), b2f = Float(b2), ef = Float(e), wdf = Float(wd), lrf = Float(lr)
+                let ss = Float(stepSize), inv = Float(1 / bc2Sqrt), dec = decoupled
+                Threading.parallelFor(p.numel, grain: 65_536) { r in
+                    for j in r {
+                        var g = gp.p[j]
+                        if wdf != 0 { if dec { pp.p[j] *= 1 - lrf * wdf } else { g += wdf * pp.p[j] } }
+                        let mj = b1f * mp.p[j] + (1 - b1f) * g
+                        let vj = b2f * vp.p[j] + (1 - b2f) * g * g
+                        mp.p[j] = mj; vp.p[j] = vj
+                        var vv = vj
+                        if let xp { vv = Swift.max(xp.p[j], vj); xp.p[j] = vv }
+                        pp.p[j] -= ss * mj / (vv.squareRoot() * inv + ef)
+                    }
+                }
+            } else {
+                noGrad {
+                    var g = grad
+                    if wd != 0 {
+                        if decoupled { p.copy(from: p * (1 - lr * wd)) } else { g = g + p * wd }
+                    }
+                    m.copy(from: m * b1 + g * (1 - b1))
+                    v.copy(from: v * b2 + g * g * (1 - b2))
+                    var vv = v
+                    if let vmax { vmax.copy(from: Tensor.maximum(vmax, v)); vv = vmax }
+                    p.copy(from: p - m / (vv.sqrt() / bc2Sqrt + e) * stepSize)
+                }
+            }
+        }
+    }
+}
+
+/// `torch.optim.AdamW`: Adam with decoupled weight decay (default 0.01).
+public final class AdamW: Adam {
+    public convenience init(_ params: [Tensor], lr: Double = 1e-3, betas: (Double, Double) = (0.9, 0.999), eps: Double = 1e-8,
+                            weightDecay: Double = 1e-2, amsgrad: Bool = false) {
+        self.init(groups: [ParamGroup(params: params, lr: lr)], lr: lr, betas: betas, eps: eps, weightDecay: weightDecay,
+                      amsgrad: amsgrad, decoupled: true)
+    }
+
+    public convenience init(groups: [ParamGroup], lr: Double = 1e-3, betas: (Double, Double) = (0.9, 0.999), eps: Double = 1e-8,
+                            weightDecay: Double = 1e-2, amsgrad: Bool = false) {
+        self.init(groups: groups, lr: lr, betas: betas, eps: eps, weightDecay: weightDecay, amsgrad: amsgrad, decoupled: true)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+@inline(__always) func Foundation_pow(_ x: Double, _ y: Double) -> Double { pow(x, y) }
