@@ -57,7 +57,7 @@ let package = Package(
 
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore"]),
-        .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorCore"]),
+        .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DataTests", dependencies: ["Data", "TensorCore"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Optim", "Data", "TensorCore"]),
         .testTarget(name: "SSHTests", dependencies: ["SSH", "FerryTestSupport"]),

@@ -26,6 +26,10 @@ public enum DNNL {
     static let library: Result<Library, TensorError> = load()
 
     private static func load() -> Result<Library, TensorError> {
+        // libgomp reads its wait policy once, when it loads (oneDNN pulls it in). Its default spins
+        // ~300k iterations at every barrier, which on a shared or oversubscribed machine burns the
+        // core a descheduled teammate needs; a short spin keeps back-to-back regions fast without that.
+        if getenv("GOMP_SPINCOUNT") == nil && getenv("OMP_WAIT_POLICY") == nil { setenv("GOMP_SPINCOUNT", "20000", 0) }
         var tried: [String] = []
         for name in candidateNames {
             guard let handle = dlopen(name, RTLD_NOW | RTLD_GLOBAL) else {

@@ -217,6 +217,9 @@ enum FusedCrossEntropy {
         }
         let count = valid
         return out.recorded("CrossEntropyBackward0", [input]) { g in
+            // The raw pointers below point into these; the closure must keep them alive.
+            let (x, lse, t) = (x, lse, t)
+            defer { withExtendedLifetime((x, lse, t)) {} }
             let grad = Tensor(uninitialized: [n, c], dtype: .float32)
             let gp = SendablePointer(grad.pointer(Float.self))
             let gvals = g.to(.float32).contiguous()

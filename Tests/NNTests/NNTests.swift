@@ -1,1 +1,0 @@
-// NN tests arrive with the NN module's issue.

@@ -1,1 +1,0 @@
-// Optim tests arrive with the Optim module's issue.
