@@ -4,6 +4,15 @@ import PackageDescription
 // The house (see README and ../shared/ARCHITECTURE.md): arrows point down only.
 //   ferry -> Training, Tunnels -> Jobs -> SSH -> CLibSSH
 //   Training -> Data -> NN/Optim -> TensorCore -> CDNNL
+// The engine's kernels are compiled for AVX2 + FMA (x86-64-v3: every x86 server CPU since 2013),
+// which doubles the width of every SIMD loop. `ferry` checks the CPU before engine code runs and
+// says so on an older one; the runner side (agent, jobs, tunnels) is compiled for baseline x86-64.
+#if arch(x86_64)
+let engineFlags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+#else
+let engineFlags: [SwiftSetting] = []
+#endif
+
 let package = Package(
     name: "ferry",
     platforms: [.macOS(.v15)],
@@ -33,11 +42,11 @@ let package = Package(
         .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
         // Engine
-        .target(name: "TensorCore", dependencies: ["CDNNL"]),
-        .target(name: "NN", dependencies: ["TensorCore"]),
-        .target(name: "Optim", dependencies: ["TensorCore", "NN"]),
-        .target(name: "Data", dependencies: ["TensorCore", "CZlib"]),
-        .target(name: "Training", dependencies: ["TensorCore", "NN", "Optim", "Data"]),
+        .target(name: "TensorCore", dependencies: ["CDNNL"], swiftSettings: engineFlags),
+        .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: engineFlags),
+        .target(name: "Optim", dependencies: ["TensorCore", "NN"], swiftSettings: engineFlags),
+        .target(name: "Data", dependencies: ["TensorCore", "CZlib"], swiftSettings: engineFlags),
+        .target(name: "Training", dependencies: ["TensorCore", "NN", "Optim", "Data"], swiftSettings: engineFlags),
 
         // Runner
         .target(name: "SSH", dependencies: ["CLibSSH", .product(name: "Crypto", package: "swift-crypto")]),
@@ -50,7 +59,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "Benchmarks", dependencies: ["TensorCore", "NN", "Optim", "Data", "SSH", "Jobs"],
-                          path: "Benchmarks"),
+                          path: "Benchmarks", swiftSettings: engineFlags),
 
         // Shared by the test targets: the repository's paths and the throwaway test sshd.
         .target(name: "FerryTestSupport", path: "Tests/FerryTestSupport"),

@@ -62,7 +62,7 @@ public class Adam: OptimizerBase, Optimizer {
                             let vj = vb2 * UnsafeRawPointer(vp.p + j).loadUnaligned(as: V.self) + c2 * g * g
                             UnsafeMutableRawPointer(mp.p + j).storeBytes(of: mj, as: V.self)
                             UnsafeMutableRawPointer(vp.p + j).storeBytes(of: vj, as: V.self)
-                            pv = pv - vss * mj / (vj.squareRoot() * vinv + veps)
+                            pv = pv - vss * mj / (VectorMath.sqrt(vj) * vinv + veps)
                             praw.storeBytes(of: pv, as: V.self)
                             j += 8
                         }

@@ -78,7 +78,7 @@ struct TanhV: SIMDKernel { @inline(__always) func callAsFunction(_ x: SIMD8<Floa
 struct SigmoidV: SIMDKernel { @inline(__always) func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> { VectorMath.sigmoid(x) } }
 struct GeluV: SIMDKernel { @inline(__always) func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> { VectorMath.gelu(x) } }
 struct ErfV: SIMDKernel { @inline(__always) func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> { VectorMath.erf(x) } }
-struct SqrtV: SIMDKernel { @inline(__always) func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> { x.squareRoot() } }
+struct SqrtV: SIMDKernel { @inline(__always) func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> { VectorMath.sqrt(x) } }
 /// exp(x − shift), for softmax rows.
 struct ShiftedExpV: SIMDKernel {
     let shift: SIMD8<Float>

@@ -1,8 +1,23 @@
 /// Vectorised float32 transcendental functions (Cephes-style range reduction + polynomials),
 /// eight lanes at a time: libm's scalar `expf` is several times slower than numpy's SIMD loops.
 /// Accuracy: within a few float32 ulps over the normal range.
-enum VectorMath {
+public enum VectorMath {
     typealias V = SIMD8<Float>
+
+    /// √x in eight lanes: an inverse-square-root estimate refined by three Newton steps (≤ 2 ulp).
+    /// The standard library's SIMD `squareRoot()` goes lane by lane through libm's `sqrtf`.
+    @inline(__always)
+    public static func sqrt(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        var y = unsafeBitCast(0x5f37_59df &- (unsafeBitCast(x, to: SIMD8<Int32>.self) &>> 1), to: V.self)
+        let h = x * 0.5
+        y = y * (1.5 - h * y * y)
+        y = y * (1.5 - h * y * y)
+        y = y * (1.5 - h * y * y)
+        var r = x * y
+        r.replace(with: x, where: x .== .infinity)
+        r.replace(with: .nan, where: x .< 0)
+        return r
+    }
 
     @inline(__always)
     static func abs(_ x: V) -> V { unsafeBitCast(unsafeBitCast(x, to: SIMD8<UInt32>.self) & 0x7fff_ffff, to: V.self) }

@@ -48,7 +48,14 @@ struct DoctorCommand: ParsableCommand {
         var checks: [Check] = []
         checks.append(Check(name: "libssh", status: .ok, detail: SSHSession.libraryVersion, fix: nil, required: true))
         checks.append(Check(name: "libcurl", status: .ok, detail: HTTPClient.libraryVersion, fix: nil, required: true))
-        do {
+        let missingCPU = EngineGuard.missingFeatures
+        checks.append(missingCPU.isEmpty
+            ? Check(name: "CPU", status: .ok, detail: "AVX2 and FMA present (the engine's kernels need them)", fix: nil, required: true)
+            : Check(name: "CPU", status: .problem, detail: "lacks \(missingCPU.joined(separator: ", "))",
+                    fix: "train on a newer CPU (x86-64-v3); the runner side works here", required: true))
+        if !missingCPU.isEmpty {
+            checks.append(Check(name: "oneDNN", status: .info, detail: "not checked (the CPU cannot run the engine)", fix: nil, required: false))
+        } else { do {
             let version = try DNNL.versionString()
             let isa = try DNNL.effectiveISA()
             checks.append(Check(name: "oneDNN", status: .ok,
@@ -57,7 +64,7 @@ struct DoctorCommand: ParsableCommand {
         } catch {
             checks.append(Check(name: "oneDNN", status: .problem, detail: "\(error)",
                                 fix: "apt-get install libdnnl2 (needed to train; the runner side works without it)", required: true))
-        }
+        } }
         let missing = FashionMNISTFiles.missingFiles()
         checks.append(missing.isEmpty
             ? Check(name: "Fashion-MNIST", status: .ok, detail: FashionMNISTFiles.defaultRoot, fix: nil, required: false)
