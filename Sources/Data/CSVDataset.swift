@@ -26,22 +26,27 @@ public struct CSVDataset: Dataset {
     /// Reads `url`. `hasHeader: nil` treats the first row as a header when one of its feature fields
     /// is not a number (a label given by name implies a header).
     public init(url: URL, label: CSVColumn, hasHeader: Bool? = nil, delimiter: Character = ",") throws {
-        let bytes = try readWholeFile(url)
-        try self.init(text: String(decoding: bytes, as: UTF8.self), name: url.path, label: label, hasHeader: hasHeader, delimiter: delimiter)
+        try self.init(bytes: [UInt8](readWholeFile(url)), name: url.path, label: label, hasHeader: hasHeader, delimiter: delimiter)
     }
 
     /// Parses CSV `text`; `name` labels errors.
     public init(text: String, name: String = "<csv>", label: CSVColumn, hasHeader: Bool? = nil, delimiter: Character = ",") throws {
+        try self.init(bytes: Array(text.utf8), name: name, label: label, hasHeader: hasHeader, delimiter: delimiter)
+    }
+
+    init(bytes: [UInt8], name: String, label: CSVColumn, hasHeader: Bool?, delimiter: Character) throws {
         guard let delimiterByte = delimiter.asciiValue, delimiter != "\"", delimiter != "\n", delimiter != "\r" else {
             throw DataError.invalidArgument("CSVDataset: the delimiter must be one ASCII character other than a quote or newline, got \(delimiter.debugDescription)")
         }
+        // Lines are split on bytes: in a Swift String "\r\n" is one Character, and bytes are faster anyway.
         var rows: [(line: Int, fields: [String])] = []
         var lineNumber = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        let body = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? bytes.dropFirst(3) : bytes[...]     // a UTF-8 BOM (spreadsheets write one)
+        for rawLine in body.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
             lineNumber += 1
-            var line = Substring(rawLine)
-            if line.hasSuffix("\r") { line = line.dropLast() }
-            if line.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
+            var line = rawLine
+            if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
+            if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }) { continue }
             rows.append((lineNumber, try CSVDataset.split(line, delimiter: delimiterByte, name: name, line: lineNumber)))
         }
         guard let first = rows.first else {
@@ -130,13 +135,12 @@ public struct CSVDataset: Dataset {
     public func fillBatch(indices: [Int], into batch: inout Batch) { data.fillBatch(indices: indices, into: &batch) }
 
     /// Splits one line into fields: `"…"` quotes a field (`""` is a quote inside it); spaces around fields are dropped.
-    static func split(_ line: Substring, delimiter: UInt8, name: String, line number: Int) throws -> [String] {
+    static func split(_ bytes: ArraySlice<UInt8>, delimiter: UInt8, name: String, line number: Int) throws -> [String] {
         var fields: [String] = []
         var current: [UInt8] = []
         var inQuotes = false
         var wasQuoted = false
-        let bytes = Array(line.utf8)
-        var i = 0
+        var i = bytes.startIndex
         func flush() {
             var field = String(decoding: current, as: UTF8.self)
             if !wasQuoted { field = field.trimmingCharacters(in: .whitespaces) }
@@ -144,11 +148,11 @@ public struct CSVDataset: Dataset {
             current.removeAll(keepingCapacity: true)
             wasQuoted = false
         }
-        while i < bytes.count {
+        while i < bytes.endIndex {
             let b = bytes[i]
             if inQuotes {
                 if b == UInt8(ascii: "\"") {
-                    if i + 1 < bytes.count && bytes[i + 1] == UInt8(ascii: "\"") { current.append(b); i += 1 } else { inQuotes = false }
+                    if i + 1 < bytes.endIndex && bytes[i + 1] == UInt8(ascii: "\"") { current.append(b); i += 1 } else { inQuotes = false }
                 } else {
                     current.append(b)
                 }
