@@ -34,21 +34,36 @@ public enum Gzip {
 
 /// The zlib calls shared by gzip and zip: one loop each for inflate and deflate, and CRC32.
 enum Zlib {
-    /// Inflates all of `input`. `windowBits` picks the wrapper: 15+32 gzip/zlib auto-detect, -15 raw deflate.
-    /// With `exactSize` the output must be exactly that long (zip entries know their size).
+    /// Inflates all of `input` into one buffer. `windowBits` picks the wrapper: 15+32 gzip/zlib
+    /// auto-detect, -15 raw deflate. With `exactSize` the output must be exactly that long (zip entries know their size).
     static func inflate(_ input: UnsafeRawBufferPointer, windowBits: Int32, sizeHint: Int, exactSize: Int? = nil,
                         multipleMembers: Bool = false, name: String) throws -> Data {
+        var output = Data()
+        output.reserveCapacity(exactSize ?? sizeHint)
+        try inflateChunks(input, windowBits: windowBits, limit: exactSize, multipleMembers: multipleMembers, name: name) { chunk in
+            output.append(contentsOf: chunk)
+        }
+        if let exactSize, output.count != exactSize {
+            throw DataError.corruptCompressedData(path: name, reason: "inflates to \(output.count) bytes, its header announces \(exactSize)")
+        }
+        return output
+    }
+
+    /// Inflates all of `input`, handing the output to `sink` a chunk at a time (so a reader can convert
+    /// it while it is in cache instead of keeping the whole inflated file). More than `limit` bytes is an error.
+    static func inflateChunks(_ input: UnsafeRawBufferPointer, windowBits: Int32, limit: Int? = nil, multipleMembers: Bool = false,
+                              name: String, chunkSize: Int = 1 << 20, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         func corrupt(_ reason: String) -> DataError { .corruptCompressedData(path: name, reason: reason) }
-        guard input.count > 0 else { throw corrupt("empty input") }
+        guard let base = input.baseAddress?.assumingMemoryBound(to: Bytef.self), input.count > 0 else { throw corrupt("empty input") }
         var stream = z_stream()
         guard ferry_inflateInit2(&stream, windowBits) == Z_OK else { throw corrupt("zlib could not start inflating") }
         defer { inflateEnd(&stream) }
 
-        // With a known size, one spare byte tells "too long" apart from "exactly right".
-        var output = Data(count: exactSize.map { $0 + 1 } ?? max(sizeHint, 64))
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 64)
+        defer { scratch.deallocate() }
+        let out = scratch.baseAddress!.assumingMemoryBound(to: Bytef.self)   // allocate never returns an empty buffer here
         var produced = 0
         var consumed = 0            // bytes of `input` handed to zlib so far
-        let base = input.baseAddress!.assumingMemoryBound(to: Bytef.self)
         while true {
             if stream.avail_in == 0 && consumed < input.count {
                 let chunk = min(input.count - consumed, Int(UInt32.max))
@@ -56,19 +71,14 @@ enum Zlib {
                 stream.avail_in = uInt(chunk)
                 consumed += chunk
             }
-            if produced == output.count {
-                if let exactSize {
-                    throw corrupt("inflates to more than the \(exactSize) bytes its header announces")
-                }
-                output.count = max(output.count * 2, 64)
-            }
-            let status: Int32 = output.withUnsafeMutableBytes { out in
-                let room = min(out.count - produced, Int(UInt32.max))
-                stream.next_out = out.baseAddress!.assumingMemoryBound(to: Bytef.self) + produced
-                stream.avail_out = uInt(room)
-                let status = CZlib.inflate(&stream, Z_NO_FLUSH)
-                produced += room - Int(stream.avail_out)
-                return status
+            stream.next_out = out
+            stream.avail_out = uInt(chunkSize)
+            let status = CZlib.inflate(&stream, Z_NO_FLUSH)
+            let wrote = chunkSize - Int(stream.avail_out)
+            if wrote > 0 {
+                produced += wrote
+                if let limit, produced > limit { throw corrupt("inflates to more than the \(limit) bytes its header announces") }
+                try sink(UnsafeRawBufferPointer(start: scratch.baseAddress, count: wrote))
             }
             let remaining = Int(stream.avail_in) + (input.count - consumed)
             switch status {
@@ -83,16 +93,11 @@ enum Zlib {
                         continue
                     }
                 }
-                if let exactSize, produced != exactSize {
-                    throw corrupt("inflates to \(produced) bytes, its header announces \(exactSize)")
-                }
-                output.count = produced
-                return output
+                return
+            case Z_BUF_ERROR where remaining == 0 && wrote == 0:
+                throw corrupt("the compressed stream ends early after \(input.count) bytes (truncated file)")
             case Z_BUF_ERROR:
-                if remaining == 0 {
-                    throw corrupt("the compressed stream ends early after \(input.count) bytes (truncated file)")
-                }
-                continue      // output was full; the loop grows it
+                continue
             default:
                 let message = stream.msg.map { String(cString: $0) } ?? "zlib status \(status)"
                 throw corrupt(message)

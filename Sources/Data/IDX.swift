@@ -56,19 +56,35 @@ public enum IDX {
 
     /// Checks the header of IDX bytes and returns the dimensions and where the payload starts.
     static func parse(_ data: Data, name: String, rank: Int?) throws -> (dimensions: [Int], payloadOffset: Int) {
-        let bytes = data.startIndex
+        try data.withUnsafeBytes { raw in
+            guard let header = try parseHeader(raw, name: name, rank: rank) else {
+                throw DataError.truncated(path: name, expectedBytes: headerSize(raw), actualBytes: raw.count)
+            }
+            try checkPayload(header, actual: raw.count - header.size, name: name)
+            return (header.dimensions, header.size)
+        }
+    }
+
+    struct Header {
+        var dimensions: [Int]
+        var size: Int           // bytes of header
+        var payload: Int        // bytes of payload the dimensions describe
+    }
+
+    /// The header's size as far as `bytes` tell (4 until the rank byte is there).
+    static func headerSize(_ bytes: UnsafeRawBufferPointer) -> Int {
+        bytes.count >= 4 ? 4 + 4 * Int(bytes[3]) : 4
+    }
+
+    /// Parses the header at the start of `bytes`: nil while more bytes are needed, an error when it is wrong.
+    static func parseHeader(_ bytes: UnsafeRawBufferPointer, name: String, rank: Int?) throws -> Header? {
+        guard bytes.count >= 4 else { return nil }
         let expectedMagic = rank.map { String(format: "0x%08x", 0x0800 + $0) } ?? "0x000008NN"
-        guard data.count >= 4 else {
-            throw DataError.truncated(path: name, expectedBytes: 4, actualBytes: data.count)
-        }
-        let magic = UInt32(data[bytes]) << 24 | UInt32(data[bytes + 1]) << 16 | UInt32(data[bytes + 2]) << 8 | UInt32(data[bytes + 3])
+        let magic = UInt32(bytes[0]) << 24 | UInt32(bytes[1]) << 16 | UInt32(bytes[2]) << 8 | UInt32(bytes[3])
         let found = String(format: "0x%08x", magic)
-        guard data[bytes] == 0, data[bytes + 1] == 0 else {
-            throw DataError.badMagic(path: name, expected: expectedMagic, found: found)
-        }
-        let dtype = data[bytes + 2]
-        let ndim = Int(data[bytes + 3])
-        guard [0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E].contains(dtype) else {
+        let dtype = bytes[2]
+        let ndim = Int(bytes[3])
+        guard bytes[0] == 0, bytes[1] == 0, [0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E].contains(dtype) else {
             throw DataError.badMagic(path: name, expected: expectedMagic, found: found)
         }
         guard dtype == 0x08 else {
@@ -77,15 +93,13 @@ public enum IDX {
         if let rank, ndim != rank {
             throw DataError.badMagic(path: name, expected: expectedMagic, found: found)
         }
-        let headerSize = 4 + 4 * ndim
-        guard data.count >= headerSize else {
-            throw DataError.truncated(path: name, expectedBytes: headerSize, actualBytes: data.count)
-        }
+        let size = 4 + 4 * ndim
+        guard bytes.count >= size else { return nil }
         var dims: [Int] = []
         var total = 1
         for i in 0..<ndim {
-            let p = bytes + 4 + 4 * i
-            let d = Int(data[p]) << 24 | Int(data[p + 1]) << 16 | Int(data[p + 2]) << 8 | Int(data[p + 3])
+            let p = 4 + 4 * i
+            let d = Int(bytes[p]) << 24 | Int(bytes[p + 1]) << 16 | Int(bytes[p + 2]) << 8 | Int(bytes[p + 3])
             dims.append(d)
             let (product, overflow) = total.multipliedReportingOverflow(by: d)
             guard !overflow, product <= Int(Int32.max) * 16 else {
@@ -93,14 +107,56 @@ public enum IDX {
             }
             total = product
         }
-        let payload = data.count - headerSize
-        if payload < total {
-            throw DataError.truncated(path: name, expectedBytes: headerSize + total, actualBytes: data.count)
+        return Header(dimensions: dims, size: size, payload: total)
+    }
+
+    /// Compares the payload that followed a header with what its dimensions describe.
+    static func checkPayload(_ header: Header, actual: Int, name: String) throws {
+        if actual < header.payload {
+            throw DataError.truncated(path: name, expectedBytes: header.size + header.payload, actualBytes: header.size + actual)
         }
-        if payload > total {
-            throw DataError.badDimensions(path: name, reason: "dimensions \(dims) describe \(total) bytes, but \(payload) follow the header")
+        if actual > header.payload {
+            throw DataError.badDimensions(path: name, reason: "dimensions \(header.dimensions) describe \(header.payload) bytes, but \(actual) follow the header")
         }
-        return (dims, headerSize)
+    }
+
+    /// Streams an IDX file through `visit`: its header once, then its payload in chunks (inflated
+    /// on the fly when gzip'd), so a large file is converted without holding its inflated bytes.
+    static func stream(_ url: URL, rank: Int?, header visitHeader: (Header) throws -> Void,
+                       payload visitPayload: (_ offset: Int, _ bytes: UnsafeRawBufferPointer) throws -> Void) throws {
+        let raw = try readWholeFile(url)
+        var header: Header?
+        var pending: [UInt8] = []       // header bytes gathered across chunks
+        var received = 0
+        func consume(_ chunk: UnsafeRawBufferPointer) throws {
+            var chunk = chunk
+            if header == nil {
+                let needed = pending.count < 4 ? 4 : 4 + 4 * Int(pending[3])
+                let take = min(needed - pending.count, chunk.count)
+                pending.append(contentsOf: chunk.prefix(take))
+                chunk = UnsafeRawBufferPointer(rebasing: chunk.dropFirst(take))
+                header = try pending.withUnsafeBytes { try parseHeader($0, name: url.path, rank: rank) }
+                if let h = header { try visitHeader(h) } else { if !chunk.isEmpty { try consume(chunk) }; return }
+            }
+            guard let h = header, !chunk.isEmpty else { return }
+            guard chunk.count <= h.payload - received else {
+                try checkPayload(h, actual: received + chunk.count, name: url.path)
+                return
+            }
+            try visitPayload(received, chunk)
+            received += chunk.count
+        }
+        try raw.withUnsafeBytes { bytes in
+            if Gzip.isGzip(raw) {
+                try Zlib.inflateChunks(bytes, windowBits: 15 + 32, multipleMembers: true, name: url.path, sink: consume)
+            } else {
+                try consume(bytes)
+            }
+        }
+        guard let h = header else {
+            throw DataError.truncated(path: url.path, expectedBytes: pending.count < 4 ? 4 : 4 + 4 * Int(pending[3]), actualBytes: pending.count)
+        }
+        try checkPayload(h, actual: received, name: url.path)
     }
 }
 

@@ -21,58 +21,57 @@ public struct IDXDataset: Dataset {
 }
 
 /// Loads an IDX image/label pair into floats, mapping each byte through one 256-entry table
-/// (scaling and normalisation in one lookup), straight from the inflated file.
+/// (scaling and normalisation in one lookup) as the image file inflates, chunk by chunk.
 func loadIDXPair(images: URL, labels: URL, normalize: Normalize?, numClasses: Int?, imageSize: (rows: Int, columns: Int)?,
                  transposed: Bool) throws -> TensorDataset {
     if let normalize, normalize.mean.count != 1 || normalize.std.count != 1 {
         throw DataError.invalidArgument("Normalize: these images have 1 channel; give one mean and one std (got \(normalize.mean.count) and \(normalize.std.count))")
     }
-    let labelData = try IDX.readFile(labels)
-    let (labelDims, labelOffset) = try IDX.parse(labelData, name: labels.path, rank: 1)
-    let imageData = try IDX.readFile(images)
-    let (imageDims, imageOffset) = try IDX.parse(imageData, name: images.path, rank: 3)
-    let (n, rows, columns) = (imageDims[0], imageDims[1], imageDims[2])
-    if let imageSize, rows != imageSize.rows || columns != imageSize.columns {
-        throw DataError.badDimensions(path: images.path, reason: "images are \(rows)×\(columns), expected \(imageSize.rows)×\(imageSize.columns)")
-    }
-    guard rows > 0, columns > 0 else {
-        throw DataError.badDimensions(path: images.path, reason: "images are \(rows)×\(columns)")
-    }
-    guard labelDims[0] == n else {
-        throw DataError.mismatchedFiles(path: images.path, otherPath: labels.path, reason: "\(n) images but \(labelDims[0]) labels")
-    }
-
-    var labelValues = [Int64](repeating: 0, count: n)
-    try labelData.withUnsafeBytes { raw in
-        for i in 0..<n {
-            let v = raw[labelOffset + i]
-            if let numClasses, Int(v) >= numClasses {
-                throw DataError.invalidContent(path: labels.path, reason: "label \(i) is \(v), expected 0..<\(numClasses) — the file is damaged or not a label file of this dataset")
-            }
-            labelValues[i] = Int64(v)
-        }
+    let labelBytes = try IDX.readLabels(labels)
+    if let numClasses, let i = labelBytes.firstIndex(where: { Int($0) >= numClasses }) {
+        throw DataError.invalidContent(path: labels.path, reason: "label \(i) is \(labelBytes[i]), expected 0..<\(numClasses) — the file is damaged or not a label file of this dataset")
     }
 
     let table = (normalize ?? Normalize(mean: 0, std: 1)).byteTable()
-    let plane = rows * columns
-    var features = [Float](repeating: 0, count: n * plane)
-    imageData.withUnsafeBytes { raw in
-        guard let src = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
-        let pixels = src + imageOffset
-        table.withUnsafeBufferPointer { lut in
-            features.withUnsafeMutableBufferPointer { dst in
-                guard let d = dst.baseAddress, let t = lut.baseAddress else { return }
-                if transposed {
-                    for img in 0..<n {
-                        let s = pixels + img * plane, o = d + img * plane
-                        // Stored column-major: element (r, c) of the upright image sits at c * rows + r.
-                        for r in 0..<rows { for c in 0..<columns { o[r * columns + c] = t[Int(s[c * rows + r])] } }
-                    }
-                } else {
-                    for i in 0..<(n * plane) { d[i] = t[Int(pixels[i])] }
-                }
+    var dims: [Int] = []
+    var features: [Float] = []
+    try IDX.stream(images, rank: 3, header: { header in
+        dims = header.dimensions
+        let (n, rows, columns) = (dims[0], dims[1], dims[2])
+        if let imageSize, rows != imageSize.rows || columns != imageSize.columns {
+            throw DataError.badDimensions(path: images.path, reason: "images are \(rows)×\(columns), expected \(imageSize.rows)×\(imageSize.columns)")
+        }
+        guard rows > 0, columns > 0 else {
+            throw DataError.badDimensions(path: images.path, reason: "images are \(rows)×\(columns)")
+        }
+        guard labelBytes.count == n else {
+            throw DataError.mismatchedFiles(path: images.path, otherPath: labels.path, reason: "\(n) images but \(labelBytes.count) labels")
+        }
+        // Every element is written below before anyone reads it (a short file throws), so skip zero-filling 188 MB.
+        features = [Float](unsafeUninitializedCapacity: header.payload) { _, initialized in initialized = header.payload }
+    }, payload: { offset, bytes in
+        features.withUnsafeMutableBufferPointer { dst in
+            table.withUnsafeBufferPointer { lut in
+                guard let d = dst.baseAddress, let t = lut.baseAddress,
+                      let s = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+                let o = d + offset
+                for i in 0..<bytes.count { o[i] = t[Int(s[i])] }
+            }
+        }
+    })
+    let (rows, columns) = (dims[1], dims[2])
+    if transposed {
+        // Stored column-major: element (r, c) of the upright image sits at c * rows + r.
+        let plane = rows * columns
+        var scratch = [Float](repeating: 0, count: plane)
+        features.withUnsafeMutableBufferPointer { all in
+            guard let base = all.baseAddress else { return }
+            for image in 0..<(all.count / max(plane, 1)) {
+                let p = base + image * plane
+                for r in 0..<rows { for c in 0..<columns { scratch[r * columns + c] = p[c * rows + r] } }
+                scratch.withUnsafeBufferPointer { if let s = $0.baseAddress { p.update(from: s, count: plane) } }
             }
         }
     }
-    return try TensorDataset(features: features, sampleShape: [1, rows, columns], labels: labelValues)
+    return try TensorDataset(features: features, sampleShape: [1, rows, columns], labels: labelBytes.map { Int64($0) })
 }

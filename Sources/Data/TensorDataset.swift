@@ -106,6 +106,6 @@ public struct TensorDataset: Dataset {
 
     /// All features as one tensor `[count] + sampleShape`, and the labels `[count]`.
     public func tensors() -> (features: Tensor, labels: Tensor) {
-        (Tensor(shape: [count] + sampleShape, scalars: features), Tensor(shape: [count], scalars: labels))
+        (makeTensor(shape: [count] + sampleShape, copying: features, dtype: .float32), makeTensor(shape: [count], copying: labels, dtype: .int64))
     }
 }

@@ -100,6 +100,44 @@ struct IDXTests {
         }
     }
 
+    /// The image loader inflates and converts chunk by chunk; a header split across gzip members
+    /// (each member is a chunk of its own) must still come together.
+    @Test func headerSplitAcrossGzipMembers() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let (images, _) = try Self.writeSet(in: dir, n: 3, gzip: false)
+        let bytes = try Data(contentsOf: images)
+        let pieces = [0..<2, 2..<7, 7..<16, 16..<1000, 1000..<bytes.count]
+        try pieces.map { try Gzip.compress(bytes[$0]) }.reduce(Data(), +).write(to: images.appendingPathExtension("gz"))
+        try FileManager.default.removeItem(at: images)
+        let ds = try MNIST(root: dir.url.path)
+        #expect(ds.count == 3 && ds[2].label == 2)
+        #expect(ds[2].features[5] == Float(7) / 255)
+    }
+
+    @Test(arguments: [true, false])
+    func imageLoaderRejectsShortAndLongPayloads(gzip: Bool) throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let (images, _) = try Self.writeSet(in: dir, n: 3, gzip: gzip)
+        let full = gzip ? try Gzip.decompress(Data(contentsOf: images)) : try Data(contentsOf: images)
+        func write(_ d: Data) throws { try (gzip ? Gzip.compress(d) : d).write(to: images) }
+
+        try write(full.prefix(full.count - 10))
+        guard case .truncated(images.path, 16 + 3 * 784, 16 + 3 * 784 - 10)? = dataError({ try MNIST(root: dir.url.path) }) else {
+            Issue.record("expected truncated"); return
+        }
+        try write(full + Data([1, 2, 3]))
+        guard case .badDimensions(images.path, let reason)? = dataError({ try MNIST(root: dir.url.path) }) else {
+            Issue.record("expected badDimensions"); return
+        }
+        #expect(reason.contains("\(3 * 784 + 3) follow the header"))
+        try write(full.prefix(9))
+        guard case .truncated(images.path, 16, 9)? = dataError({ try MNIST(root: dir.url.path) }) else {
+            Issue.record("expected truncated header"); return
+        }
+    }
+
     @Test func wrongDimensionsAreRejected() throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanUp() }
