@@ -98,3 +98,20 @@ extension Dataset {
         return b
     }
 }
+
+/// Any dataset behind one concrete type, for code that picks a dataset at run time (a config's
+/// `data_loader.type`): `DataLoader(AnyDataset(FashionMNIST(...)), batchSize: 64)`.
+public struct AnyDataset: Dataset {
+    private let box: any Dataset
+
+    public init(_ dataset: some Dataset) {
+        box = (dataset as? AnyDataset)?.box ?? dataset
+    }
+
+    /// The wrapped dataset.
+    public var base: any Dataset { box }
+    public var count: Int { box.count }
+    public var sampleShape: [Int] { box.sampleShape }
+    public func example(at index: Int) -> Example { box.example(at: index) }
+    public func fillBatch(indices: [Int], into batch: inout Batch) { box.fillBatch(indices: indices, into: &batch) }
+}

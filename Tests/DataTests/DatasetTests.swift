@@ -31,6 +31,16 @@ struct DatasetTests {
         #expect(x.shape == [2, 2] && y.shape == [2])
     }
 
+    @Test func anyDatasetForwardsToItsBase() throws {
+        let base = try TensorDataset(features: [1, 2, 3, 4, 5, 6], sampleShape: [2], labels: [4, 5, 6])
+        let any = AnyDataset(Subset(base, indices: [2, 0]))
+        #expect(any.count == 2 && any.sampleShape == [2])
+        #expect(any[0] == Example(features: [5, 6], shape: [2], label: 6))
+        #expect(any.batch(indices: [1, 0]) == Batch(features: [1, 2, 5, 6], labels: [4, 6], sampleShape: [2]))
+        #expect(AnyDataset(any).base is Subset<TensorDataset>)          // no box in a box
+        #expect(labelsOf(DataLoader(any, batchSize: 1)) == [6, 4])
+    }
+
     @Test func subsetMapsIndices() throws {
         let base = try TensorDataset(features: (0..<10).map(Float.init), sampleShape: [1], labels: (0..<10).map(Int64.init))
         let subset = Subset(base, indices: [9, 3, 5])
