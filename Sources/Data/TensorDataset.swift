@@ -68,6 +68,20 @@ public struct TensorDataset: Dataset {
         }
     }
 
+    /// Reads features and labels from two `.npy` files (`np.save`), through TensorCore's reader.
+    public init(npyFeatures featuresURL: URL, npyLabels labelsURL: URL) throws {
+        func load(_ url: URL) throws -> Tensor {
+            guard FileManager.default.fileExists(atPath: url.path) else { throw DataError.fileNotFound(path: url.path, hint: "check the path") }
+            do { return try Tensor(npyFile: url) } catch let TensorError.invalidFile(path, reason) {
+                throw DataError.invalidContent(path: path, reason: reason)
+            }
+        }
+        let x = try load(featuresURL), y = try load(labelsURL)
+        do { try self.init(features: x, labels: y) } catch let DataError.invalidArgument(message) {
+            throw DataError.mismatchedFiles(path: featuresURL.path, otherPath: labelsURL.path, reason: message)
+        }
+    }
+
     public var count: Int { labels.count }
 
     public func example(at index: Int) -> Example {

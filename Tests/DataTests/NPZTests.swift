@@ -93,6 +93,28 @@ struct NPZTests {
         #expect(reason.contains("'images'") && reason.contains("x, y"))
     }
 
+    @Test func tensorDatasetFromNPYFiles() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let x = dir.url.appendingPathComponent("x.npy"), y = dir.url.appendingPathComponent("y.npy")
+        try Tensor(shape: [2, 3], scalars: [Float](arrayLiteral: 1, 2, 3, 4, 5, 6)).writeNPY(to: x)
+        try Tensor(shape: [2], scalars: [Int64](arrayLiteral: 1, 0)).writeNPY(to: y)
+        let ds = try TensorDataset(npyFeatures: x, npyLabels: y)
+        #expect(ds[1] == Example(features: [4, 5, 6], shape: [3], label: 0))
+        try Tensor(shape: [3], scalars: [Int64](arrayLiteral: 1, 0, 2)).writeNPY(to: y)
+        guard case .mismatchedFiles(x.path, y.path, _)? = dataError({ try TensorDataset(npyFeatures: x, npyLabels: y) }) else {
+            Issue.record("expected mismatchedFiles"); return
+        }
+        try Data("junk".utf8).write(to: y)
+        guard case .invalidContent(y.path, _)? = dataError({ try TensorDataset(npyFeatures: x, npyLabels: y) }) else {
+            Issue.record("expected invalidContent"); return
+        }
+        let missing = dir.url.appendingPathComponent("none.npy")
+        guard case .fileNotFound(missing.path, _)? = dataError({ try TensorDataset(npyFeatures: missing, npyLabels: y) }) else {
+            Issue.record("expected fileNotFound"); return
+        }
+    }
+
     @Test func corruptedStoredEntryFailsItsCRC() throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanUp() }
