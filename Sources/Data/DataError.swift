@@ -5,6 +5,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     case fileNotFound(path: String, hint: String)
     /// The file exists but could not be read (permissions, a directory, I/O error).
     case unreadable(path: String, reason: String)
+    /// The file could not be written (a missing directory, permissions, a full disk).
+    case unwritable(path: String, reason: String)
     /// The first bytes are not what this format starts with.
     case badMagic(path: String, expected: String, found: String)
     /// A well-formed file of a kind or variant this reader does not handle.
@@ -31,7 +33,7 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     /// The file this error is about, when there is one.
     public var path: String? {
         switch self {
-        case .fileNotFound(let p, _), .unreadable(let p, _), .badMagic(let p, _, _), .unsupportedFormat(let p, _),
+        case .fileNotFound(let p, _), .unreadable(let p, _), .unwritable(let p, _), .badMagic(let p, _, _), .unsupportedFormat(let p, _),
              .badDimensions(let p, _), .truncated(let p, _, _), .corruptCompressedData(let p, _),
              .checksumMismatch(let p, _, _, _), .corruptArchive(let p, _), .invalidContent(let p, _),
              .csvParse(let p, _, _, _), .mismatchedFiles(let p, _, _):
@@ -48,6 +50,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(path): no such file — \(hint)"
         case .unreadable(let path, let reason):
             return "\(path): cannot read (\(reason)) — check that it is a readable file"
+        case .unwritable(let path, let reason):
+            return "\(path): cannot write (\(reason)) — check that its directory exists and is writable"
         case .badMagic(let path, let expected, let found):
             return "\(path): not the expected format (expected magic \(expected), found \(found)) — check that this is the right file"
         case .unsupportedFormat(let path, let reason):

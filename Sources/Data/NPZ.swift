@@ -28,7 +28,7 @@ public enum NPZ {
     public static func write(_ arrays: [String: Tensor], to url: URL, compressed: Bool = false) throws {
         let data = try encode(arrays, compressed: compressed)
         do { try data.write(to: url, options: .atomic) } catch {
-            throw DataError.unreadable(path: url.path, reason: "cannot write: \(error.localizedDescription)")
+            throw DataError.unwritable(path: url.path, reason: error.localizedDescription)
         }
     }
 

@@ -35,6 +35,10 @@ struct NPZTests {
         let size = try Data(contentsOf: url).count
         let storedSize = try NPZ.encode(arrays, compressed: false).count
         #expect(compressed ? size < storedSize : size == storedSize)
+        let nowhere = dir.url.appendingPathComponent("missing/dir/a.npz")
+        guard case .unwritable(nowhere.path, _)? = dataError({ try NPZ.write(arrays, to: nowhere) }) else {
+            Issue.record("expected unwritable"); return
+        }
     }
 
     @Test func roundTripWithZIP64Records() throws {
