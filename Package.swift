@@ -67,7 +67,7 @@ let package = Package(
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorCore"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "DataTests", dependencies: ["Data", "TensorCore"]),
+        .testTarget(name: "DataTests", dependencies: ["Data", "TensorCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Optim", "Data", "TensorCore"]),
         .testTarget(name: "SSHTests", dependencies: ["SSH", "FerryTestSupport"]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "SSH", "FerryTestSupport"]),

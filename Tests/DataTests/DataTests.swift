@@ -1,1 +1,0 @@
-// Data tests arrive with the Data module's issue.
