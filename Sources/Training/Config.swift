@@ -109,7 +109,7 @@ public struct TrainConfig: Sendable {
     public var batchSize: Int { dataLoader.args.int("batch_size") }
     public var classes: Int { modelOutput.last ?? facts.classes }
     /// Metric names as logged (`accuracy`, `top_k_acc`).
-    public var metricNames: [String] { metrics.map { $0.args["name"]?.stringValue ?? $0.type } }
+    public var metricNames: [String] { metrics.map(\.type) }
     /// Every key an epoch logs: `loss`, the metrics, and their `val_` forms when there is validation.
     public var logKeys: [String] {
         let base = ["loss"] + metricNames
@@ -258,16 +258,19 @@ struct ConfigChecker {
             optimizer = Component(type: type, args: args)
         }
 
-        let metricNames = metrics?.map { $0.args["name"]?.stringValue ?? $0.type } ?? []
+        let metricNames = metrics?.map(\.type) ?? []
         let base = ["loss"] + metricNames
-        let logKeys = base + (validationCount > 0 ? base.map { "val_" + $0 } : [])
+        // Evaluating a checkpoint (`ferry test`) does not split off validation data, but the config
+        // it trained with did: its monitor may name val_ keys.
+        let hasValidation = validationCount > 0 || split == .test
+        let logKeys = base + (hasValidation ? base.map { "val_" + $0 } : [])
         // Which keys exist depends on the metrics and the validation split; when those are wrong, the
         // monitor cannot be judged, and saying so would only repeat the first mistake.
         let logKeysKnown = metrics != nil && dataComponent != nil && !reader.issues.contains { $0.path.description.hasPrefix("data_loader") }
         let trainer = checkTrainer(logKeys: logKeys, logKeysKnown: logKeysKnown, batchSize: dataComponent?.args.int("batch_size") ?? 1,
-                                   hasValidation: validationCount > 0)
+                                   hasValidation: hasValidation)
         let (scheduler, interval, schedulerMetric) = checkScheduler(logKeys: logKeys, monitor: trainer?.monitor ?? .off,
-                                                                    hasValidation: validationCount > 0)
+                                                                    hasValidation: hasValidation)
 
         guard reader.issues.isEmpty, let arch, let dataComponent, let facts, let modelOutput, let optimizer, let loss, let metrics,
               let trainer, let interval else { return nil }
