@@ -208,19 +208,22 @@ struct ConfigChecker {
         var dataComponent: Component?
         var trainCount = 0, validationCount = 0
         if let (type, argsValue) = section("data_loader", what: "data_loader", known: Array(registry.dataLoaders.keys), example: "\"FashionMnistDataLoader\""),
-           let entry = registry.dataLoaders[type],
-           let args = reader.args(of: type, entry.args, from: argsValue, at: "data_loader.args") {
+           let entry = registry.dataLoaders[type] {
+            // What the data looks like rarely depends on a bad batch size: check the model against it anyway.
+            let (args, ok) = reader.argsAllowingIssues(of: type, entry.args, from: argsValue, at: "data_loader.args")
             let f = entry.facts(args)
             facts = f
-            dataComponent = Component(type: type, args: args)
-            let dataSplit: DataSplit = split == .test ? .test : (args["training"]?.boolValue == false ? .test : .train)
-            entry.check(args, dataSplit, reader, "data_loader")
-            var available = dataSplit == .train ? f.trainCount : f.testCount
-            if let limit = args.optionalInt("limit") { available = min(available, limit) }
-            if split == .train {
-                (trainCount, validationCount) = checkValidationSplit(args["validation_split"] ?? .double(0), available: available)
-            } else {
-                trainCount = available
+            if ok {
+                dataComponent = Component(type: type, args: args)
+                let dataSplit: DataSplit = split == .test ? .test : (args["training"]?.boolValue == false ? .test : .train)
+                entry.check(args, dataSplit, reader, "data_loader")
+                var available = dataSplit == .train ? f.trainCount : f.testCount
+                if let limit = args.optionalInt("limit") { available = min(available, limit) }
+                if split == .train {
+                    (trainCount, validationCount) = checkValidationSplit(args["validation_split"] ?? .double(0), available: available)
+                } else {
+                    trainCount = available
+                }
             }
         }
 

@@ -46,11 +46,16 @@ public struct ConfigOverride: Sendable, Equatable {
 
     /// Writes the value into `config`, creating objects on the way.
     public func apply(to config: inout JSONValue, registry: Registry) throws {
-        let v = value(in: config, registry: registry)
-        try set(&config, components: path.components[...], value: v, walked: ConfigPath())
+        try ConfigOverride.set(value(in: config, registry: registry), at: path, in: &config, source: source)
     }
 
-    private func set(_ node: inout JSONValue, components: ArraySlice<ConfigPath.Component>, value: JSONValue, walked: ConfigPath) throws {
+    /// Writes `value` at `path` in `root`, creating objects on the way; `source` names the request in errors.
+    static func set(_ value: JSONValue, at path: ConfigPath, in root: inout JSONValue, source: String) throws {
+        try set(&root, components: path.components[...], value: value, walked: ConfigPath(), source: source)
+    }
+
+    private static func set(_ node: inout JSONValue, components: ArraySlice<ConfigPath.Component>, value: JSONValue, walked: ConfigPath,
+                            source: String) throws {
         guard let first = components.first else { node = value; return }
         let rest = components.dropFirst()
         switch first {
@@ -63,7 +68,7 @@ public struct ConfigOverride: Sendable, Equatable {
                 throw TrainingError.invalidOverride(source, reason: "\(walked) is \(ConfigReader.show(node)), not an object")
             }
             var child = object[key] ?? .null
-            try set(&child, components: rest, value: value, walked: walked + key)
+            try set(&child, components: rest, value: value, walked: walked + key, source: source)
             object[key] = child
             node = .object(object)
         case .index(let i):
@@ -73,7 +78,7 @@ public struct ConfigOverride: Sendable, Equatable {
             guard i >= 0 && i < items.count else {
                 throw TrainingError.invalidOverride(source, reason: "\(walked) has \(items.count) items; there is no [\(i)]")
             }
-            try set(&items[i], components: rest, value: value, walked: walked[i])
+            try set(&items[i], components: rest, value: value, walked: walked[i], source: source)
             node = .array(items)
         }
     }

@@ -186,6 +186,13 @@ public final class ConfigReader {
     /// names and bad values are issues, missing optional ones take their defaults. Nil when
     /// anything was wrong (the issues say what).
     public func args(of typeName: String, _ specs: [ArgSpec], from value: JSONValue?, at path: ConfigPath) -> Args? {
+        let (args, ok) = argsAllowingIssues(of: typeName, specs, from: value, at: path)
+        return ok ? args : nil
+    }
+
+    /// Like `args(of:…)`, but also returns what could be read when something was wrong (bad values
+    /// left out), so checks that do not depend on the bad values can still run.
+    public func argsAllowingIssues(of typeName: String, _ specs: [ArgSpec], from value: JSONValue?, at path: ConfigPath) -> (Args, ok: Bool) {
         let before = issues.count
         var object = JSONObject()
         switch value {
@@ -195,7 +202,7 @@ public final class ConfigReader {
             object = o
         case let other?:
             fail(path, "expected an object of arguments for \(typeName), got \(ConfigReader.show(other))")
-            return nil
+            return (Args(), false)
         }
         for key in object.keys where !specs.contains(where: { $0.name == key }) {
             let known = specs.map(\.name)
@@ -216,7 +223,7 @@ public final class ConfigReader {
                 fail(path + spec.name, "missing: \(typeName) needs \(spec.kind.phrase)")
             }
         }
-        return issues.count == before ? Args(out) : nil
+        return (Args(out), issues.count == before)
     }
 
     /// `unknown optimizer "Adamm"; known: Adam, AdamW, SGD`.

@@ -2,10 +2,10 @@ import Data
 import Foundation
 
 extension Registry {
-    /// pytorch-template's loader arguments plus ferry's: `limit` (use only the first N samples of
+    /// The arguments every data loader takes (and the trainer reads): pytorch-template's plus ferry's: `limit` (use only the first N samples of
     /// each split, for tests and quick demos), `prefetch` (batches built ahead on a background
     /// thread), `drop_last`, and `normalize` (`[mean, std]`, replacing the dataset's own).
-    static func loaderArgs() -> [ArgSpec] {
+    public static var loaderArgs: [ArgSpec] {
         [ArgSpec("data_dir", .string), ArgSpec("batch_size", .integer(min: 1)),
          ArgSpec("shuffle", .boolean, default: .bool(true)),
          ArgSpec("validation_split", .custom("a fraction in [0, 1) or a number of samples"), default: .double(0)),
@@ -47,14 +47,14 @@ extension Registry {
 
     static let builtinDataLoaders: [DataLoaderType] = [
         // pytorch-template's loader: MNIST's IDX files in data_dir, normalised with MNIST's statistics.
-        DataLoaderType(name: "MnistDataLoader", args: loaderArgs(), facts: { _ in mnistFacts },
+        DataLoaderType(name: "MnistDataLoader", args: loaderArgs, facts: { _ in mnistFacts },
                        check: { a, split, reader, path in
                            checkIDXFiles(a, split, reader, path, hint: "put MNIST's four IDX files (train-images-idx3-ubyte.gz, …) there, or Fashion-MNIST's (Debian: dataset-fashion-mnist)")
                        },
                        load: { a, split in
                            AnyDataset(try MNIST(root: a.string("data_dir"), train: split == .train, normalize: normalizeArg(a, default: .mnist)))
                        }),
-        DataLoaderType(name: "FashionMnistDataLoader", args: loaderArgs(), facts: { _ in mnistFacts },
+        DataLoaderType(name: "FashionMnistDataLoader", args: loaderArgs, facts: { _ in mnistFacts },
                        check: { a, split, reader, path in
                            checkIDXFiles(a, split, reader, path, hint: "install Debian's dataset-fashion-mnist (its files are in \(FashionMNISTFiles.defaultRoot)) or point data_dir at the four IDX files")
                        },
