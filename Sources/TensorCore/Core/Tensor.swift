@@ -58,9 +58,9 @@ public final class Tensor {
         if shape.contains(where: { $0 < 0 }) { shapeError("Tensor(shape:scalars:): negative dimension in shape \(shape)") }
         if n != scalars.count { shapeError("Tensor(shape:scalars:): shape \(shape) holds \(n) elements, got \(scalars.count) scalars") }
         self.init(uninitialized: shape, dtype: T.dtype)
-        scalars.withUnsafeBufferPointer { src in
-            let dst = pointer(T.self)
-            for i in 0..<n { dst[i] = src[i] }
+        // A byte copy: this init is generic and called unspecialised from other modules.
+        scalars.withUnsafeBytes { src in
+            if let base = src.baseAddress { storage.raw.copyMemory(from: base, byteCount: n * MemoryLayout<T>.stride) }
         }
         if requiresGrad { self.requiresGrad = true }
     }
