@@ -31,7 +31,9 @@ enum Im2Col {
                         let src = plane + ih * g.width
                         let iw0 = -g.pw + kj * g.dw
                         if g.sw == 1 && iw0 >= 0 && iw0 + ow <= g.width {
-                            dst.update(from: src + iw0, count: ow)
+                            // Rows are short (tens of elements): an inline loop beats a memmove call.
+                            let s0 = src + iw0
+                            for x in 0..<ow { dst[x] = s0[x] }
                         } else {
                             for x in 0..<ow {
                                 let iw = x * g.sw + iw0
