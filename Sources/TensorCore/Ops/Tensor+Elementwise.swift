@@ -93,7 +93,7 @@ extension Tensor {
 
     static func scalarOperand(_ value: Int, for t: Tensor) -> Tensor {
         let dt: DType = t.dtype == .bool ? .int64 : t.dtype
-        return Tensor.full([], value: Double(value), dtype: dt)
+        return Tensor.full([], value: value, dtype: dt)
     }
 
     public static func + (a: Tensor, b: Tensor) -> Tensor { arithmetic(a, b, .add) }
