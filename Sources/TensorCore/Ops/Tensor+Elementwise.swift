@@ -363,6 +363,20 @@ extension Tensor {
 
     /// `x ** e` elementwise with a tensor exponent (broadcasting).
     public func pow(_ exponent: Tensor) -> Tensor {
+        if !dtype.isFloatingPoint && !exponent.dtype.isFloatingPoint {
+            // int ** int stays int64, as in PyTorch (which also rejects negative exponents).
+            let x = to(.int64), e = exponent.to(.int64)
+            if let p = e.scalars(as: Int64.self).first(where: { $0 < 0 }) {
+                shapeError("pow: integers to negative integer powers are not allowed (exponent \(p)); convert to float first")
+            }
+            let out = Tensor(uninitialized: Tensor.broadcastShapes(shape, exponent.shape), dtype: .int64)
+            Map.binary(x, e, out, Int64.self, Int64.self) { base, power in
+                var r: Int64 = 1, b = base, k = power
+                while k > 0 { if k & 1 == 1 { r = r &* b }; b = b &* b; k >>= 1 }
+                return r
+            }
+            return out
+        }
         let dt = Tensor.arithmeticType(dtype, exponent.dtype, .div)
         let x = to(dt), e = exponent.to(dt)
         let out = Tensor(uninitialized: Tensor.broadcastShapes(shape, exponent.shape), dtype: dt)
