@@ -9,8 +9,8 @@ enum VectorMath {
 
     @inline(__always)
     static func exp(_ x: V) -> V {
-        let hi = V(repeating: 88.7228391)
-        let lo = V(repeating: -87.3365448)
+        let hi = V(repeating: 88.7228391)     // ln(FLT_MAX): above, the result overflows
+        let lo = V(repeating: -103.972077)    // ln(2^-150): below, the result rounds to 0
         var xc = x.clamped(lowerBound: lo, upperBound: hi)
         let n = (xc * 1.44269504088896341).rounded(.toNearestOrEven)
         xc = xc - n * 0.693359375
@@ -23,9 +23,13 @@ enum VectorMath {
         p = p * xc + 1.6666665459e-1
         p = p * xc + 5.0000001201e-1
         p = p * z + xc + 1
-        let e = SIMD8<Int32>(n) &+ 127
-        let scale = unsafeBitCast(e &<< 23, to: V.self)
-        var r = p * scale
+        // 2^n as two factors that are normal floats for every n in [-150, 128]: one factor would
+        // overflow to inf for n = 128 (x > 88.376) and flush subnormal results to 0.
+        let ni = SIMD8<Int32>(n)
+        let n1 = ni &>> 1, n2 = ni &- n1
+        let s1 = unsafeBitCast((n1 &+ 127) &<< 23, to: V.self)
+        let s2 = unsafeBitCast((n2 &+ 127) &<< 23, to: V.self)
+        var r = p * s1 * s2
         r.replace(with: 0, where: x .< lo)
         r.replace(with: .infinity, where: x .> hi)
         r.replace(with: x, where: x .!= x)   // NaN stays NaN
