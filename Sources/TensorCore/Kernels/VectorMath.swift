@@ -93,9 +93,20 @@ enum VectorMath {
         1 / (1 + exp(-x))
     }
 
-    /// erf with |error| < 1.5e-7 (Abramowitz & Stegun 7.1.26).
+    /// erf within a few ulps: an odd polynomial for |x| < 1 (Cephes erff), where the
+    /// 1 - (...) form below cancels (erf(1e-10) came out 0); Abramowitz & Stegun 7.1.26 above
+    /// (|error| < 1.5e-7).
     @inline(__always)
     static func erf(_ x: V) -> V {
+        let z = x * x
+        var s = V(repeating: 7.853861353153693e-5)
+        s = s * z - 8.010193625184903e-4
+        s = s * z + 5.188327685732524e-3
+        s = s * z - 2.685381193529856e-2
+        s = s * z + 1.128358514861418e-1
+        s = s * z - 3.761262582423300e-1
+        s = s * z + 1.128379165726710
+        let small = x * s
         let ax = abs(x)
         let t = 1 / (1 + 0.3275911 * ax)
         var y = V(repeating: 1.061405429)
@@ -105,7 +116,7 @@ enum VectorMath {
         y = y * t + 0.254829592
         let e: V = exp(-(ax * ax))
         y = 1 - y * t * e
-        return y.replacing(with: -y, where: x .< 0)
+        return y.replacing(with: -y, where: x .< 0).replacing(with: small, where: ax .< 1)
     }
 
     /// Exact (erf-based) GELU, PyTorch's default.
