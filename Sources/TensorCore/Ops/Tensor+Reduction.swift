@@ -147,9 +147,11 @@ extension Tensor {
         if numel == 0 { shapeError("\(max ? "max" : "min")(): cannot reduce an empty tensor; specify a dimension") }
         let flat = noGrad { reshape([-1]) }.detach()
         let value = flat.extreme(dim: 0, keepDim: false, max: max).values.detach()
-        let x = self
+        // The rule compares with a detached alias: capturing `value` itself, which holds this node,
+        // made a retain cycle that leaked the graph whenever backward() was not called.
+        let x = self, saved = value.detach()
         return value.recorded(max ? "MaxBackward1" : "MinBackward1", [self]) { g in
-            let mask = x.eq(value).to(g.dtype)
+            let mask = x.eq(saved).to(g.dtype)
             return [mask * (g / mask.sum())]
         }
     }
