@@ -42,7 +42,8 @@ extension Tensor {
             Reduce.fold(layout, Bool.self, initial: Int64(0), { $0 + ($1 ? 1 : 0) }) { q.pointee = $0; q += 1 }
         }
         let inShape = shape
-        return out.recorded("SumBackward1", [self]) { g in [Tensor.expandReduced(g, dims: ds, inShape: inShape)] }
+        // PyTorch's names: SumBackward0 for the sum of all elements, SumBackward1 over dims.
+        return out.recorded(dims.isEmpty ? "SumBackward0" : "SumBackward1", [self]) { g in [Tensor.expandReduced(g, dims: ds, inShape: inShape)] }
     }
 
     /// Sum of all elements (a 0-d tensor).
@@ -54,7 +55,12 @@ extension Tensor {
         if !dtype.isFloatingPoint { shapeError("mean(): could not infer output dtype; input dtype must be floating point, got \(dtype) (use .float() first)") }
         let ds = dims.isEmpty ? Array(0..<ndim) : normalizeDims(dims)
         let n = ds.map { shape[$0] }.reduce(1, *)
-        return sum(dims: ds, keepDim: keepDim) / Double(Swift.max(n, 1)) * (n == 0 ? .nan : 1)
+        let out = noGrad { sum(dims: ds, keepDim: keepDim) / Double(Swift.max(n, 1)) * (n == 0 ? .nan : 1) }
+        // One node named as PyTorch's (MeanBackward0/1), not the MulBackward0 of the composition.
+        let inShape = shape
+        return out.recorded(dims.isEmpty ? "MeanBackward0" : "MeanBackward1", [self]) { g in
+            [Tensor.expandReduced(g, dims: ds, inShape: inShape) / Double(Swift.max(n, 1))]
+        }
     }
     public func mean() -> Tensor { mean(dims: []) }
     public func mean(dim: Int, keepDim: Bool = false) -> Tensor { mean(dims: [dim], keepDim: keepDim) }
