@@ -214,13 +214,12 @@ extension Tensor {
 /// Row-wise softmax / log-softmax: the softmax dim is moved last and made contiguous.
 enum SoftmaxKernel {
     static func forward(_ x: Tensor, dim d: Int, log: Bool) -> Tensor {
+        // Before any transpose: a 0-d tensor has no dims to swap (softmax of it is 1, as in PyTorch).
+        if x.ndim == 0 { return Tensor.full([], value: log ? 0 : 1, dtype: x.dtype) }
         let last = x.ndim - 1
         let moved = d == last ? x.contiguous() : x.transpose(d, last).contiguous()
         let rows = moved.numel / Swift.max(moved.shape.last ?? 1, 1), n = moved.shape.last ?? 1
         let out = Tensor(uninitialized: moved.shape, dtype: x.dtype)
-        if x.ndim == 0 {
-            return Tensor.full([], value: log ? 0 : 1, dtype: x.dtype)
-        }
         switch x.dtype {
         case .float32:
             let s = SendablePointer(moved.pointer(Float.self)), o = SendablePointer(out.pointer(Float.self))
