@@ -2,7 +2,8 @@ extension Tensor {
     func normalizeDims(_ dims: [Int]) -> [Int] {
         let ds = dims.map { normalizeDim($0) }
         if Set(ds).count != ds.count { shapeError("dimension repeated in \(dims) for shape \(shape)") }
-        return ds
+        // Reducing a 0-d tensor over its dim 0 (or -1) reduces over nothing.
+        return ndim == 0 ? [] : ds
     }
 
     /// The output shape of a reduction over `dims`.

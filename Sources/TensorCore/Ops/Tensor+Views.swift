@@ -105,7 +105,7 @@ extension Tensor {
     /// Removes dimension `dim` if it has size 1 (else returns the tensor unchanged, as PyTorch does).
     public func squeeze(dim: Int) -> Tensor {
         let d = normalizeDim(dim)
-        if shape[d] != 1 { return self }
+        if ndim == 0 || shape[d] != 1 { return self }
         var newShape = shape, newStrides = strides
         newShape.remove(at: d); newStrides.remove(at: d)
         let inShape = shape
