@@ -119,6 +119,9 @@ enum GradcheckCases {
         GradCase("softmax of a 3-d middle dim", ops: ["softmax", "F.softmax"], inputs: { [u([2, 3, 4], 62, -2, 2)] }) { x in
             F.softmax(x[0], dim: 1)
         },
+        GradCase("softmax and logSoftmax of a 0-d tensor", ops: ["softmax", "logSoftmax"], inputs: { [u([], 64)] }) { x in
+            x[0].softmax(dim: 0) * x[0] + x[0].logSoftmax(dim: -1)
+        },
         GradCase("logSoftmax", ops: ["logSoftmax", "F.logSoftmax"], inputs: { [u([3, 5], 63, -3, 3)] }) { x in
             x[0].logSoftmax(dim: 1) + F.logSoftmax(x[0], dim: 0)
         },
