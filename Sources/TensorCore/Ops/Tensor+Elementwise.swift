@@ -308,6 +308,11 @@ extension Tensor {
 
     /// Clamps into `[min, max]`; either bound may be nil. The gradient passes where not clamped.
     public func clamp(min lo: Double? = nil, max hi: Double? = nil) -> Tensor {
+        // An integer tensor clamped to a fractional bound is float32 in PyTorch; truncating the bound
+        // to an integer gave a silently different answer (clamp([0], min: 0.5) was 0, not 0.5).
+        if dtype == .int64, [lo, hi].contains(where: { $0.map { $0 != $0.rounded() } ?? false }) {
+            return to(.float32).clamp(min: lo, max: hi)
+        }
         let out = Tensor(uninitialized: shape, dtype: dtype)
         switch dtype {
         case .float32:
