@@ -25,8 +25,19 @@ extension Tensor {
         return dt
     }
 
+    /// PyTorch's result_type of two tensors: a 0-d operand decides the dtype only when its category
+    /// (bool < integer < floating) is higher than the dimensioned operand's, so float32 [n] times a
+    /// float64 0-d tensor stays float32 while int64 [n] times it becomes float64.
+    static func resultType(_ a: Tensor, _ b: Tensor) -> DType {
+        if (a.ndim == 0) == (b.ndim == 0) { return DType.promote(a.dtype, b.dtype) }
+        let (dimensioned, zeroD) = a.ndim == 0 ? (b, a) : (a, b)
+        func category(_ d: DType) -> Int { d == .bool ? 0 : (d == .int64 ? 1 : 2) }
+        return category(zeroD.dtype) > category(dimensioned.dtype) ? zeroD.dtype : dimensioned.dtype
+    }
+
     static func arithmetic(_ a: Tensor, _ b: Tensor, _ op: ArithmeticOp) -> Tensor {
-        let dt = arithmeticType(a.dtype, b.dtype, op)
+        let promoted = resultType(a, b)
+        let dt = arithmeticType(promoted, promoted, op)
         let ca = a.to(dt), cb = b.to(dt)
         let out = Tensor(uninitialized: broadcastShapes(a.shape, b.shape), dtype: dt)
         @inline(__always) func float<T: BinaryFloatingPoint>(_: T.Type) {
@@ -382,7 +393,8 @@ extension Tensor {
             }
             return out
         }
-        let dt = Tensor.arithmeticType(dtype, exponent.dtype, .div)
+        let promoted = Tensor.resultType(self, exponent)
+        let dt = Tensor.arithmeticType(promoted, promoted, .div)
         let x = to(dt), e = exponent.to(dt)
         let out = Tensor(uninitialized: Tensor.broadcastShapes(shape, exponent.shape), dtype: dt)
         if dt == .float32 { Map.binary(x, e, out, Float.self, Float.self) { Foundation_powf($0, $1) } }
@@ -479,7 +491,7 @@ extension Tensor {
 
     /// `torch.where(cond, a, b)`: elements of `a` where `cond`, else of `b`, broadcasting all three.
     public static func `where`(_ condition: Tensor, _ a: Tensor, _ b: Tensor) -> Tensor {
-        let dt = DType.promote(a.dtype, b.dtype)
+        let dt = resultType(a, b)
         let ca = a.to(dt), cb = b.to(dt), cond = condition.to(.bool)
         let shape = broadcastShapes(broadcastShapes(cond.shape, a.shape), b.shape)
         let out = Tensor(uninitialized: shape, dtype: dt)
