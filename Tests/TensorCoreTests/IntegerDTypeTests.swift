@@ -122,6 +122,36 @@ import Testing
         #expect(a.ne(a).scalars(as: Bool.self).allSatisfy { !$0 })
     }
 
+    @Test func clampToAFractionalBoundIsFloat() {
+        let c = Tensor([0, 3, -2]).clamp(min: 0.5)
+        #expect(c.dtype == .float32 && c.scalars(as: Float.self) == [0.5, 3, 0.5])
+        #expect(Tensor([0, 3, -2]).clamp(max: 2.5).scalars(as: Float.self) == [0, 2.5, -2])
+        expectInt64(Tensor([0, 3, -2]).clamp(min: 1.0, max: 2.0), [1, 2, 1], "integral Double bounds keep int64")
+    }
+
+    /// PyTorch's result_type: a 0-d operand decides the dtype only when its category is higher.
+    @Test func zeroDimOperandsPromoteLikePyTorch() {
+        let f32 = Tensor([1.0, 2.0]), i64 = Tensor([1, 2]), b = Tensor([true, false])
+        let d0 = Tensor(2.0, dtype: .float64), f0 = Tensor(2.0), i0 = Tensor(2)
+        #expect((f32 * d0).dtype == .float32, "float32 [n] * float64 0-d")
+        #expect((d0 + f32).dtype == .float32)
+        #expect((i64 + d0).dtype == .float64, "int64 [n] + float64 0-d")
+        #expect((i64 * f0).dtype == .float32)
+        #expect((b + i0).dtype == .int64)
+        #expect((f32.double() * f0).dtype == .float64, "float64 [n] * float32 0-d")
+        #expect((d0 * f0).dtype == .float64, "two 0-d tensors promote normally")
+        #expect((f32 + Tensor([1.0], dtype: .float64)).dtype == .float64, "two dimensioned tensors promote normally")
+        #expect((f32 ** d0).dtype == .float32 && (i64 ** f0).dtype == .float32)
+        #expect(Tensor.where(b, f32, d0).dtype == .float32)
+        #expect(Tensor.maximum(f32, d0).dtype == .float32)
+        #expect((i64 / i0).dtype == .float32)
+        // The gradient of the 0-d float64 operand comes back in its own dtype.
+        let w = Tensor(3.0, dtype: .float64, requiresGrad: true), x = Tensor([1.0, 2.0], requiresGrad: true)
+        (x * w).sum().backward()
+        #expect(w.grad?.dtype == .float64 && w.grad?.item() == 3)
+        #expect(x.grad?.dtype == .float32 && x.grad?.scalars(as: Float.self) == [3, 3])
+    }
+
     @Test func creationDTypes() {
         #expect(Tensor.arange(5).dtype == .int64)
         #expect(Tensor.full([2], value: 7).dtype == .int64)

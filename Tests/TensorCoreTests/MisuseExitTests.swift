@@ -14,7 +14,7 @@ import Testing
              indexOutOfBounds, sliceIndexOutOfBounds, indexSelectOutOfRange, gatherOutOfBounds, dimOutOfRange,
              backwardNonScalarWithoutGradient, backwardWithoutGrad, backwardGradientShape, secondBackwardWithoutRetainGraph,
              toCUDA, expandMismatch, requiresGradOnInt, itemOfManyElements, scalarsCountMismatch, raggedLiteral,
-             viewOfTransposed, intToNegativeIntPower
+             viewOfTransposed, intToNegativeIntPower, scatterAddFloatIndex, zeroDDimOutOfRange
 
         /// Substrings the message must contain.
         var expected: [String] {
@@ -51,6 +51,8 @@ import Testing
             case .raggedLiteral: return ["ragged"]
             case .viewOfTransposed: return ["view size [6] is not compatible with input tensor's size [3, 2]", "use reshape"]
             case .intToNegativeIntPower: return ["negative integer powers"]
+            case .scatterAddFloatIndex: return ["scatterAdd: index must be an int64 tensor with 2 dims, got float32"]
+            case .zeroDDimOutOfRange: return ["dimension 1 is out of range for a tensor of shape []"]
             }
         }
 
@@ -93,6 +95,8 @@ import Testing
             case .raggedLiteral: _ = Tensor([[1, 2], [3]])
             case .viewOfTransposed: _ = a23.T.view(6)
             case .intToNegativeIntPower: _ = Tensor([2, 3]).pow(Tensor([1, -1]))
+            case .scatterAddFloatIndex: _ = a23.scatterAdd(dim: 1, index: Tensor([[0.0, 1.0], [2.0, 0.0]]), source: Tensor.ones([2, 2]))
+            case .zeroDDimOutOfRange: _ = Tensor(1.0).sum(dim: 1)
             }
         }
     }
