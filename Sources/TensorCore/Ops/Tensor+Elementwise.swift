@@ -37,6 +37,11 @@ extension Tensor {
 
     static func arithmetic(_ a: Tensor, _ b: Tensor, _ op: ArithmeticOp) -> Tensor {
         let promoted = resultType(a, b)
+        if promoted == .bool && op != .div {
+            // bool with bool stays bool in PyTorch: + is or, * is and (max/min likewise); - is refused.
+            if op == .sub { shapeError("subtraction of two bool tensors is not supported; use logicalNot() or convert with to(.int64)") }
+            return arithmetic(a.to(.int64), b.to(.int64), op).to(.bool)
+        }
         let dt = arithmeticType(promoted, promoted, op)
         let ca = a.to(dt), cb = b.to(dt)
         let out = Tensor(uninitialized: broadcastShapes(a.shape, b.shape), dtype: dt)
