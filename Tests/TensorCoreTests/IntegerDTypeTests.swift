@@ -152,6 +152,16 @@ import Testing
         #expect(x.grad?.dtype == .float32 && x.grad?.scalars(as: Float.self) == [3, 3])
     }
 
+    @Test func boolWithBoolStaysBool() {
+        let p = Tensor([true, true, false, false]), q = Tensor([true, false, true, false])
+        #expect((p + q).dtype == .bool && (p + q).scalars(as: Bool.self) == [true, true, true, false], "+ is or")
+        #expect((p * q).scalars(as: Bool.self) == [true, false, false, false], "* is and")
+        #expect(Tensor.maximum(p, q).scalars(as: Bool.self) == [true, true, true, false])
+        #expect((p / q).dtype == .float32)
+        #expect((p + 1).dtype == .int64 && (p + 1).scalars(as: Int64.self) == [2, 2, 1, 1])
+        #expect((p * Tensor([2, 3, 4, 5])).scalars(as: Int64.self) == [2, 3, 0, 0])
+    }
+
     @Test func creationDTypes() {
         #expect(Tensor.arange(5).dtype == .int64)
         #expect(Tensor.full([2], value: 7).dtype == .int64)

@@ -14,7 +14,7 @@ import Testing
              indexOutOfBounds, sliceIndexOutOfBounds, indexSelectOutOfRange, gatherOutOfBounds, dimOutOfRange,
              backwardNonScalarWithoutGradient, backwardWithoutGrad, backwardGradientShape, secondBackwardWithoutRetainGraph,
              toCUDA, expandMismatch, requiresGradOnInt, itemOfManyElements, scalarsCountMismatch, raggedLiteral,
-             viewOfTransposed, intToNegativeIntPower, scatterAddFloatIndex, zeroDDimOutOfRange
+             viewOfTransposed, intToNegativeIntPower, scatterAddFloatIndex, zeroDDimOutOfRange, boolMinusBool
 
         /// Substrings the message must contain.
         var expected: [String] {
@@ -52,6 +52,7 @@ import Testing
             case .viewOfTransposed: return ["view size [6] is not compatible with input tensor's size [3, 2]", "use reshape"]
             case .intToNegativeIntPower: return ["negative integer powers"]
             case .scatterAddFloatIndex: return ["scatterAdd: index must be an int64 tensor with 2 dims, got float32"]
+            case .boolMinusBool: return ["subtraction of two bool tensors is not supported"]
             case .zeroDDimOutOfRange: return ["dimension 1 is out of range for a tensor of shape []"]
             }
         }
@@ -96,6 +97,7 @@ import Testing
             case .viewOfTransposed: _ = a23.T.view(6)
             case .intToNegativeIntPower: _ = Tensor([2, 3]).pow(Tensor([1, -1]))
             case .scatterAddFloatIndex: _ = a23.scatterAdd(dim: 1, index: Tensor([[0.0, 1.0], [2.0, 0.0]]), source: Tensor.ones([2, 2]))
+            case .boolMinusBool: _ = Tensor([true]) - Tensor([false])
             case .zeroDDimOutOfRange: _ = Tensor(1.0).sum(dim: 1)
             }
         }
