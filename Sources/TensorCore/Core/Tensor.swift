@@ -156,7 +156,8 @@ public final class Tensor {
     @inline(__always)
     func normalizeDim(_ d: Int, extra: Int = 0) -> Int {
         let n = ndim + extra
-        let r = d < 0 ? d + n : d
+        // A 0-d tensor accepts dims 0 and -1, as in PyTorch (the range is computed for one dim).
+        let r = d < 0 ? d + Swift.max(n, 1) : d
         if r < 0 || r >= Swift.max(n, 1) { shapeError("dimension \(d) is out of range for a tensor of shape \(shape) (expected -\(Swift.max(n, 1))...\(Swift.max(n, 1) - 1))") }
         return r
     }
