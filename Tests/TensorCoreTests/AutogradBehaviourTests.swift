@@ -210,8 +210,8 @@ import Testing
     /// and storage; the intermediate itself goes out of scope here.
     static func mlpLoss(_ x: Tensor, _ w1: Tensor, _ w2: Tensor) -> (loss: Tensor, node: Node?, hiddenNode: () -> Node?, hiddenStorage: () -> TensorStorage?) {
         let h = F.linear(x, w1).relu()
-        weak var weakNode = h.gradFn
-        weak var weakStorage = h.storage
+        weak let weakNode = h.gradFn
+        weak let weakStorage = h.storage
         let loss = F.mseLoss(F.linear(h, w2), Tensor.zeros([x.shape[0], w2.shape[0]]))
         return (loss, loss.gradFn, { weakNode }, { weakStorage })
     }
@@ -231,7 +231,7 @@ import Testing
         let x = Tensor.rand([4, 3]).requiresGrad(true)
         func build(_ f: (Tensor) -> Tensor) -> () -> Node? {
             let y = f(x)
-            weak var node = y.gradFn
+            weak let node = y.gradFn
             #expect(node != nil)
             return { node }
         }

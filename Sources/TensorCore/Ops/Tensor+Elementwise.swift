@@ -229,7 +229,10 @@ extension Tensor {
     }
 
     public func sqrt() -> Tensor {
-        let out = floatUnary("sqrt", simd: SqrtV(), f32: { $0.squareRoot() }, f64: { $0.squareRoot() })
+        // Scalar Float.squareRoot() is the exact vsqrtps once the loop vectorises.
+        let x = dtype.isFloatingPoint ? self : to(.float32)
+        let out = Tensor(uninitialized: x.shape, dtype: x.dtype)
+        if x.dtype == .float32 { Map.unary(x, out, SqrtK<Float>()) } else { Map.unary(x, out, SqrtK<Double>()) }
         let saved = out.detach()
         return out.recorded("SqrtBackward0", [self]) { g in [g / (2 * saved)] }
     }
