@@ -1,3 +1,4 @@
+import Data
 import Foundation
 import NN
 import Optim
@@ -31,6 +32,13 @@ enum TrainingBenchmark {
             i += batch
         }
         return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
+
+    /// The normalised Fashion-MNIST training set, or nil when the files are missing.
+    static func fashionMNIST() -> (images: Tensor, labels: Tensor)? {
+        guard let ds = try? FashionMNIST(root: FashionMNISTFiles.defaultRoot, train: true, normalize: .fashionMNIST) else { return nil }
+        let (x, y) = ds.data.tensors()
+        return (x.reshape([-1, 1, 28, 28]), y)
     }
 
     static func run(kind: String, epochs: Int, threads: Int, data: (images: Tensor, labels: Tensor)?, reference: Bool = true) {

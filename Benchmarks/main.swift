@@ -20,7 +20,7 @@ for name in cases {
     switch name {
     case "sgemm": SGEMMBenchmark.run(threads: threads)
     case "elementwise": ElementwiseBenchmark.run(threads: threads)
-    case "mlp", "cnn": TrainingBenchmark.run(kind: name, epochs: epochs, threads: threads, data: nil)
+    case "mlp", "cnn": TrainingBenchmark.run(kind: name, epochs: epochs, threads: threads, data: TrainingBenchmark.fashionMNIST())
     default:
         print("unknown benchmark \(name); known: \(allCases.joined(separator: ", "))")
         exit(2)

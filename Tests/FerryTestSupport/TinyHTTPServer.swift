@@ -38,27 +38,38 @@ public final class TinyHTTPServer: @unchecked Sendable {
         _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
         port = Int(UInt16(bigEndian: addr.sin_port))
         listener = fd
-        let t = Thread { [self] in self.serve() }
+        let t = Thread { [unowned self] in self.serve() }
         t.start()
     }
 
     public var baseURL: String { "http://127.0.0.1:\(port)" }
 
+    private let finished = DispatchSemaphore(value: 0)
+    private var closed = false
+
+    /// Stops accepting and closes the socket once the accept thread has left (never twice: a
+    /// closed descriptor number may already belong to another test's socket).
     public func stop() {
-        lock.lock(); stopped = true; lock.unlock()
+        lock.lock()
+        if closed { lock.unlock(); return }
+        stopped = true; closed = true
+        lock.unlock()
         shutdown(listener, Int32(SHUT_RDWR))
+        finished.wait()
         close(listener)
     }
 
     deinit { stop() }
 
     private func serve() {
+        defer { finished.signal() }
         while true {
             let client = accept(listener, nil, nil)
+            lock.lock(); let done = stopped; lock.unlock()
             if client < 0 {
-                lock.lock(); let done = stopped; lock.unlock()
                 if done { return } else { continue }
             }
+            if done { close(client); return }
             handle(client)
             close(client)
         }

@@ -24,7 +24,13 @@ extension Tensor {
 
     /// `torch.full(shape, 7)`: an integer fill value gives int64, as in PyTorch.
     public static func full(_ shape: [Int], value: Int, dtype: DType = .int64, requiresGrad: Bool = false) -> Tensor {
-        full(shape, value: Double(value), dtype: dtype, requiresGrad: requiresGrad)
+        if dtype == .int64 && !requiresGrad {
+            // Directly, not through Double: integers beyond 2^53 stay exact.
+            let t = full(shape, value: 0.0, dtype: .int64)
+            t.pointer(Int64.self).update(repeating: Int64(value), count: t.numel)
+            return t
+        }
+        return full(shape, value: Double(value), dtype: dtype, requiresGrad: requiresGrad)
     }
 
     public static func zeros(_ shape: [Int], dtype: DType = .float32, requiresGrad: Bool = false) -> Tensor {

@@ -12,16 +12,18 @@ public indirect enum TensorLiteral: ExpressibleByIntegerLiteral, ExpressibleByFl
     public init(booleanLiteral value: Bool) { self = .bool(value) }
     public init(arrayLiteral elements: TensorLiteral...) { self = .array(elements) }
 
-    /// Shape, flattened values and the inferred dtype; stops on ragged nesting.
-    func flatten() -> (shape: [Int], values: [Double], dtype: DType) {
+    /// Shape, flattened values (as Double, and as Int64 so that integers beyond 2^53 stay exact) and
+    /// the inferred dtype; stops on ragged nesting.
+    func flatten() -> (shape: [Int], values: [Double], ints: [Int64], dtype: DType) {
         var values: [Double] = []
+        var ints: [Int64] = []
         var kind = DType.bool
         var sawScalar = false
         func walk(_ lit: TensorLiteral, depth: Int, shape: inout [Int]?) -> [Int] {
             switch lit {
-            case .int(let v): values.append(Double(v)); kind = DType.promote(kind, .int64); sawScalar = true; return []
-            case .float(let v): values.append(v); kind = DType.promote(kind, .float32); sawScalar = true; return []
-            case .bool(let v): values.append(v ? 1 : 0); sawScalar = true; return []
+            case .int(let v): values.append(Double(v)); ints.append(v); kind = DType.promote(kind, .int64); sawScalar = true; return []
+            case .float(let v): values.append(v); ints.append(Int64(fromDouble: v)); kind = DType.promote(kind, .float32); sawScalar = true; return []
+            case .bool(let v): values.append(v ? 1 : 0); ints.append(v ? 1 : 0); sawScalar = true; return []
             case .array(let items):
                 var inner: [Int]? = nil
                 for item in items {
@@ -36,7 +38,7 @@ public indirect enum TensorLiteral: ExpressibleByIntegerLiteral, ExpressibleByFl
         var none: [Int]? = nil
         let shape = walk(self, depth: 0, shape: &none)
         if !sawScalar { kind = .float32 }   // `Tensor([])` is an empty float tensor, as in PyTorch
-        return (shape, values, kind)
+        return (shape, values, ints, kind)
     }
 }
 
@@ -44,14 +46,14 @@ extension Tensor {
     /// The literal initialiser, the only unlabelled one: nested literals of any depth, dtype
     /// inferred as PyTorch does (ints → int64, any float → float32) unless `dtype` is given.
     public convenience init(_ literal: TensorLiteral, dtype: DType? = nil, requiresGrad: Bool = false) {
-        let (shape, values, inferred) = literal.flatten()
+        let (shape, values, ints, inferred) = literal.flatten()
         let dt = dtype ?? inferred
         self.init(uninitialized: shape, dtype: dt)
         let n = values.count
         switch dt {
         case .float32: let p = pointer(Float.self); for i in 0..<n { p[i] = Float(values[i]) }
         case .float64: let p = pointer(Double.self); for i in 0..<n { p[i] = values[i] }
-        case .int64: let p = pointer(Int64.self); for i in 0..<n { p[i] = Int64(values[i]) }
+        case .int64: let p = pointer(Int64.self); for i in 0..<n { p[i] = ints[i] }
         case .bool: let p = pointer(Bool.self); for i in 0..<n { p[i] = values[i] != 0 }
         }
         if requiresGrad { self.requiresGrad = true }

@@ -58,9 +58,9 @@ public final class Tensor {
         if shape.contains(where: { $0 < 0 }) { shapeError("Tensor(shape:scalars:): negative dimension in shape \(shape)") }
         if n != scalars.count { shapeError("Tensor(shape:scalars:): shape \(shape) holds \(n) elements, got \(scalars.count) scalars") }
         self.init(uninitialized: shape, dtype: T.dtype)
-        scalars.withUnsafeBufferPointer { src in
-            let dst = pointer(T.self)
-            for i in 0..<n { dst[i] = src[i] }
+        // A byte copy: this init is generic and called unspecialised from other modules.
+        scalars.withUnsafeBytes { src in
+            if let base = src.baseAddress { storage.raw.copyMemory(from: base, byteCount: n * MemoryLayout<T>.stride) }
         }
         if requiresGrad { self.requiresGrad = true }
     }
@@ -156,7 +156,8 @@ public final class Tensor {
     @inline(__always)
     func normalizeDim(_ d: Int, extra: Int = 0) -> Int {
         let n = ndim + extra
-        let r = d < 0 ? d + n : d
+        // A 0-d tensor accepts dims 0 and -1, as in PyTorch (the range is computed for one dim).
+        let r = d < 0 ? d + Swift.max(n, 1) : d
         if r < 0 || r >= Swift.max(n, 1) { shapeError("dimension \(d) is out of range for a tensor of shape \(shape) (expected -\(Swift.max(n, 1))...\(Swift.max(n, 1) - 1))") }
         return r
     }

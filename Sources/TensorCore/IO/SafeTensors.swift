@@ -105,10 +105,16 @@ public enum SafeTensors {
             }
             tensors[key] = t
         }
-        ranges.sort { $0.0 < $1.0 }
-        for i in 1..<Swift.max(ranges.count, 1) where ranges[i].0 < ranges[i - 1].1 {
-            throw fail("entries '\(ranges[i - 1].2)' and '\(ranges[i].2)' overlap")
+        // The entries must tile the data section exactly, as the reference reader requires. Sorting
+        // by (begin, end) puts an empty tensor ([x, x]) before its neighbour starting at x.
+        ranges.sort { ($0.0, $0.1) < ($1.0, $1.1) }
+        var covered = 0
+        for (i, (begin, end, key)) in ranges.enumerated() {
+            if begin < covered { throw fail("entries '\(ranges[i - 1].2)' and '\(key)' overlap") }
+            if begin > covered { throw fail("entry '\(key)' starts at data byte \(begin), leaving a hole after byte \(covered)") }
+            covered = end
         }
+        if covered != available { throw fail("the entries cover \(covered) of the \(available) data bytes") }
         return (tensors, metadata)
     }
 

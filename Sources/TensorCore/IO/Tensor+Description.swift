@@ -25,7 +25,8 @@ enum TensorFormatter {
             case .int64:
                 format = { String(Int64($0)) }
             case .float32, .float64:
-                let finite = values.filter { $0.isFinite && $0 != 0 }.map { Swift.abs($0) }
+                let nonzeroFinite = values.filter { $0.isFinite && $0 != 0 }
+                let finite = nonzeroFinite.map { Swift.abs($0) }
                 let intMode = finite.allSatisfy { $0 == $0.rounded(.up) }
                 let maxV = finite.max() ?? 0, minV = finite.min() ?? 0
                 if finite.isEmpty {
@@ -41,6 +42,10 @@ enum TensorFormatter {
                 } else {
                     format = { TensorFormatter.special($0) ?? String(format: "%.4f", $0) }
                 }
+                // PyTorch sizes float columns by the nonzero finite values only (zeros, nan and inf
+                // are padded to that width, or overflow it).
+                width = Swift.max(1, nonzeroFinite.map { format($0).count }.max() ?? 1)
+                return
             }
             width = values.map { format($0).count }.max() ?? 1
         }
@@ -67,6 +72,8 @@ enum TensorFormatter {
         if t.numel == 0 {
             body = "[]"
             if t.ndim != 1 { suffixes.append("size=(\(t.shape.map(String.init).joined(separator: ", "))\(t.ndim == 1 ? "," : ""))") }
+            // An empty tensor shows every dtype but the default one (no values to infer it from).
+            if t.dtype != .float32 { suffixes.append("dtype=torch.\(t.dtype)") }
         } else {
             let shown = summarize ? summarizedValues(values, shape: t.shape) : values
             let fmt = ElementFormat(values: shown, dtype: t.dtype)
@@ -77,9 +84,21 @@ enum TensorFormatter {
                               indent: prefix.count, fmt: fmt, summarize: summarize)
             }
         }
-        if t.dtype == .float64 { suffixes.append("dtype=torch.float64") }
+        if t.dtype == .float64 && t.numel > 0 { suffixes.append("dtype=torch.float64") }
         if let fn = t.gradFn { suffixes.append("grad_fn=\(fn)") } else if t.requiresGrad { suffixes.append("requires_grad=True") }
-        return prefix + body + suffixes.map { ", " + $0 }.joined() + ")"
+        // PyTorch's _add_suffixes: a suffix that would pass 80 columns starts a new line.
+        var text = prefix + body
+        var lastLine = (text.split(separator: "\n", omittingEmptySubsequences: false).last?.count ?? 0) + 2
+        for suffix in suffixes {
+            if lastLine + suffix.count + 2 > lineWidth {
+                text += ",\n" + String(repeating: " ", count: prefix.count) + suffix
+                lastLine = prefix.count + suffix.count
+            } else {
+                text += ", " + suffix
+                lastLine += suffix.count + 2
+            }
+        }
+        return text + ")"
     }
 
     /// The values that a summarised print shows (for the width computation).
@@ -101,7 +120,7 @@ enum TensorFormatter {
         let useEllipsis = summarize && n > 2 * edgeItems
         let indices: [Int?] = useEllipsis ? Array(0..<edgeItems).map { $0 } + [nil] + Array((n - edgeItems)..<n).map { $0 } : Array(0..<n).map { $0 }
         if dim == shape.count - 1 {
-            let items = indices.map { i -> String in i.map { fmt.string(values[base + $0 * strides[dim]]) } ?? "..." }
+            let items = indices.map { i -> String in i.map { fmt.string(values[base + $0 * strides[dim]]) } ?? " ..." }
             let perLine = Swift.max(1, (lineWidth - indent) / (fmt.width + 2))
             var lines: [String] = []
             var i = 0

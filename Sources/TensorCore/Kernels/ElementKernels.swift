@@ -67,6 +67,7 @@ struct ClampK<T: Comparable>: UnaryKernel {
     let lo: T, hi: T
     @inline(__always) func callAsFunction(_ x: T) -> T { x < lo ? lo : (x > hi ? hi : x) }
 }
+struct SqrtK<T: FloatingPoint>: UnaryKernel { @inline(__always) func callAsFunction(_ x: T) -> T { x.squareRoot() } }
 struct SquareK<T: Numeric>: UnaryKernel { @inline(__always) func callAsFunction(_ x: T) -> T { x * x } }
 struct NotK: UnaryKernel { @inline(__always) func callAsFunction(_ x: Bool) -> Bool { !x } }
 
@@ -78,7 +79,6 @@ struct TanhV: SIMDKernel { @inline(__always) func callAsFunction(_ x: SIMD8<Floa
 struct SigmoidV: SIMDKernel { @inline(__always) func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> { VectorMath.sigmoid(x) } }
 struct GeluV: SIMDKernel { @inline(__always) func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> { VectorMath.gelu(x) } }
 struct ErfV: SIMDKernel { @inline(__always) func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> { VectorMath.erf(x) } }
-struct SqrtV: SIMDKernel { @inline(__always) func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> { VectorMath.sqrt(x) } }
 /// exp(x − shift), for softmax rows.
 struct ShiftedExpV: SIMDKernel {
     let shift: SIMD8<Float>

@@ -5,8 +5,10 @@ struct ConvGeometry {
     let sh, sw: Int
     let ph, pw: Int
     let dh, dw: Int
-    var outH: Int { (height + 2 * ph - dh * (kh - 1) - 1) / sh + 1 }
-    var outW: Int { (width + 2 * pw - dw * (kw - 1) - 1) / sw + 1 }
+    // 0 when the (dilated) window is larger than the padded input: Swift's division truncates
+    // toward zero, so a small negative span divided by a stride > 1 would otherwise give 1.
+    var outH: Int { let span = height + 2 * ph - dh * (kh - 1) - 1; return span < 0 ? 0 : span / sh + 1 }
+    var outW: Int { let span = width + 2 * pw - dw * (kw - 1) - 1; return span < 0 ? 0 : span / sw + 1 }
     var colRows: Int { channels * kh * kw }
     var colCols: Int { outH * outW }
 }
@@ -31,7 +33,9 @@ enum Im2Col {
                         let src = plane + ih * g.width
                         let iw0 = -g.pw + kj * g.dw
                         if g.sw == 1 && iw0 >= 0 && iw0 + ow <= g.width {
-                            dst.update(from: src + iw0, count: ow)
+                            // Rows are short (tens of elements): an inline loop beats a memmove call.
+                            let s0 = src + iw0
+                            for x in 0..<ow { dst[x] = s0[x] }
                         } else {
                             for x in 0..<ow {
                                 let iw = x * g.sw + iw0

@@ -30,12 +30,14 @@ struct StridedPlan {
 
     var count: Int { shape.reduce(1, *) }
     var inner: Int { shape.last ?? 1 }
-    var outerCount: Int { shape.isEmpty ? 1 : count / inner }
+    /// Runs of the innermost dim (0 for an empty tensor, whose innermost size may be 0).
+    var outerCount: Int { shape.isEmpty ? 1 : (inner == 0 ? 0 : count / inner) }
 
     /// Calls `body(offsets, innerCount, innerStrides)` for each run of the innermost dim, over the
     /// outer indices in `range`. Offsets are in elements from each operand's base.
     @inline(__always)
     func forEachRun(outer range: Range<Int>, _ body: (UnsafePointer<Int>, Int, UnsafePointer<Int>) -> Void) {
+        if range.isEmpty { return }   // also keeps an empty tensor's zero-size dims out of the odometer
         let k = strides.count
         let nd = shape.count
         withUnsafeTemporaryAllocation(of: Int.self, capacity: k * 2 + Swift.max(nd, 1)) { buf in

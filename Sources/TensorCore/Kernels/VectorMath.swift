@@ -24,11 +24,12 @@ public enum VectorMath {
 
     @inline(__always)
     static func exp(_ x: V) -> V {
-        let hi = V(repeating: 88.7228391)
-        let lo = V(repeating: -87.3365448)
+        let hi = V(repeating: 88.7228391)     // ln(FLT_MAX): above, the result overflows
+        let lo = V(repeating: -103.972077)    // ln(2^-150): below, the result rounds to 0
         // Comparisons + blends (the generic pointwiseMin/Max behind `clamped` are not inlined).
         var xc = x.replacing(with: hi, where: x .> hi).replacing(with: lo, where: x .< lo)
-        // Round to nearest through the 1.5·2²³ trick: the float's low bits then hold the integer.
+        // Round to nearest through the 1.5·2²³ trick: the float's low bits then hold the integer
+        // (no generic, lane-by-lane float→int conversion).
         let magic = V(repeating: 12_582_912)
         let shifted = xc * 1.44269504088896341 + magic
         let n = shifted - magic
@@ -42,9 +43,13 @@ public enum VectorMath {
         p = p * xc + 1.6666665459e-1
         p = p * xc + 5.0000001201e-1
         p = p * z + xc + 1
-        let e = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127
-        let scale = unsafeBitCast(e &<< 23, to: V.self)
-        var r = p * scale
+        // 2^n as two factors that are normal floats for every n in [-150, 128]: one factor would
+        // overflow to inf for n = 128 (x > 88.376) and flush subnormal results to 0.
+        let ni = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
+        let n1 = ni &>> 1, n2 = ni &- n1
+        let s1 = unsafeBitCast((n1 &+ 127) &<< 23, to: V.self)
+        let s2 = unsafeBitCast((n2 &+ 127) &<< 23, to: V.self)
+        var r = p * s1 * s2
         r.replace(with: 0, where: x .< lo)
         r.replace(with: .infinity, where: x .> hi)
         r.replace(with: x, where: x .!= x)   // NaN stays NaN
@@ -110,9 +115,20 @@ public enum VectorMath {
         1 / (1 + exp(-x))
     }
 
-    /// erf with |error| < 1.5e-7 (Abramowitz & Stegun 7.1.26).
+    /// erf within a few ulps: an odd polynomial for |x| < 1 (Cephes erff), where the
+    /// 1 - (...) form below cancels (erf(1e-10) came out 0); Abramowitz & Stegun 7.1.26 above
+    /// (|error| < 1.5e-7).
     @inline(__always)
     static func erf(_ x: V) -> V {
+        let z = x * x
+        var s = V(repeating: 7.853861353153693e-5)
+        s = s * z - 8.010193625184903e-4
+        s = s * z + 5.188327685732524e-3
+        s = s * z - 2.685381193529856e-2
+        s = s * z + 1.128358514861418e-1
+        s = s * z - 3.761262582423300e-1
+        s = s * z + 1.128379165726710
+        let small = x * s
         let ax = abs(x)
         let t = 1 / (1 + 0.3275911 * ax)
         var y = V(repeating: 1.061405429)
@@ -122,7 +138,7 @@ public enum VectorMath {
         y = y * t + 0.254829592
         let e: V = exp(-(ax * ax))
         y = 1 - y * t * e
-        return y.replacing(with: -y, where: x .< 0)
+        return y.replacing(with: -y, where: x .< 0).replacing(with: small, where: ax .< 1)
     }
 
     /// Exact (erf-based) GELU, PyTorch's default.

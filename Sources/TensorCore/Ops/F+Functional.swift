@@ -240,6 +240,9 @@ enum FusedCrossEntropy {
                     dst[y] -= scale
                 }
             }
+            // The pointers above point into these tensors: capturing them keeps them alive until
+            // the graph is freed (the caller may have dropped the target and the contiguous copy).
+            withExtendedLifetime((x, t, lse)) {}
             return [grad]
         }
     }

@@ -169,34 +169,103 @@ extension F {
         func run<T: Comparable & Numeric>(_: T.Type, isNaN: @escaping (T) -> Bool) {
             let xp = SendablePointer(xc.pointer(T.self)), op = SendablePointer(out.pointer(T.self))
             let ap = SendablePointer(argmax)
+            let unpadded = geo.ph == 0 && geo.pw == 0
             Threading.parallelFor(planes, grain: Swift.max(1, 16_384 / Swift.max(inPlane, 1))) { r in
                 for p in r {
                     let src = xp.p + p * inPlane, dst = op.p + p * outPlane, arg = ap.p + p * outPlane
                     for oy in 0..<geo.outH {
                         for ox in 0..<geo.outW {
-                            var best: T? = nil
+                            // The first in-range element starts the scan; a NaN wins and stays.
+                            var best = T.zero
                             var bestIndex: Int32 = -1
-                            for ki in 0..<geo.kh {
+                            if unpadded {
+                                let i0 = (oy * geo.sh) * geo.width + ox * geo.sw
+                                best = src[i0]; bestIndex = Int32(i0)
+                            }
+                            scan: for ki in 0..<geo.kh {
                                 let iy = oy * geo.sh - geo.ph + ki * geo.dh
                                 if iy < 0 || iy >= geo.height { continue }
                                 for kj in 0..<geo.kw {
                                     let ix = ox * geo.sw - geo.pw + kj * geo.dw
                                     if ix < 0 || ix >= geo.width { continue }
-                                    let v = src[iy * geo.width + ix]
-                                    if best == nil || v > best! || isNaN(v) {
-                                        best = v; bestIndex = Int32(iy * geo.width + ix)
-                                        if isNaN(v) { break }
+                                    let i = iy * geo.width + ix
+                                    let v = src[i]
+                                    if bestIndex < 0 || v > best || isNaN(v) {
+                                        best = v; bestIndex = Int32(i)
+                                        if isNaN(v) { break scan }
                                     }
                                 }
                             }
-                            dst[oy * geo.outW + ox] = best ?? 0
+                            dst[oy * geo.outW + ox] = best
                             arg[oy * geo.outW + ox] = bestIndex
                         }
                     }
                 }
             }
         }
+        /// The reference models' case: float32, 2×2 windows, stride 2, no padding.
+        func run2x2() {
+            let xp = SendablePointer(xc.pointer(Float.self)), op = SendablePointer(out.pointer(Float.self))
+            let ap = SendablePointer(argmax)
+            let w = geo.width, ow = geo.outW
+            Threading.parallelFor(planes, grain: Swift.max(1, 16_384 / Swift.max(inPlane, 1))) { r in
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 32)
+                scratch.initialize(repeating: 0, count: 32)
+                defer { scratch.deallocate() }
+                for p in r {
+                    let src = xp.p + p * inPlane, dst = op.p + p * outPlane, arg = ap.p + p * outPlane
+                    for oy in 0..<geo.outH {
+                        let row0 = src + 2 * oy * w, row1 = row0 + w
+                        let base = Int32(2 * oy * w)
+                        var ox = 0
+                        // Eight windows at a time, branch-free (the comparisons are data-dependent
+                        // and mispredict half the time as branches).
+                        typealias V = SIMD8<Float>
+                        typealias I = SIMD8<Int32>
+                        let lane = I(0, 2, 4, 6, 8, 10, 12, 14)
+                        while ox < ow {
+                            // A full block loads straight from the rows; the last, partial one is
+                            // gathered into zero-padded vectors and only its valid lanes stored.
+                            let count = Swift.min(8, ow - ox)
+                            var top = SIMD16<Float>(), bottom = SIMD16<Float>()
+                            if 2 * ox + 16 <= w {
+                                top = UnsafeRawPointer(row0 + 2 * ox).loadUnaligned(as: SIMD16<Float>.self)
+                                bottom = UnsafeRawPointer(row1 + 2 * ox).loadUnaligned(as: SIMD16<Float>.self)
+                            } else {
+                                scratch.update(from: row0 + 2 * ox, count: 2 * count)
+                                (scratch + 16).update(from: row1 + 2 * ox, count: 2 * count)
+                                top = UnsafeRawPointer(scratch).loadUnaligned(as: SIMD16<Float>.self)
+                                bottom = UnsafeRawPointer(scratch + 16).loadUnaligned(as: SIMD16<Float>.self)
+                            }
+                            var best = top.evenHalf
+                            var bi: I = lane &+ I(repeating: base + Int32(2 * ox))
+                            func take(_ v: V, _ offset: Int32) {
+                                let bigger: SIMDMask<SIMD8<Int32>> = v .> best
+                                let nan: SIMDMask<SIMD8<Int32>> = v .!= v
+                                let bestIsNumber: SIMDMask<SIMD8<Int32>> = best .== best
+                                let m = bigger .| (nan .& bestIsNumber)
+                                best.replace(with: v, where: m)
+                                let at: I = lane &+ I(repeating: base + Int32(2 * ox) + offset)
+                                bi.replace(with: at, where: m)
+                            }
+                            take(top.oddHalf, 1)
+                            take(bottom.evenHalf, Int32(w))
+                            take(bottom.oddHalf, Int32(w) + 1)
+                            if count == 8 {
+                                UnsafeMutableRawPointer(dst + oy * ow + ox).storeBytes(of: best, as: V.self)
+                                UnsafeMutableRawPointer(arg + oy * ow + ox).storeBytes(of: bi, as: I.self)
+                            } else {
+                                for j in 0..<count { dst[oy * ow + ox + j] = best[j]; arg[oy * ow + ox + j] = bi[j] }
+                            }
+                            ox += count
+                        }
+                    }
+                }
+            }
+        }
+        let fast2x2 = geo.kh == 2 && geo.kw == 2 && geo.sh == 2 && geo.sw == 2 && geo.ph == 0 && geo.pw == 0 && geo.dh == 1 && geo.dw == 1
         switch x.dtype {
+        case .float32 where fast2x2: run2x2()
         case .float32: run(Float.self) { $0.isNaN }
         case .float64: run(Double.self) { $0.isNaN }
         case .int64: run(Int64.self) { _ in false }

@@ -25,8 +25,24 @@ extension Tensor {
         return dt
     }
 
+    /// PyTorch's result_type of two tensors: a 0-d operand decides the dtype only when its category
+    /// (bool < integer < floating) is higher than the dimensioned operand's, so float32 [n] times a
+    /// float64 0-d tensor stays float32 while int64 [n] times it becomes float64.
+    static func resultType(_ a: Tensor, _ b: Tensor) -> DType {
+        if (a.ndim == 0) == (b.ndim == 0) { return DType.promote(a.dtype, b.dtype) }
+        let (dimensioned, zeroD) = a.ndim == 0 ? (b, a) : (a, b)
+        func category(_ d: DType) -> Int { d == .bool ? 0 : (d == .int64 ? 1 : 2) }
+        return category(zeroD.dtype) > category(dimensioned.dtype) ? zeroD.dtype : dimensioned.dtype
+    }
+
     static func arithmetic(_ a: Tensor, _ b: Tensor, _ op: ArithmeticOp) -> Tensor {
-        let dt = arithmeticType(a.dtype, b.dtype, op)
+        let promoted = resultType(a, b)
+        if promoted == .bool && op != .div {
+            // bool with bool stays bool in PyTorch: + is or, * is and (max/min likewise); - is refused.
+            if op == .sub { shapeError("subtraction of two bool tensors is not supported; use logicalNot() or convert with to(.int64)") }
+            return arithmetic(a.to(.int64), b.to(.int64), op).to(.bool)
+        }
+        let dt = arithmeticType(promoted, promoted, op)
         let ca = a.to(dt), cb = b.to(dt)
         let out = Tensor(uninitialized: broadcastShapes(a.shape, b.shape), dtype: dt)
         @inline(__always) func float<T: BinaryFloatingPoint>(_: T.Type) {
@@ -93,7 +109,7 @@ extension Tensor {
 
     static func scalarOperand(_ value: Int, for t: Tensor) -> Tensor {
         let dt: DType = t.dtype == .bool ? .int64 : t.dtype
-        return Tensor.full([], value: Double(value), dtype: dt)
+        return Tensor.full([], value: value, dtype: dt)
     }
 
     public static func + (a: Tensor, b: Tensor) -> Tensor { arithmetic(a, b, .add) }
@@ -213,7 +229,10 @@ extension Tensor {
     }
 
     public func sqrt() -> Tensor {
-        let out = floatUnary("sqrt", simd: SqrtV(), f32: { $0.squareRoot() }, f64: { $0.squareRoot() })
+        // Scalar Float.squareRoot() is the exact vsqrtps once the loop vectorises.
+        let x = dtype.isFloatingPoint ? self : to(.float32)
+        let out = Tensor(uninitialized: x.shape, dtype: x.dtype)
+        if x.dtype == .float32 { Map.unary(x, out, SqrtK<Float>()) } else { Map.unary(x, out, SqrtK<Double>()) }
         let saved = out.detach()
         return out.recorded("SqrtBackward0", [self]) { g in [g / (2 * saved)] }
     }
@@ -308,6 +327,11 @@ extension Tensor {
 
     /// Clamps into `[min, max]`; either bound may be nil. The gradient passes where not clamped.
     public func clamp(min lo: Double? = nil, max hi: Double? = nil) -> Tensor {
+        // An integer tensor clamped to a fractional bound is float32 in PyTorch; truncating the bound
+        // to an integer gave a silently different answer (clamp([0], min: 0.5) was 0, not 0.5).
+        if dtype == .int64, [lo, hi].contains(where: { $0.map { $0 != $0.rounded() } ?? false }) {
+            return to(.float32).clamp(min: lo, max: hi)
+        }
         let out = Tensor(uninitialized: shape, dtype: dtype)
         switch dtype {
         case .float32:
@@ -360,7 +384,22 @@ extension Tensor {
 
     /// `x ** e` elementwise with a tensor exponent (broadcasting).
     public func pow(_ exponent: Tensor) -> Tensor {
-        let dt = Tensor.arithmeticType(dtype, exponent.dtype, .div)
+        if !dtype.isFloatingPoint && !exponent.dtype.isFloatingPoint {
+            // int ** int stays int64, as in PyTorch (which also rejects negative exponents).
+            let x = to(.int64), e = exponent.to(.int64)
+            if let p = e.scalars(as: Int64.self).first(where: { $0 < 0 }) {
+                shapeError("pow: integers to negative integer powers are not allowed (exponent \(p)); convert to float first")
+            }
+            let out = Tensor(uninitialized: Tensor.broadcastShapes(shape, exponent.shape), dtype: .int64)
+            Map.binary(x, e, out, Int64.self, Int64.self) { base, power in
+                var r: Int64 = 1, b = base, k = power
+                while k > 0 { if k & 1 == 1 { r = r &* b }; b = b &* b; k >>= 1 }
+                return r
+            }
+            return out
+        }
+        let promoted = Tensor.resultType(self, exponent)
+        let dt = Tensor.arithmeticType(promoted, promoted, .div)
         let x = to(dt), e = exponent.to(dt)
         let out = Tensor(uninitialized: Tensor.broadcastShapes(shape, exponent.shape), dtype: dt)
         if dt == .float32 { Map.binary(x, e, out, Float.self, Float.self) { Foundation_powf($0, $1) } }
@@ -457,7 +496,7 @@ extension Tensor {
 
     /// `torch.where(cond, a, b)`: elements of `a` where `cond`, else of `b`, broadcasting all three.
     public static func `where`(_ condition: Tensor, _ a: Tensor, _ b: Tensor) -> Tensor {
-        let dt = DType.promote(a.dtype, b.dtype)
+        let dt = resultType(a, b)
         let ca = a.to(dt), cb = b.to(dt), cond = condition.to(.bool)
         let shape = broadcastShapes(broadcastShapes(cond.shape, a.shape), b.shape)
         let out = Tensor(uninitialized: shape, dtype: dt)

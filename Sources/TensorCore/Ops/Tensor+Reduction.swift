@@ -2,7 +2,8 @@ extension Tensor {
     func normalizeDims(_ dims: [Int]) -> [Int] {
         let ds = dims.map { normalizeDim($0) }
         if Set(ds).count != ds.count { shapeError("dimension repeated in \(dims) for shape \(shape)") }
-        return ds
+        // Reducing a 0-d tensor over its dim 0 (or -1) reduces over nothing.
+        return ndim == 0 ? [] : ds
     }
 
     /// The output shape of a reduction over `dims`.
@@ -42,7 +43,8 @@ extension Tensor {
             Reduce.fold(layout, Bool.self, initial: Int64(0), { $0 + ($1 ? 1 : 0) }) { q.pointee = $0; q += 1 }
         }
         let inShape = shape
-        return out.recorded("SumBackward1", [self]) { g in [Tensor.expandReduced(g, dims: ds, inShape: inShape)] }
+        // PyTorch's names: SumBackward0 for the sum of all elements, SumBackward1 over dims.
+        return out.recorded(dims.isEmpty ? "SumBackward0" : "SumBackward1", [self]) { g in [Tensor.expandReduced(g, dims: ds, inShape: inShape)] }
     }
 
     /// Sum of all elements (a 0-d tensor).
@@ -54,7 +56,12 @@ extension Tensor {
         if !dtype.isFloatingPoint { shapeError("mean(): could not infer output dtype; input dtype must be floating point, got \(dtype) (use .float() first)") }
         let ds = dims.isEmpty ? Array(0..<ndim) : normalizeDims(dims)
         let n = ds.map { shape[$0] }.reduce(1, *)
-        return sum(dims: ds, keepDim: keepDim) / Double(Swift.max(n, 1)) * (n == 0 ? .nan : 1)
+        let out = noGrad { sum(dims: ds, keepDim: keepDim) / Double(Swift.max(n, 1)) * (n == 0 ? .nan : 1) }
+        // One node named as PyTorch's (MeanBackward0/1), not the MulBackward0 of the composition.
+        let inShape = shape
+        return out.recorded(dims.isEmpty ? "MeanBackward0" : "MeanBackward1", [self]) { g in
+            [Tensor.expandReduced(g, dims: ds, inShape: inShape) / Double(Swift.max(n, 1))]
+        }
     }
     public func mean() -> Tensor { mean(dims: []) }
     public func mean(dim: Int, keepDim: Bool = false) -> Tensor { mean(dims: [dim], keepDim: keepDim) }
@@ -147,9 +154,11 @@ extension Tensor {
         if numel == 0 { shapeError("\(max ? "max" : "min")(): cannot reduce an empty tensor; specify a dimension") }
         let flat = noGrad { reshape([-1]) }.detach()
         let value = flat.extreme(dim: 0, keepDim: false, max: max).values.detach()
-        let x = self
+        // The rule compares with a detached alias: capturing `value` itself, which holds this node,
+        // made a retain cycle that leaked the graph whenever backward() was not called.
+        let x = self, saved = value.detach()
         return value.recorded(max ? "MaxBackward1" : "MinBackward1", [self]) { g in
-            let mask = x.eq(value).to(g.dtype)
+            let mask = x.eq(saved).to(g.dtype)
             return [mask * (g / mask.sum())]
         }
     }
@@ -206,13 +215,12 @@ extension Tensor {
 /// Row-wise softmax / log-softmax: the softmax dim is moved last and made contiguous.
 enum SoftmaxKernel {
     static func forward(_ x: Tensor, dim d: Int, log: Bool) -> Tensor {
+        // Before any transpose: a 0-d tensor has no dims to swap (softmax of it is 1, as in PyTorch).
+        if x.ndim == 0 { return Tensor.full([], value: log ? 0 : 1, dtype: x.dtype) }
         let last = x.ndim - 1
         let moved = d == last ? x.contiguous() : x.transpose(d, last).contiguous()
         let rows = moved.numel / Swift.max(moved.shape.last ?? 1, 1), n = moved.shape.last ?? 1
         let out = Tensor(uninitialized: moved.shape, dtype: x.dtype)
-        if x.ndim == 0 {
-            return Tensor.full([], value: log ? 0 : 1, dtype: x.dtype)
-        }
         switch x.dtype {
         case .float32:
             let s = SendablePointer(moved.pointer(Float.self)), o = SendablePointer(out.pointer(Float.self))

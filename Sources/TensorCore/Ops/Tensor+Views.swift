@@ -105,7 +105,7 @@ extension Tensor {
     /// Removes dimension `dim` if it has size 1 (else returns the tensor unchanged, as PyTorch does).
     public func squeeze(dim: Int) -> Tensor {
         let d = normalizeDim(dim)
-        if shape[d] != 1 { return self }
+        if ndim == 0 || shape[d] != 1 { return self }
         var newShape = shape, newStrides = strides
         newShape.remove(at: d); newStrides.remove(at: d)
         let inShape = shape
@@ -377,6 +377,10 @@ extension Tensor {
     /// Adds `source` into a copy of this tensor at `index` along `dim` (`scatter_add`).
     public func scatterAdd(dim: Int, index: Tensor, source: Tensor) -> Tensor {
         let d = normalizeDim(dim)
+        if index.dtype != .int64 || index.ndim != ndim {
+            // Read as raw Int64 otherwise: a float index would scatter to garbage positions.
+            shapeError("scatterAdd: index must be an int64 tensor with \(ndim) dims, got \(index.dtype) of shape \(index.shape)")
+        }
         if index.shape != source.shape { shapeError("scatterAdd: index shape \(index.shape) must equal source shape \(source.shape)") }
         let out = clone().detach()
         let idx = index.contiguous(), src = source.to(dtype).contiguous()
