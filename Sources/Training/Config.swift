@@ -118,9 +118,11 @@ public struct TrainConfig: Sendable {
 }
 
 extension TrainConfig {
-    /// Reads, overrides and checks a config file.
+    /// Reads, overrides and checks a config file. With `requireData` false, data files missing
+    /// on this machine are warnings, not errors (`ferry train --check` runs on the laptop, the data
+    /// lives on the host).
     public static func load(file: String, overrides: [ConfigOverride] = [], registry: Registry = .standard,
-                            split: DataSplit = .train) throws -> TrainConfig {
+                            split: DataSplit = .train, requireData: Bool = true) throws -> TrainConfig {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
             throw TrainingError.configUnreadable(file: file, reason: (error as NSError).localizedDescription)
@@ -129,19 +131,19 @@ extension TrainConfig {
         do { json = try JSONParser.parse(data) } catch {
             throw TrainingError.configSyntax(file: file, line: error.line, column: error.column, reason: error.reason)
         }
-        return try check(json, file: file, overrides: overrides, registry: registry, split: split)
+        return try check(json, file: file, overrides: overrides, registry: registry, split: split, requireData: requireData)
     }
 
     /// Overrides and checks a parsed config; every issue is reported at once.
     public static func check(_ original: JSONValue, file: String, overrides: [ConfigOverride] = [], registry: Registry = .standard,
-                             split: DataSplit = .train) throws -> TrainConfig {
+                             split: DataSplit = .train, requireData: Bool = true) throws -> TrainConfig {
         var json = original
         for o in overrides { try o.apply(to: &json, registry: registry) }
         let reader = ConfigReader()
         guard let root = json.objectValue else {
             throw TrainingError.invalidConfig(file: file, issues: [ConfigIssue(path: ConfigPath(), message: "expected a JSON object like {\"name\": ..., \"arch\": ...}, got \(ConfigReader.show(json))")])
         }
-        let checker = ConfigChecker(root: root, reader: reader, registry: registry, split: split)
+        let checker = ConfigChecker(root: root, reader: reader, registry: registry, split: split, requireData: requireData)
         let config = checker.run(file: file)
         if let config, reader.issues.isEmpty { return config }
         throw TrainingError.invalidConfig(file: file, issues: reader.issues)
@@ -155,6 +157,7 @@ struct ConfigChecker {
     let reader: ConfigReader
     let registry: Registry
     let split: DataSplit
+    var requireData = true
 
     static let topLevelKeys = ["name", "n_gpu", "seed", "arch", "data_loader", "optimizer", "loss", "metrics", "lr_scheduler", "trainer"]
     static let trainerKinds: [(String, ValueKind)] = [
@@ -213,10 +216,19 @@ struct ConfigChecker {
             let (args, ok) = reader.argsAllowingIssues(of: type, entry.args, from: argsValue, at: "data_loader.args")
             let f = entry.facts(args)
             facts = f
-            if ok {
+            if let std = args["normalize"]?.arrayValue?.last?.number, std <= 0 {
+                reader.fail("data_loader.args.normalize", "the standard deviation (the second number) must be > 0, got \(ConfigReader.show(args["normalize"] ?? .null))")
+            }
+            if ok && !reader.issues.contains(where: { $0.path.description.hasPrefix("data_loader") }) {
                 dataComponent = Component(type: type, args: args)
                 let dataSplit: DataSplit = split == .test ? .test : (args["training"]?.boolValue == false ? .test : .train)
-                entry.check(args, dataSplit, reader, "data_loader")
+                if requireData {
+                    entry.check(args, dataSplit, reader, "data_loader")
+                } else {
+                    let files = ConfigReader()
+                    entry.check(args, dataSplit, files, "data_loader")
+                    for issue in files.issues { reader.warn(issue.path, issue.message + " (here; the machine that trains needs it)") }
+                }
                 var available = dataSplit == .train ? f.trainCount : f.testCount
                 if let limit = args.optionalInt("limit") { available = min(available, limit) }
                 if split == .train {

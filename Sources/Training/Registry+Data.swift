@@ -35,9 +35,6 @@ extension Registry {
             }
             if !found { reader.fail(path + "args" + "data_dir", "no \(stems[0]).gz in \(dir) — \(hint)") }
         }
-        if let n = a["normalize"]?.arrayValue?.last?.number, n <= 0 {
-            reader.fail(path + "args" + "normalize", "the standard deviation (second number) must be > 0, got \(n)")
-        }
     }
 
     static func normalizeArg(_ a: Args, default d: Normalize) -> Normalize {

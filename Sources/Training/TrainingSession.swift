@@ -23,7 +23,8 @@ public struct TrainRequest {
     public var overrides: [ConfigOverride] = []
     public var resume: ResumeRequest?
     public var runID: String?
-    /// Only check the config (`--check`): nothing is loaded, built or written.
+    /// Only check the config (`--check`): nothing is loaded, built or written. Data files missing
+    /// here are warnings then (the runner checks on the laptop; the data is on the host).
     public var checkOnly = false
     /// `FERRY_OUTPUT`, `FERRY_EVENTS`, `FERRY_JOB_ID` are read from here.
     public var environment: [String: String] = ProcessInfo.processInfo.environment
@@ -123,11 +124,13 @@ public enum TrainingSession {
 
     /// The config: the file named, else (with `--resume PATH`) the run folder's `config.json`.
     static func loadConfig(_ request: TrainRequest, checkpoint: URL?) throws -> TrainConfig {
+        let requireData = !request.checkOnly
         if let json = request.config {
-            return try TrainConfig.check(json, file: request.configName, overrides: request.overrides, registry: request.registry)
+            return try TrainConfig.check(json, file: request.configName, overrides: request.overrides, registry: request.registry,
+                                         requireData: requireData)
         }
         if let file = request.configFile {
-            return try TrainConfig.load(file: file, overrides: request.overrides, registry: request.registry)
+            return try TrainConfig.load(file: file, overrides: request.overrides, registry: request.registry, requireData: requireData)
         }
         if let checkpoint, let home = RunDirectory.containing(checkpoint: checkpoint) {
             let file = home.appendingPathComponent("config.json").path

@@ -54,6 +54,14 @@ import Testing
 
             """)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.url.path) == ["quick.json"], "nothing written")
+        // Data files are the host's business: --check (run on the laptop) warns, a real run refuses to start.
+        let elsewhere = try ferry(["train", "--check", config.path, "--set", "data_loader.args.data_dir=/nonexistent/fm"], in: dir.url)
+        #expect(elsewhere.status == 0)
+        #expect(elsewhere.stderr.hasPrefix("warning: \(config.path): data_loader.args.data_dir: no directory /nonexistent/fm — install Debian's dataset-fashion-mnist"))
+        #expect(elsewhere.stderr.hasSuffix(" (here; the machine that trains needs it)\n"))
+        let refused = try ferry(["train", config.path, "--set", "data_loader.args.data_dir=/nonexistent/fm"], in: dir.url)
+        #expect(refused.status == 2 && refused.stderr.contains("\(config.path): data_loader.args.data_dir: no directory /nonexistent/fm"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.url.path) == ["quick.json"], "nothing written")
         let malformed = try ferry(["train", config.path, "--set", "lr0.1"], in: dir.url)
         #expect(malformed.status == 2 && malformed.stderr == "--set lr0.1: expected PATH=VALUE, like optimizer.args.lr=0.01\n")
         let missing = try ferry(["train", "--resume", "nowhere"], in: dir.url)
