@@ -2,7 +2,9 @@ import Foundation
 
 /// A remote command in flight: its output streams in as it arrives, its stdin is writable, and its
 /// end is an exit status or a signal. Cancelling the task that reads `output` or awaits
-/// `exitStatus()` closes the channel (the command is sent SIGTERM first).
+/// `exitStatus()` closes the channel. A SIGTERM request goes first, but OpenSSH's sshd honours signal
+/// requests only for privilege-separated (non-root) sessions; otherwise the command learns of the
+/// close through its pipes (SIGPIPE on its next write, EOF on stdin) — a silent `sleep` outlives it.
 public final class SSHProcess: Sendable {
     let session: SSHSession
     let handler: LoopBound<ChannelHandler>

@@ -132,7 +132,7 @@ public final class SSHSession: Sendable {
 
     /// Closes every channel and the connection (and the jump session this one owns).
     public func close() async {
-        core.close()
+        await core.closeAndWait()
         if let jumpSession { await jumpSession.close() }
     }
 

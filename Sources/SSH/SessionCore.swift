@@ -42,6 +42,8 @@ final class SessionCore: @unchecked Sendable {
     private let wakeRead: Int32
     private let wakeWrite: Int32
     private let stats = Mutex((keepalivesSent: 0, alive: true))
+    /// Resolved once the teardown job has run.
+    let closed = Promise<Void>()
 
     // Loop-confined state.
     private(set) var session: ssh_session?
@@ -354,6 +356,13 @@ final class SessionCore: @unchecked Sendable {
         if ownedFD >= 0 { Glibc.close(ownedFD); ownedFD = -1 }
         for action in onClose { action() }
         onClose.removeAll()
+        closed.resolve(.success(()))
+    }
+
+    /// `close` and wait until the connection is gone.
+    func closeAndWait(reason: String = "the session was closed") async {
+        close(reason: reason)
+        _ = try? await closed.value()
     }
 
     /// Loop-side resources freed before the disconnect (SFTP sessions): they hold channels.
