@@ -2,7 +2,8 @@ import Foundation
 import Synchronization
 
 /// A loop-confined object carried through a Sendable facade. `@unchecked Sendable` is safe because the
-/// value is only ever dereferenced inside jobs that run on its session's thread (`SessionCore.submit`).
+/// value's mutable state is only touched inside jobs that run on its session's thread
+/// (`SessionCore.submit`); off the loop, facades read only its immutable, Sendable `let`s (a queue, a promise).
 struct LoopBound<Value: AnyObject>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }

@@ -30,7 +30,7 @@ public enum SFTPUploadMethod: Sendable, Equatable {
     case catChannel
 
     /// The faster of the two, measured by `Benchmarks ssh` on loopback with 100 MB (see `upload`).
-    public static let fastest: SFTPUploadMethod = .catChannel
+    public static let fastest: SFTPUploadMethod = .sftpWrite
 }
 
 public struct SFTPTransferOptions: Sendable {
