@@ -16,6 +16,7 @@ final class ChannelHandler: LoopHandler {
     private var eofRequested = false
     private var eofSent = false
     private var finished = false
+    private var outputFinished = false
     private var buffer = [UInt8](repeating: 0, count: 65_536)
 
     /// Takes ownership of an open channel.
@@ -90,6 +91,12 @@ final class ChannelHandler: LoopHandler {
                     break
                 }
             }
+        }
+        // EOF with the buffers drained ends the output (a TCP peer may wait for our EOF before closing).
+        if !outputFinished && ssh_channel_is_eof(channel) != 0 {
+            outputFinished = true
+            output.finish()
+            progressed = true
         }
         // libssh holds a received CLOSE back until the buffers are read, so closed means drained.
         if ssh_channel_is_closed(channel) != 0 {

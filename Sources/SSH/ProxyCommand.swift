@@ -32,12 +32,20 @@ final class ProxyCommand: @unchecked Sendable {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, pair[1], 0)
         posix_spawn_file_actions_adddup2(&actions, pair[1], 1)
+        // Nothing of ours leaks into the command (a lock file it keeps open would outlive us).
+        _ = ferry_spawn_closefrom(&actions, 3)
+        // Its own process group, so terminate() reaches what it started in the background too.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attributes, 0)
         let argv = ["/bin/sh", "-c", command]
         var cArgs = argv.map { strdup($0) }
         cArgs.append(nil)
         defer { for p in cArgs { free(p) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, "/bin/sh", &actions, nil, &cArgs, environ)
+        let rc = posix_spawn(&pid, "/bin/sh", &actions, &attributes, &cArgs, environ)
         close(pair[1])
         guard rc == 0 else {
             close(pair[0])
@@ -46,13 +54,13 @@ final class ProxyCommand: @unchecked Sendable {
         return ProxyCommand(command: command, pid: pid, fd: pair[0])
     }
 
-    /// Ends the command (SIGTERM) and reaps it in the background. The caller closes `fd`.
+    /// Ends the command and its process group (SIGTERM) and reaps it in the background. The caller closes `fd`.
     func terminate() {
         lock.lock()
         defer { lock.unlock() }
         guard !terminated else { return }
         terminated = true
-        kill(pid, SIGTERM)
+        kill(-pid, SIGTERM)
         let pid = self.pid
         Thread.detachNewThread {
             var status: Int32 = 0
