@@ -16,6 +16,8 @@ public struct SSHConnectOptions: Sendable {
     public var connectTimeout: Int?
     /// Overrides ServerAliveInterval: seconds of server silence before a keepalive; 0 is off.
     public var keepaliveInterval: Int?
+    /// Overrides ServerAliveCountMax: keepalives left unanswered before the connection is declared dead.
+    public var keepaliveCountMax: Int?
     /// Replaces the user's known_hosts ($HOME/.ssh/known_hosts); ferry's own is always consulted too.
     public var knownHostsFile: String?
     /// Ciphers in order of preference (both directions).

@@ -101,7 +101,7 @@ public final class SSHSession: Sendable {
             hostKeyPolicy: policy(options.hostKeyPolicy, config: config),
             connectTimeout: options.connectTimeout ?? config.connectTimeout ?? 15,
             keepaliveInterval: options.keepaliveInterval ?? config.serverAliveInterval,
-            keepaliveCountMax: config.serverAliveCountMax,
+            keepaliveCountMax: options.keepaliveCountMax ?? config.serverAliveCountMax,
             ciphers: options.ciphers.joined(separator: ","), useAgent: options.useAgent,
             interactive: options.interactive, fd: fd)
         let proxy = proxyProcess.map(LoopBoundValue.init)

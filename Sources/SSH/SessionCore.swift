@@ -348,7 +348,9 @@ final class SessionCore: @unchecked Sendable {
         if let session {
             if let event { _ = ssh_event_remove_session(event, session); ssh_event_free(event) }
             event = nil
-            if connected { ssh_disconnect(session) }
+            // Always disconnect first: it forgets a descriptor given with SSH_OPTIONS_FD, which
+            // ssh_free would otherwise close behind our back (we close `ownedFD` ourselves).
+            ssh_disconnect(session)
             ssh_free(session)
         }
         session = nil

@@ -44,8 +44,13 @@ public final class TinyHTTPServer: @unchecked Sendable {
 
     public var baseURL: String { "http://127.0.0.1:\(port)" }
 
+    /// Idempotent: a second close of the listener would close whatever descriptor reused its number.
     public func stop() {
-        lock.lock(); stopped = true; lock.unlock()
+        lock.lock()
+        let wasStopped = stopped
+        stopped = true
+        lock.unlock()
+        guard !wasStopped else { return }
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
     }
