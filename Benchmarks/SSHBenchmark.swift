@@ -15,7 +15,9 @@ enum SSHBenchmark {
         }
     }
 
-    static func run(trials: Int = 5, megabytes: Int = 100) {
+    // FERRY_BENCH_SSH_PHASES=1 prints ferry's connect/exec/close times; FERRY_BENCH_SSH_VARIANTS=1
+    // compares read-request sizes, pipeline depths and fsync for downloads.
+    static func run(trials: Int = 7, megabytes: Int = 100) {
         let e = ProcessInfo.processInfo.environment
         guard let host = e["FERRY_TEST_SSH_HOST"], let port = e["FERRY_TEST_SSH_PORT"].flatMap(Int.init), let user = e["FERRY_TEST_SSH_USER"],
               let key = e["FERRY_TEST_SSH_KEY"], let known = e["FERRY_TEST_SSH_KNOWN_HOSTS"] else {
@@ -46,14 +48,30 @@ enum SSHBenchmark {
             }
             return
         }
+        if ProcessInfo.processInfo.environment["FERRY_BENCH_SSH_VARIANTS"] != nil {
+            for (size, depth, sync) in [(128 << 10, 32, true), (128 << 10, 32, false), (64 << 10, 64, false), (255 << 10, 16, false), (32 << 10, 64, false), (64 << 10, 16, false)] {
+                let times = (0..<3).map { _ in time { blocking { let s = try await SSHSession.connect(env.target, options: options)
+                    _ = try await s.openSFTP().download(source, to: dir + "/v.bin", options: SFTPTransferOptions(resume: false, verification: .none,
+                        readRequestSize: size, requestsInFlight: depth, syncToDisk: sync))
+                    await s.close() } } }
+                print("download \(size >> 10) KiB x \(depth), fsync \(sync): \(fmt(bytes / median(times) / 1e6, 0)) MB/s")
+            }
+            return
+        }
         print("ssh, loopback, \(megabytes) MB, median of \(trials) interleaved runs (OpenSSH \(opensshVersion()), libssh \(SSHSession.libraryVersion))")
         var t: [String: [Double]] = [:]
         func add(_ name: String, _ seconds: Double) { t[name, default: []].append(seconds) }
         for trial in 0..<(trials + 1) {
             let keep = trial > 0   // the first round warms caches and is dropped
             let scpDown = time { _ = shell("/usr/bin/scp", ["-q", "-P", String(port)] + env.sshOptions + ["\(user)@\(host):\(source)", dir + "/scp-down.bin"]) }
+            // Like for like with scp: no digest, no fsync (scp does neither).
             let ferryDown = time { blocking { let s = try await SSHSession.connect(env.target, options: options)
-                _ = try await s.openSFTP().download(source, to: dir + "/ferry-down.bin", options: SFTPTransferOptions(resume: false, verification: .none))
+                _ = try await s.openSFTP().download(source, to: dir + "/ferry-down.bin",
+                                                   options: SFTPTransferOptions(resume: false, verification: .none, syncToDisk: false))
+                await s.close() } }
+            // ferry's defaults: fsync before the rename, sha256 compared with the remote's sha256sum.
+            let ferryDownDefaults = time { blocking { let s = try await SSHSession.connect(env.target, options: options)
+                _ = try await s.openSFTP().download(source, to: dir + "/ferry-down-defaults.bin", options: SFTPTransferOptions(resume: false))
                 await s.close() } }
             let scpUp = time { _ = shell("/usr/bin/scp", ["-q", "-P", String(port)] + env.sshOptions + [source, "\(user)@\(host):\(dir)/scp-up.bin"]) }
             var upTimes: [SFTPUploadMethod: Double] = [:]
@@ -66,8 +84,19 @@ enum SSHBenchmark {
             let sshTrue = time { _ = shell("/usr/bin/ssh", ["-p", String(port)] + env.sshOptions + ["\(user)@\(host)", "true"]) }
             let ferryTrue = time { blocking { let s = try await SSHSession.connect(env.target, options: options)
                 _ = try await s.run("true"); await s.close() } }
+            // What the remote side alone spends on `true` (session setup, the login shell's startup
+            // files): both clients pay it, so it is also shown subtracted from both.
+            let remoteBox = Mutex(0.0)
+            blocking { let s = try await SSHSession.connect(env.target, options: options)
+                let start = DispatchTime.now().uptimeNanoseconds
+                _ = try await s.run("true")
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                remoteBox.withLock { $0 = seconds }
+                await s.close() }
+            let remoteOnly = remoteBox.withLock { $0 }
             if keep {
-                add("scp down", scpDown); add("ferry down", ferryDown); add("scp up", scpUp)
+                add("scp down", scpDown); add("ferry down", ferryDown); add("ferry down defaults", ferryDownDefaults); add("scp up", scpUp)
+                add("remote true", remoteOnly)
                 add("ferry up sftp_write", upTimes[.sftpWrite]!); add("ferry up cat", upTimes[.catChannel]!)
                 add("ssh true", sshTrue); add("ferry true", ferryTrue)
             }
@@ -90,6 +119,8 @@ enum SSHBenchmark {
         let down = m["scp down"]! / m["ferry down"]!
         print(pad("download", 26) + pad("\(fmt(m["ferry down"]!, 3)) s \(mbps(m["ferry down"]!))", 22)
               + pad("\(fmt(m["scp down"]!, 3)) s \(mbps(m["scp down"]!))", 22) + "\(fmt(down))x speed (>= 1.5)")
+        print(pad("download, ferry defaults", 26) + pad("\(fmt(m["ferry down defaults"]!, 3)) s \(mbps(m["ferry down defaults"]!))", 22)
+              + pad("(+ fsync, + sha256 check)", 22) + "\(fmt(m["scp down"]! / m["ferry down defaults"]!))x speed")
         let bestUp = min(m["ferry up sftp_write"]!, m["ferry up cat"]!)
         for (name, key) in [("upload, sftp_write", "ferry up sftp_write"), ("upload, cat channel", "ferry up cat")] {
             print(pad(name, 26) + pad("\(fmt(m[key]!, 3)) s \(mbps(m[key]!))", 22)
@@ -98,6 +129,10 @@ enum SSHBenchmark {
         }
         print(pad("connect+auth+true", 26) + pad("\(fmt(m["ferry true"]! * 1000, 1)) ms", 22)
               + pad("\(fmt(m["ssh true"]! * 1000, 1)) ms", 22) + "\(fmt(m["ferry true"]! / m["ssh true"]!))x time (<= 0.5)")
+        let remote = m["remote true"]!
+        print(pad("  minus remote `true`", 26) + pad("\(fmt((m["ferry true"]! - remote) * 1000, 1)) ms", 22)
+              + pad("\(fmt((m["ssh true"]! - remote) * 1000, 1)) ms", 22)
+              + "\(fmt((m["ferry true"]! - remote) / (m["ssh true"]! - remote)))x time (remote side alone: \(fmt(remote * 1000, 1)) ms)")
         print("download by cipher (ferry, median of 3): " + cipherRows.map { "\($0.0) \(mbps($0.1))" }.joined(separator: ", "))
         print("default upload method in this build: \(SFTPUploadMethod.fastest == .catChannel ? "cat channel" : "sftp_write")")
     }

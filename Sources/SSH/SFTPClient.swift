@@ -250,8 +250,10 @@ final class SFTPHandle {
         guard fd >= 0 else { throw SSHError.sftpFailed(path: partial, operation: "create", reason: String(cString: strerror(errno))) }
         var fdOpen = true
         defer { if fdOpen { Glibc.close(fd) } }
+        // Hash only when the digest will be checked: scp-like transfers skip the CPU it costs.
+        let hashing = options.verification != .none
         if start > 0 {
-            try LocalFile.hashPrefix(partial, length: start, into: &hasher)
+            if hashing { try LocalFile.hashPrefix(partial, length: start, into: &hasher) }
             guard lseek(fd, off_t(start), SEEK_SET) == off_t(start) else {
                 throw SSHError.sftpFailed(path: partial, operation: "seek", reason: String(cString: strerror(errno)))
             }
@@ -307,7 +309,7 @@ final class SFTPHandle {
                 }
                 guard n <= Int(request.length) else { drain(); throw SSHError.sftpFailed(path: remotePath, operation: "read", reason: "the server sent more than was asked") }
                 try LocalFile.writeAll(fd, buffer, count: Int(n), path: partial)
-                hasher.update(data: buffer[0..<Int(n)])
+                if hashing { buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<Int(n)])) } }
                 done += UInt64(n)
                 request.offset += UInt64(n)
                 request.length -= UInt32(n)
@@ -322,12 +324,12 @@ final class SFTPHandle {
             progress?(SFTPProgress(completedBytes: done, totalBytes: total, transferredBytes: done - start))
             if SessionCore.now() - lastService > 0.05 { core.serviceHandlersFromJob(); lastService = SessionCore.now() }
         }
-        guard fsync(fd) == 0 || errno == EINVAL else {
+        guard !options.syncToDisk || fsync(fd) == 0 || errno == EINVAL else {
             throw SSHError.sftpFailed(path: partial, operation: "fsync", reason: String(cString: strerror(errno)))
         }
         Glibc.close(fd)
         fdOpen = false
-        let digest = hasher.finalize().hex
+        let digest = hashing ? hasher.finalize().hex : nil
         let verified = try verify(digest, options.verification, remotePath: remotePath, shownAs: localPath, onMismatch: { unlink(partial) })
         guard Glibc.rename(partial, localPath) == 0 else {
             throw SSHError.sftpFailed(path: localPath, operation: "rename", reason: String(cString: strerror(errno)))
@@ -337,8 +339,9 @@ final class SFTPHandle {
                                   seconds: SessionCore.now() - started)
     }
 
-    private func verify(_ digest: String, _ verification: SFTPVerification, remotePath: String, shownAs: String,
+    private func verify(_ digest: String?, _ verification: SFTPVerification, remotePath: String, shownAs: String,
                         onMismatch: () -> Void) throws -> Bool {
+        guard let digest else { return false }
         let expected: String
         switch verification {
         case .none: return false
@@ -380,7 +383,8 @@ final class SFTPHandle {
         var start: UInt64 = 0
         if options.resume, let existing = try stat(partial), existing.kind == .file, existing.size <= total { start = existing.size }
         var hasher = SHA256()
-        if start > 0 { try LocalFile.hashPrefix(localPath, length: start, into: &hasher) }
+        let hashing = options.verification != .none
+        if start > 0 && hashing { try LocalFile.hashPrefix(localPath, length: start, into: &hasher) }
         guard lseek(input, off_t(start), SEEK_SET) == off_t(start) else {
             throw SSHError.sftpFailed(path: localPath, operation: "seek", reason: String(cString: strerror(errno)))
         }
@@ -391,7 +395,7 @@ final class SFTPHandle {
             if cancel.isCancelled { throw CancellationError() }
             let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
             guard n >= 0 else { throw SSHError.sftpFailed(path: localPath, operation: "read", reason: String(cString: strerror(errno))) }
-            hasher.update(data: buffer[0..<n])
+            if hashing { buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
             return n
         }
         let sent: (Int) -> Void = { [self] n in
@@ -445,7 +449,7 @@ final class SFTPHandle {
         guard done == total else {
             throw SSHError.sftpFailed(path: localPath, operation: "upload", reason: "the file changed size during the upload (\(done) of \(total) bytes)")
         }
-        let digest = hasher.finalize().hex
+        let digest = hashing ? hasher.finalize().hex : nil
         let verified = try verify(digest, options.verification, remotePath: partial, shownAs: remotePath,
                                   onMismatch: { _ = sftp_unlink(sftp, partial) })
         try rename(partial, remotePath, overwrite: true)

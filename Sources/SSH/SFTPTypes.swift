@@ -44,9 +44,14 @@ public struct SFTPTransferOptions: Sendable {
     public var uploadMethod: SFTPUploadMethod
     /// Mode of the new file; the local file's mode on upload when nil, 0o644 on download.
     public var permissions: UInt32?
+    /// fsync a downloaded file before renaming it into place, so a crash never leaves a torn file
+    /// under the final name. Costs the time to flush it to disk.
+    public var syncToDisk: Bool
 
     public init(resume: Bool = true, verification: SFTPVerification = .remoteChecksum, readRequestSize: Int = 128 * 1024,
-                requestsInFlight: Int = 32, uploadMethod: SFTPUploadMethod = .fastest, permissions: UInt32? = nil) {
+                requestsInFlight: Int = 32, uploadMethod: SFTPUploadMethod = .fastest, permissions: UInt32? = nil,
+                syncToDisk: Bool = true) {
+        self.syncToDisk = syncToDisk
         self.resume = resume; self.verification = verification; self.readRequestSize = readRequestSize
         self.requestsInFlight = requestsInFlight; self.uploadMethod = uploadMethod; self.permissions = permissions
     }
@@ -69,8 +74,8 @@ public struct SFTPTransferResult: Sendable, Equatable {
     public var transferredBytes: UInt64
     /// Where this call started (0 unless resumed).
     public var resumedFrom: UInt64
-    /// Hex sha256 of the whole file as it arrived.
-    public var sha256: String
+    /// Hex sha256 of the whole file as it arrived; nil with `SFTPVerification.none` (not computed).
+    public var sha256: String?
     /// Whether the digest was compared (with the expected value or the remote's).
     public var verified: Bool
     /// The most read requests that were in flight at once (downloads; 0 for uploads).
