@@ -159,3 +159,52 @@ func fakeSSHBin(_ box: Sandbox) throws -> (path: String, marker: String) {
         #expect(!FileManager.default.fileExists(atPath: fake.marker), "ferry spawned an ssh binary")
     }
 }
+
+@Suite struct PassphraseTests {
+    /// A private sshd that also accepts an encrypted key (the shared one's authorized_keys stays untouched).
+    func withEncryptedKeyHost(_ box: Sandbox, _ body: (TestSSHD, String) async throws -> Void) async throws {
+        let key = box.path("encrypted_ed25519")
+        try runProcess("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "sesame-42", "-f", key])
+        try await withJumpHost(extraConfig: []) { host in
+            let pub = try String(contentsOfFile: key + ".pub", encoding: .utf8)
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: host.directory + "/authorized_keys"))
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(pub.utf8))
+            try handle.close()
+            try await body(host, key)
+        }
+    }
+
+    @Test func encryptedKeyWithoutATerminalIsSkippedWithAReason() async throws {
+        guard try TestSSHD.shared() != nil else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        try await withEncryptedKeyHost(box) { host, key in
+            await #expect {
+                _ = try await SSHSession.connect(host.target, options: host.options(box, keys: [key]))
+            } throws: { error in
+                guard case SSHError.authenticationFailed(_, _, let tried) = error else { return false }
+                return tried.contains { $0.hasPrefix("publickey \(key) (encrypted") }
+            }
+        }
+    }
+
+    @Test func encryptedKeyAsksForItsPassphraseOnTheTerminal() async throws {
+        guard try TestSSHD.shared() != nil else { return }
+        let ferry = TestPaths.ferryBinary.path
+        guard FileManager.default.isExecutableFile(atPath: ferry) else {
+            if TestPaths.isCI { Issue.record("the ferry binary is not built at \(ferry)") }
+            return
+        }
+        let box = try Sandbox(); defer { box.remove() }
+        try await withEncryptedKeyHost(box) { host, key in
+            let tmux = Tmux(); defer { tmux.kill() }
+            try tmux.run(["new-session", "-d", "-s", "t", "-x", "150", "-y", "30", "env", "-i", "HOME=\(box.home)", "TERM=xterm",
+                          "PATH=/usr/bin:/bin", "PS1=local$ ", "/bin/bash", "--norc", "--noprofile"])
+            try tmux.run(["send-keys", "-t", "t", "\(ferry) ssh --known-hosts \(host.knownHosts) -i \(key) \(host.target) -- 'echo UNLOCKED-$((6*7))'", "Enter"])
+            #expect(try await tmux.waitFor("Enter passphrase for key"), "screen:\n\((try? tmux.screen()) ?? "")")
+            try tmux.run(["send-keys", "-t", "t", "sesame-42", "Enter"])
+            #expect(try await tmux.waitFor("UNLOCKED-42"), "screen:\n\((try? tmux.screen()) ?? "")")
+            #expect(!(try tmux.screen()).contains("sesame-42"), "the passphrase was echoed")
+        }
+    }
+}
