@@ -75,11 +75,7 @@ public final class SSHSession: Sendable {
                 for target in config.proxyJump {
                     var hopConfig = try file.resolve(target, environment: options.environment)
                     hopConfig.identityFiles = options.identityFiles.map { options.environment.expandTilde($0) } + hopConfig.identityFiles
-                    do {
-                        hop = try await connect(config: hopConfig, options: jumpOptions, via: hop, displayTarget: target.description, depth: depth + 1)
-                    } catch let error as SSHError {
-                        throw error
-                    }
+                    hop = try await connect(config: hopConfig, options: jumpOptions, via: hop, displayTarget: target.description, depth: depth + 1)
                 }
             }
         }

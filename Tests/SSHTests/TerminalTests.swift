@@ -148,6 +148,11 @@ func fakeSSHBin(_ box: Sandbox) throws -> (path: String, marker: String) {
             let argv = try runProcess(ferry, ["ssh", "--known-hosts", files.knownHosts, "inner", "--", "printf", "%s|", "a b", "; exit 9"], environment: env)
             #expect(argv.stdout == "a b|; exit 9|")
             #expect(argv.status == 0)
+            // --cd starts in a directory (quoted: this one has a space and a quote in its name).
+            let odd = box.path("start here's")
+            try FileManager.default.createDirectory(atPath: odd, withIntermediateDirectories: true)
+            let cd = try runProcess(ferry, ["ssh", "--known-hosts", files.knownHosts, "--cd", odd, "inner", "--", "pwd"], environment: env)
+            #expect(cd.stdout == odd + "\n", "stderr: \(cd.stderr)")
             // An unknown host: refused with the fingerprint and exit status 255.
             let empty = box.path("empty_known")
             _ = FileManager.default.createFile(atPath: empty, contents: Data())
