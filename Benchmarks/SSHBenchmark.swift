@@ -119,8 +119,8 @@ enum SSHBenchmark {
         let down = m["scp down"]! / m["ferry down"]!
         print(pad("download", 26) + pad("\(fmt(m["ferry down"]!, 3)) s \(mbps(m["ferry down"]!))", 22)
               + pad("\(fmt(m["scp down"]!, 3)) s \(mbps(m["scp down"]!))", 22) + "\(fmt(down))x speed (>= 1.5)")
-        print(pad("download, ferry defaults", 26) + pad("\(fmt(m["ferry down defaults"]!, 3)) s \(mbps(m["ferry down defaults"]!))", 22)
-              + pad("(+ fsync, + sha256 check)", 22) + "\(fmt(m["scp down"]! / m["ferry down defaults"]!))x speed")
+        print(pad("download, ferry default", 26) + pad("\(fmt(m["ferry down defaults"]!, 3)) s \(mbps(m["ferry down defaults"]!))", 22)
+              + pad("(+fsync, +sha256 check) ", 22) + "\(fmt(m["scp down"]! / m["ferry down defaults"]!))x speed")
         let bestUp = min(m["ferry up sftp_write"]!, m["ferry up cat"]!)
         for (name, key) in [("upload, sftp_write", "ferry up sftp_write"), ("upload, cat channel", "ferry up cat")] {
             print(pad(name, 26) + pad("\(fmt(m[key]!, 3)) s \(mbps(m[key]!))", 22)

@@ -259,6 +259,14 @@ final class SFTPHandle {
             }
         }
 
+        // The remote digest is computed while the bytes travel: the file is complete on the remote.
+        var remoteDigest: CommandCapture?
+        if options.verification == .remoteChecksum {
+            let capture = try CommandCapture(core: core, command: ShellQuote.join(["sha256sum", "--", remotePath]))
+            core.add(capture)
+            remoteDigest = capture
+        }
+        defer { remoteDigest?.cancel() }
         let chunk = UInt32(max(4096, min(options.readRequestSize, 255 * 1024)))
         let depth = max(1, options.requestsInFlight)
         var buffer = [UInt8](repeating: 0, count: Int(chunk))
@@ -330,7 +338,12 @@ final class SFTPHandle {
         Glibc.close(fd)
         fdOpen = false
         let digest = hashing ? hasher.finalize().hex : nil
-        let verified = try verify(digest, options.verification, remotePath: remotePath, shownAs: localPath, onMismatch: { unlink(partial) })
+        var verification = options.verification
+        if let capture = remoteDigest {
+            try core.waitInJob { capture.isFinished }
+            verification = .expected(try SFTPHandle.parseDigest(capture, path: remotePath))
+        }
+        let verified = try verify(digest, verification, remotePath: remotePath, shownAs: localPath, onMismatch: { unlink(partial) })
         guard Glibc.rename(partial, localPath) == 0 else {
             throw SSHError.sftpFailed(path: localPath, operation: "rename", reason: String(cString: strerror(errno)))
         }
@@ -357,12 +370,20 @@ final class SFTPHandle {
 
     /// `sha256sum` of a remote file, run over an exec channel on this session.
     func remoteSHA256(_ path: String) throws -> String {
-        let result = try core.runBlocking(ShellQuote.join(["sha256sum", "--", path]))
-        let hex = result.stdout.split(separator: " ").first.map(String.init) ?? ""
-        guard result.status == 0, hex.count == 64 else {
-            throw SSHError.sftpFailed(path: path, operation: "verify", reason: "`sha256sum` on the remote failed (status \(result.status)): \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)) — use verification .none or .expected")
+        let capture = try CommandCapture(core: core, command: ShellQuote.join(["sha256sum", "--", path]))
+        core.add(capture)
+        try core.waitInJob { capture.isFinished }
+        return try SFTPHandle.parseDigest(capture, path: path)
+    }
+
+    static func parseDigest(_ capture: CommandCapture, path: String) throws -> String {
+        if let failure = capture.failure { throw failure }
+        let hex = String(decoding: capture.stdout, as: UTF8.self).split(separator: " ").first.map(String.init) ?? ""
+        guard capture.status == .exited(0), hex.count == 64, hex.allSatisfy(\.isHexDigit) else {
+            let said = String(decoding: capture.stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw SSHError.sftpFailed(path: path, operation: "verify", reason: "`sha256sum` on the remote failed (\(capture.status)): \(said) — use verification .none or .expected")
         }
-        return hex
+        return hex.lowercased()
     }
 
     // MARK: - Upload

@@ -49,6 +49,8 @@ final class SessionCore: @unchecked Sendable {
     private(set) var session: ssh_session?
     private var handlers: [LoopHandler] = []
     private var event: ssh_event?
+    /// The libssh event the loop polls the session through (jobs may wait on it too).
+    var sessionEvent: ssh_event? { event }
     private var loopThread = pthread_self()
     private var running = false
     /// Set by libssh callbacks when a channel got data, EOF or close: the loop must not sleep.
