@@ -4,6 +4,10 @@ import Foundation
 
 /// SFTP over a session: metadata operations, and transfers that resume, verify, and land atomically
 /// (written to `NAME.ferry-partial`, then renamed). Keeps its session open.
+///
+/// A transfer occupies its session's thread until done: channels already open (a followed log, a
+/// forward) keep flowing meanwhile, but new calls on the same session wait for it. Open a second
+/// session to start other work during a long transfer.
 public final class SFTPClient: Sendable {
     public let session: SSHSession
     let handle: LoopBound<SFTPHandle>

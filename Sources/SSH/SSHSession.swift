@@ -14,10 +14,13 @@ public final class SSHSession: Sendable {
     public let authenticationMethod: String
     /// The session this one is tunnelled through (ProxyJump), kept open as long as this one.
     public let jumpSession: SSHSession?
+    /// The environment it was opened with (TERM for PTYs, HOME, FERRY_HOME).
+    public let environment: SSHEnvironment
 
-    init(core: SessionCore, hostConfig: SSHHostConfig, fingerprint: String, method: String, jump: SSHSession?) {
+    init(core: SessionCore, hostConfig: SSHHostConfig, fingerprint: String, method: String, jump: SSHSession?,
+         environment: SSHEnvironment) {
         self.core = core; self.hostConfig = hostConfig; self.hostKeyFingerprint = fingerprint
-        self.authenticationMethod = method; self.jumpSession = jump
+        self.authenticationMethod = method; self.jumpSession = jump; self.environment = environment
     }
 
     deinit { core.close() }
@@ -106,7 +109,8 @@ public final class SSHSession: Sendable {
                 if let proxy { core.onClose.append { proxy.value.terminate() } }
                 return try core.connect(parameters)
             }
-            return SSHSession(core: core, hostConfig: config, fingerprint: fingerprint, method: method, jump: hop)
+            return SSHSession(core: core, hostConfig: config, fingerprint: fingerprint, method: method, jump: hop,
+                              environment: options.environment)
         } catch {
             core.close(reason: "connection failed")
             if let proxyProcess, case SSHError.connectionFailed(_, _, let reason) = error {

@@ -34,7 +34,7 @@ public enum TerminalSession {
         let stdinIsTTY = isatty(0) != 0
         let usePTY = options.pty ?? (options.command == nil && stdinIsTTY)
         let size = RawTerminal.size(of: 1) ?? RawTerminal.size(of: 0) ?? options.fallbackSize
-        let term = options.term ?? session.core.termFromEnvironment ?? "xterm-256color"
+        let term = options.term ?? session.environment.term ?? "xterm-256color"
         let command = commandLine(options)
         guard !(command?.utf8.contains(0) ?? false) else {
             throw SSHError.channelFailed(host: session.core.label, operation: "exec", reason: "the command contains a NUL byte")
@@ -78,8 +78,4 @@ public enum TerminalSession {
         }
         return try await pump.value.completion.value()
     }
-}
-
-extension SessionCore {
-    var termFromEnvironment: String? { ProcessInfo.processInfo.environment["TERM"] }
 }
