@@ -24,6 +24,8 @@ final class FDPump: LoopHandler {
     /// Extra descriptors to watch (a SIGWINCH pipe) with what to do when they are readable.
     var extraWatches: [(fd: Int32, onReadable: () -> Void)] = []
 
+    private let outIsSocket: Bool
+    private let errIsSocket: Bool
     private var outPending: [UInt8] = []
     private var errPending: [UInt8] = []
     private var inReadable = false
@@ -38,6 +40,8 @@ final class FDPump: LoopHandler {
         self.core = core; self.channel = channel
         self.inFD = inFD; self.outFD = outFD; self.errFD = errFD
         self.ownsFDs = ownsFDs; self.halfClose = halfClose; self.inIsBlocking = inIsBlocking
+        outIsSocket = FDPump.isSocket(outFD)
+        errIsSocket = errFD >= 0 && FDPump.isSocket(errFD)
         events = ChannelEvents(core: core)
         events.attach(channel)
         if inFD < 0 { inEOF = true; _ = ssh_channel_send_eof(channel) }
@@ -119,8 +123,12 @@ final class FDPump: LoopHandler {
     private func flush(_ pending: inout [UInt8], to fd: Int32) -> FlushResult {
         guard !pending.isEmpty else { return .blocked }
         var written = 0
+        // To a socket whose peer is gone, write() would raise SIGPIPE and kill the whole process.
+        let isSocket = fd == outFD ? outIsSocket : errIsSocket
         while written < pending.count {
-            let n = pending[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            let n = pending[written...].withUnsafeBytes {
+                isSocket ? send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) : write(fd, $0.baseAddress, $0.count)
+            }
             if n > 0 { written += n; continue }
             if n < 0 && errno == EINTR { continue }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { break }
@@ -129,6 +137,11 @@ final class FDPump: LoopHandler {
         }
         pending.removeFirst(written)
         return written > 0 ? .wrote : .blocked
+    }
+
+    static func isSocket(_ fd: Int32) -> Bool {
+        var st = stat()
+        return fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK
     }
 
     /// The local side failed (reset, closed): close the channel from our side.

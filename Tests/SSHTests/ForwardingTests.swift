@@ -194,4 +194,39 @@ func connectLocal(_ port: Int) -> Int32 {
         try await forward.cancel()
         await session.close()
     }
+
+    @Test func aLocalServiceThatHangsUpDoesNotKillTheProcess() async throws {
+        guard let sshd = try TestSSHD.shared() else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        // A local service that accepts and hangs up at once, with unread data in flight: writing to
+        // it raises SIGPIPE unless the pump uses MSG_NOSIGNAL.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        listen(listener, 8)
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &len) } }
+        let localPort = Int(UInt16(bigEndian: addr.sin_port))
+        let acceptor = Thread {
+            for _ in 0..<3 {
+                let c = accept(listener, nil, nil)
+                if c < 0 { return }
+                var linger = linger(l_onoff: 1, l_linger: 0)   // reset, not a polite FIN
+                setsockopt(c, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<linger>.size))
+                close(c)
+            }
+        }
+        acceptor.start()
+        defer { shutdown(listener, Int32(SHUT_RDWR)); close(listener) }
+        let session = try await sshd.connect(box)
+        let forward = try await session.forwardRemotePort(port: 0, toLocalHost: "127.0.0.1", localPort: localPort)
+        for _ in 0..<3 {
+            _ = try await session.run("head -c 20000000 /dev/zero > /dev/tcp/127.0.0.1/\(forward.port) 2>/dev/null; true")
+        }
+        #expect(try await session.run("echo alive").stdoutText == "alive\n")
+        try await forward.cancel()
+        await session.close()
+    }
 }
