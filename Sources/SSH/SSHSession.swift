@@ -23,6 +23,8 @@ public final class SSHSession: Sendable {
         self.authenticationMethod = method; self.jumpSession = jump; self.environment = environment
     }
 
+    /// Dropping the last reference closes the connection in the background; call `close()` to wait
+    /// for it (a process should, before it exits, so libssh is not torn down mid-call).
     deinit { core.close() }
 
     /// libssh's version string, e.g. "0.10.6".
@@ -76,20 +78,33 @@ public final class SSHSession: Sendable {
                 jumpOptions.identityFiles = []
                 jumpOptions.user = nil; jumpOptions.port = nil; jumpOptions.proxyJump = nil
                 for target in config.proxyJump {
-                    var hopConfig = try file.resolve(target, environment: options.environment)
-                    hopConfig.identityFiles = options.identityFiles.map { options.environment.expandTilde($0) } + hopConfig.identityFiles
-                    hop = try await connect(config: hopConfig, options: jumpOptions, via: hop, displayTarget: target.description, depth: depth + 1)
+                    do {
+                        var hopConfig = try file.resolve(target, environment: options.environment)
+                        hopConfig.identityFiles = options.identityFiles.map { options.environment.expandTilde($0) } + hopConfig.identityFiles
+                        hop = try await connect(config: hopConfig, options: jumpOptions, via: hop, displayTarget: target.description, depth: depth + 1)
+                    } catch {
+                        await hop?.close()
+                        throw error
+                    }
                 }
             }
         }
+        // Hops made here are closed (and waited for) if the rest fails; a caller's `via` is theirs.
+        let ownedHop = jump == nil ? hop : nil
         if let hop {
-            fd = try await hop.openTunnelDescriptor(host: config.hostName, port: config.port)
+            do {
+                fd = try await hop.openTunnelDescriptor(host: config.hostName, port: config.port)
+            } catch {
+                await ownedHop?.close()
+                throw error
+            }
         }
         let label = "\(config.user)@\(config.hostName):\(config.port)"
         let core: SessionCore
         do { core = try SessionCore(label: label) } catch {
             if fd >= 0 { Glibc.close(fd) }
             proxyProcess?.terminate()
+            await ownedHop?.close()
             throw error
         }
         let parameters = ConnectParameters(
@@ -112,7 +127,9 @@ public final class SSHSession: Sendable {
             return SSHSession(core: core, hostConfig: config, fingerprint: fingerprint, method: method, jump: hop,
                               environment: options.environment)
         } catch {
-            core.close(reason: "connection failed")
+            // Waited for: a process exiting right after this error must not race libssh's teardown.
+            await core.closeAndWait(reason: "connection failed")
+            await ownedHop?.close()
             if let proxyProcess, case SSHError.connectionFailed(_, _, let reason) = error {
                 throw SSHError.proxyFailed(via: "ProxyCommand \(proxyProcess.command)", reason: reason)
             }

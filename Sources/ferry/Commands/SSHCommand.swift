@@ -86,7 +86,13 @@ struct SSHCommand: AsyncParsableCommand {
             var terminal = TerminalSession.Options(directory: directory)
             if command.count == 1 { terminal.command = command[0] } else if command.count > 1 { terminal.command = ShellQuote.join(command) }
             if forcePTY { terminal.pty = true } else if noPTY { terminal.pty = false }
-            let status = try await TerminalSession.run(session, options: terminal)
+            let status: SSHExitStatus
+            do {
+                status = try await TerminalSession.run(session, options: terminal)
+            } catch {
+                await session.close()
+                throw error
+            }
             await session.close()
             if case .unknown = status { FileHandle.standardError.write(Data("ferry: the connection closed without an exit status\n".utf8)) }
             throw ExitCode(status.code)
