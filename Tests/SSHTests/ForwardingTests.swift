@@ -49,6 +49,14 @@ func readAll(_ fd: Int32, atLeast count: Int = .max, timeout seconds: Int = 10) 
     return out
 }
 
+/// Runs blocking socket work on a thread of its own: blocking a cooperative-pool thread could starve
+/// the very tasks (a forward's handler) that the work waits for.
+func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: body()) }.start()
+    }
+}
+
 func connectLocal(_ port: Int) -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     var addr = sockaddr_in()
@@ -163,12 +171,15 @@ func connectLocal(_ port: Int) -> Int32 {
         #expect(forward.port > 0)
         // Connect to the port the *server* listens on; the bytes travel back over SSH to our handler.
         for round in 0..<2 {
-            let fd = connectLocal(forward.port)
-            try #require(fd >= 0)
-            _ = "hello \(round)\n".withCString { write(fd, $0, strlen($0)) }
-            let reply = readAll(fd)
-            close(fd)
-            #expect(String(decoding: reply, as: UTF8.self) == "echo:hello \(round)\n")
+            let port = forward.port
+            let reply = await onOwnThread { () -> String in
+                let fd = connectLocal(port)
+                guard fd >= 0 else { return "cannot connect" }
+                defer { close(fd) }
+                _ = "hello \(round)\n".withCString { write(fd, $0, strlen($0)) }
+                return String(decoding: readAll(fd), as: UTF8.self)
+            }
+            #expect(reply == "echo:hello \(round)\n")
         }
         #expect(await forward.acceptedConnections == 2)
         try await forward.cancel()
