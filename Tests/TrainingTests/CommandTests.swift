@@ -64,6 +64,8 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.url.path) == ["quick.json"], "nothing written")
         let malformed = try ferry(["train", config.path, "--set", "lr0.1"], in: dir.url)
         #expect(malformed.status == 2 && malformed.stderr == "--set lr0.1: expected PATH=VALUE, like optimizer.args.lr=0.01\n")
+        let none = try ferry(["train"], in: dir.url)
+        #expect(none.status == 2 && none.stderr == "ferry train: give a config: `ferry train config/config.json` (or --resume a checkpoint in a run folder)\n")
         let missing = try ferry(["train", "--resume", "nowhere"], in: dir.url)
         #expect(missing.status == 2 && missing.stderr == "--resume nowhere: no such file or folder\n")
     }

@@ -43,12 +43,17 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         try EngineGuard.require()
+        // Usage mistakes exit 2 like config mistakes: the runner reads one code for "nothing was run".
+        func usage(_ message: String) -> ExitCode {
+            FileHandle.standardError.write(Data("ferry train: \(message)\n".utf8))
+            return ExitCode(2)
+        }
         if config != nil && configOption != nil && config != configOption {
-            throw ValidationError("give the config once: either `ferry train CONFIG` or `-c CONFIG`")
+            throw usage("give the config once: either `ferry train CONFIG` or `-c CONFIG`")
         }
         var request = TrainRequest(configFile: config ?? configOption)
         if request.configFile == nil && resume == nil {
-            throw ValidationError("give a config: `ferry train config/config.json` (or --resume a checkpoint in a run folder)")
+            throw usage("give a config: `ferry train config/config.json` (or --resume a checkpoint in a run folder)")
         }
         do {
             request.overrides = try assignments.map(ConfigOverride.init(parsing:))
