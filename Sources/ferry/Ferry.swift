@@ -10,7 +10,8 @@ struct Ferry: AsyncParsableCommand {
         75 stopped on request (SIGTERM/SIGINT), resumable.
         """,
         version: FerryVersion.string,
-        subcommands: [DoctorCommand.self]
+        subcommands: [DoctorCommand.self, LaunchCommand.self, LogsCommand.self, StatusCommand.self, LsCommand.self,
+                      CancelCommand.self, FetchCommand.self, HostsCommand.self, AgentCommand.self]
     )
 }
 
