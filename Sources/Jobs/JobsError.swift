@@ -13,6 +13,7 @@ public enum JobsError: Error, CustomStringConvertible, Equatable, Sendable, Coda
     case unsafePath(path: String, reason: String)
     case configOutsideWorkingDirectory(config: String, directory: String)
     case configInvalid(config: String, output: String)
+    case noSuchFile(String)
     case notEnoughSpace(host: String, needed: Int64, free: Int64, path: String)
     case missingOnHost(host: String, paths: [String])
     case hostLacksLibraries(host: String, libraries: [String])
@@ -56,6 +57,8 @@ public enum JobsError: Error, CustomStringConvertible, Equatable, Sendable, Coda
         case .configInvalid(let config, let output):
             let text = output.trimmingCharacters(in: .whitespacesAndNewlines)
             return "\(config) did not pass `ferry train --check` (nothing was uploaded):\n\(text)"
+        case .noSuchFile(let path):
+            return "no such file: \(path) — give the path of an existing config (relative to the current folder)"
         case .notEnoughSpace(let host, let needed, let free, let path):
             return "\(host) has \(ByteCount.format(free)) free in \(path) but the job needs \(ByteCount.format(needed)) — free some space there, or point the host's ferry home at a larger disk (`ferry hosts add NAME TARGET --ferry-home /big/disk/.ferry`)"
         case .missingOnHost(let host, let paths):

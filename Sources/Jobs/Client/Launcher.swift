@@ -16,13 +16,15 @@ public struct LaunchRequest: Sendable {
     public var graceSeconds: Int
     /// Absolute paths the job reads on the host (a config's data_dir): checked before anything is sent.
     public var hostPaths: [String]
+    /// Disk the job will write on the host (checkpoints, outputs), checked with its files.
+    public var reserveBytes: Int64
 
     public init(host: String, name: String, workingDirectory: String, kind: JobSpec.Kind, command: [String],
                 environment: [String: String] = [:], directory: String = ".", gpus: String? = nil, graceSeconds: Int = 30,
-                hostPaths: [String] = []) {
+                hostPaths: [String] = [], reserveBytes: Int64 = 0) {
         self.host = host; self.name = name; self.workingDirectory = workingDirectory; self.kind = kind; self.command = command
         self.environment = environment; self.directory = directory; self.gpus = gpus; self.graceSeconds = graceSeconds
-        self.hostPaths = hostPaths
+        self.hostPaths = hostPaths; self.reserveBytes = reserveBytes
     }
 }
 
@@ -91,7 +93,7 @@ public struct Launcher: Sendable {
         let missing = try await client.missingBlobs(Array(blobs.keys))
         let toSend = missing.missing.reduce(Int64(0)) { $0 + (blobs[$1] ?? 0) - (missing.partial[$1] ?? 0) }
         // The store keeps one copy, work/ another: both must fit.
-        let preflightRequest = PreflightRequest(neededBytes: toSend + package.totalBytes + (16 << 20), paths: request.hostPaths,
+        let preflightRequest = PreflightRequest(neededBytes: toSend + package.totalBytes + request.reserveBytes + (16 << 20), paths: request.hostPaths,
                                                 needsEngine: request.kind == .train)
         var report = try await client.preflight(preflightRequest)
         if request.kind == .train && !report.missingLibraries.isEmpty {

@@ -46,7 +46,7 @@ enum JobsCLI {
     static func isUsageError(_ error: JobsError) -> Bool {
         switch error {
         case .unknownHost, .unknownJob, .invalidHostName, .invalidJobName, .invalidJobID, .invalidTarget, .hostExists,
-             .configOutsideWorkingDirectory, .configInvalid, .emptyCommand, .unsafePath:
+             .configOutsideWorkingDirectory, .configInvalid, .noSuchFile, .emptyCommand, .unsafePath:
             return true
         default:
             return false

@@ -37,6 +37,9 @@ struct LaunchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds between SIGTERM and SIGKILL when the job is cancelled.")
     var grace: Int = 30
 
+    @Option(name: .long, help: "Disk the job will write on the host, e.g. 20G (checked before anything is sent).")
+    var disk: String?
+
     @Option(name: .long, help: "Start a stopped job again in its own folder (a train job continues from its last checkpoint).")
     var resume: String?
 
@@ -63,6 +66,7 @@ struct LaunchCommand: AsyncParsableCommand {
             throw ValidationError("give either a config or a command after --, not both")
         }
         if !(0...3600).contains(grace) { throw ValidationError("--grace takes 0 to 3600 seconds") }
+        if let disk, LaunchCommand.parseSize(disk) == nil { throw ValidationError("--disk \(disk): write a size like 500M or 20G") }
         for pair in environment where !pair.contains("=") {
             throw ValidationError("--env \(pair): write NAME=VALUE")
         }
@@ -123,7 +127,7 @@ struct LaunchCommand: AsyncParsableCommand {
         }
         if let config {
             let full = URL(fileURLWithPath: config, relativeTo: URL(fileURLWithPath: cwd)).standardizedFileURL.path
-            guard FileManager.default.fileExists(atPath: full) else { throw JobsError.io(path: config, reason: "no such file") }
+            guard FileManager.default.fileExists(atPath: full) else { throw JobsError.noSuchFile(config) }
             guard full.hasPrefix(root + "/") else { throw JobsError.configOutsideWorkingDirectory(config: config, directory: root) }
             let relative = String(full.dropFirst(root.count + 1))
             try checkConfig(relative, root: root)
@@ -131,12 +135,22 @@ struct LaunchCommand: AsyncParsableCommand {
             let jobName = try name ?? LaunchCommand.defaultName(configName: configName, file: relative)
             try Names.validateJobName(jobName)
             return LaunchRequest(host: host, name: jobName, workingDirectory: root, kind: .train, command: ["ferry", "train", relative],
-                                 environment: env, gpus: gpus, graceSeconds: grace, hostPaths: hostPaths)
+                                 environment: env, gpus: gpus, graceSeconds: grace, hostPaths: hostPaths,
+                                 reserveBytes: disk.flatMap(LaunchCommand.parseSize) ?? 0)
         }
         let jobName = name ?? Names.defaultJobName(from: command.dropFirst().first(where: { $0.contains(".") && !$0.hasPrefix("-") }) ?? command[0])
         try Names.validateJobName(jobName)
         return LaunchRequest(host: host, name: jobName, workingDirectory: root, kind: .command, command: command,
-                             environment: env, gpus: gpus, graceSeconds: grace)
+                             environment: env, gpus: gpus, graceSeconds: grace, reserveBytes: disk.flatMap(LaunchCommand.parseSize) ?? 0)
+    }
+
+    /// `500M`, `20G`, `1T`, or plain bytes.
+    static func parseSize(_ text: String) -> Int64? {
+        let units: [Character: Int64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        var t = text.uppercased()
+        if t.hasSuffix("B") { t.removeLast() }
+        if let last = t.last, let unit = units[last], let n = Double(t.dropLast()), n >= 0 { return Int64(n * Double(unit)) }
+        return Int64(t).flatMap { $0 >= 0 ? $0 : nil }
     }
 
     static func defaultName(configName: String?, file: String) throws -> String {
