@@ -4,6 +4,8 @@
 #   scripts/test-sshd.sh start   start it (or reuse the one running) on a free port
 #   scripts/test-sshd.sh env     print the variables the tests read, as `export NAME=value` lines
 #   scripts/test-sshd.sh stop    stop it and remove its folder
+# FERRY_TEST_SSHD_DIR picks the folder (a second server for jump tests lives in its own);
+# FERRY_TEST_SSHD_EXTRA_CONFIG holds sshd_config lines put first (sshd takes a keyword's first value).
 set -euo pipefail
 
 DIR="${FERRY_TEST_SSHD_DIR:-${TMPDIR:-/tmp}/ferry-test-sshd-$(id -u)}"
@@ -27,7 +29,8 @@ start() {
     local port attempt
     for attempt in $(seq 1 20); do
         port=$(( 20000 + RANDOM % 40000 ))
-        cat > "$DIR/sshd_config" <<CONF
+        printf '%s\n' "${FERRY_TEST_SSHD_EXTRA_CONFIG:-}" > "$DIR/sshd_config"
+        cat >> "$DIR/sshd_config" <<CONF
 Port $port
 ListenAddress 127.0.0.1
 HostKey $DIR/ssh_host_ed25519_key

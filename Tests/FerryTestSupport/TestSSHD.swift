@@ -34,10 +34,21 @@ public struct TestSSHD: Sendable {
     private static func locate() throws -> TestSSHD {
         let env = ProcessInfo.processInfo.environment
         if let fromEnv = parse(env) { return fromEnv }
+        return try start(directory: nil)
+    }
+
+    /// Starts (or reuses) a throwaway sshd in `directory` (the shared one when nil) with its own host
+    /// key, client key and port. Tests that need a second server (a jump host) start one in a
+    /// directory of their own and `stop()` it when done.
+    /// `extraConfig` lines go first in its sshd_config (e.g. `LogLevel DEBUG1`, `PermitOpen none`).
+    public static func start(directory: String?, extraConfig: [String] = []) throws -> TestSSHD {
         let script = TestPaths.repoRoot.appendingPathComponent("scripts/test-sshd.sh").path
-        let start = try runProcess("/bin/bash", [script, "start"])
+        var environment = ProcessInfo.processInfo.environment
+        if let directory { environment["FERRY_TEST_SSHD_DIR"] = directory }
+        environment["FERRY_TEST_SSHD_EXTRA_CONFIG"] = extraConfig.joined(separator: "\n")
+        let start = try runProcess("/bin/bash", [script, "start"], environment: environment)
         guard start.status == 0 else { throw Unavailable.notInstalled(start.stderr + start.stdout) }
-        let printed = try runProcess("/bin/bash", [script, "env"])
+        let printed = try runProcess("/bin/bash", [script, "env"], environment: environment)
         var vars: [String: String] = [:]
         for line in printed.stdout.split(separator: "\n") {
             var text = String(line)
@@ -49,6 +60,15 @@ public struct TestSSHD: Sendable {
         }
         guard let sshd = parse(vars) else { throw Unavailable.notInstalled("test-sshd.sh env printed no usable variables: \(printed.stdout)") }
         return sshd
+    }
+
+    /// Stops a server started with `start(directory:)` and removes its directory. Never call it on
+    /// `shared()`: other test processes use that one.
+    public func stop() {
+        let script = TestPaths.repoRoot.appendingPathComponent("scripts/test-sshd.sh").path
+        var environment = ProcessInfo.processInfo.environment
+        environment["FERRY_TEST_SSHD_DIR"] = directory
+        _ = try? runProcess("/bin/bash", [script, "stop"], environment: environment)
     }
 
     static func parse(_ env: [String: String]) -> TestSSHD? {

@@ -14,6 +14,8 @@ public struct JobsContext: Sendable {
     public var agentBinary: String
     /// The ferry binary that answers `--host local` (this executable, in the CLI).
     public var localBinary: String
+    /// HOME, ssh config, agent socket for SSH connections (FERRY_HOME is `home`: ferry's known_hosts).
+    public var sshEnvironment: SSHEnvironment
     /// The environment of local jobs (`--host local`); FERRY_HOME is set to `home`.
     public var localEnvironment: [String: String]
     /// Another known_hosts to read besides ~/.ssh/known_hosts and ferry's own (tests).
@@ -25,9 +27,10 @@ public struct JobsContext: Sendable {
 
     public init(home: String, version: String, agentBinary: String,
                 localEnvironment: [String: String] = ProcessInfo.processInfo.environment,
-                knownHostsFile: String? = nil, connectTimeout: Int = 15) {
+                sshEnvironment: SSHEnvironment? = nil, knownHostsFile: String? = nil, connectTimeout: Int = 15) {
         self.home = home; self.version = version; self.agentBinary = agentBinary; self.localBinary = agentBinary
         self.localEnvironment = localEnvironment
+        self.sshEnvironment = sshEnvironment ?? JobsContext.defaultSSHEnvironment(home: home)
         self.knownHostsFile = knownHostsFile; self.connectTimeout = connectTimeout
     }
 
@@ -61,5 +64,11 @@ public struct JobsContext: Sendable {
 
     public func agent(hostNamed name: String) async throws -> AgentClient {
         try await agent(try registry.host(name))
+    }
+
+    static func defaultSSHEnvironment(home: String) -> SSHEnvironment {
+        var env = SSHEnvironment.current
+        env.ferryHome = home
+        return env
     }
 }

@@ -1,0 +1,90 @@
+import Crypto
+import Foundation
+
+/// Reading and recording OpenSSH known_hosts files. The verdict on a server's key comes from libssh
+/// (`ssh_session_is_known_server`, which handles hashed `|1|` entries and `[host]:port`); this type
+/// finds what was on record for error messages, and appends accepted keys.
+public enum KnownHosts {
+    /// `SHA256:<base64, no padding>` of a public key blob, as `ssh-keygen -l` prints it.
+    public static func fingerprint(ofKeyBlob blob: Data) -> String {
+        "SHA256:" + Data(SHA256.hash(data: blob)).base64EncodedString().replacingOccurrences(of: "=", with: "")
+    }
+
+    /// Fingerprints recorded for `hostName` (`name` or `[name]:port`) in `files`, with the key type.
+    public static func recordedKeys(for hostName: String, in files: [String]) -> [(type: String, fingerprint: String, file: String)] {
+        var found: [(String, String, String)] = []
+        for file in files {
+            guard let data = FileManager.default.contents(atPath: file) else { continue }
+            for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+                var fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+                guard let firstField = fields.first, !firstField.hasPrefix("#") else { continue }
+                if firstField.hasPrefix("@") { continue }   // @revoked / @cert-authority lines are not plain keys
+                guard fields.count >= 3 else { continue }
+                let hosts = fields.removeFirst()
+                guard matches(hosts, hostName), let blob = Data(base64Encoded: fields[1]) else { continue }
+                found.append((fields[0], fingerprint(ofKeyBlob: blob), file))
+            }
+        }
+        return found
+    }
+
+    /// Whether a known_hosts host field (`a,b`, wildcards, `!neg`, or `|1|salt|hash`) names `hostName`.
+    static func matches(_ field: String, _ hostName: String) -> Bool {
+        if field.hasPrefix("|1|") {
+            let parts = field.split(separator: "|", omittingEmptySubsequences: true)
+            guard parts.count == 3, let salt = Data(base64Encoded: String(parts[1])),
+                  let hash = Data(base64Encoded: String(parts[2])) else { return false }
+            let mac = HMAC<Insecure.SHA1>.authenticationCode(for: Data(hostName.utf8), using: SymmetricKey(data: salt))
+            return Data(mac) == hash
+        }
+        return SSHConfigFile.patternListMatches([field], hostName)
+    }
+
+    /// The line OpenSSH writes for a key: `name type base64` (name is `[host]:port` off port 22).
+    public static func line(hostName: String, keyType: String, keyBase64: String) -> String {
+        "\(hostName) \(keyType) \(keyBase64)"
+    }
+
+    /// Appends `line` to `file` unless already there: under an flock on `file.lock`, the new content is
+    /// written to a temporary file, fsynced and renamed over, so readers never see half a line.
+    public static func record(_ line: String, in file: String) throws {
+        let dir = (file as NSString).deletingLastPathComponent
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw SSHError.knownHostsUnwritable(path: file, reason: "\(error)")
+        }
+        let lockFD = open(file + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lockFD >= 0 else { throw SSHError.knownHostsUnwritable(path: file, reason: String(cString: strerror(errno))) }
+        defer { close(lockFD) }
+        guard flock(lockFD, LOCK_EX) == 0 else { throw SSHError.knownHostsUnwritable(path: file, reason: String(cString: strerror(errno))) }
+        defer { flock(lockFD, LOCK_UN) }
+        var content = FileManager.default.contents(atPath: file).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        if content.split(separator: "\n").contains(where: { $0 == line }) { return }
+        if !content.isEmpty && !content.hasSuffix("\n") { content += "\n" }
+        content += line + "\n"
+        let temp = file + ".tmp-\(getpid())"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SSHError.knownHostsUnwritable(path: file, reason: String(cString: strerror(errno))) }
+        let bytes = Array(content.utf8)
+        var written = 0
+        while written < bytes.count {
+            let n = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                let reason = String(cString: strerror(errno))
+                close(fd); unlink(temp)
+                throw SSHError.knownHostsUnwritable(path: file, reason: reason)
+            }
+            written += n
+        }
+        fsync(fd)
+        close(fd)
+        guard rename(temp, file) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temp)
+            throw SSHError.knownHostsUnwritable(path: file, reason: reason)
+        }
+    }
+}
