@@ -6,7 +6,7 @@ import Testing
 /// The lifecycle checks, written once and run against `--host local` and against the test sshd.
 enum Scenarios {
     /// A shell job: launch, follow to the end, status, list, log byte-identical to the host's file.
-    static func shellJob(_ box: Sandbox, host: String, hostJobs: (String) -> JobPaths) async throws {
+    static func shellJob(_ box: Sandbox, host: String, hostJobs: (String) -> JobPaths, context given: JobsContext? = nil) async throws {
         try box.write("run.sh", """
         echo "start in $(pwd)"
         echo "job=$FERRY_JOB_ID gpus=${CUDA_VISIBLE_DEVICES:-none} secret=$SECRET"
@@ -16,7 +16,7 @@ enum Scenarios {
         printf 'no newline at the end'
         exit 0
         """)
-        let context = box.context()
+        let context = given ?? box.context()
         var request = LaunchRequest(host: host, name: "shell", workingDirectory: box.project, kind: .command, command: ["sh", "run.sh"],
                                     environment: ["SECRET": "s3cr3t value"], gpus: "1")
         request.graceSeconds = 5
@@ -58,11 +58,11 @@ enum Scenarios {
     }
 
     /// A second launch of an unchanged folder sends < 1 % of the first one's bytes.
-    static func secondLaunchReuses(_ box: Sandbox, host: String) async throws -> (first: Int64, second: Int64) {
+    static func secondLaunchReuses(_ box: Sandbox, host: String, context given: JobsContext? = nil) async throws -> (first: Int64, second: Int64) {
         try box.writeRandom("data/blob1.bin", bytes: 3 << 20)
         try box.writeRandom("data/blob2.bin", bytes: 1 << 20)
         try box.write("train.sh", "ls data | wc -l\n")
-        let context = box.context()
+        let context = given ?? box.context()
         let request = LaunchRequest(host: host, name: "dedupe", workingDirectory: box.project, kind: .command, command: ["sh", "train.sh"])
         let (first, c1) = try await Launcher(context: context).launch(request)
         let firstBytes = c1.transport.counters.sent
@@ -79,21 +79,25 @@ enum Scenarios {
     }
 
     /// Cancel: SIGTERM to the group; a job that ignores it is killed after the grace.
-    static func cancelStubbornJob(_ box: Sandbox, host: String, hostJobs: (String) -> JobPaths) async throws {
+    static func cancelStubbornJob(_ box: Sandbox, host: String, hostJobs: (String) -> JobPaths, context given: JobsContext? = nil) async throws {
         try box.write("stubborn.sh", """
         trap 'echo "got TERM, ignoring it"' TERM
         ( trap '' TERM; sleep 300 ) &
         echo ready
         while true; do sleep 0.05; done
         """)
-        let context = box.context()
+        let context = given ?? box.context()
         let request = LaunchRequest(host: host, name: "stubborn", workingDirectory: box.project, kind: .command, command: ["sh", "stubborn.sh"],
                                     graceSeconds: 30)
         let (result, client) = try await Launcher(context: context).launch(request)
         await client.close()
         let paths = hostJobs(result.id)
         #expect(eventually { fileText(paths.log).contains("ready") })
-        let pid = try #require(try JSON.decoder().decode(JobStatus.self, from: Data(contentsOf: URL(fileURLWithPath: paths.status))).pid)
+        var pid: Int32 = 0
+        #expect(eventually {
+            pid = (try? JSON.decoder().decode(JobStatus.self, from: Data(contentsOf: URL(fileURLWithPath: paths.status))))?.pid ?? 0
+            return pid > 0
+        })
         let start = Date()
         let info = try await JobsClient(context: context).cancel(result.id, grace: 1, wait: true)
         let took = Date().timeIntervalSince(start)
@@ -108,14 +112,14 @@ enum Scenarios {
     }
 
     /// Cancel of a job that stops on SIGTERM (as `ferry train` does: writes last/, exits 75).
-    static func cancelWellBehavedJob(_ box: Sandbox, host: String, hostJobs: (String) -> JobPaths) async throws {
+    static func cancelWellBehavedJob(_ box: Sandbox, host: String, hostJobs: (String) -> JobPaths, context given: JobsContext? = nil) async throws {
         try box.write("polite.sh", """
         trap 'mkdir -p "$FERRY_OUTPUT/ck/last"; echo weights > "$FERRY_OUTPUT/ck/last/model.bin"; echo "saved last"; exit 75' TERM
         echo '{"event":"start","time":1,"total_epochs":2,"start_epoch":1,"steps_per_epoch":10}' >> "$FERRY_EVENTS"
         echo running
         while true; do sleep 0.05; done
         """)
-        let context = box.context()
+        let context = given ?? box.context()
         let request = LaunchRequest(host: host, name: "polite", workingDirectory: box.project, kind: .command, command: ["sh", "polite.sh"])
         let (result, client) = try await Launcher(context: context).launch(request)
         await client.close()
@@ -133,9 +137,9 @@ enum Scenarios {
     }
 
     /// A fetch cut off midway continues from its partial file and verifies the whole.
-    static func fetchResumes(_ box: Sandbox, host: String, hostJobs: (String) -> JobPaths) async throws {
+    static func fetchResumes(_ box: Sandbox, host: String, hostJobs: (String) -> JobPaths, context given: JobsContext? = nil) async throws {
         try box.write("make.sh", "head -c 48000000 /dev/urandom > \"$FERRY_OUTPUT/big.bin\"; echo made\n")
-        let context = box.context()
+        let context = given ?? box.context()
         let request = LaunchRequest(host: host, name: "big", workingDirectory: box.project, kind: .command, command: ["sh", "make.sh"])
         let (result, client) = try await Launcher(context: context).launch(request)
         let follower = JobsClient(context: context).follower(result.id, host: try context.registry.host(host))
@@ -172,9 +176,9 @@ enum Scenarios {
     }
 
     /// Bad input is refused with a clear error, before anything is started.
-    static func badInput(_ box: Sandbox, host: String, hostHome: String) async throws {
+    static func badInput(_ box: Sandbox, host: String, hostHome: String, context given: JobsContext? = nil) async throws {
         try box.write("ok.sh", "echo ok\n")
-        let context = box.context()
+        let context = given ?? box.context()
         let launcher = Launcher(context: context)
         func request(name: String = "ok", paths: [String] = [], reserve: Int64 = 0) -> LaunchRequest {
             LaunchRequest(host: host, name: name, workingDirectory: box.project, kind: .command, command: ["sh", "ok.sh"],

@@ -95,9 +95,20 @@ public struct JobsClient: Sendable {
     /// A follower for job `id`, reconnecting to its host as needed.
     public func follower(_ id: String, host: HostRecord, pollSeconds: Double = 20, maxFailures: Int? = nil) -> LogFollower {
         let context = self.context
+        let known = KnownAgent()
         return LogFollower(id: id, mirror: LogMirror(path: context.registry.mirrorPath(id)), pollSeconds: pollSeconds,
-                           maxFailures: maxFailures) {
-            try await withTimeout(seconds: Double(context.connectTimeout) + 10) { try await context.agent(host) }
+                           maxFailures: maxFailures) { failures in
+            try await withTimeout(seconds: Double(context.connectTimeout) + 10) {
+                // After one drop, the agent found before is asked directly (no probe); after two in
+                // a row, it is looked for (and installed) afresh.
+                if failures < 2, let agent = known.value {
+                    let transport = try await context.connect(host)
+                    return AgentClient(transport: transport, host: host.name, hello: agent.hello, prefix: agent.prefix)
+                }
+                let client = try await context.agent(host)
+                known.set(client)
+                return client
+            }
         }
     }
 
@@ -105,6 +116,14 @@ public struct JobsClient: Sendable {
     public func remember(_ status: JobStatus, for id: String) {
         _ = try? context.registry.updateJob(id) { $0.status = status; $0.seenAt = Date() }
     }
+}
+
+/// The agent a follower found, asked directly when it reconnects.
+final class KnownAgent: @unchecked Sendable {
+    private let lock = NSLock()
+    private var agent: (hello: AgentHello, prefix: String)?
+    func set(_ client: AgentClient) { lock.lock(); agent = (client.hello, client.prefix); lock.unlock() }
+    var value: (hello: AgentHello, prefix: String)? { lock.lock(); defer { lock.unlock() }; return agent }
 }
 
 struct TimeoutError: Error, CustomStringConvertible {

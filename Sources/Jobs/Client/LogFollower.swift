@@ -35,7 +35,8 @@ public struct LogMirror: Sendable {
 public final class LogFollower: Sendable {
     public let id: String
     public let mirror: LogMirror
-    let connect: @Sendable () async throws -> AgentClient
+    /// Opens a connection; gets the number of failed attempts in a row (0 the first time).
+    let connect: @Sendable (_ failures: Int) async throws -> AgentClient
     /// Seconds each long-poll may wait for new output before the agent answers `T`.
     public let pollSeconds: Double
     /// Reconnection attempts in a row before giving up (nil: never give up).
@@ -48,7 +49,7 @@ public final class LogFollower: Sendable {
     }
 
     public init(id: String, mirror: LogMirror, pollSeconds: Double = 20, maxFailures: Int? = nil,
-                connect: @escaping @Sendable () async throws -> AgentClient) {
+                connect: @escaping @Sendable (_ failures: Int) async throws -> AgentClient) {
         self.id = id; self.mirror = mirror; self.pollSeconds = pollSeconds; self.maxFailures = maxFailures; self.connect = connect
     }
 
@@ -66,7 +67,7 @@ public final class LogFollower: Sendable {
             try Task.checkCancellation()
             do {
                 if client == nil {
-                    client = try await connect()
+                    client = try await connect(failures)
                     if failures > 0 { onEvent?(.reconnected(offset: offset)) }
                 }
                 guard let current = client else { continue }
@@ -79,6 +80,8 @@ public final class LogFollower: Sendable {
                     }
                     try mirror.write(bytes, at: at)
                     offset += Int64(bytes.count)
+                    // Bytes arrived: this connection worked, so a later drop starts the backoff afresh.
+                    failures = 0
                     onData(bytes)
                 }
                 failures = 0
