@@ -108,3 +108,37 @@ import Testing
         #expect(try TestFerry.run(["hosts", "ls"], sandbox: box).stdout.hasPrefix("local"))
     }
 }
+
+/// The commands against the test sshd, reached through a host record that pins its key.
+@Suite struct CLIOverSSHTests {
+    @Test func launchLogsSSHAndFetchWithAPinnedHostKey() throws {
+        guard let sshd = try TestSSHD.shared() else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        try FileManager.default.createDirectory(atPath: box.remoteHome + "/bin", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: box.remoteHome + "/bin/ferry", withDestinationPath: TestFerry.binary)
+        let add = try TestFerry.run(["hosts", "add", "box", "\(sshd.user)@\(sshd.host):\(sshd.port)", "--identity", sshd.clientKey,
+                                     "--host-key", sshd.hostKeyFingerprint, "--ferry-home", box.remoteHome], sandbox: box)
+        #expect(add.status == 0, "\(add.stderr)")
+        try box.write("job.sh", "echo \"hello from $(hostname)\"; mkdir -p $FERRY_OUTPUT/m; echo w > $FERRY_OUTPUT/m/weights.bin\n")
+        let launched = try TestFerry.run(["launch", "--host", "box", "--", "sh", "job.sh"], sandbox: box)
+        #expect(launched.status == 0, "\(launched.stderr)")
+        #expect(launched.stdout.hasPrefix("hello from "))
+        // The pinned key was recorded in ferry's own known_hosts (the only place keys are kept).
+        #expect(fileText(box.home + "/known_hosts").contains("[\(sshd.host)]:\(sshd.port)"))
+        let id = try #require(Registry(home: box.home).jobs().first?.id)
+        let shell = try TestFerry.run(["ssh", id, "--", "pwd"], sandbox: box)
+        #expect(shell.status == 0, "\(shell.stderr)")
+        #expect(shell.stdout == box.remoteJob(id).work + "\n")
+        let fetched = try TestFerry.run(["fetch", id, "--what", "all", "--dest", box.root + "/out"], sandbox: box)
+        #expect(fetched.status == 0, "\(fetched.stderr)")
+        #expect(fileText(box.root + "/out/m/weights.bin") == "w\n")
+        let ls = try TestFerry.run(["ls"], sandbox: box)
+        #expect(ls.stdout.contains(id) && ls.stdout.contains("box"))
+        // A wrong pin is refused before anything runs.
+        #expect(try TestFerry.run(["hosts", "add", "liar", "\(sshd.user)@\(sshd.host):\(sshd.port)", "--identity", sshd.clientKey,
+                                   "--host-key", "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "--ferry-home", box.remoteHome], sandbox: box).status == 0)
+        let refused = try TestFerry.run(["launch", "--host", "liar", "--", "true"], sandbox: box)
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("SHA256:AAAA"), "\(refused.stderr)")
+    }
+}

@@ -192,6 +192,18 @@ public final class AgentClient: Sendable {
     }
 
     public func close() async { await transport.close() }
+
+    /// Runs `body`, then closes the connection (also when `body` throws), waiting for it to close.
+    public func using<T: Sendable>(_ body: (AgentClient) async throws -> T) async throws -> T {
+        do {
+            let value = try await body(self)
+            await close()
+            return value
+        } catch {
+            await close()
+            throw error
+        }
+    }
 }
 
 /// What the probe script found on a host: its FERRY_HOME and the ferry binaries there.

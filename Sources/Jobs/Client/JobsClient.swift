@@ -23,8 +23,9 @@ public struct JobsClient: Sendable {
         for host in [HostRecord.local] + context.registry.hosts() {
             if host.isLocal && !POSIX.exists(HostLayout(home: context.home).job(id).spec) { continue }
             guard let client = try? await withTimeout(seconds: Double(context.connectTimeout), { try await context.agent(host) }) else { continue }
-            defer { Task { await client.close() } }
-            if let info = try? await client.status(id) {
+            let info = try? await client.status(id)
+            await client.close()
+            if let info {
                 try context.registry.remember(info, host: host.name)
                 return host
             }
@@ -39,8 +40,7 @@ public struct JobsClient: Sendable {
 
     public func status(_ id: String) async throws -> JobInfo {
         let client = try await agent(for: id)
-        defer { Task { await client.close() } }
-        let info = try await client.status(id)
+        let info = try await client.using { try await $0.status(id) }
         try context.registry.remember(info, host: client.host)
         return info
     }
@@ -60,9 +60,7 @@ public struct JobsClient: Sendable {
                     let mine = remembered.filter { $0.host == host.name }
                     do {
                         let jobs = try await withTimeout(seconds: Double(context.connectTimeout) + 10) {
-                            let client = try await context.agent(host)
-                            defer { Task { await client.close() } }
-                            return try await client.list()
+                            try await context.agent(host).using { try await $0.list() }
                         }
                         for info in jobs { try? registry.remember(info, host: host.name) }
                         return HostJobs(host: host.name, jobs: jobs, remembered: mine, error: nil)
@@ -81,12 +79,14 @@ public struct JobsClient: Sendable {
     /// `wait`, waits until it has stopped.
     public func cancel(_ id: String, grace: Int?, wait: Bool = true) async throws -> JobInfo {
         let client = try await agent(for: id)
-        defer { Task { await client.close() } }
-        var info = try await client.cancel(id, grace: grace)
-        let limit = Date().addingTimeInterval(Double((grace ?? info.spec.graceSeconds) + 30))
-        while wait && !info.status.state.isFinal && Date() < limit {
-            try await Task.sleep(nanoseconds: 200_000_000)
-            info = try await client.status(id)
+        let info = try await client.using { client in
+            var info = try await client.cancel(id, grace: grace)
+            let limit = Date().addingTimeInterval(Double((grace ?? info.spec.graceSeconds) + 30))
+            while wait && !info.status.state.isFinal && Date() < limit {
+                try await Task.sleep(nanoseconds: 200_000_000)
+                info = try await client.status(id)
+            }
+            return info
         }
         try context.registry.remember(info, host: client.host)
         return info

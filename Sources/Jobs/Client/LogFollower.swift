@@ -62,7 +62,20 @@ public final class LogFollower: Sendable {
         var offset = offset
         var failures = 0
         var host = first?.host ?? "the host"
-        defer { if let client { Task { await client.close() } } }
+        do {
+            let status = try await follow(from: &offset, client: &client, failures: &failures, host: &host, stopWhenCaughtUp: stopWhenCaughtUp,
+                                          onData: onData, onEvent: onEvent)
+            if let client { await client.close() }
+            return status
+        } catch {
+            if let client { await client.close() }
+            throw error
+        }
+    }
+
+    private func follow(from offset: inout Int64, client: inout AgentClient?, failures: inout Int, host: inout String,
+                        stopWhenCaughtUp: Bool, onData: @Sendable (Data) -> Void,
+                        onEvent: (@Sendable (Event) -> Void)?) async throws -> JobStatus? {
         while true {
             try Task.checkCancellation()
             do {

@@ -31,8 +31,9 @@ public final class SSHTransport: Transport {
     }
 
     /// An SSH session to `host` (also used by `ferry ssh JOBID`).
-    public static func session(for host: HostRecord, context: JobsContext) async throws -> SSHSession {
-        let options = try options(for: host, context: context)
+    public static func session(for host: HostRecord, context: JobsContext, interactive: Bool = false) async throws -> SSHSession {
+        var options = try options(for: host, context: context)
+        options.interactive = interactive
         var config = try SSHSession.resolve(host.target, options: options)
         if let command = host.proxyCommand {
             config.proxyCommand = command

@@ -36,7 +36,6 @@ struct FetchCommand: AsyncParsableCommand {
             let destination = URL(fileURLWithPath: dest ?? "ferry-runs/\(id)",
                                   relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
             let client = try await JobsClient(context: context).agent(for: id)
-            defer { Task { await client.close() } }
             let fetcher = Fetcher(client: client)
             let quiet = json
             let events: @Sendable (FetchEvent) -> Void = { event in
@@ -52,10 +51,18 @@ struct FetchCommand: AsyncParsableCommand {
                     if !quiet { JobsCLI.say("  job \(state.rawValue); checking again in a few seconds (Ctrl-C stops)") }
                 }
             }
-            let (files, interrupted) = try await JobsCLI.interruptible {
-                follow ? try await fetcher.follow(id, what: what, into: destination, events: events)
-                       : try await fetcher.fetch(id, what: what, into: destination, events: events)
+            let outcome: ([FetchedFile]?, interrupted: Bool)
+            do {
+                outcome = try await JobsCLI.interruptible {
+                    follow ? try await fetcher.follow(id, what: what, into: destination, events: events)
+                           : try await fetcher.fetch(id, what: what, into: destination, events: events)
+                }
+                await client.close()
+            } catch {
+                await client.close()
+                throw error
             }
+            let (files, interrupted) = outcome
             Progress.shared.clear()
             if interrupted {
                 JobsCLI.say("ferry: stopped; run the same command to continue where it left off")
