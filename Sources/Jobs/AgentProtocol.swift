@@ -21,19 +21,22 @@ public struct AgentHello: Codable, Sendable {
 }
 
 public struct PreflightRequest: Codable, Sendable {
-    /// Bytes the job needs on the host's disk (its files, once, plus their copy in work/).
+    /// Bytes the job needs on the host's disk besides its files (what it will write).
     public var neededBytes: Int64
     /// Absolute paths (or `~/…`) the job reads on the host, e.g. a config's data_dir.
     public var paths: [String]
     /// Whether the job trains with ferry's engine (then oneDNN must load).
     public var needsEngine: Bool
+    /// The job's file contents (sha256 → size): the answer says which the host lacks, and the
+    /// space check counts them (sent once into the store, copied once into work/).
+    public var blobs: [String: Int64]?
     enum CodingKeys: String, CodingKey {
-        case paths
+        case paths, blobs
         case neededBytes = "needed_bytes"
         case needsEngine = "needs_engine"
     }
-    public init(neededBytes: Int64 = 0, paths: [String] = [], needsEngine: Bool = false) {
-        self.neededBytes = neededBytes; self.paths = paths; self.needsEngine = needsEngine
+    public init(neededBytes: Int64 = 0, paths: [String] = [], needsEngine: Bool = false, blobs: [String: Int64]? = nil) {
+        self.neededBytes = neededBytes; self.paths = paths; self.needsEngine = needsEngine; self.blobs = blobs
     }
 }
 
@@ -75,9 +78,14 @@ public struct PreflightReport: Codable, Sendable {
     public var missingLibraries: [String]
     /// Problems that stop the job from starting, each a sentence.
     public var problems: [String]
+    /// Of the request's blobs, those the host lacks, and bytes of them already received.
+    public var missing: BlobsMissingReply?
+    /// Bytes of disk the job needs in all, as the host counted them.
+    public var neededBytes: Int64
 
     enum CodingKeys: String, CodingKey {
-        case ferry, home, cpus, gpus, cuda, problems
+        case ferry, home, cpus, gpus, cuda, problems, missing
+        case neededBytes = "needed_bytes"
         case freeBytes = "free_bytes"
         case nvidiaSMI = "nvidia_smi"
         case oneDNN = "onednn"

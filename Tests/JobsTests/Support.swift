@@ -48,7 +48,15 @@ struct Sandbox {
     }
 
     func remove() {
-        // Jobs may still be winding down; their folders go with the sandbox.
+        // A test that failed midway may leave a job running: stop its supervisor and its group.
+        for jobs in [home + "/jobs", remoteHome + "/jobs"] {
+            for id in (try? FileManager.default.contentsOfDirectory(atPath: jobs)) ?? [] {
+                guard let data = FileManager.default.contents(atPath: jobs + "/" + id + "/status.json"),
+                      let status = try? JSON.decoder().decode(JobStatus.self, from: data), !status.state.isFinal else { continue }
+                if let supervisor = status.supervisorPID { kill(supervisor, SIGKILL) }
+                if let pid = status.pid, pid > 1 { kill(-pid, SIGKILL) }
+            }
+        }
         try? FileManager.default.removeItem(atPath: root)
     }
 

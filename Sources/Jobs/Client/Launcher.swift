@@ -90,24 +90,26 @@ public struct Launcher: Sendable {
                 events: (@Sendable (LaunchEvent) -> Void)?) async throws -> LaunchResult {
         var client = initial
         let blobs = package.manifest.blobs
-        let missing = try await client.missingBlobs(Array(blobs.keys))
-        let toSend = missing.missing.reduce(Int64(0)) { $0 + (blobs[$1] ?? 0) - (missing.partial[$1] ?? 0) }
-        // The store keeps one copy, work/ another: both must fit.
-        let preflightRequest = PreflightRequest(neededBytes: toSend + package.totalBytes + request.reserveBytes + (16 << 20), paths: request.hostPaths,
-                                                needsEngine: request.kind == .train)
+        // One call: what the host lacks of the files, and whether it can run the job at all.
+        let preflightRequest = PreflightRequest(neededBytes: request.reserveBytes, paths: request.hostPaths,
+                                                needsEngine: request.kind == .train, blobs: blobs)
         var report = try await client.preflight(preflightRequest)
         if request.kind == .train && !report.missingLibraries.isEmpty {
             (client, report) = try await AgentInstaller(binary: context.agentBinary, progress: context.installProgress)
                 .supplyEngineLibraries(client, report: report, request: preflightRequest)
         }
         events?(.preflight(report))
-        if let free = report.freeBytes, free < preflightRequest.neededBytes {
-            throw JobsError.notEnoughSpace(host: client.host, needed: preflightRequest.neededBytes, free: free, path: report.home)
+        if let free = report.freeBytes, free < report.neededBytes {
+            throw JobsError.notEnoughSpace(host: client.host, needed: report.neededBytes, free: free, path: report.home)
         }
         if !report.missingPaths.isEmpty { throw JobsError.missingOnHost(host: client.host, paths: report.missingPaths) }
         if !report.problems.isEmpty {
             throw JobsError.agentFailed(host: client.host, verb: "preflight", message: report.problems.joined(separator: "; "))
         }
+        guard let missing = report.missing else {
+            throw JobsError.protocolViolation(host: client.host, detail: "preflight did not say which files it lacks")
+        }
+        let toSend = missing.missing.reduce(Int64(0)) { $0 + (blobs[$1] ?? 0) - (missing.partial[$1] ?? 0) }
 
         if !missing.missing.isEmpty {
             let list = missing.missing.compactMap { hash in package.sources[hash].map { (hash: hash, path: $0, offset: missing.partial[hash] ?? 0) } }

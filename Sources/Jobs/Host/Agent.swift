@@ -68,7 +68,7 @@ public struct Agent: Sendable {
         do {
             switch verb {
             case "hello": try reply(hello())
-            case "preflight": try reply(preflight(try readRequest(PreflightRequest.self)))
+            case "preflight": try reply(try preflight(try readRequest(PreflightRequest.self)))
             case "blobs-missing":
                 let request = try readRequest(BlobsMissingRequest.self)
                 let (missing, partial) = try BlobStore(layout: layout).missing(request.hashes)
@@ -149,8 +149,16 @@ public struct Agent: Sendable {
         return AgentHello(ferry: version, protocolVersion: AgentProtocol.version, home: home, binary: binary, system: "\(sys) \(machine)")
     }
 
-    func preflight(_ request: PreflightRequest) -> PreflightReport {
+    func preflight(_ request: PreflightRequest) throws -> PreflightReport {
         let free = FerryHome.freeBytes(at: home)
+        var missing: BlobsMissingReply?
+        var needed = request.neededBytes
+        if let blobs = request.blobs {
+            let (lacking, partial) = try BlobStore(layout: layout).missing(Array(blobs.keys))
+            missing = BlobsMissingReply(missing: lacking, partial: partial)
+            let toReceive = lacking.reduce(Int64(0)) { $0 + (blobs[$1] ?? 0) - (partial[$1] ?? 0) }
+            needed += toReceive + blobs.values.reduce(0, +) + (16 << 20)
+        }
         let engine = probes.engine()
         let (gpus, smiError) = NvidiaSMI.query()
         let userHome = FerryHome.userHome
@@ -160,8 +168,8 @@ public struct Agent: Sendable {
             if expanded.hasPrefix("/") && !POSIX.exists(expanded) { missingPaths.append(path) }
         }
         var problems: [String] = []
-        if let free, request.neededBytes > 0, free < request.neededBytes {
-            problems.append("only \(ByteCount.format(free)) free in \(home); the job needs \(ByteCount.format(request.neededBytes))")
+        if let free, needed > 0, free < needed {
+            problems.append("only \(ByteCount.format(free)) free in \(home); the job needs \(ByteCount.format(needed))")
         }
         if !missingPaths.isEmpty { problems.append("missing on the host: \(missingPaths.joined(separator: ", "))") }
         if request.needsEngine {
@@ -174,7 +182,7 @@ public struct Agent: Sendable {
         return PreflightReport(ferry: version, home: home, freeBytes: free, cpus: ProcessInfo.processInfo.activeProcessorCount,
                                gpus: gpus, nvidiaSMI: smiError, cuda: engine.cuda, oneDNN: engine.oneDNN, cpuMissing: engine.cpuMissing,
                                missingPaths: missingPaths, missingLibraries: Agent.missingLibraries(in: engine.oneDNN.available ? "" : engine.oneDNN.detail),
-                               problems: problems)
+                               problems: problems, missing: missing, neededBytes: needed)
     }
 
     /// `libgomp.so.1` from the loader's "libgomp.so.1: cannot open shared object file: ...".

@@ -128,6 +128,13 @@ enum POSIX {
     // glibc's POSIX_SPAWN_SETSID (not exported to Swift): the child starts a new session.
     static let spawnSetSID: Int32 = 0x80
 
+    typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
+    /// glibc 2.29's posix_spawn_file_actions_addchdir_np.
+    static let addChdir: AddChdir? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addchdir_np") else { return nil }
+        return unsafeBitCast(symbol, to: AddChdir.self)
+    }()
+
     typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
     /// glibc 2.34's posix_spawn_file_actions_addclosefrom_np (a GNU extension Swift does not import).
     static let addCloseFrom: AddCloseFrom? = {
@@ -149,7 +156,7 @@ enum POSIX {
     /// `keepIgnored` are ignored in this process and so in the child (for the supervisor).
     static func spawn(_ arguments: [String], environment: [String: String], stdin: Stream = .null, stdout: Stream = .inherit,
                       stderr: Stream = .inherit, newSession: Bool = false, newGroup: Bool = false,
-                      keepIgnored: [Int32] = []) throws -> pid_t {
+                      keepIgnored: [Int32] = [], directory: String? = nil) throws -> pid_t {
         guard let program = arguments.first, !program.isEmpty else { throw JobsError.emptyCommand }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -167,6 +174,10 @@ enum POSIX {
         // Nothing but the three streams crosses: an inherited SSH channel pipe would keep the
         // client's command open for as long as the child lives.
         if let closeFrom = addCloseFrom { _ = closeFrom(&actions, 3) }
+        if let directory {
+            guard let addChdir = addChdir else { throw JobsError.io(path: directory, reason: "this C library cannot start a program in another folder") }
+            _ = directory.withCString { addChdir(&actions, $0) }
+        }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

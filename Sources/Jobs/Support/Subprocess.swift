@@ -14,12 +14,13 @@ public enum Subprocess {
 
     /// Blocks until the program ends or `timeout` seconds pass (then it is killed, status 124).
     public static func capture(_ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment,
-                               timeout: Double = 60, limit: Int = 4 << 20) -> Result {
+                               directory: String? = nil, timeout: Double = 60, limit: Int = 4 << 20) -> Result {
         var fds: [Int32] = [-1, -1]
         guard pipe(&fds) == 0 else { return Result(status: 127, output: Data("pipe: \(POSIX.errorText())".utf8)) }
         let pid: pid_t
         do {
-            pid = try POSIX.spawn(arguments, environment: environment, stdin: .null, stdout: .fd(fds[1]), stderr: .fd(fds[1]), newGroup: true)
+            pid = try POSIX.spawn(arguments, environment: environment, stdin: .null, stdout: .fd(fds[1]), stderr: .fd(fds[1]), newGroup: true,
+                                  directory: directory)
         } catch {
             close(fds[0]); close(fds[1])
             return Result(status: 127, output: Data("\(error)".utf8))
@@ -47,5 +48,18 @@ public enum Subprocess {
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         if timedOut { return Result(status: 124, output: output) }
         return Result(status: POSIX.decodeWaitStatus(status).code, output: output)
+    }
+
+    /// Runs a program on this terminal (stdin, stdout, stderr inherited) and waits for it. Unlike
+    /// Foundation's Process, the child starts with no signal blocked, so Ctrl-C reaches it.
+    public static func interactive(_ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment,
+                                   directory: String? = nil) throws -> Int32 {
+        let pid = try POSIX.spawn(arguments, environment: environment, stdin: .inherit, directory: directory)
+        // The child owns the terminal's Ctrl-C; this process waits it out.
+        let previous = signal(SIGINT, SIG_IGN)
+        defer { signal(SIGINT, previous) }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return POSIX.decodeWaitStatus(status).code
     }
 }

@@ -47,12 +47,6 @@ enum JobShell {
     /// A local job: the user's shell in its folder, on this terminal.
     static func local(directory: String?, command: String?) throws -> Int32 {
         let shell = ProcessInfo.processInfo.environment["SHELL"].flatMap { $0.isEmpty ? nil : $0 } ?? "/bin/sh"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: shell)
-        process.arguments = command.map { ["-c", $0] } ?? []
-        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        try process.run()
-        process.waitUntilExit()
-        return process.terminationStatus
+        return try Subprocess.interactive([shell] + (command.map { ["-c", $0] } ?? []), directory: directory)
     }
 }

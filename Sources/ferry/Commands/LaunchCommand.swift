@@ -161,20 +161,8 @@ struct LaunchCommand: AsyncParsableCommand {
     /// `ferry train --check CONFIG` by this binary, in the working directory: a config that would
     /// fail on the host stops here, before anything is sent.
     func checkConfig(_ relative: String, root: String) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: JobsCLI.selfBinary)
-        process.arguments = ["train", "--check", relative]
-        process.currentDirectoryURL = URL(fileURLWithPath: root)
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw JobsError.configInvalid(config: relative, output: String(decoding: output, as: UTF8.self))
-        }
+        let result = Subprocess.capture([JobsCLI.selfBinary, "train", "--check", relative], directory: root, timeout: 300)
+        guard result.status == 0 else { throw JobsError.configInvalid(config: relative, output: result.text) }
     }
 
     /// The config's name and the absolute data paths it reads (checked on the host before sending).
