@@ -10,17 +10,11 @@ import Testing
     @Test func clientKilledMidFollowJobStillCompletes() async throws {
         let box = try Sandbox(); defer { box.remove() }
         try box.write("slow.sh", "i=0; while [ $i -lt 25 ]; do i=$((i+1)); echo \"tick $i\"; sleep 0.1; done; echo done\n")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: TestFerry.binary)
-        process.arguments = ["launch", "--host", "local", "--", "sh", "slow.sh"]
         var env = ProcessInfo.processInfo.environment
         env["FERRY_HOME"] = box.home
         env["HOME"] = box.root + "/home"
-        process.environment = env
-        process.currentDirectoryURL = URL(fileURLWithPath: box.project)
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let client = try BackgroundProcess([TestFerry.binary, "launch", "--host", "local", "--", "sh", "slow.sh"], environment: env,
+                                           directory: box.project)
         let registry = Registry(home: box.home)
         var id = ""
         #expect(eventually(30) {
@@ -28,8 +22,7 @@ import Testing
             id = job.id
             return fileText(registry.mirrorPath(job.id)).contains("tick 2\n")
         })
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        client.kill()
         let paths = box.localJob(id)
         #expect(eventually(30) { fileText(paths.status).contains("\"succeeded\"") })
         let mirroredBefore = registry.mirrorPath(id)

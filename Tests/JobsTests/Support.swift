@@ -128,3 +128,24 @@ final class TaskHandle: @unchecked Sendable {
         t?.cancel()
     }
 }
+
+/// A long-lived child started without Foundation's Process: Foundation reaps its children from one
+/// monitor thread that blocks in wait4 on a child that does not end, and every other Process wait
+/// in this test process (tests run in parallel) would hang behind it.
+struct BackgroundProcess {
+    let pid: pid_t
+
+    init(_ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment, directory: String? = nil,
+         stderrFile: String? = nil) throws {
+        pid = try POSIX.spawn(arguments, environment: environment, stdin: .null, stdout: .null,
+                              stderr: stderrFile.map { .file($0, append: true) } ?? .null, newGroup: true, directory: directory)
+    }
+
+    /// SIGKILL to it (and its group), then reaps it.
+    func kill() {
+        Glibc.kill(-pid, SIGKILL)
+        Glibc.kill(pid, SIGKILL)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    }
+}

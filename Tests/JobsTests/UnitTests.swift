@@ -206,6 +206,8 @@ import Testing
         #expect(Agent.missingLibraries(in: text) == ["libssh.so.4"])
         let dl = "libdnnl.so.2: cannot open shared object file: No such file or directory; libgomp.so.1: cannot open shared object file: No such file or directory"
         #expect(Agent.missingLibraries(in: dl) == ["libdnnl.so.2", "libgomp.so.1"])
+        let short = "ferry: error while loading shared libraries: /usr/lib/x86_64-linux-gnu/libcurl.so.4: file too short"
+        #expect(Agent.missingLibraries(in: short) == ["libcurl.so.4"])
     }
 
     @Test func nvidiaSMIOutput() {

@@ -10,15 +10,29 @@ public final class AgentClient: Sendable {
     public let hello: AgentHello
     /// The command-line prefix that runs the agent there (binary, library path, home).
     let prefix: String
+    private let slots = ClientSlots()
 
-    init(transport: any Transport, host: String, hello: AgentHello, prefix: String) {
+    init(transport: any Transport, host: String, hello: AgentHello, prefix: String, preflight: PreflightReport? = nil) {
         self.transport = transport; self.host = host; self.hello = hello; self.prefix = prefix
+        slots.preflight = preflight
+    }
+
+    /// The preflight the probe already answered (once), if it was asked for one.
+    public func takeProbedPreflight() -> PreflightReport? { slots.take { s in defer { s.preflight = nil }; return s.preflight } }
+
+    /// The log of job `id` streaming on the channel that started it (once).
+    func takeStartedLog(for id: String) -> AsyncThrowingStream<Data, any Error>? {
+        slots.take { s in
+            guard let started = s.startedLog, started.id == id else { return nil }
+            s.startedLog = nil
+            return started.stream
+        }
     }
 
     /// Finds the host's agent. With `install`, a host without ferry of `version` gets this machine's
     /// binary (and the shared libraries it lacks) in its FERRY_HOME; otherwise that is an error.
     public static func connect(_ transport: any Transport, host: String, version: String, remoteHome: String? = nil,
-                               install: AgentInstaller? = nil) async throws -> AgentClient {
+                               install: AgentInstaller? = nil, preflight: PreflightRequest? = nil) async throws -> AgentClient {
         if let binary = transport.knownAgentBinary {
             var words = [binary, "agent"]
             if let remoteHome { words += ["--home", remoteHome] }
@@ -27,11 +41,12 @@ public final class AgentClient: Sendable {
             try check(hello, host: host, version: version)
             return AgentClient(transport: transport, host: host, hello: hello, prefix: prefix)
         }
-        let probe = try await AgentProbe.run(transport, remoteHome: remoteHome)
+        let probe = try await AgentProbe.run(transport, remoteHome: remoteHome, preflight: try preflight.map { try JSON.encode($0) })
         if let found = probe.candidates.first(where: { $0.hello.map { $0.ferry == version && $0.protocolVersion == AgentProtocol.version } ?? false }),
            let hello = found.hello {
             return AgentClient(transport: transport, host: host, hello: hello,
-                               prefix: AgentProbe.prefix(binary: found.binary, home: probe.home, libraries: probe.hasLibraries))
+                               prefix: AgentProbe.prefix(binary: found.binary, home: probe.home, libraries: probe.hasLibraries),
+                               preflight: found.preflight)
         }
         guard let install else {
             let seen = probe.candidates.map { "\($0.binary): \($0.hello?.ferry ?? $0.failure)" }
@@ -135,8 +150,48 @@ public final class AgentClient: Sendable {
         return (reply.stored, sent)
     }
 
-    public func startJob(spec: JobSpec, manifest: Manifest) async throws -> JobInfo {
-        try await call("job-start", input: try JSON.encode(JobStartRequest(spec: spec, manifest: manifest)))
+    /// Starts the job. With `follow`, its log streams on the same channel right after (for up to
+    /// `follow` seconds), for the first `LogFollower` round: no further command before the first line.
+    public func startJob(spec: JobSpec, manifest: Manifest, follow: Double? = nil) async throws -> JobInfo {
+        let input = try JSON.encode(JobStartRequest(spec: spec, manifest: manifest))
+        guard let follow else { return try await call("job-start", input: input) }
+        let command = try await transport.start(commandLine("job-start", ["--follow", String(Int(follow.rounded(.up)))]))
+        try await command.write(input)
+        try await command.closeInput()
+        let firstLine = AsyncValue<Data>()
+        let (rest, continuation) = AsyncThrowingStream<Data, any Error>.makeStream()
+        let pump = Task {
+            var buffer = Data()
+            var split = false
+            do {
+                for try await chunk in command.output {
+                    guard case .stdout(let data) = chunk else { continue }
+                    if split { continuation.yield(data); continue }
+                    buffer.append(data)
+                    if let nl = buffer.firstIndex(of: 0x0A) {
+                        split = true
+                        firstLine.set(.success(Data(buffer[buffer.startIndex..<nl])))
+                        let tail = buffer[buffer.index(after: nl)...]
+                        if !tail.isEmpty { continuation.yield(Data(tail)) }
+                    }
+                }
+                if !split { firstLine.set(.success(buffer)) }
+                continuation.finish()
+            } catch {
+                firstLine.set(.failure(error))
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in pump.cancel(); command.cancel() }
+        let line = try await firstLine.value()
+        do {
+            let info: JobInfo = try decodeReply("job-start", out: line, err: Data(), status: 0)
+            slots.take { $0.startedLog = (info.spec.id, rest) }
+            return info
+        } catch {
+            command.cancel()
+            throw error
+        }
     }
 
     public func resumeJob(_ id: String, extraArguments: [String]) async throws -> JobInfo {
@@ -160,35 +215,40 @@ public final class AgentClient: Sendable {
     public func logs(_ id: String, offset: Int64, wait: Double, onFrame: (LogFrame) throws -> Void) async throws -> LogFrame {
         let command = try await transport.start(commandLine("job-logs", [id, "--offset", String(offset), "--wait", String(Int(wait.rounded(.up)))]))
         try await command.closeInput()
-        var parser = LogFrameParser()
-        var stderr = Data()
+        let stdout = command.output.compactMap { chunk -> Data? in
+            if case .stdout(let d) = chunk { return d }
+            return nil
+        }
         do {
-            for try await chunk in command.output {
-                switch chunk {
-                case .stderr(let d): stderr.append(d)
-                case .stdout(let d):
-                    parser.append(d)
-                    while let frame = try parser.next() {
-                        switch frame {
-                        case .data: try onFrame(frame)
-                        case .end, .timeout:
-                            command.cancel()
-                            return frame
-                        case .error(let message):
-                            command.cancel()
-                            if message.contains("no job") { throw JobsError.unknownJob(id) }
-                            throw JobsError.agentFailed(host: host, verb: "job-logs", message: message)
-                        }
+            let closing = try await frames(from: stdout, id: id, onFrame: onFrame)
+            command.cancel()
+            return closing
+        } catch {
+            command.cancel()
+            throw error
+        }
+    }
+
+    /// Reads log frames from a byte stream until the closing one (`end` or `timeout`).
+    func frames<S: AsyncSequence>(from stream: S, id: String, onFrame: (LogFrame) throws -> Void) async throws -> LogFrame where S.Element == Data {
+        var parser = LogFrameParser()
+        do {
+            for try await data in stream {
+                parser.append(data)
+                while let frame = try parser.next() {
+                    switch frame {
+                    case .data: try onFrame(frame)
+                    case .end, .timeout: return frame
+                    case .error(let message):
+                        if message.contains("no job") { throw JobsError.unknownJob(id) }
+                        throw JobsError.agentFailed(host: host, verb: "job-logs", message: message)
                     }
                 }
             }
         } catch let error as LogFrameError {
-            command.cancel()
             throw JobsError.protocolViolation(host: host, detail: error.description)
         }
-        let status = (try? await command.exitStatus()) ?? 255
-        let text = String(decoding: stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        throw JobsError.connectionLost(host: host, reason: "the log stream ended without its closing frame (status \(status))\(text.isEmpty ? "" : ": " + text.prefix(300))", attempts: 0)
+        throw JobsError.connectionLost(host: host, reason: "the log stream ended without its closing frame", attempts: 0)
     }
 
     public func close() async { await transport.close() }
@@ -211,6 +271,7 @@ struct AgentProbe {
     struct Candidate {
         var binary: String
         var hello: AgentHello?
+        var preflight: PreflightReport?
         var failure: String
     }
     var home: String
@@ -225,17 +286,21 @@ struct AgentProbe {
     printf 'home=%s\n' "$h"
     libs=0; [ -d "$h/lib" ] && [ -n "$(ls -A "$h/lib" 2>/dev/null)" ] && libs=1
     printf 'libs=%s\n' "$libs"
+    pre=""; [ "$2" = 1 ] && pre=--preflight
     for b in "$h/bin/ferry" "$(command -v ferry 2>/dev/null)"; do
       [ -n "$b" ] && [ -x "$b" ] || continue
       printf 'candidate=%s\n' "$b"
-      if [ "$libs" = 1 ]; then out=$(LD_LIBRARY_PATH="$h/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$b" agent --home "$h" hello 2>&1)
-      else out=$("$b" agent --home "$h" hello 2>&1); fi
-      printf '%s\n' "$out" | head -c 4000 | while IFS= read -r line; do printf 'out=%s\n' "$line"; done
+      if [ "$libs" = 1 ]; then out=$(LD_LIBRARY_PATH="$h/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$b" agent --home "$h" hello $pre 2>&1)
+      else out=$("$b" agent --home "$h" hello $pre 2>&1); fi
+      pre=""
+      printf '%s\n' "$out" | head -c 65536 | while IFS= read -r line; do printf 'out=%s\n' "$line"; done
     done
     """#
 
-    static func run(_ transport: any Transport, remoteHome: String?) async throws -> AgentProbe {
-        let command = try await transport.start(ShellQuote.join(["sh", "-c", script, "sh", remoteHome ?? ""]))
+    /// With `preflight` (a request's JSON), the first binary found also answers it.
+    static func run(_ transport: any Transport, remoteHome: String?, preflight: Data? = nil) async throws -> AgentProbe {
+        let command = try await transport.start(ShellQuote.join(["sh", "-c", script, "sh", remoteHome ?? "", preflight == nil ? "0" : "1"]))
+        if let preflight { try await command.write(preflight) }
         try await command.closeInput()
         let (out, err, status) = try await command.collect()
         var probe = AgentProbe(home: "", hasLibraries: false, candidates: [])
@@ -246,8 +311,13 @@ struct AgentProbe {
             else if line.hasPrefix("out="), !probe.candidates.isEmpty {
                 let text = String(line.dropFirst(4))
                 let i = probe.candidates.count - 1
-                if let hello = try? JSON.decoder().decode(AgentHello.self, from: Data(text.utf8)) { probe.candidates[i].hello = hello }
-                else { probe.candidates[i].failure += (probe.candidates[i].failure.isEmpty ? "" : "\n") + text }
+                if probe.candidates[i].hello == nil, let hello = try? JSON.decoder().decode(AgentHello.self, from: Data(text.utf8)) {
+                    probe.candidates[i].hello = hello
+                } else if probe.candidates[i].hello != nil, let report = try? JSON.decoder().decode(PreflightReport.self, from: Data(text.utf8)) {
+                    probe.candidates[i].preflight = report
+                } else {
+                    probe.candidates[i].failure += (probe.candidates[i].failure.isEmpty ? "" : "\n") + text
+                }
             }
         }
         guard status == 0, probe.home.hasPrefix("/") else {
@@ -266,4 +336,12 @@ struct AgentProbe {
         }
         return ShellQuote.join([binary, "agent", "--home", home])
     }
+}
+
+/// An agent client's one-shot values: the probe's preflight, the log streaming on the start channel.
+final class ClientSlots: @unchecked Sendable {
+    private let lock = NSLock()
+    var preflight: PreflightReport?
+    var startedLog: (id: String, stream: AsyncThrowingStream<Data, any Error>)?
+    func take<T>(_ body: (ClientSlots) -> T) -> T { lock.lock(); defer { lock.unlock() }; return body(self) }
 }

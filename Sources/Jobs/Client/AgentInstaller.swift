@@ -75,7 +75,8 @@ public struct AgentInstaller: Sendable {
             // Of oneDNN's candidate names, one is enough: send the first this machine has.
             var wanted = missing.filter { !$0.hasPrefix("libdnnl.so") }
             let locator = LibraryLocator(binary: binary)
-            if let dnnl = missing.first(where: { $0.hasPrefix("libdnnl.so") && locator.find($0) != nil }) { wanted.append(dnnl) }
+            if !sent.contains(where: { $0.hasPrefix("libdnnl.so") }),
+               let dnnl = missing.first(where: { $0.hasPrefix("libdnnl.so") && locator.find($0) != nil }) { wanted.append(dnnl) }
             guard !wanted.isEmpty else { break }
             sent += try await supply(wanted, transport: client.transport, host: client.host, home: client.hello.home)
             let binary = client.hello.binary

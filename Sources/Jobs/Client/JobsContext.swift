@@ -51,11 +51,13 @@ public struct JobsContext: Sendable {
     }
 
     /// A connection with the host's agent ready (installed when missing).
-    public func agent(_ host: HostRecord) async throws -> AgentClient {
+    /// With `preflight`, the host answers it along with finding its agent (one command fewer).
+    public func agent(_ host: HostRecord, preflight: PreflightRequest? = nil) async throws -> AgentClient {
         let transport = try await connect(host)
         do {
             return try await AgentClient.connect(transport, host: host.name, version: version, remoteHome: host.ferryHome,
-                                                 install: AgentInstaller(binary: agentBinary, progress: installProgress))
+                                                 install: AgentInstaller(binary: agentBinary, progress: installProgress),
+                                                 preflight: preflight)
         } catch {
             await transport.close()
             throw error

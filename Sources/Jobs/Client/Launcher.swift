@@ -18,13 +18,16 @@ public struct LaunchRequest: Sendable {
     public var hostPaths: [String]
     /// Disk the job will write on the host (checkpoints, outputs), checked with its files.
     public var reserveBytes: Int64
+    /// Whether the caller follows the log next: then it starts streaming on the launch's own
+    /// channel, and the first line needs no further command.
+    public var follow: Bool
 
     public init(host: String, name: String, workingDirectory: String, kind: JobSpec.Kind, command: [String],
                 environment: [String: String] = [:], directory: String = ".", gpus: String? = nil, graceSeconds: Int = 30,
-                hostPaths: [String] = [], reserveBytes: Int64 = 0) {
+                hostPaths: [String] = [], reserveBytes: Int64 = 0, follow: Bool = true) {
         self.host = host; self.name = name; self.workingDirectory = workingDirectory; self.kind = kind; self.command = command
         self.environment = environment; self.directory = directory; self.gpus = gpus; self.graceSeconds = graceSeconds
-        self.hostPaths = hostPaths; self.reserveBytes = reserveBytes
+        self.hostPaths = hostPaths; self.reserveBytes = reserveBytes; self.follow = follow
     }
 }
 
@@ -75,10 +78,13 @@ public struct Launcher: Sendable {
         try package.manifest.validate()
         events?(.packaged(files: package.fileCount, bytes: package.totalBytes, skipped: package.skipped.map { "\($0.path) (\($0.reason))" }))
 
-        let client = try await context.agent(host)
+        // The host answers the preflight (space, paths, which files it lacks) while its agent is found.
+        let preflight = PreflightRequest(neededBytes: request.reserveBytes, paths: request.hostPaths, needsEngine: request.kind == .train,
+                                         blobs: package.manifest.blobs)
+        let client = try await context.agent(host, preflight: preflight)
         do {
             events?(.connected(host: host.name, agent: client.hello.binary))
-            let result = try await launch(request, package: package, client: client, events: events)
+            let result = try await launch(request, package: package, client: client, preflight: preflight, events: events)
             return (result, client)
         } catch {
             await client.close()
@@ -86,14 +92,12 @@ public struct Launcher: Sendable {
         }
     }
 
-    func launch(_ request: LaunchRequest, package: JobPackage, client initial: AgentClient,
+    func launch(_ request: LaunchRequest, package: JobPackage, client initial: AgentClient, preflight preflightRequest: PreflightRequest,
                 events: (@Sendable (LaunchEvent) -> Void)?) async throws -> LaunchResult {
         var client = initial
         let blobs = package.manifest.blobs
-        // One call: what the host lacks of the files, and whether it can run the job at all.
-        let preflightRequest = PreflightRequest(neededBytes: request.reserveBytes, paths: request.hostPaths,
-                                                needsEngine: request.kind == .train, blobs: blobs)
-        var report = try await client.preflight(preflightRequest)
+        var report: PreflightReport
+        if let probed = client.takeProbedPreflight() { report = probed } else { report = try await client.preflight(preflightRequest) }
         if request.kind == .train && !report.missingLibraries.isEmpty {
             (client, report) = try await AgentInstaller(binary: context.agentBinary, progress: context.installProgress)
                 .supplyEngineLibraries(client, report: report, request: preflightRequest)
@@ -124,7 +128,7 @@ public struct Launcher: Sendable {
                            graceSeconds: request.graceSeconds)
         for attempt in 0..<4 {
             do {
-                info = try await client.startJob(spec: spec, manifest: package.manifest)
+                info = try await client.startJob(spec: spec, manifest: package.manifest, follow: request.follow ? 20 : nil)
                 break
             } catch JobsError.agentFailed(_, "job-start", let message) where message.contains("already exists") && attempt < 3 {
                 spec.id = Names.newJobID(name: request.name)

@@ -58,46 +58,59 @@ public final class LogFollower: Sendable {
     /// `stopWhenCaughtUp`, returns nil once everything written so far has arrived.
     public func resume(from offset: Int64, first: AgentClient? = nil, stopWhenCaughtUp: Bool = false,
                        onData: @Sendable (Data) -> Void, onEvent: (@Sendable (Event) -> Void)? = nil) async throws -> JobStatus? {
-        var client = first
-        var offset = offset
-        var failures = 0
-        var host = first?.host ?? "the host"
+        let state = FollowState(offset: offset, client: first)
         do {
-            let status = try await follow(from: &offset, client: &client, failures: &failures, host: &host, stopWhenCaughtUp: stopWhenCaughtUp,
-                                          onData: onData, onEvent: onEvent)
-            if let client { await client.close() }
+            let status = try await follow(state, stopWhenCaughtUp: stopWhenCaughtUp, onData: onData, onEvent: onEvent)
+            if let client = state.client { await client.close() }
             return status
         } catch {
-            if let client { await client.close() }
+            if let client = state.client { await client.close() }
             throw error
         }
     }
 
-    private func follow(from offset: inout Int64, client: inout AgentClient?, failures: inout Int, host: inout String,
-                        stopWhenCaughtUp: Bool, onData: @Sendable (Data) -> Void,
+    /// Where a follow stands; confined to the following task.
+    final class FollowState {
+        var offset: Int64
+        var client: AgentClient?
+        var failures = 0
+        var host: String
+        init(offset: Int64, client: AgentClient?) {
+            self.offset = offset; self.client = client; host = client?.host ?? "the host"
+        }
+    }
+
+    private func follow(_ state: FollowState, stopWhenCaughtUp: Bool, onData: @Sendable (Data) -> Void,
                         onEvent: (@Sendable (Event) -> Void)?) async throws -> JobStatus? {
+        let mirror = self.mirror
         while true {
             try Task.checkCancellation()
             do {
-                if client == nil {
-                    client = try await connect(failures)
-                    if failures > 0 { onEvent?(.reconnected(offset: offset)) }
+                if state.client == nil {
+                    state.client = try await connect(state.failures)
+                    if state.failures > 0 { onEvent?(.reconnected(offset: state.offset)) }
                 }
-                guard let current = client else { continue }
-                host = current.host
-                let mirror = self.mirror
-                let closing = try await current.logs(id, offset: offset, wait: pollSeconds) { frame in
+                guard let current = state.client else { continue }
+                state.host = current.host
+                let receive: (LogFrame) throws -> Void = { frame in
                     guard case .data(let at, let bytes) = frame else { return }
-                    guard at == offset else {
-                        throw JobsError.protocolViolation(host: current.host, detail: "log bytes at \(at), expected \(offset)")
+                    guard at == state.offset else {
+                        throw JobsError.protocolViolation(host: current.host, detail: "log bytes at \(at), expected \(state.offset)")
                     }
                     try mirror.write(bytes, at: at)
-                    offset += Int64(bytes.count)
+                    state.offset += Int64(bytes.count)
                     // Bytes arrived: this connection worked, so a later drop starts the backoff afresh.
-                    failures = 0
+                    state.failures = 0
                     onData(bytes)
                 }
-                failures = 0
+                let closing: LogFrame
+                if state.offset == 0, let started = current.takeStartedLog(for: id) {
+                    // The launch's own channel already streams the log (job-start --follow).
+                    closing = try await current.frames(from: started, id: id, onFrame: receive)
+                } else {
+                    closing = try await current.logs(id, offset: state.offset, wait: pollSeconds, onFrame: receive)
+                }
+                state.failures = 0
                 switch closing {
                 case .end(let status): return status
                 default: if stopWhenCaughtUp { return nil }
@@ -108,13 +121,13 @@ public final class LogFollower: Sendable {
                 throw error
             } catch {
                 if Task.isCancelled { throw CancellationError() }
-                if let dead = client { client = nil; await dead.close() }
-                failures += 1
-                if let maxFailures, failures > maxFailures {
-                    throw JobsError.connectionLost(host: host, reason: "\(error)", attempts: failures - 1)
+                if let dead = state.client { state.client = nil; await dead.close() }
+                state.failures += 1
+                if let maxFailures, state.failures > maxFailures {
+                    throw JobsError.connectionLost(host: state.host, reason: "\(error)", attempts: state.failures - 1)
                 }
-                let delay = LogFollower.backoff(failures)
-                onEvent?(.disconnected(reason: "\(error)", retryIn: delay, attempt: failures))
+                let delay = LogFollower.backoff(state.failures)
+                onEvent?(.disconnected(reason: "\(error)", retryIn: delay, attempt: state.failures))
                 try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
             }
         }

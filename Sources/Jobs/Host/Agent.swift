@@ -45,11 +45,11 @@ public struct Agent: Sendable {
     /// The verbs, for `ferry agent --help`.
     public static let usage = """
     ferry agent [--home DIR] VERB [ARGS]   (the host side of ferry; the client runs it over SSH)
-      hello                                 version, home and binary
+      hello [--preflight <stdin JSON>]      version, home and binary (and the preflight)
       preflight                <stdin JSON>  disk, GPUs, CUDA, oneDNN, paths the job needs
       blobs-missing            <stdin JSON>  which file contents the host lacks
       blob-put                 <stdin frames> store file contents (resumable)
-      job-start                <stdin JSON>  materialise work/ and start the supervisor
+      job-start [--follow S]   <stdin JSON>  materialise work/, start the supervisor (then stream its log)
       job-resume               <stdin JSON>  start a stopped job again in its folder
       job-status ID | job-list
       job-logs ID --offset N [--wait S]      log bytes from N, waiting up to S seconds for more
@@ -67,14 +67,23 @@ public struct Agent: Sendable {
         let args = Array(arguments.dropFirst())
         do {
             switch verb {
-            case "hello": try reply(hello())
+            case "hello":
+                try reply(hello())
+                // The probe's first candidate answers the preflight too: one command fewer per launch.
+                if args.contains("--preflight") { try reply(try preflight(try readRequest(PreflightRequest.self))) }
             case "preflight": try reply(try preflight(try readRequest(PreflightRequest.self)))
             case "blobs-missing":
                 let request = try readRequest(BlobsMissingRequest.self)
                 let (missing, partial) = try BlobStore(layout: layout).missing(request.hashes)
                 try reply(BlobsMissingReply(missing: missing, partial: partial))
             case "blob-put": try reply(try BlobStore(layout: layout).receive(from: ByteReader(fd: 0)))
-            case "job-start": try reply(try startJob(try readRequest(JobStartRequest.self)))
+            case "job-start":
+                let info = try startJob(try readRequest(JobStartRequest.self))
+                try reply(info)
+                // With --follow S, the log streams on the same channel (as job-logs from 0).
+                if let wait = option(args, "--follow").flatMap(Double.init) {
+                    return streamLogs(id: info.spec.id, offset: 0, wait: min(max(wait, 0), 300))
+                }
             case "job-resume": try reply(try resumeJob(try readRequest(JobResumeRequest.self)))
             case "job-status": try reply(try info(try single(args, verb)))
             case "job-list": try reply(JobList(jobs: store.ids().compactMap { try? info($0) }))
@@ -185,13 +194,19 @@ public struct Agent: Sendable {
                                problems: problems, missing: missing, neededBytes: needed)
     }
 
-    /// `libgomp.so.1` from the loader's "libgomp.so.1: cannot open shared object file: ...".
+    /// `libgomp.so.1` from the loader's "libgomp.so.1: cannot open shared object file: ..." (or "file
+    /// too short", "invalid ELF header": a library present but unusable), as ld.so and dlerror say it.
     static func missingLibraries(in text: String) -> [String] {
         var names: [String] = []
-        for piece in text.components(separatedBy: ": cannot open shared object file") {
-            guard let word = piece.split(whereSeparator: { $0 == " " || $0 == ";" || $0 == ":" || $0 == "\n" }).last else { continue }
-            let name = String(word)
-            if name.hasPrefix("lib") && name.contains(".so") && !names.contains(name) { names.append(name) }
+        let reasons = [": cannot open shared object file", ": file too short", ": invalid ELF header", ": wrong ELF class"]
+        for line in text.split(whereSeparator: { $0 == "\n" || $0 == ";" }) {
+            for reason in reasons {
+                guard let range = line.range(of: reason) else { continue }
+                let before = line[..<range.lowerBound]
+                guard let word = before.split(whereSeparator: { $0 == " " || $0 == ":" || $0 == "/" }).last else { continue }
+                let name = String(word)
+                if name.hasPrefix("lib") && name.contains(".so") && !names.contains(name) { names.append(name) }
+            }
         }
         return names
     }

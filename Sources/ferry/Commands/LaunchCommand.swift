@@ -136,12 +136,13 @@ struct LaunchCommand: AsyncParsableCommand {
             try Names.validateJobName(jobName)
             return LaunchRequest(host: host, name: jobName, workingDirectory: root, kind: .train, command: ["ferry", "train", relative],
                                  environment: env, gpus: gpus, graceSeconds: grace, hostPaths: hostPaths,
-                                 reserveBytes: disk.flatMap(LaunchCommand.parseSize) ?? 0)
+                                 reserveBytes: disk.flatMap(LaunchCommand.parseSize) ?? 0, follow: !detach && !json)
         }
         let jobName = name ?? Names.defaultJobName(from: command.dropFirst().first(where: { $0.contains(".") && !$0.hasPrefix("-") }) ?? command[0])
         try Names.validateJobName(jobName)
         return LaunchRequest(host: host, name: jobName, workingDirectory: root, kind: .command, command: command,
-                             environment: env, gpus: gpus, graceSeconds: grace, reserveBytes: disk.flatMap(LaunchCommand.parseSize) ?? 0)
+                             environment: env, gpus: gpus, graceSeconds: grace, reserveBytes: disk.flatMap(LaunchCommand.parseSize) ?? 0,
+                             follow: !detach && !json)
     }
 
     /// `500M`, `20G`, `1T`, or plain bytes.
