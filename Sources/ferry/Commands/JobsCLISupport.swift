@@ -10,7 +10,9 @@ enum JobsCLI {
         var context = JobsContext(home: FerryHome.path, version: FerryVersion.string,
                                   agentBinary: JobsContext.defaultAgentBinary())
         context.localBinary = selfBinary
+        let announced = Announced()
         context.installProgress = { what, done, total in
+            if announced.first(what) { say("installing \(what) on the host (\(ByteCount.format(total))): it has none of this version") }
             Progress.shared.update("installing \(what)", done: done, total: total)
         }
         return context
@@ -108,6 +110,13 @@ enum JobsCLI {
         f.dateFormat = "yyyy-MM-dd HH:mm:ss"
         return f.string(from: date)
     }
+}
+
+/// Says each thing once.
+final class Announced: @unchecked Sendable {
+    private let lock = NSLock()
+    private var seen: Set<String> = []
+    func first(_ key: String) -> Bool { lock.lock(); defer { lock.unlock() }; return seen.insert(key).inserted }
 }
 
 final class InterruptFlag: @unchecked Sendable {
