@@ -111,3 +111,78 @@ import Testing
         await #expect(throws: JobsError.self) { _ = try await client.putBlobs([(hash: String(repeating: "b", count: 64), path: box.project + "/y", offset: 0)]) }
     }
 }
+
+@Suite struct FetchTests {
+    /// `fetch --follow` brings checkpoints down as they appear, then stops when the job ends.
+    @Test func followTricklesCheckpointsDown() async throws {
+        let box = try Sandbox(); defer { box.remove() }
+        try box.write("epochs.sh", """
+        for e in 1 2 3; do
+          sleep 0.6
+          mkdir -p "$FERRY_OUTPUT/run/checkpoints/epoch-$e.tmp" && echo "weights $e" > "$FERRY_OUTPUT/run/checkpoints/epoch-$e.tmp/model.bin"
+          mv "$FERRY_OUTPUT/run/checkpoints/epoch-$e.tmp" "$FERRY_OUTPUT/run/checkpoints/epoch-$e"
+        done
+        """)
+        let context = box.context()
+        let (result, client) = try await Launcher(context: context).launch(
+            LaunchRequest(host: "local", name: "epochs", workingDirectory: box.project, kind: .command, command: ["sh", "epochs.sh"], follow: false))
+        let seen = Counter()
+        let files = try await Fetcher(client: client).follow(result.id, what: "all", into: box.root + "/got", interval: 0.2) { event in
+            if case .fetched(let f) = event, !f.unchanged { seen.add() }
+        }
+        await client.close()
+        #expect(files.count == 3)
+        for e in 1...3 { #expect(fileText(box.root + "/got/run/checkpoints/epoch-\(e)/model.bin") == "weights \(e)\n") }
+        #expect(seen.value == 3, "each checkpoint was sent once")
+    }
+
+    /// A host whose listing names `../` paths gets nothing written anywhere.
+    @Test func hostileListingWritesNothing() async throws {
+        let box = try Sandbox(); defer { box.remove() }
+        let listing = """
+        {"root":"/x","state":"succeeded","files":[{"path":"output/ok.bin","size":1,"sha256":"\(String(repeating: "a", count: 64))","modified":0},
+        {"path":"output/../../escape.bin","size":1,"sha256":"\(String(repeating: "b", count: 64))","modified":0}]}
+        """
+        let transport = CannedTransport(stdout: Data((listing + "\n").utf8))
+        let hello = AgentHello(ferry: TestFerry.version, protocolVersion: AgentProtocol.version, home: "/x", binary: "/x/ferry", system: "Linux")
+        let client = AgentClient(transport: transport, host: "evil", hello: hello, prefix: "ferry agent")
+        await #expect(throws: JobsError.self) { _ = try await Fetcher(client: client).fetch("a-1", what: "all", into: box.root + "/dest") }
+        #expect(!FileManager.default.fileExists(atPath: box.root + "/dest"))
+        #expect(!FileManager.default.fileExists(atPath: box.root + "/escape.bin"))
+        #expect(transport.downloads.value == 0)
+    }
+}
+
+/// A transport whose every command prints `stdout` and exits 0; downloads are counted, never done.
+final class CannedTransport: Transport, @unchecked Sendable {
+    let label = "canned"
+    let counters = TransferCounters()
+    var knownAgentBinary: String? { nil }
+    let stdout: Data
+    let downloads = Counter()
+    init(stdout: Data) { self.stdout = stdout }
+
+    func start(_ commandLine: String) async throws -> any RemoteCommand { CannedCommand(stdout) }
+    func upload(_ localPath: String, to remotePath: String, mode: UInt32, progress: (@Sendable (Int64) -> Void)?) async throws -> TransferReport {
+        throw JobsError.cancelled
+    }
+    func download(_ remotePath: String, to localPath: String, expectedSHA256: String?, progress: (@Sendable (Int64) -> Void)?) async throws -> TransferReport {
+        downloads.add()
+        throw JobsError.cancelled
+    }
+    func close() async {}
+}
+
+final class CannedCommand: RemoteCommand {
+    let output: AsyncThrowingStream<TransportOutput, any Error>
+    init(_ data: Data) {
+        let (stream, continuation) = AsyncThrowingStream<TransportOutput, any Error>.makeStream()
+        continuation.yield(.stdout(data))
+        continuation.finish()
+        output = stream
+    }
+    func write(_ data: Data) async throws {}
+    func closeInput() async throws {}
+    func exitStatus() async throws -> Int32 { 0 }
+    func cancel() {}
+}
