@@ -22,7 +22,7 @@ import Testing
             hidden.append(URL(fileURLWithPath: path).resolvingSymlinksInPath().path)
         }
         let empty = box.root + "/empty"
-        FileManager.default.createFile(atPath: empty, contents: Data())
+        _ = FileManager.default.createFile(atPath: empty, contents: Data())
         let port = Int.random(in: 40000...59000)
         let config = box.root + "/sshd_config"
         try """
@@ -42,7 +42,7 @@ import Testing
         """.write(toFile: config, atomically: true, encoding: .utf8)
         let mounts = hidden.map { "mount --bind \(ShellQuoteForTest.quote(empty)) \(ShellQuoteForTest.quote($0))" }.joined(separator: " && ")
         let log = box.root + "/sshd.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let server = try BackgroundProcess(["/usr/bin/unshare", "-m", "--propagation", "private", "sh", "-c",
                                             "\(mounts) && exec \(sshdBinary) -D -e -f \(config)"], stderrFile: log)
         defer { server.kill() }
@@ -50,7 +50,9 @@ import Testing
 
         try Registry(home: box.home).addHost(HostRecord(name: "bare", target: "\(sshd.user)@127.0.0.1:\(port)", fingerprint: sshd.hostKeyFingerprint,
                                                         identityFile: sshd.clientKey, ferryHome: box.remoteHome))
-        let context = box.sshContext(sshd)
+        var context = box.sshContext(sshd)
+        // scripts/test-agent-install.sh sets the static build here (the test build needs the toolchain's runtime).
+        if let agent = ProcessInfo.processInfo.environment["FERRY_TEST_AGENT_BINARY"], !agent.isEmpty { context.agentBinary = agent }
         // The host really lacks them.
         let probe = try await context.connect(try context.registry.host("bare"))
         let sizes = try await probe.start("wc -c < \(ShellQuoteForTest.quote(hidden[0]))")
@@ -68,6 +70,7 @@ import Testing
         let installed = Set((try? FileManager.default.contentsOfDirectory(atPath: box.remoteHome + "/lib")) ?? [])
         #expect(installed.isSuperset(of: ["libssh.so.4", "libcurl.so.4", "libdnnl.so.2", "libgomp.so.1"]), "lib/ has \(installed.sorted())")
         #expect(FileManager.default.isExecutableFile(atPath: box.remoteHome + "/bin/ferry"))
+        #expect(POSIX.fileSize(box.remoteHome + "/bin/ferry") == POSIX.fileSize(context.agentBinary))
         print("jobs: installed ferry and \(installed.sorted().joined(separator: ", ")) on a host that lacked them; the train job \(status?.state.rawValue ?? "?")")
     }
 }
