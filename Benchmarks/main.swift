@@ -3,7 +3,7 @@ import TensorCore
 
 // swift run -c release Benchmarks [CASE ...] [--threads N] [--epochs N]
 // Each case prints ferry's figure beside a reference measured in the same run, as a ratio.
-let allCases = ["sgemm", "elementwise", "mlp", "cnn", "ssh"]
+let allCases = ["sgemm", "elementwise", "mlp", "cnn", "ssh", "jobs"]
 var arguments = Array(CommandLine.arguments.dropFirst())
 
 @MainActor func option(_ name: String, default value: Int) -> Int {
@@ -22,6 +22,7 @@ for name in cases {
     case "elementwise": ElementwiseBenchmark.run(threads: threads)
     case "mlp", "cnn": TrainingBenchmark.run(kind: name, epochs: epochs, threads: threads, data: TrainingBenchmark.fashionMNIST())
     case "ssh": SSHBenchmark.run()
+    case "jobs": JobsBenchmark.run()
     default:
         print("unknown benchmark \(name); known: \(allCases.joined(separator: ", "))")
         exit(2)

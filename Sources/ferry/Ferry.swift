@@ -11,7 +11,9 @@ struct Ferry: AsyncParsableCommand {
         75 stopped on request (SIGTERM/SIGINT), resumable.
         """,
         version: FerryVersion.string,
-        subcommands: [DoctorCommand.self, SSHCommand.self, TrainCommand.self, TestCommand.self, NewCommand.self]
+        subcommands: [DoctorCommand.self, TrainCommand.self, TestCommand.self, NewCommand.self,
+                      LaunchCommand.self, LogsCommand.self, StatusCommand.self, LsCommand.self, CancelCommand.self,
+                      FetchCommand.self, SSHCommand.self, HostsCommand.self, AgentCommand.self]
     )
 
     /// argument-parser reports usage errors with 64 (EX_USAGE); ferry's contract says 2 for

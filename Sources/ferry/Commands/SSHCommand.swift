@@ -8,7 +8,8 @@ struct SSHCommand: AsyncParsableCommand {
         commandName: "ssh",
         abstract: "Open a shell on a host, or run one command there.",
         discussion: """
-        TARGET is a Host alias from ~/.ssh/config ($HOME/.ssh/config) or user@host[:port]. ferry speaks \
+        TARGET is a job id (a shell in that job's folder on its host), a host from `ferry hosts`, \
+        a Host alias from ~/.ssh/config ($HOME/.ssh/config) or user@host[:port]. ferry speaks \
         SSH itself (libssh): ProxyJump and ProxyCommand from the config are honoured without an ssh binary.
         After `--`, one argument is a command line for the remote shell (as with ssh); several arguments \
         are a program and its arguments, each quoted so they arrive exactly as typed.
@@ -72,6 +73,10 @@ struct SSHCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // A job id opens a shell in that job's folder on its host; a host from `ferry hosts` uses its record.
+        if let status = try await JobShell.run(target, command: command, pty: forcePTY ? true : noPTY ? false : nil) {
+            throw ExitCode(status)
+        }
         var options = SSHConnectOptions(environment: .current, interactive: true)
         if let config { options.environment.configFile = options.environment.expandTilde(config) }
         options.hostKeyPolicy = hostKey.map { .pinned($0) } ?? (acceptNewHostKey ? .acceptNew : .strict)

@@ -1,0 +1,227 @@
+import Foundation
+
+/// The agent's protocol: `ferry agent [--home DIR] VERB ARGS...` on the host, with a JSON request on
+/// stdin where a verb takes one, and one JSON object on stdout (exit 0), or `{"error": …}` (exit 1).
+/// `job-logs` answers with frames instead (see `LogFrame`), `blob-put` reads frames.
+public enum AgentProtocol {
+    /// Bumped when a verb changes incompatibly; the client reinstalls an agent that differs.
+    public static let version = 1
+}
+
+public struct AgentHello: Codable, Sendable {
+    public var ferry: String
+    public var protocolVersion: Int
+    public var home: String
+    public var binary: String
+    public var system: String
+    enum CodingKeys: String, CodingKey {
+        case ferry, home, binary, system
+        case protocolVersion = "protocol"
+    }
+}
+
+public struct PreflightRequest: Codable, Sendable {
+    /// Bytes the job needs on the host's disk besides its files (what it will write).
+    public var neededBytes: Int64
+    /// Absolute paths (or `~/…`) the job reads on the host, e.g. a config's data_dir.
+    public var paths: [String]
+    /// Whether the job trains with ferry's engine (then oneDNN must load).
+    public var needsEngine: Bool
+    /// The job's file contents (sha256 → size): the answer says which the host lacks, and the
+    /// space check counts them (sent once into the store, copied once into work/).
+    public var blobs: [String: Int64]?
+    enum CodingKeys: String, CodingKey {
+        case paths, blobs
+        case neededBytes = "needed_bytes"
+        case needsEngine = "needs_engine"
+    }
+    public init(neededBytes: Int64 = 0, paths: [String] = [], needsEngine: Bool = false, blobs: [String: Int64]? = nil) {
+        self.neededBytes = neededBytes; self.paths = paths; self.needsEngine = needsEngine; self.blobs = blobs
+    }
+}
+
+public struct GPUInfo: Codable, Sendable, Equatable {
+    public var index: Int
+    public var name: String
+    public var memoryTotalMiB: Int?
+    public var memoryUsedMiB: Int?
+    public var utilizationPercent: Int?
+    enum CodingKeys: String, CodingKey {
+        case index, name
+        case memoryTotalMiB = "memory_total_mib"
+        case memoryUsedMiB = "memory_used_mib"
+        case utilizationPercent = "utilization_percent"
+    }
+}
+
+/// A library check: loaded, or why not.
+public struct LibraryCheck: Codable, Sendable, Equatable {
+    public var available: Bool
+    public var detail: String
+    public init(available: Bool, detail: String) { self.available = available; self.detail = detail }
+}
+
+public struct PreflightReport: Codable, Sendable {
+    public var ferry: String
+    public var home: String
+    public var freeBytes: Int64?
+    public var cpus: Int
+    public var gpus: [GPUInfo]
+    /// What `nvidia-smi` said when it failed; nil when it ran or is absent.
+    public var nvidiaSMI: String?
+    public var cuda: LibraryCheck
+    public var oneDNN: LibraryCheck
+    /// CPU features the engine needs that this CPU lacks.
+    public var cpuMissing: [String]
+    public var missingPaths: [String]
+    /// Shared libraries that would not load (e.g. `libgomp.so.1`), from the loader's messages.
+    public var missingLibraries: [String]
+    /// Problems that stop the job from starting, each a sentence.
+    public var problems: [String]
+    /// Of the request's blobs, those the host lacks, and bytes of them already received.
+    public var missing: BlobsMissingReply?
+    /// Bytes of disk the job needs in all, as the host counted them.
+    public var neededBytes: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case ferry, home, cpus, gpus, cuda, problems, missing
+        case neededBytes = "needed_bytes"
+        case freeBytes = "free_bytes"
+        case nvidiaSMI = "nvidia_smi"
+        case oneDNN = "onednn"
+        case cpuMissing = "cpu_missing"
+        case missingPaths = "missing_paths"
+        case missingLibraries = "missing_libraries"
+    }
+}
+
+struct BlobsMissingRequest: Codable { var hashes: [String] }
+
+public struct BlobsMissingReply: Codable, Sendable {
+    public var missing: [String]
+    /// Bytes already on the host for a missing blob whose upload was interrupted.
+    public var partial: [String: Int64]
+}
+
+struct JobStartRequest: Codable {
+    var spec: JobSpec
+    var manifest: Manifest
+}
+
+struct JobResumeRequest: Codable {
+    var id: String
+    /// Arguments appended to the command for this attempt (a train job's `--resume auto`).
+    var extraArguments: [String]
+    enum CodingKeys: String, CodingKey {
+        case id
+        case extraArguments = "extra_arguments"
+    }
+}
+
+/// A job as the host sees it.
+public struct JobInfo: Codable, Sendable {
+    public var spec: JobSpec
+    public var status: JobStatus
+    public var progress: JobProgress
+    /// The job's folder on the host (absolute).
+    public var directory: String
+    public var logBytes: Int64
+    enum CodingKeys: String, CodingKey {
+        case spec, status, progress, directory
+        case logBytes = "log_bytes"
+    }
+}
+
+public struct JobList: Codable, Sendable {
+    public var jobs: [JobInfo]
+}
+
+/// Files of a job to fetch, relative to `root` (the job's folder).
+public struct FileListing: Codable, Sendable {
+    public struct Entry: Codable, Sendable, Equatable {
+        public var path: String
+        public var size: Int64
+        public var sha256: String
+        public var modified: Date
+    }
+    public var root: String
+    public var files: [Entry]
+    public var state: JobState
+}
+
+struct AgentErrorReply: Codable {
+    var error: JobsError?
+    var message: String
+}
+
+/// What `job-logs` writes: the log's bytes from an offset, in frames, then how it ended.
+///
+///     D OFFSET LENGTH\n<LENGTH bytes>     bytes of output.log starting at OFFSET
+///     E {status json}\n                   the job is over and every byte was sent
+///     T {"offset":N,"state":"running"}\n  the long-poll's time is up; ask again from N
+///     X {error json}\n                    a problem (unknown job, offset past the end)
+public enum LogFrame: Sendable, Equatable {
+    case data(offset: Int64, bytes: Data)
+    case end(JobStatus)
+    case timeout(offset: Int64)
+    case error(String)
+}
+
+/// Reassembles frames from a byte stream that arrives in arbitrary pieces.
+struct LogFrameParser {
+    private var buffer = Data()
+    private var pendingData: (offset: Int64, length: Int)?
+
+    mutating func append(_ data: Data) { buffer.append(data) }
+
+    /// The next complete frame, or nil until more bytes arrive.
+    mutating func next() throws -> LogFrame? {
+        if let pending = pendingData {
+            guard buffer.count >= pending.length else { return nil }
+            let bytes = buffer.prefix(pending.length)
+            buffer.removeFirst(pending.length)
+            pendingData = nil
+            return .data(offset: pending.offset, bytes: Data(bytes))
+        }
+        guard let nl = buffer.firstIndex(of: 0x0A) else {
+            if buffer.count > 1 << 20 { throw LogFrameError.malformed("a header without a newline") }
+            return nil
+        }
+        let header = String(decoding: buffer[buffer.startIndex..<nl], as: UTF8.self)
+        buffer.removeSubrange(buffer.startIndex...nl)
+        guard let kind = header.first else { throw LogFrameError.malformed("an empty header") }
+        let rest = header.dropFirst(2)
+        switch kind {
+        case "D":
+            let fields = rest.split(separator: " ")
+            guard fields.count == 2, let offset = Int64(fields[0]), let length = Int(fields[1]), offset >= 0, length >= 0, length <= 64 << 20 else {
+                throw LogFrameError.malformed(String(header.prefix(80)))
+            }
+            pendingData = (offset, length)
+            return try next()
+        case "E":
+            guard let status = try? JSON.decoder().decode(JobStatus.self, from: Data(rest.utf8)) else {
+                throw LogFrameError.malformed(String(header.prefix(80)))
+            }
+            return .end(status)
+        case "T":
+            struct T: Codable { var offset: Int64 }
+            guard let t = try? JSON.decoder().decode(T.self, from: Data(rest.utf8)) else { throw LogFrameError.malformed(String(header.prefix(80))) }
+            return .timeout(offset: t.offset)
+        case "X":
+            return .error(String(rest))
+        default:
+            throw LogFrameError.malformed(String(header.prefix(80)))
+        }
+    }
+
+    /// Whether a data frame is half received.
+    var isMidFrame: Bool { pendingData != nil || !buffer.isEmpty }
+}
+
+enum LogFrameError: Error, CustomStringConvertible {
+    case malformed(String)
+    var description: String {
+        switch self { case .malformed(let what): return "malformed log frame: \(what.debugDescription)" }
+    }
+}

@@ -1,0 +1,347 @@
+import Foundation
+import SSH
+
+/// The client side of the agent protocol over one transport: finds (or installs) a ferry of this
+/// version on the host, then calls its verbs. Every argument is quoted for the remote shell.
+public final class AgentClient: Sendable {
+    public let transport: any Transport
+    /// The host's registry name, for messages.
+    public let host: String
+    public let hello: AgentHello
+    /// The command-line prefix that runs the agent there (binary, library path, home).
+    let prefix: String
+    private let slots = ClientSlots()
+
+    init(transport: any Transport, host: String, hello: AgentHello, prefix: String, preflight: PreflightReport? = nil) {
+        self.transport = transport; self.host = host; self.hello = hello; self.prefix = prefix
+        slots.preflight = preflight
+    }
+
+    /// The preflight the probe already answered (once), if it was asked for one.
+    public func takeProbedPreflight() -> PreflightReport? { slots.take { s in defer { s.preflight = nil }; return s.preflight } }
+
+    /// The log of job `id` streaming on the channel that started it (once).
+    func takeStartedLog(for id: String) -> AsyncThrowingStream<Data, any Error>? {
+        slots.take { s in
+            guard let started = s.startedLog, started.id == id else { return nil }
+            s.startedLog = nil
+            return started.stream
+        }
+    }
+
+    /// Finds the host's agent. With `install`, a host without ferry of `version` gets this machine's
+    /// binary (and the shared libraries it lacks) in its FERRY_HOME; otherwise that is an error.
+    public static func connect(_ transport: any Transport, host: String, version: String, remoteHome: String? = nil,
+                               install: AgentInstaller? = nil, preflight: PreflightRequest? = nil) async throws -> AgentClient {
+        if let binary = transport.knownAgentBinary {
+            var words = [binary, "agent"]
+            if let remoteHome { words += ["--home", remoteHome] }
+            let prefix = ShellQuote.join(words)
+            let hello = try await callHello(transport, host: host, prefix: prefix)
+            try check(hello, host: host, version: version)
+            return AgentClient(transport: transport, host: host, hello: hello, prefix: prefix)
+        }
+        let probe = try await AgentProbe.run(transport, remoteHome: remoteHome, preflight: try preflight.map { try JSON.encode($0) })
+        if let found = probe.candidates.first(where: { $0.hello.map { $0.ferry == version && $0.protocolVersion == AgentProtocol.version } ?? false }),
+           let hello = found.hello {
+            return AgentClient(transport: transport, host: host, hello: hello,
+                               prefix: AgentProbe.prefix(binary: found.binary, home: probe.home, libraries: probe.hasLibraries),
+                               preflight: found.preflight)
+        }
+        guard let install else {
+            let seen = probe.candidates.map { "\($0.binary): \($0.hello?.ferry ?? $0.failure)" }
+            throw JobsError.agentUnavailable(host: host, reason: "no ferry \(version) there" + (seen.isEmpty ? "" : " (found \(seen.joined(separator: "; ")))")
+                                             + " — launch from a ferry that can install itself, or install ferry \(version) on the host")
+        }
+        return try await install.install(on: transport, host: host, home: probe.home, version: version)
+    }
+
+    static func callHello(_ transport: any Transport, host: String, prefix: String) async throws -> AgentHello {
+        let command = try await transport.start(prefix + " hello")
+        try await command.closeInput()
+        let (out, err, status) = try await command.collect()
+        guard status == 0, let hello = try? JSON.decoder().decode(AgentHello.self, from: out) else {
+            let text = String(decoding: err + out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw JobsError.agentUnavailable(host: host, reason: "`ferry agent hello` failed (status \(status)): \(text.prefix(500))")
+        }
+        return hello
+    }
+
+    static func check(_ hello: AgentHello, host: String, version: String) throws {
+        guard hello.ferry == version, hello.protocolVersion == AgentProtocol.version else {
+            throw JobsError.agentUnavailable(host: host, reason: "its ferry is \(hello.ferry) (protocol \(hello.protocolVersion)); this one is \(version) (protocol \(AgentProtocol.version))")
+        }
+    }
+
+    // MARK: - Calls
+
+    func commandLine(_ verb: String, _ arguments: [String]) -> String {
+        prefix + " " + ShellQuote.join([verb] + arguments)
+    }
+
+    /// Runs a verb, sends `input` on its stdin, decodes its JSON answer (or rethrows its error).
+    func call<T: Decodable>(_ verb: String, _ arguments: [String] = [], input: Data? = nil, as type: T.Type = T.self) async throws -> T {
+        let command = try await transport.start(commandLine(verb, arguments))
+        if let input { try await command.write(input) }
+        try await command.closeInput()
+        let (out, err, status) = try await command.collect()
+        return try decodeReply(verb, out: out, err: err, status: status)
+    }
+
+    func decodeReply<T: Decodable>(_ verb: String, out: Data, err: Data, status: Int32) throws -> T {
+        if status == 0, let value = try? JSON.decoder().decode(T.self, from: out) { return value }
+        if let reply = try? JSON.decoder().decode(AgentErrorReply.self, from: out) {
+            if let error = reply.error {
+                if case .agentFailed(_, let v, let message) = error { throw JobsError.agentFailed(host: host, verb: v, message: message) }
+                throw error
+            }
+            throw JobsError.agentFailed(host: host, verb: verb, message: reply.message)
+        }
+        let text = String(decoding: err + out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if status == 0 { throw JobsError.protocolViolation(host: host, detail: "\(verb) answered \(text.prefix(200).debugDescription)") }
+        throw JobsError.agentFailed(host: host, verb: verb, message: "exit status \(status): \(text.prefix(1000))")
+    }
+
+    public func preflight(_ request: PreflightRequest) async throws -> PreflightReport {
+        try await call("preflight", input: try JSON.encode(request))
+    }
+
+    public func missingBlobs(_ hashes: [String]) async throws -> BlobsMissingReply {
+        try await call("blobs-missing", input: try JSON.encode(BlobsMissingRequest(hashes: hashes)))
+    }
+
+    /// Streams file contents to the host's blob store: `(sha256, local file, bytes the host already has)`.
+    /// `progress` gets the bytes sent so far.
+    public func putBlobs(_ blobs: [(hash: String, path: String, offset: Int64)],
+                         progress: (@Sendable (Int64) -> Void)? = nil) async throws -> (stored: Int, bytes: Int64) {
+        let command = try await transport.start(commandLine("blob-put", []))
+        // Read the answer while writing, so neither side waits on the other.
+        let reader = Task { try await command.collect() }
+        var sent: Int64 = 0
+        do {
+            for blob in blobs {
+                guard let handle = FileHandle(forReadingAtPath: blob.path) else { throw JobsError.io(path: blob.path, reason: "cannot read it") }
+                defer { try? handle.close() }
+                let size = Int64((try? handle.seekToEnd()) ?? 0)
+                try handle.seek(toOffset: UInt64(min(blob.offset, size)))
+                try await command.write(Data("\(blob.hash) \(size) \(min(blob.offset, size))\n".utf8))
+                var left = size - min(blob.offset, size)
+                while left > 0 {
+                    try Task.checkCancellation()
+                    let chunk = try handle.read(upToCount: Int(min(left, 256 * 1024))) ?? Data()
+                    guard !chunk.isEmpty else { throw JobsError.io(path: blob.path, reason: "it shrank while being sent; launch again") }
+                    try await command.write(chunk)
+                    left -= Int64(chunk.count)
+                    sent += Int64(chunk.count)
+                    progress?(sent)
+                }
+            }
+            try await command.closeInput()
+        } catch {
+            command.cancel()
+            reader.cancel()
+            throw error
+        }
+        let (out, err, status) = try await reader.value
+        let reply: BlobPutReply = try decodeReply("blob-put", out: out, err: err, status: status)
+        if let bad = reply.failed.first {
+            throw JobsError.corruptBlob(hash: bad, actual: "a different content")
+        }
+        return (reply.stored, sent)
+    }
+
+    /// Starts the job. With `follow`, its log streams on the same channel right after (for up to
+    /// `follow` seconds), for the first `LogFollower` round: no further command before the first line.
+    public func startJob(spec: JobSpec, manifest: Manifest, follow: Double? = nil) async throws -> JobInfo {
+        let input = try JSON.encode(JobStartRequest(spec: spec, manifest: manifest))
+        guard let follow else { return try await call("job-start", input: input) }
+        let command = try await transport.start(commandLine("job-start", ["--follow", String(Int(follow.rounded(.up)))]))
+        try await command.write(input)
+        try await command.closeInput()
+        let firstLine = AsyncValue<Data>()
+        let (rest, continuation) = AsyncThrowingStream<Data, any Error>.makeStream()
+        let pump = Task {
+            var buffer = Data()
+            var split = false
+            do {
+                for try await chunk in command.output {
+                    guard case .stdout(let data) = chunk else { continue }
+                    if split { continuation.yield(data); continue }
+                    buffer.append(data)
+                    if let nl = buffer.firstIndex(of: 0x0A) {
+                        split = true
+                        firstLine.set(.success(Data(buffer[buffer.startIndex..<nl])))
+                        let tail = buffer[buffer.index(after: nl)...]
+                        if !tail.isEmpty { continuation.yield(Data(tail)) }
+                    }
+                }
+                if !split { firstLine.set(.success(buffer)) }
+                continuation.finish()
+            } catch {
+                firstLine.set(.failure(error))
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in pump.cancel(); command.cancel() }
+        let line = try await firstLine.value()
+        do {
+            let info: JobInfo = try decodeReply("job-start", out: line, err: Data(), status: 0)
+            slots.take { $0.startedLog = (info.spec.id, rest) }
+            return info
+        } catch {
+            command.cancel()
+            throw error
+        }
+    }
+
+    public func resumeJob(_ id: String, extraArguments: [String]) async throws -> JobInfo {
+        try await call("job-resume", input: try JSON.encode(JobResumeRequest(id: id, extraArguments: extraArguments)))
+    }
+
+    public func status(_ id: String) async throws -> JobInfo { try await call("job-status", [id]) }
+
+    public func list() async throws -> [JobInfo] { try await call("job-list", as: JobList.self).jobs }
+
+    public func cancel(_ id: String, grace: Int?) async throws -> JobInfo {
+        try await call("job-cancel", [id] + (grace.map { ["--grace", String($0)] } ?? []))
+    }
+
+    public func files(_ id: String, what: String) async throws -> FileListing {
+        try await call("job-files", [id, "--what", what])
+    }
+
+    /// One bounded long-poll of the job's log from `offset`: frames go to `onFrame` as they arrive;
+    /// returns the closing frame (`end` or `timeout`). Throws when the connection drops.
+    public func logs(_ id: String, offset: Int64, wait: Double, onFrame: (LogFrame) throws -> Void) async throws -> LogFrame {
+        let command = try await transport.start(commandLine("job-logs", [id, "--offset", String(offset), "--wait", String(Int(wait.rounded(.up)))]))
+        try await command.closeInput()
+        let stdout = command.output.compactMap { chunk -> Data? in
+            if case .stdout(let d) = chunk { return d }
+            return nil
+        }
+        do {
+            let closing = try await frames(from: stdout, id: id, onFrame: onFrame)
+            command.cancel()
+            return closing
+        } catch {
+            command.cancel()
+            throw error
+        }
+    }
+
+    /// Reads log frames from a byte stream until the closing one (`end` or `timeout`).
+    func frames<S: AsyncSequence>(from stream: S, id: String, onFrame: (LogFrame) throws -> Void) async throws -> LogFrame where S.Element == Data {
+        var parser = LogFrameParser()
+        do {
+            for try await data in stream {
+                parser.append(data)
+                while let frame = try parser.next() {
+                    switch frame {
+                    case .data: try onFrame(frame)
+                    case .end, .timeout: return frame
+                    case .error(let message):
+                        if message.contains("no job") { throw JobsError.unknownJob(id) }
+                        throw JobsError.agentFailed(host: host, verb: "job-logs", message: message)
+                    }
+                }
+            }
+        } catch let error as LogFrameError {
+            throw JobsError.protocolViolation(host: host, detail: error.description)
+        }
+        throw JobsError.connectionLost(host: host, reason: "the log stream ended without its closing frame", attempts: 0)
+    }
+
+    public func close() async { await transport.close() }
+
+    /// Runs `body`, then closes the connection (also when `body` throws), waiting for it to close.
+    public func using<T: Sendable>(_ body: (AgentClient) async throws -> T) async throws -> T {
+        do {
+            let value = try await body(self)
+            await close()
+            return value
+        } catch {
+            await close()
+            throw error
+        }
+    }
+}
+
+/// What the probe script found on a host: its FERRY_HOME and the ferry binaries there.
+struct AgentProbe {
+    struct Candidate {
+        var binary: String
+        var hello: AgentHello?
+        var preflight: PreflightReport?
+        var failure: String
+    }
+    var home: String
+    var hasLibraries: Bool
+    var candidates: [Candidate]
+
+    /// A POSIX sh script (run through `sh -c`, whatever the login shell is): prints `home=`, then for
+    /// `$HOME/bin/ferry` and a `ferry` on PATH, the answer of `ferry agent hello`.
+    static let script = #"""
+    h="${1:-${FERRY_HOME:-$HOME/.ferry}}"
+    case "$h" in /*) ;; *) h="$HOME/$h" ;; esac
+    printf 'home=%s\n' "$h"
+    libs=0; [ -d "$h/lib" ] && [ -n "$(ls -A "$h/lib" 2>/dev/null)" ] && libs=1
+    printf 'libs=%s\n' "$libs"
+    pre=""; [ "$2" = 1 ] && pre=--preflight
+    for b in "$h/bin/ferry" "$(command -v ferry 2>/dev/null)"; do
+      [ -n "$b" ] && [ -x "$b" ] || continue
+      printf 'candidate=%s\n' "$b"
+      if [ "$libs" = 1 ]; then out=$(LD_LIBRARY_PATH="$h/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$b" agent --home "$h" hello $pre 2>&1)
+      else out=$("$b" agent --home "$h" hello $pre 2>&1); fi
+      pre=""
+      printf '%s\n' "$out" | head -c 65536 | while IFS= read -r line; do printf 'out=%s\n' "$line"; done
+    done
+    """#
+
+    /// With `preflight` (a request's JSON), the first binary found also answers it.
+    static func run(_ transport: any Transport, remoteHome: String?, preflight: Data? = nil) async throws -> AgentProbe {
+        let command = try await transport.start(ShellQuote.join(["sh", "-c", script, "sh", remoteHome ?? "", preflight == nil ? "0" : "1"]))
+        if let preflight { try await command.write(preflight) }
+        try await command.closeInput()
+        let (out, err, status) = try await command.collect()
+        var probe = AgentProbe(home: "", hasLibraries: false, candidates: [])
+        for line in String(decoding: out, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("home=") { probe.home = String(line.dropFirst(5)) }
+            else if line.hasPrefix("libs=") { probe.hasLibraries = line.dropFirst(5) == "1" }
+            else if line.hasPrefix("candidate=") { probe.candidates.append(Candidate(binary: String(line.dropFirst(10)), hello: nil, failure: "")) }
+            else if line.hasPrefix("out="), !probe.candidates.isEmpty {
+                let text = String(line.dropFirst(4))
+                let i = probe.candidates.count - 1
+                if probe.candidates[i].hello == nil, let hello = try? JSON.decoder().decode(AgentHello.self, from: Data(text.utf8)) {
+                    probe.candidates[i].hello = hello
+                } else if probe.candidates[i].hello != nil, let report = try? JSON.decoder().decode(PreflightReport.self, from: Data(text.utf8)) {
+                    probe.candidates[i].preflight = report
+                } else {
+                    probe.candidates[i].failure += (probe.candidates[i].failure.isEmpty ? "" : "\n") + text
+                }
+            }
+        }
+        guard status == 0, probe.home.hasPrefix("/") else {
+            let text = String(decoding: err + out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw JobsError.agentUnavailable(host: transport.label, reason: "the host's shell did not run ferry's probe (status \(status)): \(text.prefix(400)) — ferry needs a POSIX sh on the host")
+        }
+        return probe
+    }
+
+    /// How to run an agent binary: with the host's `lib/` first on the library path when ferry put
+    /// libraries there (the static build also finds them by its rpath, $ORIGIN/../lib).
+    static func prefix(binary: String, home: String, libraries: Bool) -> String {
+        if libraries {
+            let lib = (home as NSString).appendingPathComponent("lib")
+            return ShellQuote.join(["sh", "-c", #"LD_LIBRARY_PATH="$0${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "$@""#, lib, binary, "agent", "--home", home])
+        }
+        return ShellQuote.join([binary, "agent", "--home", home])
+    }
+}
+
+/// An agent client's one-shot values: the probe's preflight, the log streaming on the start channel.
+final class ClientSlots: @unchecked Sendable {
+    private let lock = NSLock()
+    var preflight: PreflightReport?
+    var startedLog: (id: String, stream: AsyncThrowingStream<Data, any Error>)?
+    func take<T>(_ body: (ClientSlots) -> T) -> T { lock.lock(); defer { lock.unlock() }; return body(self) }
+}

@@ -1,0 +1,162 @@
+import Foundation
+
+/// What to launch.
+public struct LaunchRequest: Sendable {
+    public var host: String
+    public var name: String
+    /// The folder whose files become the job's `work/`.
+    public var workingDirectory: String
+    public var kind: JobSpec.Kind
+    /// argv on the host; `ferry` first means the host's ferry (`ferry train config.json`).
+    public var command: [String]
+    public var environment: [String: String]
+    /// The command's folder relative to the working directory.
+    public var directory: String
+    public var gpus: String?
+    public var graceSeconds: Int
+    /// Absolute paths the job reads on the host (a config's data_dir): checked before anything is sent.
+    public var hostPaths: [String]
+    /// Disk the job will write on the host (checkpoints, outputs), checked with its files.
+    public var reserveBytes: Int64
+    /// Whether the caller follows the log next: then it starts streaming on the launch's own
+    /// channel, and the first line needs no further command.
+    public var follow: Bool
+
+    public init(host: String, name: String, workingDirectory: String, kind: JobSpec.Kind, command: [String],
+                environment: [String: String] = [:], directory: String = ".", gpus: String? = nil, graceSeconds: Int = 30,
+                hostPaths: [String] = [], reserveBytes: Int64 = 0, follow: Bool = true) {
+        self.host = host; self.name = name; self.workingDirectory = workingDirectory; self.kind = kind; self.command = command
+        self.environment = environment; self.directory = directory; self.gpus = gpus; self.graceSeconds = graceSeconds
+        self.hostPaths = hostPaths; self.reserveBytes = reserveBytes; self.follow = follow
+    }
+}
+
+/// What a launch did (`ferry launch --json` prints it).
+public struct LaunchResult: Codable, Sendable {
+    public var id: String
+    public var host: String
+    /// File bytes sent to the host's store this time.
+    public var uploadedBytes: Int64
+    /// File bytes the host already had.
+    public var reusedBytes: Int64
+    public var files: Int
+    /// Everything the connection sent (requests, manifest, files, an installed agent).
+    public var transportBytesSent: Int64
+    public var directory: String
+    public var state: JobState
+
+    enum CodingKeys: String, CodingKey {
+        case id, host, files, directory, state
+        case uploadedBytes = "uploaded_bytes"
+        case reusedBytes = "reused_bytes"
+        case transportBytesSent = "transport_bytes_sent"
+    }
+}
+
+/// Steps of a launch, for progress output.
+public enum LaunchEvent: Sendable {
+    case packaged(files: Int, bytes: Int64, skipped: [String])
+    case connected(host: String, agent: String)
+    case preflight(PreflightReport)
+    case uploading(done: Int64, total: Int64)
+    case started(id: String)
+}
+
+/// Packages a working directory, sends what the host lacks, and starts the job. Nothing starts
+/// unless every check passed; a failure leaves no job behind (the host removes a half-made one).
+public struct Launcher: Sendable {
+    public let context: JobsContext
+    public init(context: JobsContext) { self.context = context }
+
+    public func launch(_ request: LaunchRequest, events: (@Sendable (LaunchEvent) -> Void)? = nil) async throws -> (LaunchResult, AgentClient) {
+        try Names.validateJobName(request.name)
+        let host = try context.registry.host(request.host)
+        guard let program = request.command.first, !program.isEmpty else { throw JobsError.emptyCommand }
+        if request.directory != "." { try Names.validateRelativePath(request.directory) }
+
+        let package = try Packager.package(request.workingDirectory, cacheFile: context.registry.hashCachePath(for: request.workingDirectory))
+        try package.manifest.validate()
+        events?(.packaged(files: package.fileCount, bytes: package.totalBytes, skipped: package.skipped.map { "\($0.path) (\($0.reason))" }))
+
+        // The host answers the preflight (space, paths, which files it lacks) while its agent is found.
+        let preflight = PreflightRequest(neededBytes: request.reserveBytes, paths: request.hostPaths, needsEngine: request.kind == .train,
+                                         blobs: package.manifest.blobs)
+        let client = try await context.agent(host, preflight: preflight)
+        do {
+            events?(.connected(host: host.name, agent: client.hello.binary))
+            let result = try await launch(request, package: package, client: client, preflight: preflight, events: events)
+            return (result, client)
+        } catch {
+            await client.close()
+            throw error
+        }
+    }
+
+    func launch(_ request: LaunchRequest, package: JobPackage, client initial: AgentClient, preflight preflightRequest: PreflightRequest,
+                events: (@Sendable (LaunchEvent) -> Void)?) async throws -> LaunchResult {
+        var client = initial
+        let blobs = package.manifest.blobs
+        var report: PreflightReport
+        if let probed = client.takeProbedPreflight() { report = probed } else { report = try await client.preflight(preflightRequest) }
+        if request.kind == .train && !report.missingLibraries.isEmpty {
+            (client, report) = try await AgentInstaller(binary: context.agentBinary, progress: context.installProgress)
+                .supplyEngineLibraries(client, report: report, request: preflightRequest)
+        }
+        events?(.preflight(report))
+        if let free = report.freeBytes, free < report.neededBytes {
+            throw JobsError.notEnoughSpace(host: client.host, needed: report.neededBytes, free: free, path: report.home)
+        }
+        if !report.missingPaths.isEmpty { throw JobsError.missingOnHost(host: client.host, paths: report.missingPaths) }
+        if !report.problems.isEmpty {
+            throw JobsError.agentFailed(host: client.host, verb: "preflight", message: report.problems.joined(separator: "; "))
+        }
+        guard let missing = report.missing else {
+            throw JobsError.protocolViolation(host: client.host, detail: "preflight did not say which files it lacks")
+        }
+        let toSend = missing.missing.reduce(Int64(0)) { $0 + (blobs[$1] ?? 0) - (missing.partial[$1] ?? 0) }
+
+        if !missing.missing.isEmpty {
+            let list = missing.missing.compactMap { hash in package.sources[hash].map { (hash: hash, path: $0, offset: missing.partial[hash] ?? 0) } }
+            events?(.uploading(done: 0, total: toSend))
+            _ = try await client.putBlobs(list) { done in events?(.uploading(done: done, total: toSend)) }
+        }
+
+        // A fresh id; on the rare collision with an existing job the host refuses and we draw again.
+        var info: JobInfo?
+        var spec = JobSpec(id: Names.newJobID(name: request.name), name: request.name, kind: request.kind, command: request.command,
+                           environment: request.environment, directory: request.directory, gpus: request.gpus,
+                           graceSeconds: request.graceSeconds)
+        for attempt in 0..<4 {
+            do {
+                info = try await client.startJob(spec: spec, manifest: package.manifest, follow: request.follow ? 20 : nil)
+                break
+            } catch JobsError.agentFailed(_, "job-start", let message) where message.contains("already exists") && attempt < 3 {
+                spec.id = Names.newJobID(name: request.name)
+            }
+        }
+        guard let info else { throw JobsError.supervisorDidNotStart(id: spec.id, detail: "no free job id") }
+        try context.registry.saveJob(JobRecord(id: spec.id, name: spec.name, host: client.host, kind: spec.kind, command: spec.command,
+                                               createdAt: spec.createdAt, directory: info.directory, workingDirectory: package.root,
+                                               status: info.status, progress: nil, seenAt: Date()))
+        events?(.started(id: spec.id))
+        let uploaded = toSend
+        return LaunchResult(id: spec.id, host: client.host, uploadedBytes: uploaded, reusedBytes: package.totalBytes - uploaded,
+                            files: package.fileCount, transportBytesSent: client.transport.counters.sent,
+                            directory: info.directory, state: info.status.state)
+    }
+
+    /// Starts a stopped job again in its own folder; a train job continues from its `last/`.
+    public func resume(_ id: String) async throws -> (JobInfo, AgentClient) {
+        let record = try context.registry.job(id)
+        let client = try await context.agent(hostNamed: record.host)
+        do {
+            let extra = record.kind == .train ? ["--resume", "auto"] : []
+            let info = try await client.resumeJob(id, extraArguments: extra)
+            try context.registry.remember(info, host: record.host)
+            return (info, client)
+        } catch {
+            await client.close()
+            throw error
+        }
+    }
+}

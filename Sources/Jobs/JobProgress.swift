@@ -1,0 +1,142 @@
+import Foundation
+
+/// Live progress read from a job's `events.jsonl` (the trainer's file contract): epoch, step, loss,
+/// the last metrics and checkpoints, and an ETA from the step rate of the current attempt.
+public struct JobProgress: Codable, Sendable, Equatable {
+    public var epoch: Int?
+    public var totalEpochs: Int?
+    public var step: Int?
+    public var stepsPerEpoch: Int?
+    public var loss: Double?
+    public var samplesPerSecond: Double?
+    public var metrics: [String: Double]
+    /// The latest checkpoint of each kind (best, last, epoch), relative to FERRY_OUTPUT.
+    public var checkpoints: [String: String]
+    /// The run folder, relative to FERRY_OUTPUT.
+    public var runDirectory: String?
+    public var fraction: Double?
+    public var etaSeconds: Double?
+    /// The `end` event's status (succeeded, failed, stopped), once written.
+    public var endStatus: String?
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, step, loss, metrics, checkpoints, fraction
+        case totalEpochs = "total_epochs"
+        case stepsPerEpoch = "steps_per_epoch"
+        case samplesPerSecond = "samples_per_second"
+        case runDirectory = "run_directory"
+        case etaSeconds = "eta_seconds"
+        case endStatus = "end_status"
+    }
+
+    public init() { metrics = [:]; checkpoints = [:] }
+
+    public var isEmpty: Bool { epoch == nil && step == nil && totalEpochs == nil && endStatus == nil }
+
+    /// Reads events (one JSON object a line; unknown events and torn lines are skipped). Only the
+    /// last `window` bytes are read from a large file.
+    public static func read(eventsFile path: String, window: Int = 8 << 20) -> JobProgress {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return JobProgress() }
+        defer { try? handle.close() }
+        let size = (try? handle.seekToEnd()) ?? 0
+        let start = size > UInt64(window) ? size - UInt64(window) : 0
+        try? handle.seek(toOffset: start)
+        let data = (try? handle.readToEnd()) ?? Data()
+        return parse(data, skipFirstLine: start > 0)
+    }
+
+    public static func parse(_ data: Data, skipFirstLine: Bool = false, now: Date = Date()) -> JobProgress {
+        var p = JobProgress()
+        var firstStep: (time: Double, step: Int)?
+        var lastStep: (time: Double, step: Int)?
+        var lines = data.split(separator: 0x0A, omittingEmptySubsequences: true)
+        if skipFirstLine, !lines.isEmpty { lines.removeFirst() }
+        for line in lines {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
+                  let event = object["event"] as? String else { continue }
+            let time = number(object["time"])
+            switch event {
+            case "start":
+                p.totalEpochs = int(object["total_epochs"]) ?? p.totalEpochs
+                p.stepsPerEpoch = int(object["steps_per_epoch"]) ?? p.stepsPerEpoch
+                if let start = int(object["start_epoch"]) { p.epoch = start }
+                p.runDirectory = object["run_dir"] as? String ?? p.runDirectory
+                p.endStatus = nil
+                firstStep = nil; lastStep = nil
+            case "step":
+                p.epoch = int(object["epoch"]) ?? p.epoch
+                p.step = int(object["step"]) ?? p.step
+                p.loss = number(object["loss"]) ?? p.loss
+                p.samplesPerSecond = number(object["samples_per_s"]) ?? p.samplesPerSecond
+                if let t = time, let s = p.step {
+                    if firstStep == nil { firstStep = (t, s) }
+                    lastStep = (t, s)
+                }
+            case "epoch":
+                p.epoch = int(object["epoch"]) ?? p.epoch
+                if let metrics = object["metrics"] as? [String: Any] {
+                    for (k, v) in metrics { if let d = number(v) { p.metrics[k] = d } }
+                }
+            case "checkpoint":
+                if let kind = object["kind"] as? String, let path = object["path"] as? String { p.checkpoints[kind] = path }
+            case "end":
+                p.endStatus = object["status"] as? String
+            default:
+                continue
+            }
+        }
+        if let total = p.totalEpochs, let spe = p.stepsPerEpoch, total > 0, spe > 0, let step = p.step {
+            let all = Double(total * spe)
+            p.fraction = min(1, Double(step) / all)
+            if p.endStatus == nil, let a = firstStep, let b = lastStep, b.step > a.step, b.time > a.time {
+                let rate = Double(b.step - a.step) / (b.time - a.time)
+                p.etaSeconds = max(0, (all - Double(step)) / rate)
+            }
+        } else if let total = p.totalEpochs, total > 0, let epoch = p.epoch, !p.metrics.isEmpty {
+            p.fraction = min(1, Double(epoch) / Double(total))
+        }
+        if p.endStatus == "succeeded" { p.fraction = 1; p.etaSeconds = 0 }
+        return p
+    }
+
+    private static func number(_ any: Any?) -> Double? {
+        switch any {
+        case let d as Double: return d.isFinite ? d : nil
+        case let i as Int: return Double(i)
+        case let n as NSNumber: return n.doubleValue
+        default: return nil
+        }
+    }
+
+    private static func int(_ any: Any?) -> Int? {
+        switch any {
+        case let i as Int: return i
+        case let d as Double: return d.isFinite ? Int(d) : nil
+        case let n as NSNumber: return n.intValue
+        default: return nil
+        }
+    }
+
+    /// `epoch 3/10  step 1200/4000  loss 0.4312  ETA 2m10s`.
+    public var line: String {
+        var parts: [String] = []
+        if let epoch { parts.append("epoch \(epoch)" + (totalEpochs.map { "/\($0)" } ?? "")) }
+        if let step {
+            if let total = totalEpochs, let spe = stepsPerEpoch { parts.append("step \(step)/\(total * spe)") } else { parts.append("step \(step)") }
+        }
+        if let loss { parts.append(String(format: "loss %.4f", loss)) }
+        for key in metrics.keys.sorted() where key.hasPrefix("val_") {
+            if let v = metrics[key] { parts.append(String(format: "%@ %.4f", key, v)) }
+        }
+        if let fraction { parts.append(String(format: "%.0f%%", fraction * 100)) }
+        if let eta = etaSeconds, endStatus == nil { parts.append("ETA " + JobProgress.duration(eta)) }
+        return parts.joined(separator: "  ")
+    }
+
+    public static func duration(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
+        return "\(s / 3600)h\(String(format: "%02d", (s % 3600) / 60))m"
+    }
+}

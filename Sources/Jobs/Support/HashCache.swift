@@ -1,0 +1,77 @@
+import Crypto
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// sha256 of files, remembered by (size, mtime, inode): a dataset that did not change is not read
+/// again on the next launch, nor a checkpoint on every `fetch --follow` pass.
+final class HashCache {
+    struct Entry: Codable {
+        var size: Int64
+        var mtimeNanos: Int64
+        var inode: UInt64
+        var sha256: String
+    }
+
+    let path: String
+    private var entries: [String: Entry]
+    private var used: Set<String> = []
+    private var changed = false
+
+    init(path: String) {
+        self.path = path
+        if let data = POSIX.read(path), let decoded = try? JSONDecoder().decode([String: Entry].self, from: data) {
+            entries = decoded
+        } else {
+            entries = [:]
+        }
+    }
+
+    /// The hash of `file`, from the cache when its size, mtime and inode are unchanged.
+    func sha256(of file: String, key: String) throws -> String {
+        var st = stat()
+        guard stat(file, &st) == 0 else { throw JobsError.io(path: file, reason: POSIX.errorText()) }
+        let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        used.insert(key)
+        if let e = entries[key], e.size == Int64(st.st_size), e.mtimeNanos == mtime, e.inode == UInt64(st.st_ino) {
+            return e.sha256
+        }
+        let digest = try HashCache.hashFile(file)
+        entries[key] = Entry(size: Int64(st.st_size), mtimeNanos: mtime, inode: UInt64(st.st_ino), sha256: digest)
+        changed = true
+        return digest
+    }
+
+    /// Writes the cache back (entries not asked for this time are dropped). Best effort.
+    func save() {
+        let stale = Set(entries.keys).subtracting(used)
+        if !stale.isEmpty { for k in stale { entries[k] = nil }; changed = true }
+        guard changed, let data = try? JSONEncoder().encode(entries) else { return }
+        try? POSIX.makeDirectory((path as NSString).deletingLastPathComponent, mode: 0o700)
+        try? POSIX.writeAtomically(data, to: path, mode: 0o600)
+    }
+
+    static func hashFile(_ path: String) throws -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw JobsError.io(path: path, reason: POSIX.errorText()) }
+        defer { close(fd) }
+        var hasher = SHA256()
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { throw JobsError.io(path: path, reason: POSIX.errorText()) }
+            if n == 0 { break }
+            buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        }
+        return hex(hasher.finalize())
+    }
+
+    static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
+        let table = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        for b in digest { out.append(table[Int(b >> 4)]); out.append(table[Int(b & 15)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import Jobs
+
+/// `ferry fetch ID`: bring a job's checkpoints (or any of its files) home.
+struct FetchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fetch",
+        abstract: "Bring a job's checkpoints (best, last, all, or a path) home, resumably and verified.",
+        discussion: """
+        Files land in --dest (default ./ferry-runs/ID/) under their path in the job's output; each \
+        is checked against the host's sha256, and an interrupted fetch continues where it stopped \
+        when run again. --follow keeps fetching new checkpoints while the job runs.
+        """)
+
+    @Argument(help: "The job id (see `ferry ls`).")
+    var id: String
+
+    @Option(name: .long, help: "best, last, all (the job's whole output), or a path in the job's output or folder.")
+    var what: String = "best"
+
+    @Option(name: .long, help: "Where to put the files (default ./ferry-runs/ID).")
+    var dest: String?
+
+    @Flag(name: .long, help: "Keep fetching new checkpoints until the job ends.")
+    var follow = false
+
+    @Flag(name: .long, help: "Print the fetched files as JSON.")
+    var json = false
+
+    func run() async throws {
+        try await JobsCLI.run {
+            let context = JobsCLI.context()
+            try Names.validateJobID(id)
+            if !["best", "last", "all"].contains(what) { try Names.validateRelativePath(what) }
+            let destination = URL(fileURLWithPath: dest ?? "ferry-runs/\(id)",
+                                  relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
+            let client = try await JobsClient(context: context).agent(for: id)
+            let fetcher = Fetcher(client: client)
+            let quiet = json
+            let events: @Sendable (FetchEvent) -> Void = { event in
+                switch event {
+                case .file(let path, let done, let total):
+                    Progress.shared.update((path as NSString).lastPathComponent, done: done, total: total)
+                case .fetched(let file):
+                    guard !quiet else { return }
+                    let how = file.unchanged ? "unchanged" : file.resumedFrom > 0 ? "resumed from \(ByteCount.format(file.resumedFrom))" : "sha256 ok"
+                    JobsCLI.say("  \(file.localPath)  \(ByteCount.format(file.size))  (\(how))")
+                case .waiting(let state):
+                    Progress.shared.clear()
+                    if !quiet { JobsCLI.say("  job \(state.rawValue); checking again in a few seconds (Ctrl-C stops)") }
+                }
+            }
+            let outcome: ([FetchedFile]?, interrupted: Bool)
+            do {
+                outcome = try await JobsCLI.interruptible {
+                    follow ? try await fetcher.follow(id, what: what, into: destination, events: events)
+                           : try await fetcher.fetch(id, what: what, into: destination, events: events)
+                }
+                await client.close()
+            } catch {
+                await client.close()
+                throw error
+            }
+            let (files, interrupted) = outcome
+            Progress.shared.clear()
+            if interrupted {
+                JobsCLI.say("ferry: stopped; run the same command to continue where it left off")
+                throw ExitCode(130)
+            }
+            let fetched = files ?? []
+            if json { try JobsCLI.printJSON(fetched); return }
+            let bytes = fetched.reduce(Int64(0)) { $0 + $1.transferredBytes }
+            print("fetched \(fetched.count) files (\(ByteCount.format(bytes)) transferred) into \(destination)")
+        }
+    }
+}

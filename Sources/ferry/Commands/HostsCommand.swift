@@ -1,0 +1,140 @@
+import ArgumentParser
+import Foundation
+import Jobs
+
+/// `ferry hosts add|ls|forget`: the hosts ferry knows by name.
+struct HostsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hosts",
+        abstract: "Name the hosts jobs run on.",
+        subcommands: [Add.self, List.self, Forget.self],
+        defaultSubcommand: List.self)
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "add",
+            abstract: "Remember a host: ferry hosts add gpu1 me@gpu1.lab.example:22",
+            discussion: """
+            TARGET is user@host[:port] or an alias from ~/.ssh/config. With --host-key, the host \
+            must present that key (recorded in $FERRY_HOME/known_hosts on first connection); \
+            without it, the key must already be in a known_hosts file.
+            """)
+
+        @Argument(help: "The name to use with --host (letters, digits, . _ -).")
+        var name: String
+
+        @Argument(help: "user@host[:port], or an alias from ~/.ssh/config.")
+        var target: String
+
+        @Option(name: .customLong("host-key"), help: "The SHA256:... fingerprint the host must present.")
+        var hostKey: String?
+
+        @Option(name: [.customShort("i"), .customLong("identity")], help: "A private key to offer first.")
+        var identity: String?
+
+        @Option(name: [.customShort("J"), .customLong("jump")], help: "Hosts to jump through, comma-separated.")
+        var jump: String?
+
+        @Option(name: .customLong("proxy-command"), help: "A command that connects stdin/stdout to the host's sshd.")
+        var proxyCommand: String?
+
+        @Option(name: .customLong("ferry-home"), help: "ferry's folder on the host (default: its $FERRY_HOME, else ~/.ferry).")
+        var ferryHome: String?
+
+        @Flag(name: .long, help: "Replace a host of the same name.")
+        var replace = false
+
+        func validate() throws {
+            if let hostKey, !hostKey.hasPrefix("SHA256:") {
+                throw ValidationError("--host-key takes a fingerprint like SHA256:abc...; get it on the host with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`")
+            }
+            if let ferryHome, !(ferryHome.hasPrefix("/") || ferryHome.hasPrefix("~/")) {
+                throw ValidationError("--ferry-home takes an absolute path (or ~/...) on the host")
+            }
+        }
+
+        func run() throws {
+            let registry = JobsCLI.context().registry
+            do {
+                try Names.validateHostName(name)
+                try HostsCommand.validateTarget(target)
+                var identityPath = identity
+                if let i = identity, !i.hasPrefix("/") && !i.hasPrefix("~") {
+                    identityPath = URL(fileURLWithPath: i, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
+                }
+                try registry.addHost(HostRecord(name: name, target: target, fingerprint: hostKey, identityFile: identityPath,
+                                                proxyJump: jump, proxyCommand: proxyCommand, ferryHome: ferryHome), replace: replace)
+                print("added \(name) → \(target)" + (hostKey.map { " (host key pinned: \($0))" } ?? ""))
+            } catch let error as JobsError {
+                FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "ls", abstract: "List the known hosts.")
+
+        @Flag(name: .long, help: "Print JSON for scripts.")
+        var json = false
+
+        func run() throws {
+            let hosts = [HostRecord.local] + JobsCLI.context().registry.hosts()
+            if json {
+                try JobsCLI.printJSON(hosts)
+                return
+            }
+            for h in hosts {
+                var line = h.name.padding(toLength: 16, withPad: " ", startingAt: 0) + " " + (h.isLocal ? "this machine" : h.target)
+                if let fp = h.fingerprint { line += "  key \(fp)" }
+                if let j = h.proxyJump { line += "  via \(j)" }
+                if let home = h.ferryHome { line += "  ferry home \(home)" }
+                print(line)
+            }
+        }
+    }
+
+    struct Forget: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "forget",
+            abstract: "Forget a host and its recorded host key (in $FERRY_HOME/known_hosts).")
+
+        @Argument(help: "The host's name.")
+        var name: String
+
+        func run() throws {
+            let registry = JobsCLI.context().registry
+            do {
+                let record = try registry.host(name)
+                try registry.forgetHost(name, knownHostsNames: HostsCommand.knownHostsNames(record.target))
+                print("forgot \(name)")
+            } catch let error as JobsError {
+                FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
+    }
+
+    /// `user@host[:port]` or an alias: no spaces, no shell characters, not an option.
+    static func validateTarget(_ target: String) throws {
+        guard !target.isEmpty, !target.hasPrefix("-") else { throw JobsError.invalidTarget(target, reason: "it is empty or starts with -") }
+        let bad = target.unicodeScalars.first { !(CharacterSet.alphanumerics.contains($0) || "@.:-_[]".unicodeScalars.contains($0)) }
+        if let bad { throw JobsError.invalidTarget(target, reason: "it contains \(String(bad).debugDescription)") }
+    }
+
+    /// How known_hosts spells the target: `host` on port 22, else `[host]:port`.
+    static func knownHostsNames(_ target: String) -> [String] {
+        var rest = Substring(target)
+        if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
+        var host = String(rest)
+        var port = 22
+        if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {
+            host = String(rest[rest.index(after: rest.startIndex)..<close])
+            if let p = Int(rest[rest.index(after: close)...].dropFirst()) { port = p }
+        } else if rest.filter({ $0 == ":" }).count == 1, let colon = rest.firstIndex(of: ":") {
+            host = String(rest[..<colon])
+            port = Int(rest[rest.index(after: colon)...]) ?? 22
+        }
+        return port == 22 ? [host] : ["[\(host)]:\(port)"]
+    }
+}

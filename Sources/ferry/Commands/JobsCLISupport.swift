@@ -1,0 +1,157 @@
+import ArgumentParser
+import Foundation
+import Jobs
+
+/// What the job commands (launch, logs, status, ls, cancel, fetch, hosts) share: the context,
+/// error reporting, exit codes, Ctrl-C, progress bars.
+enum JobsCLI {
+    /// FERRY_HOME, this binary for `--host local`, `FERRY_AGENT_BINARY` (else this binary) for hosts.
+    static func context() -> JobsContext {
+        var context = JobsContext(home: FerryHome.path, version: FerryVersion.string,
+                                  agentBinary: JobsContext.defaultAgentBinary())
+        context.localBinary = selfBinary
+        let announced = Announced()
+        context.installProgress = { what, done, total in
+            if announced.first(what) { say("installing \(what) on the host (\(ByteCount.format(total))): it has none of this version") }
+            Progress.shared.update("installing \(what)", done: done, total: total)
+        }
+        return context
+    }
+
+    static var selfBinary: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    static func say(_ text: String) {
+        Progress.shared.clear()
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+
+    /// Runs a command body: a JobsError is printed as `ferry: …` and becomes exit 2 when it is the
+    /// user's input that is wrong (nothing was done), else 1.
+    static func run(_ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch let exit as ExitCode {
+            throw exit
+        } catch let error as JobsError {
+            say("ferry: \(error)")
+            throw ExitCode(isUsageError(error) ? 2 : 1)
+        } catch is CancellationError {
+            throw ExitCode(130)
+        } catch {
+            say("ferry: \(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    static func isUsageError(_ error: JobsError) -> Bool {
+        switch error {
+        case .unknownHost, .unknownJob, .invalidHostName, .invalidJobName, .invalidJobID, .invalidTarget, .hostExists,
+             .configOutsideWorkingDirectory, .configInvalid, .noSuchFile, .emptyCommand, .unsafePath:
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// The exit code for how a job ended: 0 succeeded, 75 cancelled (resumable), 1 otherwise.
+    static func exitCode(for status: JobStatus) -> Int32 {
+        switch status.state {
+        case .succeeded: return 0
+        case .cancelled: return 75
+        default: return 1
+        }
+    }
+
+    /// Runs `body` as a task that Ctrl-C cancels; `interrupted` reports whether it did.
+    static func interruptible<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> (T?, interrupted: Bool) {
+        let task = Task { try await body() }
+        let flag = InterruptFlag()
+        signal(SIGINT, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        source.setEventHandler {
+            flag.set()
+            task.cancel()
+        }
+        source.resume()
+        defer {
+            source.cancel()
+            signal(SIGINT, SIG_DFL)
+        }
+        do {
+            return (try await task.value, false)
+        } catch {
+            if flag.isSet { return (nil, true) }
+            throw error
+        }
+    }
+
+    /// Writes log bytes to stdout as they come.
+    static func writeOut(_ data: Data) {
+        Progress.shared.clear()
+        FileHandle.standardOutput.write(data)
+    }
+
+    static func printJSON<T: Encodable>(_ value: T) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    }
+
+    static func ago(_ date: Date) -> String {
+        let s = Date().timeIntervalSince(date)
+        return s < 0 ? "just now" : JobProgress.duration(s) + " ago"
+    }
+
+    static func time(_ date: Date) -> String {
+        let f = DateFormatter()
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        return f.string(from: date)
+    }
+}
+
+/// Says each thing once.
+final class Announced: @unchecked Sendable {
+    private let lock = NSLock()
+    private var seen: Set<String> = []
+    func first(_ key: String) -> Bool { lock.lock(); defer { lock.unlock() }; return seen.insert(key).inserted }
+}
+
+final class InterruptFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.lock(); value = true; lock.unlock() }
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+}
+
+/// One progress line on stderr, only when stderr is a terminal.
+final class Progress: @unchecked Sendable {
+    static let shared = Progress()
+    private let lock = NSLock()
+    private var visible = false
+    private var last = Date.distantPast
+    let enabled = isatty(2) != 0
+
+    func update(_ label: String, done: Int64, total: Int64) {
+        guard enabled else { return }
+        lock.lock(); defer { lock.unlock() }
+        let now = Date()
+        guard done >= total || now.timeIntervalSince(last) > 0.1 else { return }
+        last = now
+        let width = 30
+        let fraction = total > 0 ? min(1, Double(done) / Double(total)) : 1
+        let filled = Int(fraction * Double(width))
+        let bar = String(repeating: "=", count: filled) + (filled < width ? ">" : "") + String(repeating: " ", count: max(0, width - filled - 1))
+        let line = "\r\u{1B}[K\(label) [\(bar)] \(ByteCount.format(done))/\(ByteCount.format(total))"
+        FileHandle.standardError.write(Data(line.utf8))
+        visible = true
+    }
+
+    func clear() {
+        guard enabled else { return }
+        lock.lock(); defer { lock.unlock() }
+        if visible { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)); visible = false }
+    }
+}

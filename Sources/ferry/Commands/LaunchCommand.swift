@@ -1,0 +1,198 @@
+import ArgumentParser
+import Foundation
+import Jobs
+
+/// `ferry launch [--host H] CONFIG | -- cmd...`: package, send, start, follow.
+struct LaunchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "launch",
+        abstract: "Start a training job (or any command) on a host and follow its log.",
+        discussion: """
+        With CONFIG, the job is `ferry train CONFIG` (the config is checked here first, with \
+        `ferry train --check`, before anything is sent). After `--`, any command is a job: \
+        `ferry launch --host gpu1 -- python train.py --epochs 3`.
+        The working directory (the current one, or --workdir) is sent, minus what .ferryignore \
+        excludes (gitignore syntax; .git/, saved/, .build/, ferry-runs/ are out by default). \
+        Files the host already has are not sent again.
+        Ctrl-C stops following, not the job: re-attach with `ferry logs -f ID`.
+        Exit status when following: 0 the job succeeded, 75 it was cancelled, 1 it failed; \
+        2 bad input (nothing was started).
+        """)
+
+    @Option(name: .long, help: "The host: a name from `ferry hosts ls`, or local (this machine).")
+    var host: String = "local"
+
+    @Option(name: .long, help: "The job's name (letters, digits, . _ -); default from the config or command.")
+    var name: String?
+
+    @Option(name: .long, help: "The folder to send (default: the current one).")
+    var workdir: String?
+
+    @Option(name: .customLong("env"), help: ArgumentHelp("An environment variable for the job (repeatable).", valueName: "NAME=VALUE"))
+    var environment: [String] = []
+
+    @Option(name: .long, help: "GPUs for the job, as CUDA_VISIBLE_DEVICES (e.g. 0,1).")
+    var gpus: String?
+
+    @Option(name: .long, help: "Seconds between SIGTERM and SIGKILL when the job is cancelled.")
+    var grace: Int = 30
+
+    @Option(name: .long, help: "Disk the job will write on the host, e.g. 20G (checked before anything is sent).")
+    var disk: String?
+
+    @Option(name: .long, help: "Start a stopped job again in its own folder (a train job continues from its last checkpoint).")
+    var resume: String?
+
+    @Flag(name: .long, help: "Return once the job has started; do not follow its log.")
+    var detach = false
+
+    @Flag(name: .long, help: "Print one JSON object (id, host, uploaded_bytes, reused_bytes) once started; implies --detach.")
+    var json = false
+
+    @Argument(help: "A pytorch-template config.json: the job is `ferry train CONFIG`.")
+    var config: String?
+
+    @Argument(parsing: .postTerminator, help: "A command to run instead (after --).")
+    var command: [String] = []
+
+    func validate() throws {
+        if resume != nil && (config != nil || !command.isEmpty) {
+            throw ValidationError("--resume JOBID takes no config or command: the job runs again as it was launched")
+        }
+        if resume == nil && config == nil && command.isEmpty {
+            throw ValidationError("give a config (`ferry launch config.json`) or a command after -- (`ferry launch -- python train.py`)")
+        }
+        if config != nil && !command.isEmpty {
+            throw ValidationError("give either a config or a command after --, not both")
+        }
+        if !(0...3600).contains(grace) { throw ValidationError("--grace takes 0 to 3600 seconds") }
+        if let disk, LaunchCommand.parseSize(disk) == nil { throw ValidationError("--disk \(disk): write a size like 500M or 20G") }
+        for pair in environment where !pair.contains("=") {
+            throw ValidationError("--env \(pair): write NAME=VALUE")
+        }
+    }
+
+    func run() async throws {
+        try await JobsCLI.run {
+            let context = JobsCLI.context()
+            let client: AgentClient
+            let id: String
+            if let resume {
+                let (info, c) = try await Launcher(context: context).resume(resume)
+                client = c; id = info.spec.id
+                JobsCLI.say("resumed \(id) on \(c.host) (attempt \(info.spec.attempt))")
+                if json { try JobsCLI.printJSON(["id": id, "host": c.host]); await client.close(); return }
+            } else {
+                let request = try makeRequest()
+                let (result, c) = try await Launcher(context: context).launch(request) { event in
+                    switch event {
+                    case .packaged(let files, let bytes, let skipped):
+                        if !json { JobsCLI.say("packaged \(files) files, \(ByteCount.format(bytes))") }
+                        for s in skipped { JobsCLI.say("  left out: \(s)") }
+                    case .connected(let host, let agent):
+                        if !json { JobsCLI.say("\(host): agent \(agent)") }
+                    case .preflight(let report):
+                        if !json { JobsCLI.say(LaunchCommand.describe(report, host: request.host)) }
+                    case .uploading(let done, let total):
+                        Progress.shared.update("uploading", done: done, total: total)
+                    case .started:
+                        Progress.shared.clear()
+                    }
+                }
+                client = c; id = result.id
+                if json {
+                    try JobsCLI.printJSON(result)
+                    await client.close()
+                    return
+                }
+                JobsCLI.say("started \(id) on \(result.host) (sent \(ByteCount.format(result.uploadedBytes)), reused \(ByteCount.format(result.reusedBytes)))")
+            }
+            if detach {
+                JobsCLI.say("follow it with: ferry logs -f \(id)")
+                await client.close()
+                return
+            }
+            JobsCLI.say("following its log — Ctrl-C detaches (the job keeps running)")
+            try await LogsCommand.follow(id: id, host: try context.registry.host(client.host), context: context, from: 0, first: client)
+        }
+    }
+
+    func makeRequest() throws -> LaunchRequest {
+        let cwd = FileManager.default.currentDirectoryPath
+        let root = URL(fileURLWithPath: workdir ?? cwd, relativeTo: URL(fileURLWithPath: cwd)).standardizedFileURL.path
+        var env: [String: String] = [:]
+        for pair in environment {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            env[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+        }
+        if let config {
+            let full = URL(fileURLWithPath: config, relativeTo: URL(fileURLWithPath: cwd)).standardizedFileURL.path
+            guard FileManager.default.fileExists(atPath: full) else { throw JobsError.noSuchFile(config) }
+            guard full.hasPrefix(root + "/") else { throw JobsError.configOutsideWorkingDirectory(config: config, directory: root) }
+            let relative = String(full.dropFirst(root.count + 1))
+            try checkConfig(relative, root: root)
+            let (configName, hostPaths) = try LaunchCommand.inspect(configAt: full, root: root)
+            let jobName = try name ?? LaunchCommand.defaultName(configName: configName, file: relative)
+            try Names.validateJobName(jobName)
+            return LaunchRequest(host: host, name: jobName, workingDirectory: root, kind: .train, command: ["ferry", "train", relative],
+                                 environment: env, gpus: gpus, graceSeconds: grace, hostPaths: hostPaths,
+                                 reserveBytes: disk.flatMap(LaunchCommand.parseSize) ?? 0, follow: !detach && !json)
+        }
+        let jobName = name ?? Names.defaultJobName(from: command.dropFirst().first(where: { $0.contains(".") && !$0.hasPrefix("-") }) ?? command[0])
+        try Names.validateJobName(jobName)
+        return LaunchRequest(host: host, name: jobName, workingDirectory: root, kind: .command, command: command,
+                             environment: env, gpus: gpus, graceSeconds: grace, reserveBytes: disk.flatMap(LaunchCommand.parseSize) ?? 0,
+                             follow: !detach && !json)
+    }
+
+    /// `500M`, `20G`, `1T`, or plain bytes.
+    static func parseSize(_ text: String) -> Int64? {
+        let units: [Character: Int64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        var t = text.uppercased()
+        if t.hasSuffix("B") { t.removeLast() }
+        if let last = t.last, let unit = units[last], let n = Double(t.dropLast()), n >= 0 { return Int64(n * Double(unit)) }
+        return Int64(t).flatMap { $0 >= 0 ? $0 : nil }
+    }
+
+    static func defaultName(configName: String?, file: String) throws -> String {
+        if let configName, (try? Names.validateJobName(configName)) != nil { return configName }
+        return Names.defaultJobName(from: file)
+    }
+
+    /// `ferry train --check CONFIG` by this binary, in the working directory: a config that would
+    /// fail on the host stops here, before anything is sent.
+    func checkConfig(_ relative: String, root: String) throws {
+        let result = Subprocess.capture([JobsCLI.selfBinary, "train", "--check", relative], directory: root, timeout: 300)
+        guard result.status == 0 else { throw JobsError.configInvalid(config: relative, output: result.text) }
+    }
+
+    /// The config's name and the absolute data paths it reads (checked on the host before sending).
+    static func inspect(configAt path: String, root: String) throws -> (name: String?, hostPaths: [String]) {
+        guard let data = FileManager.default.contents(atPath: path),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return (nil, []) }
+        var paths: [String] = []
+        if let loader = object["data_loader"] as? [String: Any], let args = loader["args"] as? [String: Any],
+           let dir = args["data_dir"] as? String {
+            if dir.hasPrefix("/") || dir.hasPrefix("~") {
+                paths.append(dir)
+            } else if !FileManager.default.fileExists(atPath: (root as NSString).appendingPathComponent(dir)) {
+                throw JobsError.missingOnHost(host: "the working directory", paths: [dir + " (data_loader.args.data_dir is relative, so it must be inside \(root))"])
+            }
+        }
+        return (object["name"] as? String, paths)
+    }
+
+    static func describe(_ report: PreflightReport, host: String) -> String {
+        var parts: [String] = []
+        if let free = report.freeBytes { parts.append("\(ByteCount.format(free)) free") }
+        parts.append("\(report.cpus) CPUs")
+        if report.gpus.isEmpty {
+            parts.append("no GPU")
+        } else {
+            parts.append(report.gpus.map { "GPU \($0.index) \($0.name)" }.joined(separator: ", "))
+        }
+        parts.append(report.cuda.available ? "CUDA ok" : "no CUDA")
+        if !report.oneDNN.available { parts.append("oneDNN missing") }
+        return "\(host): " + parts.joined(separator: ", ")
+    }
+}

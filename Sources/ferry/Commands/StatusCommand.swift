@@ -1,0 +1,86 @@
+import ArgumentParser
+import Foundation
+import Jobs
+
+/// `ferry status ID`: state and live progress (epoch, step, loss, ETA) from the job's events.
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show a job's state and live progress (epoch, step, loss, ETA).",
+        discussion: "When the host cannot be reached, the last state seen is shown and the exit status is 1.")
+
+    @Argument(help: "The job id (see `ferry ls`).")
+    var id: String
+
+    @Flag(name: .long, help: "Print one JSON object for scripts.")
+    var json = false
+
+    func run() async throws {
+        try await JobsCLI.run {
+            let context = JobsCLI.context()
+            try Names.validateJobID(id)
+            do {
+                let info = try await JobsClient(context: context).status(id)
+                if json {
+                    try JobsCLI.printJSON(StatusReport(id: id, host: (try? context.registry.job(id).host) ?? "?", stale: false,
+                                                       spec: info.spec, status: info.status, progress: info.progress,
+                                                       directory: info.directory, logBytes: info.logBytes))
+                } else {
+                    print(StatusCommand.describe(spec: info.spec, status: info.status, progress: info.progress,
+                                                 host: (try? context.registry.job(id).host) ?? "?", logBytes: info.logBytes))
+                }
+            } catch {
+                if case JobsError.unknownJob = error { throw error }
+                guard let record = try? context.registry.job(id), let status = record.status else { throw error }
+                // The host is out of reach: say what was last seen.
+                if json {
+                    try JobsCLI.printJSON(StatusReport(id: id, host: record.host, stale: true, spec: nil, status: status,
+                                                       progress: record.progress ?? JobProgress(), directory: record.directory,
+                                                       logBytes: nil))
+                } else {
+                    print("\(id)  on \(record.host)  \(status.summary)  (as last seen \(record.seenAt.map(JobsCLI.ago) ?? "earlier"))")
+                    if let p = record.progress, !p.isEmpty { print("  \(p.line)") }
+                }
+                JobsCLI.say("ferry: cannot ask \(record.host) now: \(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct StatusReport: Encodable {
+        var id: String
+        var host: String
+        var stale: Bool
+        var spec: JobSpec?
+        var status: JobStatus
+        var progress: JobProgress
+        var directory: String?
+        var logBytes: Int64?
+        enum CodingKeys: String, CodingKey {
+            case id, host, stale, spec, status, progress, directory
+            case logBytes = "log_bytes"
+        }
+    }
+
+    static func describe(spec: JobSpec, status: JobStatus, progress: JobProgress, host: String, logBytes: Int64) -> String {
+        var lines: [String] = []
+        var head = "\(spec.id)  on \(host)  \(status.summary)"
+        if spec.attempt > 1 { head += "  (attempt \(spec.attempt))" }
+        if let started = status.startedAt {
+            if let ended = status.endedAt {
+                head += "  ran \(JobProgress.duration(ended.timeIntervalSince(started))), ended \(JobsCLI.ago(ended))"
+            } else {
+                head += "  started \(JobsCLI.ago(started))"
+            }
+        }
+        lines.append(head)
+        lines.append("  command: \(spec.command.joined(separator: " "))")
+        if !progress.isEmpty { lines.append("  \(progress.line)") }
+        if !progress.checkpoints.isEmpty {
+            lines.append("  checkpoints: " + progress.checkpoints.keys.sorted().map { "\($0) → \(progress.checkpoints[$0] ?? "")" }.joined(separator: ", "))
+        }
+        if let message = status.message, status.state != .lost { lines.append("  note: \(message)") }
+        lines.append("  log: \(ByteCount.format(logBytes))  (ferry logs -f \(spec.id))")
+        return lines.joined(separator: "\n")
+    }
+}

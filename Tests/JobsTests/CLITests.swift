@@ -1,0 +1,137 @@
+import FerryTestSupport
+import Foundation
+@testable import Jobs
+import Testing
+
+/// The commands as a person types them, run as processes of the built `ferry`.
+@Suite struct CLITests {
+    /// Killing the client while it follows does not touch the job; `ferry logs` later brings the
+    /// rest of the log and it matches the host's file byte for byte.
+    @Test func clientKilledMidFollowJobStillCompletes() async throws {
+        let box = try Sandbox(); defer { box.remove() }
+        try box.write("slow.sh", "i=0; while [ $i -lt 25 ]; do i=$((i+1)); echo \"tick $i\"; sleep 0.1; done; echo done\n")
+        var env = ProcessInfo.processInfo.environment
+        env["FERRY_HOME"] = box.home
+        env["HOME"] = box.root + "/home"
+        let client = try BackgroundProcess([TestFerry.binary, "launch", "--host", "local", "--", "sh", "slow.sh"], environment: env,
+                                           directory: box.project)
+        let registry = Registry(home: box.home)
+        var id = ""
+        #expect(eventually(30) {
+            guard let job = registry.jobs().first else { return false }
+            id = job.id
+            return fileText(registry.mirrorPath(job.id)).contains("tick 2\n")
+        })
+        client.kill()
+        let paths = box.localJob(id)
+        #expect(eventually(30) { fileText(paths.status).contains("\"succeeded\"") })
+        let mirroredBefore = registry.mirrorPath(id)
+        #expect(!fileText(mirroredBefore).contains("done"), "the killed client could not have mirrored the end")
+        let logs = try TestFerry.run(["logs", id], sandbox: box)
+        #expect(logs.status == 0)
+        #expect(logs.stdout == fileText(paths.log))
+        #expect(logs.stdout.hasSuffix("tick 25\ndone\n"))
+        #expect(fileText(registry.mirrorPath(id)) == fileText(paths.log))
+        let status = try TestFerry.run(["status", id, "--json"], sandbox: box)
+        #expect(status.status == 0)
+        #expect(status.stdout.contains("\"succeeded\""))
+        // With the job's folder gone from the host, the mirror still answers.
+        try FileManager.default.removeItem(atPath: paths.directory)
+        let offline = try TestFerry.run(["logs", id], sandbox: box)
+        #expect(offline.stdout == fileText(registry.mirrorPath(id)))
+    }
+
+    @Test func launchJSONFollowAndExitCodes() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        try box.write("fail.sh", "echo failing; exit 4\n")
+        let launched = try TestFerry.run(["launch", "--json", "--", "sh", "-c", "echo hi"], sandbox: box)
+        #expect(launched.status == 0, "\(launched.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(launched.stdout.utf8)) as? [String: Any])
+        #expect(object["host"] as? String == "local")
+        #expect(object["uploaded_bytes"] as? Int == 21)   // fail.sh, the one file
+        #expect(object["reused_bytes"] as? Int == 0)
+        let id = try #require(object["id"] as? String)
+        let follow = try TestFerry.run(["logs", "-f", "--since-start", id], sandbox: box)
+        #expect(follow.status == 0)
+        #expect(follow.stdout == "hi\n")
+        let failed = try TestFerry.run(["launch", "--", "sh", "fail.sh"], sandbox: box)
+        #expect(failed.status == 1)
+        #expect(failed.stdout == "failing\n")
+        #expect(failed.stderr.contains("failed (exit 4)"))
+        let ls = try TestFerry.run(["ls", "--json"], sandbox: box)
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(ls.stdout.utf8)) as? [[String: Any]])
+        #expect(Set(rows.compactMap { $0["state"] as? String }) == ["succeeded", "failed"])
+    }
+
+    @Test(arguments: [
+        (["launch", "--name", "x;rm -rf ~", "--", "true"], "not a usable job name"),
+        (["launch", "--name", "../up", "--", "true"], "not a usable job name"),
+        (["launch", "--host", "nowhere", "--", "true"], "no host named"),
+        (["logs", "a/../b"], "is not a job id"),
+        (["status", "$(reboot)"], "is not a job id"),
+        (["fetch", "nope-1", "--what", "../../etc"], "refusing path"),
+        (["cancel", "nope-20990101-000000-0000"], "no job"),
+        (["hosts", "add", "x y", "me@h"], "not a usable host name"),
+        (["hosts", "add", "h1", "me@h;reboot"], "not a host address"),
+        (["hosts", "forget", "ghost"], "no host named"),
+        (["launch", "missing.json"], "no such file: missing.json"),
+    ])
+    func badInputIsAClearMessage(_ arguments: [String], _ message: String) throws {
+        let box = try Sandbox(); defer { box.remove() }
+        let result = try TestFerry.run(arguments, sandbox: box)
+        #expect(result.status == 2, "\(arguments): status \(result.status), \(result.stderr)")
+        #expect(result.stderr.contains(message), "\(arguments): \(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: box.home + "/jobs"), "\(arguments) created a job")
+    }
+
+    @Test func hostsAddListForget() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        let add = try TestFerry.run(["hosts", "add", "gpu1", "me@10.0.0.5:2222", "--host-key", "SHA256:abcdef", "--jump", "bastion",
+                                     "--ferry-home", "/scratch/me/.ferry"], sandbox: box)
+        #expect(add.status == 0, "\(add.stderr)")
+        let ls = try TestFerry.run(["hosts", "ls", "--json"], sandbox: box)
+        let hosts = try #require(try JSONSerialization.jsonObject(with: Data(ls.stdout.utf8)) as? [[String: Any]])
+        #expect(hosts.map { $0["name"] as? String } == ["local", "gpu1"])
+        #expect(hosts[1]["fingerprint"] as? String == "SHA256:abcdef")
+        #expect(hosts[1]["proxy_jump"] as? String == "bastion")
+        try "[10.0.0.5]:2222 ssh-ed25519 AAAA\n".write(toFile: box.home + "/known_hosts", atomically: true, encoding: .utf8)
+        #expect(try TestFerry.run(["hosts", "add", "gpu1", "me@other"], sandbox: box).status == 2)
+        #expect(try TestFerry.run(["hosts", "forget", "gpu1"], sandbox: box).status == 0)
+        #expect(fileText(box.home + "/known_hosts").isEmpty)
+        #expect(try TestFerry.run(["hosts", "ls"], sandbox: box).stdout.hasPrefix("local"))
+    }
+}
+
+/// The commands against the test sshd, reached through a host record that pins its key.
+@Suite struct CLIOverSSHTests {
+    @Test func launchLogsSSHAndFetchWithAPinnedHostKey() throws {
+        guard let sshd = try TestSSHD.shared() else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        try FileManager.default.createDirectory(atPath: box.remoteHome + "/bin", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: box.remoteHome + "/bin/ferry", withDestinationPath: TestFerry.binary)
+        let add = try TestFerry.run(["hosts", "add", "box", "\(sshd.user)@\(sshd.host):\(sshd.port)", "--identity", sshd.clientKey,
+                                     "--host-key", sshd.hostKeyFingerprint, "--ferry-home", box.remoteHome], sandbox: box)
+        #expect(add.status == 0, "\(add.stderr)")
+        try box.write("job.sh", "echo \"hello from $(hostname)\"; mkdir -p $FERRY_OUTPUT/m; echo w > $FERRY_OUTPUT/m/weights.bin\n")
+        let launched = try TestFerry.run(["launch", "--host", "box", "--", "sh", "job.sh"], sandbox: box)
+        #expect(launched.status == 0, "\(launched.stderr)")
+        #expect(launched.stdout.hasPrefix("hello from "))
+        // The pinned key was recorded in ferry's own known_hosts (the only place keys are kept).
+        #expect(fileText(box.home + "/known_hosts").contains("[\(sshd.host)]:\(sshd.port)"))
+        let id = try #require(Registry(home: box.home).jobs().first?.id)
+        let shell = try TestFerry.run(["ssh", id, "--", "pwd"], sandbox: box)
+        #expect(shell.status == 0, "\(shell.stderr)")
+        #expect(shell.stdout == box.remoteJob(id).work + "\n")
+        let fetched = try TestFerry.run(["fetch", id, "--what", "all", "--dest", box.root + "/out"], sandbox: box)
+        #expect(fetched.status == 0, "\(fetched.stderr)")
+        #expect(fileText(box.root + "/out/m/weights.bin") == "w\n")
+        let ls = try TestFerry.run(["ls"], sandbox: box)
+        #expect(ls.stdout.contains(id) && ls.stdout.contains("box"))
+        // A wrong pin is refused before anything runs.
+        #expect(try TestFerry.run(["hosts", "add", "liar", "\(sshd.user)@\(sshd.host):\(sshd.port)", "--identity", sshd.clientKey,
+                                   "--host-key", "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "--ferry-home", box.remoteHome], sandbox: box).status == 0)
+        let refused = try TestFerry.run(["launch", "--host", "liar", "--", "true"], sandbox: box)
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("SHA256:AAAA"), "\(refused.stderr)")
+    }
+}

@@ -1,1 +1,0 @@
-// Jobs tests arrive with the Jobs module's issue.

@@ -1,0 +1,190 @@
+import FerryTestSupport
+import Foundation
+@testable import Jobs
+import SSH
+import Testing
+
+extension Sandbox {
+    /// A context that reaches the test sshd with its key and known_hosts, from a private HOME.
+    func sshContext(_ sshd: TestSSHD) -> JobsContext {
+        var context = self.context()
+        context.sshEnvironment = SSHEnvironment(home: root + "/home", ferryHome: home, localUser: "nobody-local")
+        context.knownHostsFile = sshd.knownHosts
+        return context
+    }
+
+    /// Registers the test sshd as host `name`, its ferry home private to this test; with
+    /// `preinstalled`, that home's bin/ferry is the test build (no upload).
+    func addSSHHost(_ sshd: TestSSHD, name: String = "box", preinstalled: Bool = true) throws {
+        try Registry(home: home).addHost(HostRecord(name: name, target: "\(sshd.user)@\(sshd.host):\(sshd.port)",
+                                                    identityFile: sshd.clientKey, ferryHome: remoteHome))
+        if preinstalled {
+            try FileManager.default.createDirectory(atPath: remoteHome + "/bin", withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: remoteHome + "/bin/ferry", withDestinationPath: TestFerry.binary)
+        }
+    }
+
+    func remoteJob(_ id: String) -> JobPaths { HostLayout(home: remoteHome).job(id) }
+}
+
+/// The same lifecycle over a real OpenSSH sshd (scripts/test-sshd.sh).
+@Suite struct SSHHostTests {
+    @Test func shellJobLifecycleOverSSH() async throws {
+        guard let sshd = try TestSSHD.shared() else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        try box.addSSHHost(sshd)
+        try await Scenarios.shellJob(box, host: "box", hostJobs: box.remoteJob, context: box.sshContext(sshd))
+    }
+
+    @Test func secondLaunchSendsUnderOnePercentOverSSH() async throws {
+        guard let sshd = try TestSSHD.shared() else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        try box.addSSHHost(sshd)
+        let (first, second) = try await Scenarios.secondLaunchReuses(box, host: "box", context: box.sshContext(sshd))
+        print("jobs: second launch sent \(second) bytes over SSH, first \(first) (\(String(format: "%.3f", 100 * Double(second) / Double(first))) %)")
+    }
+
+    @Test func cancelOverSSH() async throws {
+        guard let sshd = try TestSSHD.shared() else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        try box.addSSHHost(sshd)
+        try await Scenarios.cancelStubbornJob(box, host: "box", hostJobs: box.remoteJob, context: box.sshContext(sshd))
+    }
+
+    @Test func fetchInterruptedThenResumedOverSSH() async throws {
+        guard let sshd = try TestSSHD.shared() else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        try box.addSSHHost(sshd)
+        try await Scenarios.fetchResumes(box, host: "box", hostJobs: box.remoteJob, context: box.sshContext(sshd))
+    }
+
+    @Test func badInputOverSSH() async throws {
+        guard let sshd = try TestSSHD.shared() else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        try box.addSSHHost(sshd)
+        try await Scenarios.badInput(box, host: "box", hostHome: box.remoteHome, context: box.sshContext(sshd))
+    }
+
+    /// A host without ferry (none on PATH, an empty FERRY_HOME) gets this build's binary, once.
+    @Test func installsItselfOnAHostWithoutFerry() async throws {
+        guard let sshd = try TestSSHD.shared() else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        try box.addSSHHost(sshd, preinstalled: false)
+        let context = box.sshContext(sshd)
+        let first = try await context.agent(hostNamed: "box")
+        let installed = box.remoteHome + "/bin/ferry"
+        #expect(first.hello.binary == installed)
+        #expect(POSIX.fileSize(installed) == POSIX.fileSize(TestFerry.binary))
+        #expect(FileManager.default.isExecutableFile(atPath: installed))
+        #expect(first.transport.counters.sent >= POSIX.fileSize(TestFerry.binary) ?? 0)
+        await first.close()
+        let second = try await context.agent(hostNamed: "box")
+        #expect(second.hello.binary == installed)
+        #expect(second.transport.counters.sent < 10_000, "the second connection sent the binary again")
+        await second.close()
+        // An agent of another version is not used (and without an installer, not replaced).
+        var other = context
+        other.version = "0.0.0-other"
+        await #expect(throws: JobsError.self) {
+            _ = try await AgentClient.connect(try await other.connect(try other.registry.host("box")), host: "box",
+                                              version: other.version, remoteHome: box.remoteHome, install: nil)
+        }
+    }
+
+    /// The follower's SSH connection is killed 20 times while the job writes; the log that arrives
+    /// (and the local mirror) is byte-identical to the host's file.
+    @Test func followSurvivesTwentyDisconnects() async throws {
+        guard let sshd = try TestSSHD.shared() else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        try box.addSSHHost(sshd)
+        let context = box.sshContext(sshd)
+        // Half lines across writes, and a stop file the test drops once it has cut the connection enough.
+        try box.write("chatty.sh", """
+        i=0
+        while [ ! -e "$FERRY_OUTPUT/stop" ] && [ $i -lt 20000 ]; do
+          i=$((i+1)); printf 'line %06d half-' $i; sleep 0.005; printf 'done ..........................................\\n'
+        done
+        echo finished
+        """)
+        let (result, client) = try await Launcher(context: context).launch(
+            LaunchRequest(host: "box", name: "chatty", workingDirectory: box.project, kind: .command, command: ["sh", "chatty.sh"]))
+        await client.close()
+        let sink = ByteSink()
+        let disconnects = Counter()
+        let follower = JobsClient(context: context).follower(result.id, host: try context.registry.host("box"))
+        let following = Task {
+            try await follower.resume(from: 0, onData: { sink.append($0) }, onEvent: { event in
+                if case .disconnected = event { disconnects.add() }
+            })
+        }
+        let listener = Int32(fileText(sshd.directory + "/sshd.pid").trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        var kills = 0
+        var lastServer: Int32 = 0
+        let deadline = Date().addingTimeInterval(120)
+        while kills < 20 && Date() < deadline {
+            let before = sink.value.count
+            // Wait for a fresh connection that has delivered something, then cut it.
+            guard eventually(20, { sink.value.count > before && SessionKiller.server(serving: ["job-logs", result.id], listener: listener).map { $0 != lastServer } == true }),
+                  let server = SessionKiller.server(serving: ["job-logs", result.id], listener: listener) else { break }
+            lastServer = server
+            SessionKiller.killChain(from: server, serving: ["job-logs", result.id])
+            kills += 1
+            usleep(UInt32.random(in: 20_000...150_000))
+        }
+        try Data().write(to: URL(fileURLWithPath: box.remoteJob(result.id).output + "/stop"))
+        let status = try await following.value
+        #expect(kills == 20)
+        #expect(disconnects.value >= 20)
+        #expect(status?.state == .succeeded)
+        let hostLog = try Data(contentsOf: URL(fileURLWithPath: box.remoteJob(result.id).log))
+        #expect(sink.value == hostLog, "received \(sink.value.count) bytes, the host has \(hostLog.count)")
+        #expect(follower.mirror.read() == hostLog)
+        #expect(String(decoding: hostLog, as: UTF8.self).hasSuffix("finished\n"))
+        print("jobs: follow survived \(kills) forced disconnects (\(disconnects.value) seen); \(hostLog.count) bytes byte-identical")
+    }
+}
+
+/// Finds and kills the sshd processes serving one connection (the chain from the listener's child
+/// down to the command matching `markers`), so only this test's connection drops.
+enum SessionKiller {
+    static func commandLine(_ pid: Int32) -> String {
+        (FileManager.default.contents(atPath: "/proc/\(pid)/cmdline")).map { String(decoding: $0, as: UTF8.self).replacingOccurrences(of: "\0", with: " ") } ?? ""
+    }
+
+    static func parent(_ pid: Int32) -> Int32? {
+        guard let stat = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return nil }
+        let text = String(decoding: stat, as: UTF8.self)
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        return fields.count > 1 ? Int32(fields[1]) : nil
+    }
+
+    static func commands(matching markers: [String]) -> [Int32] {
+        let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init)
+        return pids.filter { pid in
+            let line = commandLine(pid)
+            return line.contains("agent") && markers.allSatisfy { line.contains($0) } && !line.contains("sh -c")
+        }
+    }
+
+    /// The listener's child that serves the command matching `markers`.
+    static func server(serving markers: [String], listener: Int32) -> Int32? {
+        for pid in commands(matching: markers) {
+            var current = pid
+            while let up = parent(current), up > 1 {
+                if up == listener { return current }
+                current = up
+            }
+        }
+        return nil
+    }
+
+    static func killChain(from server: Int32, serving markers: [String]) {
+        for pid in commands(matching: markers) {
+            var chain: [Int32] = [pid]
+            var current = pid
+            while let up = parent(current), up > 1, current != server { chain.append(up); current = up }
+            if current == server { for p in chain { kill(p, SIGKILL) } }
+        }
+    }
+}
