@@ -1,17 +1,6 @@
 import CCurl
 import Foundation
 
-/// Errors of the tunnel layer, each saying what to do.
-public enum TunnelError: Error, CustomStringConvertible, Equatable {
-    case httpFailed(url: String, reason: String)
-
-    public var description: String {
-        switch self {
-        case .httpFailed(let url, let reason): return "GET \(url) failed: \(reason)"
-        }
-    }
-}
-
 /// A minimal blocking HTTP GET over libcurl: enough to read a local agent's JSON API (ngrok's
 /// `http://127.0.0.1:4040/api/tunnels`).
 public enum HTTPClient {
