@@ -10,7 +10,7 @@ struct Ferry: AsyncParsableCommand {
         75 stopped on request (SIGTERM/SIGINT), resumable.
         """,
         version: FerryVersion.string,
-        subcommands: [DoctorCommand.self, SSHCommand.self]
+        subcommands: [DoctorCommand.self, SSHCommand.self, HostCommand.self, SSHConfigCommand.self]
     )
 }
 
