@@ -133,7 +133,8 @@ public struct NgrokTunnel: Tunnel {
         for line in lines where line.hasPrefix("{") {
             guard let data = line.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { continue }
             if let err = object["err"] as? String, err != "<nil>", (code == nil || err.contains(code!) || object["lvl"] as? String == "crit") {
-                return (code, err.split(separator: "\n").first.map(String.init) ?? err)
+                let first = err.split(separator: "\n").first.map(String.init) ?? err
+                return (code, first.trimmingCharacters(in: .whitespacesAndNewlines))
             }
         }
         let errorLines = lines.filter { $0.hasPrefix("ERROR:") }.map { $0.dropFirst(6).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("ERR_NGROK") }

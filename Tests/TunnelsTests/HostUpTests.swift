@@ -1,0 +1,77 @@
+import FerryTestSupport
+import Foundation
+import SSH
+import Testing
+import Tunnels
+
+/// `ferry host up` for real, on 127.0.0.1: its own sshd, its own key, pinned by the line it prints.
+@Suite struct HostUpTests {
+    @Test func runsItsOwnSSHDReachableByThePrintedLineAndStopsIt() async throws {
+        guard ChildProcess.find("sshd") != nil || TestPaths.isCI else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        let laptopKey = try box.makeKey("laptop")
+        // The setup shell's CUDA: a fake nvidia-smi on its PATH (colab-ssh sessions lost it).
+        _ = try box.write("cuda/bin/nvidia-smi", "#!/bin/sh\necho 'NVIDIA-SMI 550.54 fake'\n", mode: 0o755)
+        let systemConfig = FileManager.default.contents(atPath: "/etc/ssh/sshd_config")
+        let port = freePort()
+        let env = box.processEnvironment(["PATH": box.path("cuda/bin") + ":/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+                                          "CUDA_HOME": "/usr/local/cuda-12", "NGROK_AUTHTOKEN": "2ngrokSECRET"])
+        let up = try ferry(["host", "up", "--authorize", laptopKey + ".pub", "--sshd-port", String(port), "--listen", "127.0.0.1",
+                            "--public-host", "127.0.0.1", "--name", "gpu", "--detach", "--json"], environment: env)
+        #expect(up.status == 0, "host up: \(up.stderr)")
+        defer { _ = try? ferry(["host", "down"], environment: env) }
+        let json = try #require(firstJSON(up.stdout), "no JSON in: \(up.stdout)")
+        let line = try #require(json["connection_string"] as? String)
+        let connection = try ConnectionString(parsing: line)
+        #expect(connection.host == "127.0.0.1" && connection.port == port && connection.user == HostSetup.currentUser)
+        let hostKey = try #require(box.read(box.ferryHome + "/host/ssh_host_ed25519_key.pub").split(separator: " ").dropFirst().first)
+        #expect(connection.hostKey == KnownHosts.fingerprint(ofKeyBlob: Data(base64Encoded: String(hostKey))!))
+        #expect(json["sshd_port"] as? Int == port)
+
+        // A second one is refused while the first runs.
+        let again = try ferry(["host", "up", "--sshd-port", String(freePort()), "--detach"], environment: env)
+        #expect(again.status != 0 && again.stderr.contains("already running"))
+
+        // The laptop: nothing known about the host but the line; the pin is all it trusts.
+        let laptop = try Sandbox("laptop"); defer { laptop.remove() }
+        let empty = try laptop.write("known_hosts", "")
+        let options = SSHConnectOptions(environment: laptop.environment(), hostKeyPolicy: connection.hostKeyPolicy,
+                                        identityFiles: [laptopKey], knownHostsFile: empty)
+        let session = try await SSHSession.connect(config: connection.hostConfig(alias: "gpu", identityFiles: [laptopKey]), options: options)
+        let result = try await session.run("nvidia-smi; echo \"$CUDA_HOME|$FERRY_HOME\"; whoami")
+        #expect(result.stdoutText == "NVIDIA-SMI 550.54 fake\n/usr/local/cuda-12|\(box.ferryHome)\n\(HostSetup.currentUser)\n")
+        await session.close()
+
+        // Key-only: password auth is not even offered.
+        let config = box.read(box.ferryHome + "/host/sshd_config")
+        #expect(config.contains("PasswordAuthentication no") && !config.contains("2ngrokSECRET"))
+        #expect(FileManager.default.contents(atPath: "/etc/ssh/sshd_config") == systemConfig, "the system's sshd_config must not change")
+        #expect(!FileManager.default.fileExists(atPath: box.home + "/.ssh/authorized_keys"))
+
+        // The printed ~/.ssh/config block works for OpenSSH (what VS Code runs), key pinned inline...
+        let sshConfig = try #require(json["ssh_config"] as? String)
+        if let ssh = ChildProcess.find("ssh") {
+            let block = sshConfig.replacingOccurrences(of: "Host gpu\n", with: "Host gpu\n    IdentityFile \(laptopKey)\n    UserKnownHostsFile /dev/null\n")
+            let file = try laptop.write("ssh_config", block)
+            let ok = try runProcess(ssh, ["-F", file, "-o", "BatchMode=yes", "gpu", "echo", "ok"])
+            #expect(ok.status == 0 && ok.stdout == "ok\n", "ssh: \(ok.stderr)")
+            // ...and refuses the host when the block holds another key.
+            let other = box.read(try laptop.makeKey("imposter") + ".pub").split(separator: " ")[1]
+            let wrongBlock = block.replacingOccurrences(of: String(hostKey), with: String(other))
+            let wrong = try runProcess(ssh, ["-F", try laptop.write("ssh_config_wrong", wrongBlock), "-o", "BatchMode=yes", "gpu", "echo", "ok"])
+            #expect(wrong.status != 0 && wrong.stderr.contains("Host key verification failed"))
+        }
+
+        let status = try ferry(["host", "status", "--json"], environment: env)
+        #expect(status.stdout.contains("\"running\" : true") && status.stdout.contains(line))
+
+        let sshdPid = pid_t(box.read(box.ferryHome + "/host/sshd.pid").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        let down = try ferry(["host", "down", "--json"], environment: env)
+        #expect(down.status == 0 && down.stdout.contains("\"stopped\":true"))
+        #expect(await eventually(5) { !isListening(port) }, "sshd still listens after host down")
+        #expect(sshdPid > 0 && kill(sshdPid, 0) != 0)
+        #expect(!FileManager.default.fileExists(atPath: box.ferryHome + "/host/host-up.pid"))
+        let downAgain = try ferry(["host", "down"], environment: env)
+        #expect(downAgain.status == 0 && downAgain.stdout.contains("not running"))
+    }
+}
