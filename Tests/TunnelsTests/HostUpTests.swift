@@ -75,3 +75,44 @@ import Tunnels
         #expect(downAgain.status == 0 && downAgain.stdout.contains("not running"))
     }
 }
+
+/// Any program as the transport: the host supervises a tunnel command (restarted when it exits) and
+/// the connection string carries the ProxyCommand clients use (as with cloudflared).
+@Suite struct CommandTunnelTests {
+    @Test func aProxyCommandCarriesTheConnectionAndTheTunnelCommandIsRestarted() async throws {
+        guard ChildProcess.find("sshd") != nil || TestPaths.isCI else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        let laptopKey = try box.makeKey("laptop-key")
+        let port = freePort()
+        let env = box.processEnvironment()
+        let starts = box.path("tunnel-starts")
+        // Stand-ins: the host side "connector" lives 1 s and is restarted; the client side is bash's /dev/tcp.
+        let proxy = "/bin/bash -c 'exec 3<>/dev/tcp/%h/%p; cat <&3 & exec cat >&3'"
+        let up = try ferry(["host", "up", "--authorize", laptopKey + ".pub", "--sshd-port", String(port), "--name", "gpu",
+                            "--tunnel", "command", "--tunnel-command", "echo started %p >> \(starts); sleep 1.5",
+                            "--public-host", "127.0.0.1", "--public-port", String(port), "--proxy-command", proxy,
+                            "--max-backoff", "1", "--detach", "--json"], environment: env)
+        #expect(up.status == 0, "host up: \(up.stderr)")
+        defer { _ = try? ferry(["host", "down"], environment: env) }
+        let line = try #require(firstJSON(up.stdout)?["connection_string"] as? String)
+        let connection = try ConnectionString(parsing: line)
+        #expect(connection.proxyCommand == proxy && connection.jump == nil)
+
+        let laptop = try Sandbox("laptop"); defer { laptop.remove() }
+        let laptopEnv = laptop.processEnvironment()
+        let config = try ferry(["ssh-config", "gpu", line, "-i", laptopKey], environment: laptopEnv)
+        #expect(config.status == 0, "ssh-config: \(config.stderr)")
+        #expect(config.stdout.contains("ProxyCommand \(proxy)"))
+        try config.stdout.write(toFile: laptop.home + "/.ssh/config", atomically: true, encoding: .utf8)
+        let viaFerry = try ferry(["ssh", "gpu", "--", "echo", "proxied"], environment: laptopEnv)
+        #expect(viaFerry.status == 0 && viaFerry.stdout == "proxied\n", "ferry ssh: \(viaFerry.stderr)")
+        if let ssh = ChildProcess.find("ssh") {
+            let viaOpenSSH = try runProcess(ssh, ["-F", laptop.home + "/.ssh/config", "-o", "BatchMode=yes", "gpu", "echo", "proxied"])
+            #expect(viaOpenSSH.status == 0 && viaOpenSSH.stdout == "proxied\n", "OpenSSH: \(viaOpenSSH.stderr)")
+        }
+        // The command exits every 1.5 s and is started again, %p expanded to the sshd's port.
+        #expect(await eventually(10) { box.read(starts).split(separator: "\n").count >= 3 })
+        #expect(Set(box.read(starts).split(separator: "\n")) == ["started \(port)"])
+        #expect(box.read(box.ferryHome + "/host/host-up.log").contains("tunnel: dropped:"))
+    }
+}
