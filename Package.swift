@@ -68,7 +68,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DataTests", dependencies: ["Data", "TensorCore"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Optim", "Data", "TensorCore"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Optim", "Data", "TensorCore", "FerryTestSupport"]),
         .testTarget(name: "SSHTests", dependencies: ["SSH", "FerryTestSupport"]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "SSH", "FerryTestSupport"]),
         .testTarget(name: "TunnelsTests", dependencies: ["Tunnels", "Jobs", "SSH", "FerryTestSupport"]),

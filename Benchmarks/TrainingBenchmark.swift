@@ -50,7 +50,14 @@ enum TrainingBenchmark {
         var times: [Double] = []
         for _ in 0..<epochs { times.append(epoch(model, opt, images: images, labels: labels)) }
         let best = times.min() ?? 0
-        print("  ferry: best epoch \(fmt(best, 3)) s (all: \(times.map { fmt($0, 3) }.joined(separator: ", ")))")
+        var accuracy = ""
+        if let test = try? FashionMNIST(root: FashionMNISTFiles.defaultRoot, train: false, normalize: .fashionMNIST) {
+            model.eval()
+            let (x, y) = test.data.tensors()
+            let predicted = noGrad { model(x.reshape([-1, 1, 28, 28])).argmax(dim: 1) }
+            accuracy = ", test accuracy \(fmt(predicted.eq(y).sum().item() / Double(y.numel), 4)) after \(epochs) epochs"
+        }
+        print("  ferry: best epoch \(fmt(best, 3)) s (all: \(times.map { fmt($0, 3) }.joined(separator: ", ")))\(accuracy)")
         guard reference else { return }
         if let ref = Reference.run("../../../shared/reference/torch_fashion.py", [kind, String(epochs), String(threads)]),
            let t = ref["epoch_s"] as? Double {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct Ferry: AsyncParsableCommand {
@@ -10,8 +11,29 @@ struct Ferry: AsyncParsableCommand {
         75 stopped on request (SIGTERM/SIGINT), resumable.
         """,
         version: FerryVersion.string,
-        subcommands: [DoctorCommand.self, SSHCommand.self, HostCommand.self, SSHConfigCommand.self]
+        subcommands: [DoctorCommand.self, SSHCommand.self, TrainCommand.self, TestCommand.self, NewCommand.self,
+                      HostCommand.self, SSHConfigCommand.self]
     )
+
+    /// argument-parser reports usage errors with 64 (EX_USAGE); ferry's contract says 2 for
+    /// "bad usage or config, nothing was run", so the runner can tell it from a failed job.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var async = command as? AsyncParsableCommand {
+                try await async.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 enum FerryVersion {

@@ -16,3 +16,15 @@ import Testing
         #expect(result.status == (ok ? 0 : 1))
     }
 }
+
+@Suite struct ExitCodeTests {
+    @Test func badUsageExitsWithTwo() throws {
+        let bad = try runProcess(TestPaths.ferryBinary.path, ["train", "--bs", "abc", "config.json"])
+        #expect(bad.status == 2, "usage errors must exit 2 (nothing was run): \(bad.stderr)")
+        #expect(bad.stderr.contains("--bs"))
+        let unknown = try runProcess(TestPaths.ferryBinary.path, ["no-such-command"])
+        #expect(unknown.status == 2)
+        let version = try runProcess(TestPaths.ferryBinary.path, ["--version"])
+        #expect(version.status == 0 && !version.stdout.isEmpty)
+    }
+}

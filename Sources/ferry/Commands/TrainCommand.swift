@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import Training
+
+/// `ferry train CONFIG`: a pytorch-template config, trained by ferry's engine.
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a model from a pytorch-template config.json.",
+        discussion: """
+        The run folder is SAVE_DIR/NAME/RUN_ID (SAVE_DIR is $FERRY_OUTPUT when set, else trainer.save_dir). \
+        Events go to $FERRY_EVENTS when set, else the run folder's events.jsonl.
+        SIGTERM or Ctrl-C finishes the current step, saves checkpoints/last and exits 75; Ctrl-C again quits at once.
+        Exit codes: 0 done; 1 failed; 2 bad usage or config (nothing was run); 75 stopped on request, resumable.
+        """)
+
+    @Argument(help: "The config file (pytorch-template's schema). Optional with --resume PATH: the run folder's config.json is used.")
+    var config: String?
+
+    @Option(name: [.customShort("c"), .customLong("config")], help: "The config file, as pytorch-template's train.py -c takes it.")
+    var configOption: String?
+
+    @Flag(name: .long, help: "Only check the config (shapes through the layers included): exit 0 if valid, 2 with every problem.")
+    var check = false
+
+    @Option(name: [.customShort("r"), .long], help: "Continue a run in its own folder: a checkpoint folder, a run folder, or `auto` (the newest run's last/, or a fresh run).")
+    var resume: String?
+
+    @Option(name: .customLong("run-id"), help: "The run folder's name (default: $FERRY_JOB_ID, else MMDD_HHMMSS).")
+    var runID: String?
+
+    @Option(name: .long, help: "Set optimizer.args.lr.")
+    var lr: Double?
+
+    @Option(name: .customLong("bs"), help: "Set data_loader.args.batch_size.")
+    var batchSize: Int?
+
+    @Option(name: .long, help: "Set trainer.epochs.")
+    var epochs: Int?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Set any config value, typed by the schema (repeatable).", valueName: "path=value"))
+    var assignments: [String] = []
+
+    func run() throws {
+        try EngineGuard.require()
+        // Usage mistakes exit 2 like config mistakes: the runner reads one code for "nothing was run".
+        func usage(_ message: String) -> ExitCode {
+            FileHandle.standardError.write(Data("ferry train: \(message)\n".utf8))
+            return ExitCode(2)
+        }
+        if config != nil && configOption != nil && config != configOption {
+            throw usage("give the config once: either `ferry train CONFIG` or `-c CONFIG`")
+        }
+        var request = TrainRequest(configFile: config ?? configOption)
+        if request.configFile == nil && resume == nil {
+            throw usage("give a config: `ferry train config/config.json` (or --resume a checkpoint in a run folder)")
+        }
+        do {
+            request.overrides = try assignments.map(ConfigOverride.init(parsing:))
+        } catch {
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        if let lr { request.overrides.append(.learningRate(lr)) }
+        if let batchSize { request.overrides.append(.batchSize(batchSize)) }
+        if let epochs { request.overrides.append(.epochs(epochs)) }
+        request.resume = resume.map(ResumeRequest.init)
+        request.runID = runID
+        request.checkOnly = check
+        request.versions = ["ferry": FerryVersion.string]
+        request.handleSignals = true
+        let outcome = TrainingSession.run(request)
+        if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
+    }
+}

@@ -1,1 +1,0 @@
-// Training tests arrive with the Training module's issue.
