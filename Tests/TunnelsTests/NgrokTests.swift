@@ -81,8 +81,8 @@ enum NgrokFixture {
     func fakeAgent(_ box: Sandbox, body: String) throws -> String {
         try box.write("bin/ngrok", """
             #!/bin/sh
-            printf '%s\\n' "$@" > "\(box.path("argv"))"
             printf '%s' "${NGROK_AUTHTOKEN:-}" > "\(box.path("token-seen"))"
+            printf '%s\\n' "$@" > "\(box.path("argv.tmp"))" && mv "\(box.path("argv.tmp"))" "\(box.path("argv"))"
             \(body)
             """, mode: 0o755)
     }
@@ -98,6 +98,8 @@ enum NgrokFixture {
                                        logFile: box.path("ngrok.log"), startTimeout: 10))
         let connection = try await tunnel.open()
         #expect(connection.endpoint == TunnelEndpoint(host: "4.tcp.eu.ngrok.io", port: 17341))
+        // The stand-in API answers at once; give the script its moment to record what it got.
+        #expect(await eventually(5) { FileManager.default.fileExists(atPath: box.path("argv")) })
         let argv = box.read(box.path("argv"))
         #expect(argv.split(separator: "\n") == ["tcp", "127.0.0.1:2345", "--log", "stdout", "--log-format", "json"])
         #expect(!argv.contains(token), "the token must never be in argv")
