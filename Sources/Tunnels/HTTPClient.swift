@@ -25,6 +25,9 @@ public enum HTTPClient {
         _ = ferry_curl_setopt_long(curl, CURLOPT_TIMEOUT, timeoutSeconds)
         _ = ferry_curl_setopt_long(curl, CURLOPT_NOSIGNAL, 1)
         _ = ferry_curl_setopt_long(curl, CURLOPT_FOLLOWLOCATION, 0)
+        _ = ferry_curl_setopt_long(curl, CURLOPT_CONNECTTIMEOUT, min(timeoutSeconds, 5))
+        // A local agent's API never goes through an http_proxy from the environment.
+        _ = ferry_curl_setopt_string(curl, CURLOPT_NOPROXY, "*")
         _ = ferry_curl_setopt_pointer(curl, CURLOPT_WRITEDATA, unmanaged.toOpaque())
         _ = ferry_curl_setopt_write_function(curl) { ptr, size, count, user in
             let n = size * count

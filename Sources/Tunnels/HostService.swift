@@ -43,6 +43,8 @@ public final class HostService: Sendable {
         defer { HostService.release(files) }
         do {
             try await prepareAndSupervise()
+        } catch is CancellationError {
+            // Stopped while starting up: as good as stopped after.
         } catch {
             await stopSSHD()
             throw error
@@ -224,6 +226,8 @@ public final class HostService: Sendable {
                                       sshConfig: block.render(), hostKey: hostKey.fingerprint, user: options.user,
                                       sshdPort: options.sshdPort, tunnel: options.tunnel.description,
                                       relayAuthorizedKeysLine: relayLine.withLock { $0 })
+        // Stopped meanwhile (host down): the state file is gone and must stay gone.
+        guard HostService.readPid(files.pidFile) == getpid() else { return }
         let snapshot = state.withLock { s -> HostState in
             s.ready = readiness
             return s

@@ -95,6 +95,10 @@ import Tunnels
         #expect(short.status == 2)
         #expect(short.stderr.contains(HostSetup.isRoot ? "shorter than 12" : "needs `ferry host up` to run as root"))
         #expect(!isListening(port))
+        // No key and no password: nothing could log in, so nothing starts.
+        let nobody = try ferry(["host", "up", "--sshd-port", String(port), "--listen", "127.0.0.1"], environment: box.processEnvironment())
+        #expect(nobody.status == 2 && nobody.stderr.contains("no key may log in yet"), "\(nobody.stderr)")
+        #expect(!isListening(port))
         // The options say the same without the CLI.
         #expect(throws: TunnelError.passwordNeedsFlag(source: "FERRY_HOST_PASSWORD or the prompt")) {
             try HostUpOptions(ferryHome: box.ferryHome, password: "correct horse battery staple").validate()
