@@ -236,11 +236,26 @@ final class SessionCore: @unchecked Sendable {
             die(.disconnected(host: label, reason: "no answer to \(keepaliveCountMax) keepalives sent \(keepaliveInterval) s apart (ServerAliveInterval)"))
             return
         }
+        // ssh_send_keepalive is a blocking global request that waits for the server's answer and
+        // consumes it, so poll() never sees it: a prompt return on a live session *is* the answer.
+        // The wait is bounded by one interval (not the 120 s blocking timeout), so a dead link
+        // stalls the loop no longer than that per keepalive.
+        _ = ferry_ssh_set_long(session, SSH_OPTIONS_TIMEOUT, max(1, keepaliveInterval))
         _ = ssh_send_keepalive(session)
-        missedKeepalives += 1
+        _ = ferry_ssh_set_long(session, SSH_OPTIONS_TIMEOUT, blockingTimeout)
+        let answered = SessionCore.now() - now < Double(max(1, keepaliveInterval)) - 0.05 && ssh_is_connected(session) != 0
         lastKeepalive = now
         stats.withLock { $0.keepalivesSent += 1 }
+        if answered {
+            missedKeepalives = 0
+            lastHeard = SessionCore.now()
+        } else {
+            missedKeepalives += 1
+        }
     }
+
+    /// The timeout of blocking libssh calls after the handshake (SFTP replies, window waits).
+    private var blockingTimeout = 120
 
     private func checkAlive() {
         guard connected, deadError == nil, let session else { return }
@@ -318,7 +333,8 @@ final class SessionCore: @unchecked Sendable {
         let fingerprint = try HostKeyVerifier.verify(session: s, p, lastError: { [self] in lastError })
         let method = try Authenticator(session: s, parameters: p).authenticate()
         // Blocking calls after the handshake (SFTP replies, window waits) may take longer than a connect.
-        _ = ferry_ssh_set_long(s, SSH_OPTIONS_TIMEOUT, max(p.connectTimeout, 120))
+        blockingTimeout = max(p.connectTimeout, 120)
+        _ = ferry_ssh_set_long(s, SSH_OPTIONS_TIMEOUT, blockingTimeout)
         event = ssh_event_new()
         if let event { _ = ssh_event_add_session(event, s) }
         lastHeard = SessionCore.now()
