@@ -116,3 +116,34 @@ import Tunnels
         #expect(box.read(box.ferryHome + "/host/host-up.log").contains("tunnel: dropped:"))
     }
 }
+
+@Suite struct NgrokHostUpTests {
+    /// `host up --tunnel ngrok` end to end with a stand-in agent: the public address from the agent
+    /// API becomes the connection string; the token travels in the environment only.
+    @Test func theAgentsPublicAddressBecomesTheConnectionString() async throws {
+        guard ChildProcess.find("sshd") != nil || TestPaths.isCI else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        let laptopKey = try box.makeKey("laptop-key")
+        let port = freePort()
+        let api = try TinyHTTPServer(routes: ["/api/tunnels": .init(body: NgrokFixture.tcp(port: port))])
+        defer { api.stop() }
+        let agent = try box.write("bin/ngrok", "#!/bin/sh\nprintf '%s\\n' \"$@\" > \(box.path("argv"))\nexec sleep 600\n", mode: 0o755)
+        let env = box.processEnvironment(["NGROK_AUTHTOKEN": "2tokenNEVERinARGV"])
+        let up = try ferry(["host", "up", "--authorize", laptopKey + ".pub", "--sshd-port", String(port), "--name", "colab",
+                            "--tunnel", "ngrok", "--ngrok-binary", agent, "--ngrok-api", api.baseURL + "/api/tunnels",
+                            "--detach", "--json"], environment: env)
+        #expect(up.status == 0, "host up: \(up.stderr)")
+        defer { _ = try? ferry(["host", "down"], environment: env) }
+        let json = try #require(firstJSON(up.stdout))
+        let connection = try ConnectionString(parsing: try #require(json["connection_string"] as? String))
+        #expect(connection.host == "4.tcp.eu.ngrok.io" && connection.port == 17341 && connection.jump == nil)
+        #expect((json["ssh_config"] as? String)?.contains("HostName 4.tcp.eu.ngrok.io\n    Port 17341") == true)
+        #expect(box.read(box.path("argv")) == "tcp\n127.0.0.1:\(port)\n--log\nstdout\n--log-format\njson\n")
+        #expect(!box.read(box.ferryHome + "/host/sshd_config").contains("2tokenNEVERinARGV"))
+        // Behind a tunnel, sshd listens on loopback only.
+        #expect(box.read(box.ferryHome + "/host/sshd_config").contains("ListenAddress 127.0.0.1\n"))
+        let down = try ferry(["host", "down"], environment: env)
+        #expect(down.status == 0)
+        #expect(await eventually(5) { !isListening(port) })
+    }
+}
