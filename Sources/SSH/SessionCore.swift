@@ -55,6 +55,15 @@ final class SessionCore: @unchecked Sendable {
     private var running = false
     /// Set by libssh callbacks when a channel got data, EOF or close: the loop must not sleep.
     var dirty = false
+    /// Set when a message from the server was processed outside poll()'s sight (inside a handler's
+    /// libssh call): it counts as hearing from the server. Loop only.
+    private var heard = false
+
+    /// A callback saw a message from the server. Loop only.
+    func heardFromServer() {
+        dirty = true
+        heard = true
+    }
     private(set) var deadError: SSHError?
     private var connected = false
     /// A descriptor libssh talks over that we must close ourselves (SSH_OPTIONS_FD is never closed by libssh).
@@ -184,7 +193,13 @@ final class SessionCore: @unchecked Sendable {
         }
         handlers.removeAll { $0.isFinished }
         checkAlive()
-        if progressed { lastHeard = SessionCore.now() }
+        // Only what the server sent counts as hearing from it: a handler that is still sending
+        // (into a link that died) makes progress too, and must not hold the keepalives back.
+        if heard {
+            heard = false
+            lastHeard = SessionCore.now()
+            missedKeepalives = 0
+        }
         if progressed || dirty || queue.withLock({ !$0.jobs.isEmpty }) { return }
         waitForEvents()
     }
