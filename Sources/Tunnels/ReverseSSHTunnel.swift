@@ -90,6 +90,8 @@ public struct ReverseSSHTunnel: Tunnel {
             switch error {
             case .connectionFailed, .connectTimedOut, .disconnected, .proxyFailed:
                 throw TunnelError.relayUnreachable(relay: c.relay.description, reason: "\(error)")
+            case .hostKeyUnknown(_, _, let fingerprint, _):
+                throw TunnelError.relayHostKeyUnknown(relay: c.relay.description, fingerprint: fingerprint)
             default:
                 throw error
             }

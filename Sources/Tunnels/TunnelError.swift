@@ -19,6 +19,7 @@ public enum TunnelError: Error, CustomStringConvertible, Equatable, Sendable {
     // reverse SSH through a relay
     case relayPortRefused(relay: String, port: Int, reason: String)
     case relayUnreachable(relay: String, reason: String)
+    case relayHostKeyUnknown(relay: String, fingerprint: String)
 
     // a tunnel command (cloudflared, ...)
     case commandExited(command: String, status: Int32, log: String)
@@ -54,7 +55,7 @@ public enum TunnelError: Error, CustomStringConvertible, Equatable, Sendable {
         case .ngrokNotInstalled, .ngrokTokenMissing, .sshdNotFound, .sshdInstallFailed, .sshdConfigRejected,
              .keygenFailed, .noAuthorizedKey, .invalidPublicKey, .unsafeEnvironmentValue, .passwordNeedsFlag,
              .passwordMissing, .passwordTooShort, .passwordNeedsRoot, .passwordSetFailed, .invalidTunnel,
-             .alreadyRunning, .portInUse:
+             .alreadyRunning, .portInUse, .relayHostKeyUnknown:
             return true
         case .ngrokFailed(let code, _):
             // Bad or missing token, no card for TCP, agent too old: the same on every try.
@@ -99,6 +100,8 @@ public enum TunnelError: Error, CustomStringConvertible, Equatable, Sendable {
             return "the relay \(relay) refused to listen on localhost:\(port) (\(reason)) — after a dropped connection it keeps the old forward until its ClientAliveInterval × ClientAliveCountMax run out, so ferry retries; if it never works, the key's permitlisten=\"localhost:\(port)\" or the relay's AllowTcpForwarding is wrong"
         case .relayUnreachable(let relay, let reason):
             return "cannot reach the relay \(relay): \(reason)"
+        case .relayHostKeyUnknown(let relay, let fingerprint):
+            return "the relay \(relay) presents a host key nobody has vouched for yet (\(fingerprint)); compare it with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the relay, then pass --relay-host-key \(fingerprint)"
         case .commandExited(let command, let status, let log):
             return "the tunnel command `\(command)` exited with status \(status):\n\(log)"
         case .sshdNotFound(let canInstall):

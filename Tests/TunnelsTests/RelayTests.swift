@@ -206,3 +206,30 @@ struct TestRelay {
         #expect(await eventually(5) { !isListening(remotePort) }, "cancelling must release the relay's port")
     }
 }
+
+@Suite struct RelayKeyTests {
+    /// Nobody vouched for the relay's key: host up stops at once and says how to pin it.
+    @Test func anUnknownRelayKeyIsNotRetriedButExplained() async throws {
+        guard let sshd = try TestSSHD.shared() else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        let tunnel = ReverseSSHTunnel(.init(relay: SSHTarget(user: sshd.user, host: sshd.host, port: sshd.port),
+                                            identityFiles: [sshd.clientKey], environment: box.environment(),
+                                            remotePort: freePort(), localPort: 9))
+        let supervisor = TunnelSupervisor(tunnel: tunnel, sleep: { _ in Issue.record("a permanent error must not be retried") }) { _ in }
+        await #expect {
+            try await supervisor.run()
+        } throws: { error in
+            guard case TunnelError.relayHostKeyUnknown(_, let fp) = error else { return false }
+            return fp == sshd.hostKeyFingerprint && "\(error)".contains("--relay-host-key \(sshd.hostKeyFingerprint)")
+        }
+        // A wrong pin is refused just as firmly.
+        let pinnedWrong = ReverseSSHTunnel(.init(relay: SSHTarget(user: sshd.user, host: sshd.host, port: sshd.port), relayHostKey: bogusFingerprint,
+                                                 identityFiles: [sshd.clientKey], environment: box.environment(), remotePort: freePort(), localPort: 9))
+        await #expect {
+            try await TunnelSupervisor(tunnel: pinnedWrong, sleep: { _ in }) { _ in }.run()
+        } throws: { error in
+            if case SSHError.hostKeyMismatch = error { return true }
+            return false
+        }
+    }
+}
