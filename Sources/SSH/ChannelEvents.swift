@@ -22,21 +22,22 @@ final class ChannelEvents {
         callbacks.pointee.size = MemoryLayout<ssh_channel_callbacks_struct>.size
         callbacks.pointee.userdata = Unmanaged.passUnretained(self).toOpaque()
         // Data stays in libssh's channel buffer (we consume 0 bytes); the handler reads it when it has room.
+        // Each of these is a message from the server: the connection is alive (keepalives wait).
         callbacks.pointee.channel_data_function = { _, _, _, _, _, userdata in
-            ChannelEvents.from(userdata)?.core.dirty = true
+            ChannelEvents.from(userdata)?.core.heardFromServer()
             return 0
         }
-        callbacks.pointee.channel_eof_function = { _, _, userdata in ChannelEvents.from(userdata)?.core.dirty = true }
-        callbacks.pointee.channel_close_function = { _, _, userdata in ChannelEvents.from(userdata)?.core.dirty = true }
+        callbacks.pointee.channel_eof_function = { _, _, userdata in ChannelEvents.from(userdata)?.core.heardFromServer() }
+        callbacks.pointee.channel_close_function = { _, _, userdata in ChannelEvents.from(userdata)?.core.heardFromServer() }
         callbacks.pointee.channel_exit_status_function = { _, _, status, userdata in
             guard let events = ChannelEvents.from(userdata) else { return }
             events.exitCode = status
-            events.core.dirty = true
+            events.core.heardFromServer()
         }
         callbacks.pointee.channel_exit_signal_function = { _, _, signal, _, _, _, userdata in
             guard let events = ChannelEvents.from(userdata) else { return }
             events.exitSignal = signal.map { String(cString: $0) } ?? "?"
-            events.core.dirty = true
+            events.core.heardFromServer()
         }
         callbacks.pointee.channel_write_wontblock_function = { _, _, _, userdata in
             ChannelEvents.from(userdata)?.core.dirty = true

@@ -120,6 +120,7 @@ final class ForwardAcceptor: LoopHandler {
             let from = originator.map { String(cString: $0) }
             free(originator)
             progressed = true
+            core.heardFromServer()
             guard let target = routes[Int(port)] else {
                 ssh_channel_close(channel); ssh_channel_free(channel)
                 continue

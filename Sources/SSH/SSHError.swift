@@ -14,6 +14,7 @@ public enum SSHError: Error, CustomStringConvertible, Equatable, Sendable {
     case checksumMismatch(path: String, expected: String, actual: String)
     case unsafeRemoteName(name: String, directory: String)
     case invalidTarget(String)
+    case invalidConnectionString(String, reason: String)
     case configInvalid(file: String, line: Int, reason: String)
     case proxyFailed(via: String, reason: String)
     case forwardingFailed(address: String, port: Int, reason: String)
@@ -49,6 +50,8 @@ public enum SSHError: Error, CustomStringConvertible, Equatable, Sendable {
             return "refusing remote name \(name.debugDescription) in \(directory): a file name must not be empty, `.`, `..`, absolute, or contain `/`"
         case .invalidTarget(let target):
             return "\(target.debugDescription) is not a host: use an alias from ~/.ssh/config or user@host[:port]"
+        case .invalidConnectionString(let text, let reason):
+            return "\(text.debugDescription) is not a ferry connection string: \(reason) — paste the whole line `ferry host up` printed, like ferry://user@host:port#SHA256:..."
         case .configInvalid(let file, let line, let reason):
             return "\(file):\(line): \(reason)"
         case .proxyFailed(let via, let reason):

@@ -55,6 +55,15 @@ final class SessionCore: @unchecked Sendable {
     private var running = false
     /// Set by libssh callbacks when a channel got data, EOF or close: the loop must not sleep.
     var dirty = false
+    /// Set when a message from the server was processed outside poll()'s sight (inside a handler's
+    /// libssh call): it counts as hearing from the server. Loop only.
+    private var heard = false
+
+    /// A callback saw a message from the server. Loop only.
+    func heardFromServer() {
+        dirty = true
+        heard = true
+    }
     private(set) var deadError: SSHError?
     private var connected = false
     /// A descriptor libssh talks over that we must close ourselves (SSH_OPTIONS_FD is never closed by libssh).
@@ -184,7 +193,13 @@ final class SessionCore: @unchecked Sendable {
         }
         handlers.removeAll { $0.isFinished }
         checkAlive()
-        if progressed { lastHeard = SessionCore.now() }
+        // Only what the server sent counts as hearing from it: a handler that is still sending
+        // (into a link that died) makes progress too, and must not hold the keepalives back.
+        if heard {
+            heard = false
+            lastHeard = SessionCore.now()
+            missedKeepalives = 0
+        }
         if progressed || dirty || queue.withLock({ !$0.jobs.isEmpty }) { return }
         waitForEvents()
     }
@@ -236,11 +251,26 @@ final class SessionCore: @unchecked Sendable {
             die(.disconnected(host: label, reason: "no answer to \(keepaliveCountMax) keepalives sent \(keepaliveInterval) s apart (ServerAliveInterval)"))
             return
         }
+        // ssh_send_keepalive is a blocking global request that waits for the server's answer and
+        // consumes it, so poll() never sees it: a prompt return on a live session *is* the answer.
+        // The wait is bounded by one interval (not the 120 s blocking timeout), so a dead link
+        // stalls the loop no longer than that per keepalive.
+        _ = ferry_ssh_set_long(session, SSH_OPTIONS_TIMEOUT, max(1, keepaliveInterval))
         _ = ssh_send_keepalive(session)
-        missedKeepalives += 1
+        _ = ferry_ssh_set_long(session, SSH_OPTIONS_TIMEOUT, blockingTimeout)
+        let answered = SessionCore.now() - now < Double(max(1, keepaliveInterval)) - 0.05 && ssh_is_connected(session) != 0
         lastKeepalive = now
         stats.withLock { $0.keepalivesSent += 1 }
+        if answered {
+            missedKeepalives = 0
+            lastHeard = SessionCore.now()
+        } else {
+            missedKeepalives += 1
+        }
     }
+
+    /// The timeout of blocking libssh calls after the handshake (SFTP replies, window waits).
+    private var blockingTimeout = 120
 
     private func checkAlive() {
         guard connected, deadError == nil, let session else { return }
@@ -318,7 +348,8 @@ final class SessionCore: @unchecked Sendable {
         let fingerprint = try HostKeyVerifier.verify(session: s, p, lastError: { [self] in lastError })
         let method = try Authenticator(session: s, parameters: p).authenticate()
         // Blocking calls after the handshake (SFTP replies, window waits) may take longer than a connect.
-        _ = ferry_ssh_set_long(s, SSH_OPTIONS_TIMEOUT, max(p.connectTimeout, 120))
+        blockingTimeout = max(p.connectTimeout, 120)
+        _ = ferry_ssh_set_long(s, SSH_OPTIONS_TIMEOUT, blockingTimeout)
         event = ssh_event_new()
         if let event { _ = ssh_event_add_session(event, s) }
         lastHeard = SessionCore.now()

@@ -1,17 +1,6 @@
 import CCurl
 import Foundation
 
-/// Errors of the tunnel layer, each saying what to do.
-public enum TunnelError: Error, CustomStringConvertible, Equatable {
-    case httpFailed(url: String, reason: String)
-
-    public var description: String {
-        switch self {
-        case .httpFailed(let url, let reason): return "GET \(url) failed: \(reason)"
-        }
-    }
-}
-
 /// A minimal blocking HTTP GET over libcurl: enough to read a local agent's JSON API (ngrok's
 /// `http://127.0.0.1:4040/api/tunnels`).
 public enum HTTPClient {
@@ -36,6 +25,9 @@ public enum HTTPClient {
         _ = ferry_curl_setopt_long(curl, CURLOPT_TIMEOUT, timeoutSeconds)
         _ = ferry_curl_setopt_long(curl, CURLOPT_NOSIGNAL, 1)
         _ = ferry_curl_setopt_long(curl, CURLOPT_FOLLOWLOCATION, 0)
+        _ = ferry_curl_setopt_long(curl, CURLOPT_CONNECTTIMEOUT, min(timeoutSeconds, 5))
+        // A local agent's API never goes through an http_proxy from the environment.
+        _ = ferry_curl_setopt_string(curl, CURLOPT_NOPROXY, "*")
         _ = ferry_curl_setopt_pointer(curl, CURLOPT_WRITEDATA, unmanaged.toOpaque())
         _ = ferry_curl_setopt_write_function(curl) { ptr, size, count, user in
             let n = size * count

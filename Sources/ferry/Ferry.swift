@@ -13,7 +13,8 @@ struct Ferry: AsyncParsableCommand {
         version: FerryVersion.string,
         subcommands: [DoctorCommand.self, TrainCommand.self, TestCommand.self, NewCommand.self,
                       LaunchCommand.self, LogsCommand.self, StatusCommand.self, LsCommand.self, CancelCommand.self,
-                      FetchCommand.self, SSHCommand.self, HostsCommand.self, AgentCommand.self]
+                      FetchCommand.self, SSHCommand.self, HostsCommand.self, HostCommand.self, SSHConfigCommand.self,
+                      AgentCommand.self]
     )
 
     /// argument-parser reports usage errors with 64 (EX_USAGE); ferry's contract says 2 for

@@ -1,0 +1,79 @@
+import ArgumentParser
+import Foundation
+import SSH
+import Tunnels
+
+/// `ferry ssh-config NAME CONNECTION-STRING`: the ~/.ssh/config block VS Code Remote-SSH (and any
+/// OpenSSH) needs to reach a host, with its key pinned in ferry's known_hosts.
+struct SSHConfigCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ssh-config",
+        abstract: "Print the ~/.ssh/config block for a host (for VS Code Remote-SSH), pinning its key.",
+        discussion: """
+        Connects just far enough to learn the host's key (and the relay's, through which it jumps), checks \
+        each against the fingerprint in the connection string, and records them in $FERRY_HOME/known_hosts \
+        under NAME (and NAME-relay). The block names that file with HostKeyAlias and \
+        StrictHostKeyChecking yes, so ssh refuses any other key. Append it to ~/.ssh/config:
+
+            ferry ssh-config gpu 'ferry://root@127.0.0.1:40022?jump=...#SHA256:...' >> ~/.ssh/config
+
+        then connect VS Code to `gpu`. `ferry ssh gpu` reads the same block.
+        """)
+
+    @Argument(help: "The name to give the host (the Host alias).")
+    var name: String
+
+    @Argument(help: "The connection string `ferry host up` printed (ferry://user@host:port#SHA256:...).")
+    var connectionString: String?
+
+    @Option(name: [.customShort("i"), .customLong("identity")], help: "The private key to log in with (default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa, whichever exists).")
+    var identity: String?
+
+    @Option(name: .long, help: "Seconds to wait for each connection.")
+    var connectTimeout: Int = 15
+
+    @Flag(name: .long, help: "Print one JSON object (ssh_config, host_key, relay_key, known_hosts).")
+    var json = false
+
+    func validate() throws {
+        if !SSHConfigBlock.isValidName(name) {
+            throw ValidationError("\(name.debugDescription) cannot be a Host alias: use letters, digits, `.`, `_` and `-`")
+        }
+    }
+
+    func run() async throws {
+        let environment = SSHEnvironment.current
+        guard let text = connectionString else {
+            throw ValidationError("give the connection string `ferry host up` printed: ferry ssh-config \(name) 'ferry://...#SHA256:...'")
+        }
+        do {
+            let connection = try ConnectionString(parsing: text)
+            let identityFile = identity ?? ["id_ed25519", "id_ecdsa", "id_rsa"]
+                .map { (environment.sshDirectory as NSString).appendingPathComponent($0) }
+                .first { FileManager.default.fileExists(atPath: $0) }
+            let result = try await HostPinning.pin(name: name, connection: connection, identityFile: identityFile,
+                                                   environment: environment, connectTimeout: connectTimeout)
+            if json {
+                struct Output: Encodable {
+                    var name, ssh_config, host_key, known_hosts, connection_string: String
+                    var relay_key: String?
+                }
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                let output = Output(name: name, ssh_config: result.block.render(), host_key: result.hostKey.fingerprint,
+                                    known_hosts: environment.ferryKnownHosts, connection_string: connection.description,
+                                    relay_key: result.relayKey?.fingerprint)
+                print(String(decoding: try encoder.encode(output), as: UTF8.self))
+            } else {
+                FileHandle.standardError.write(Data("ferry: pinned \(name)'s key \(result.hostKey.fingerprint)\(result.relayKey.map { " and its relay's \($0.fingerprint)" } ?? "") in \(environment.ferryKnownHosts)\n".utf8))
+                print(result.block.render(), terminator: "")
+            }
+        } catch let error as SSHError {
+            FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
+            throw ExitCode(255)
+        } catch let error as TunnelError {
+            FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
