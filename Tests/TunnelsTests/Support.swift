@@ -96,6 +96,7 @@ let bogusFingerprint = "SHA256:" + String(repeating: "A", count: 43)
 
 /// The first JSON object line of `text`.
 func firstJSON(_ text: String) -> [String: Any]? {
+    if let whole = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] { return whole }
     for line in text.split(separator: "\n") where line.hasPrefix("{") {
         if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] { return object }
     }

@@ -18,6 +18,9 @@ public struct HostRecord: Codable, Sendable, Equatable {
     public var proxyCommand: String?
     /// ferry's folder on the host when not `$FERRY_HOME` / `~/.ferry` there (a larger disk).
     public var ferryHome: String?
+    /// The `ferry://…#SHA256:…` line the host was added with (`ferry host up` prints it): target,
+    /// fingerprint, proxyJump and proxyCommand above come from it; it also pins the relay's key.
+    public var connectionString: String?
     public var addedAt: Date
 
     enum CodingKeys: String, CodingKey {
@@ -26,13 +29,15 @@ public struct HostRecord: Codable, Sendable, Equatable {
         case proxyJump = "proxy_jump"
         case proxyCommand = "proxy_command"
         case ferryHome = "ferry_home"
+        case connectionString = "connection_string"
         case addedAt = "added_at"
     }
 
     public init(name: String, target: String, fingerprint: String? = nil, identityFile: String? = nil, proxyJump: String? = nil,
-                proxyCommand: String? = nil, ferryHome: String? = nil, addedAt: Date = Date()) {
+                proxyCommand: String? = nil, ferryHome: String? = nil, connectionString: String? = nil, addedAt: Date = Date()) {
         self.name = name; self.target = target; self.fingerprint = fingerprint; self.identityFile = identityFile
-        self.proxyJump = proxyJump; self.proxyCommand = proxyCommand; self.ferryHome = ferryHome; self.addedAt = addedAt
+        self.proxyJump = proxyJump; self.proxyCommand = proxyCommand; self.ferryHome = ferryHome
+        self.connectionString = connectionString; self.addedAt = addedAt
     }
 
     public static let localName = "local"

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Jobs
+import SSH
+import Tunnels
 
 /// `ferry hosts add|ls|forget`: the hosts ferry knows by name.
 struct HostsCommand: ParsableCommand {
@@ -10,7 +12,7 @@ struct HostsCommand: ParsableCommand {
         subcommands: [Add.self, List.self, Forget.self],
         defaultSubcommand: List.self)
 
-    struct Add: ParsableCommand {
+    struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "add",
             abstract: "Remember a host: ferry hosts add gpu1 me@gpu1.lab.example:22",
@@ -18,12 +20,15 @@ struct HostsCommand: ParsableCommand {
             TARGET is user@host[:port] or an alias from ~/.ssh/config. With --host-key, the host \
             must present that key (recorded in $FERRY_HOME/known_hosts on first connection); \
             without it, the key must already be in a known_hosts file.
+            TARGET may also be the connection string `ferry host up` printed \
+            (ferry://user@host:port[?jump=...&jump-key=...]#SHA256:...): the host's key and its \
+            relay's are checked against it and pinned in $FERRY_HOME/known_hosts now.
             """)
 
         @Argument(help: "The name to use with --host (letters, digits, . _ -).")
         var name: String
 
-        @Argument(help: "user@host[:port], or an alias from ~/.ssh/config.")
+        @Argument(help: "user@host[:port], an alias from ~/.ssh/config, or a ferry://...#SHA256:... connection string.")
         var target: String
 
         @Option(name: .customLong("host-key"), help: "The SHA256:... fingerprint the host must present.")
@@ -45,6 +50,9 @@ struct HostsCommand: ParsableCommand {
         var replace = false
 
         func validate() throws {
+            if target.hasPrefix(ConnectionString.scheme) && (hostKey != nil || jump != nil || proxyCommand != nil) {
+                throw ValidationError("a connection string already says the host key, jump and proxy: leave out --host-key, --jump and --proxy-command")
+            }
             if let hostKey, !hostKey.hasPrefix("SHA256:") {
                 throw ValidationError("--host-key takes a fingerprint like SHA256:abc...; get it on the host with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`")
             }
@@ -53,21 +61,56 @@ struct HostsCommand: ParsableCommand {
             }
         }
 
-        func run() throws {
-            let registry = JobsCLI.context().registry
+        func run() async throws {
+            let context = JobsCLI.context()
+            let registry = context.registry
             do {
                 try Names.validateHostName(name)
-                try HostsCommand.validateTarget(target)
                 var identityPath = identity
                 if let i = identity, !i.hasPrefix("/") && !i.hasPrefix("~") {
                     identityPath = URL(fileURLWithPath: i, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
                 }
+                if target.hasPrefix(ConnectionString.scheme) {
+                    try await addConnectionString(context: context, identity: identityPath)
+                    return
+                }
+                try HostsCommand.validateTarget(target)
                 try registry.addHost(HostRecord(name: name, target: target, fingerprint: hostKey, identityFile: identityPath,
                                                 proxyJump: jump, proxyCommand: proxyCommand, ferryHome: ferryHome), replace: replace)
                 print("added \(name) → \(target)" + (hostKey.map { " (host key pinned: \($0))" } ?? ""))
             } catch let error as JobsError {
                 FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
                 throw ExitCode(2)
+            }
+        }
+
+        /// A `ferry host up` line: pin the host's (and relay's) keys now, store how to get there.
+        private func addConnectionString(context: JobsContext, identity: String?) async throws {
+            let connection: ConnectionString
+            do { connection = try ConnectionString(parsing: target) } catch {
+                FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+            let registry = context.registry
+            if !replace, registry.hosts().contains(where: { $0.name == name }) { throw JobsError.hostExists(name) }
+            do {
+                let pinned = try await HostPinning.pin(name: name, connection: connection, identityFile: identity,
+                                                       environment: context.sshEnvironment, connectTimeout: context.connectTimeout)
+                try registry.addHost(HostRecord(name: name, target: connection.target.description, fingerprint: connection.hostKey,
+                                                identityFile: identity, proxyJump: connection.jump?.description,
+                                                proxyCommand: connection.proxyCommand, ferryHome: ferryHome,
+                                                connectionString: connection.description), replace: replace)
+                var line = "added \(name) → \(connection.target)"
+                if let jump = connection.jump { line += " via \(jump)" }
+                line += " (host key pinned: \(pinned.hostKey.fingerprint)"
+                if let relay = pinned.relayKey { line += ", relay's: \(relay.fingerprint)" }
+                print(line + ")")
+            } catch let error as SSHError {
+                FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
+                throw ExitCode(1)
+            } catch let error as TunnelError {
+                FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
+                throw ExitCode(1)
             }
         }
     }
@@ -106,7 +149,9 @@ struct HostsCommand: ParsableCommand {
             let registry = JobsCLI.context().registry
             do {
                 let record = try registry.host(name)
-                try registry.forgetHost(name, knownHostsNames: HostsCommand.knownHostsNames(record.target))
+                // A host added from a connection string also has its alias lines (ferry ssh-config).
+                let aliases = record.connectionString == nil ? [] : [name, "\(name)-relay"]
+                try registry.forgetHost(name, knownHostsNames: HostsCommand.knownHostsNames(record.target) + aliases)
                 print("forgot \(name)")
             } catch let error as JobsError {
                 FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))

@@ -1,9 +1,10 @@
 import ArgumentParser
 import Foundation
+import Jobs
 import SSH
 import Tunnels
 
-/// `ferry ssh-config NAME CONNECTION-STRING`: the ~/.ssh/config block VS Code Remote-SSH (and any
+/// `ferry ssh-config NAME [CONNECTION-STRING]`: the ~/.ssh/config block VS Code Remote-SSH (and any
 /// OpenSSH) needs to reach a host, with its key pinned in ferry's known_hosts.
 struct SSHConfigCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -17,13 +18,14 @@ struct SSHConfigCommand: AsyncParsableCommand {
 
             ferry ssh-config gpu 'ferry://root@127.0.0.1:40022?jump=...#SHA256:...' >> ~/.ssh/config
 
-        then connect VS Code to `gpu`. `ferry ssh gpu` reads the same block.
+        then connect VS Code to `gpu`. `ferry ssh gpu` reads the same block. For a host added with \
+        `ferry hosts add NAME CONNECTION-STRING`, the name is enough: `ferry ssh-config gpu`.
         """)
 
     @Argument(help: "The name to give the host (the Host alias).")
     var name: String
 
-    @Argument(help: "The connection string `ferry host up` printed (ferry://user@host:port#SHA256:...).")
+    @Argument(help: "The connection string `ferry host up` printed (ferry://user@host:port#SHA256:...); default: the one NAME was added with.")
     var connectionString: String?
 
     @Option(name: [.customShort("i"), .customLong("identity")], help: "The private key to log in with (default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa, whichever exists).")
@@ -43,12 +45,9 @@ struct SSHConfigCommand: AsyncParsableCommand {
 
     func run() async throws {
         let environment = SSHEnvironment.current
-        guard let text = connectionString else {
-            throw ValidationError("give the connection string `ferry host up` printed: ferry ssh-config \(name) 'ferry://...#SHA256:...'")
-        }
         do {
-            let connection = try ConnectionString(parsing: text)
-            let identityFile = identity ?? ["id_ed25519", "id_ecdsa", "id_rsa"]
+            let (connection, recorded) = try resolve()
+            let identityFile = identity ?? recorded ?? ["id_ed25519", "id_ecdsa", "id_rsa"]
                 .map { (environment.sshDirectory as NSString).appendingPathComponent($0) }
                 .first { FileManager.default.fileExists(atPath: $0) }
             let result = try await HostPinning.pin(name: name, connection: connection, identityFile: identityFile,
@@ -74,6 +73,24 @@ struct SSHConfigCommand: AsyncParsableCommand {
         } catch let error as TunnelError {
             FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
             throw ExitCode(1)
+        } catch let error as JobsError {
+            FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
+            throw ExitCode(2)
         }
+    }
+
+    /// The connection string given, or the one in the host registry (and its identity file).
+    private func resolve() throws -> (ConnectionString, identity: String?) {
+        if let text = connectionString { return (try ConnectionString(parsing: text), nil) }
+        let record = try Registry(home: SSHEnvironment.current.ferryHome).host(name)
+        if let text = record.connectionString { return (try ConnectionString(parsing: text), record.identityFile) }
+        // A host added as user@host with --host-key: enough for a block, without a relay pin.
+        guard let fingerprint = record.fingerprint, let target = try? SSHTarget(parsing: record.target) else {
+            throw ValidationError("\(name) has no pinned host key in ferry's registry: give its connection string, `ferry ssh-config \(name) 'ferry://...#SHA256:...'`")
+        }
+        let jump = try record.proxyJump?.split(separator: ",").first.map { try SSHTarget(parsing: String($0)) }
+        let connection = ConnectionString(user: target.user ?? SSHEnvironment.current.localUser, host: target.host, port: target.port ?? 22,
+                                          hostKey: fingerprint, jump: jump, proxyCommand: record.proxyCommand)
+        return (connection, record.identityFile)
     }
 }
