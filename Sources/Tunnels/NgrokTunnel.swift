@@ -163,7 +163,10 @@ public struct NgrokTunnel: Tunnel {
                                              environment: c.environment, logFile: c.logFile)
         let deadline = Date().addingTimeInterval(c.startTimeout)
         var lastError: any Error = TunnelError.ngrokNoTunnel(url: c.apiURL, localPort: c.localPort, others: [])
-        while Date() < deadline {
+        // The checks run once more after the deadline: a sleep that overslept it (a busy machine)
+        // must not turn an agent that already exited with a reason into "does not answer".
+        var lastRound = false
+        while true {
             if Task.isCancelled { await process.terminate(); throw CancellationError() }
             let log = NgrokTunnel.logSince(c.logFile, offset: start)
             if let status = process.exitStatus {
@@ -183,7 +186,9 @@ public struct NgrokTunnel: Tunnel {
                 lastError = error
                 if case .ngrokNotTCP = error { await process.terminate(); throw error }
             }
+            if lastRound { break }
             try? await Task.sleep(for: .milliseconds(300))
+            lastRound = Date() >= deadline
         }
         await process.terminate()
         throw lastError

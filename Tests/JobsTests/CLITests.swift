@@ -9,7 +9,15 @@ import Testing
     /// rest of the log and it matches the host's file byte for byte.
     @Test func clientKilledMidFollowJobStillCompletes() async throws {
         let box = try Sandbox(); defer { box.remove() }
-        try box.write("slow.sh", "i=0; while [ $i -lt 25 ]; do i=$((i+1)); echo \"tick $i\"; sleep 0.1; done; echo done\n")
+        // The job holds after tick 3 until the test has killed the client (a `go` file in its
+        // output), so a slow machine cannot let the client see the end before it dies.
+        try box.write("slow.sh", """
+        i=0; while [ $i -lt 25 ]; do
+          i=$((i+1)); echo "tick $i"; sleep 0.1
+          if [ $i -eq 3 ]; then n=0; while [ ! -e "$FERRY_OUTPUT/go" ] && [ $n -lt 600 ]; do n=$((n+1)); sleep 0.1; done; fi
+        done; echo done
+
+        """)
         var env = ProcessInfo.processInfo.environment
         env["FERRY_HOME"] = box.home
         env["HOME"] = box.root + "/home"
@@ -17,14 +25,15 @@ import Testing
                                            directory: box.project)
         let registry = Registry(home: box.home)
         var id = ""
-        #expect(eventually(30) {
+        #expect(await eventually(30) {
             guard let job = registry.jobs().first else { return false }
             id = job.id
             return fileText(registry.mirrorPath(job.id)).contains("tick 2\n")
         })
         client.kill()
         let paths = box.localJob(id)
-        #expect(eventually(30) { fileText(paths.status).contains("\"succeeded\"") })
+        try Data().write(to: URL(fileURLWithPath: paths.output + "/go"))
+        #expect(await eventually(30) { fileText(paths.status).contains("\"succeeded\"") })
         let mirroredBefore = registry.mirrorPath(id)
         #expect(!fileText(mirroredBefore).contains("done"), "the killed client could not have mirrored the end")
         let logs = try TestFerry.run(["logs", id], sandbox: box)

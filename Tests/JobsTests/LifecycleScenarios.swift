@@ -88,13 +88,13 @@ enum Scenarios {
         """)
         let context = given ?? box.context()
         let request = LaunchRequest(host: host, name: "stubborn", workingDirectory: box.project, kind: .command, command: ["sh", "stubborn.sh"],
-                                    graceSeconds: 30)
+                                    graceSeconds: 600)
         let (result, client) = try await Launcher(context: context).launch(request)
         await client.close()
         let paths = hostJobs(result.id)
-        #expect(eventually { fileText(paths.log).contains("ready") })
+        #expect(await eventually { fileText(paths.log).contains("ready") })
         var pid: Int32 = 0
-        #expect(eventually {
+        #expect(await eventually {
             pid = (try? JSON.decoder().decode(JobStatus.self, from: Data(contentsOf: URL(fileURLWithPath: paths.status))))?.pid ?? 0
             return pid > 0
         })
@@ -104,10 +104,13 @@ enum Scenarios {
         #expect(info.status.state == .cancelled)
         #expect(info.status.signal == "KILL")
         #expect(took >= 1.0, "SIGKILL came before the grace was over (\(took) s)")
-        #expect(took < 10)
+        // The cancel's grace (1 s), not the spec's (600 s): the supervisor says which it used, and
+        // the whole cancel stays far below the spec's grace even on a loaded 2-core machine.
+        #expect(fileText(paths.supervisorLog).contains("SIGKILL in 1 s"), "\(fileText(paths.supervisorLog))")
+        #expect(took < 120)
         #expect(fileText(paths.log).contains("got TERM, ignoring it"))
         // The whole group is gone, the background `sleep` that ignored SIGTERM included.
-        #expect(eventually(5) { kill(-pid, 0) != 0 })
+        #expect(await eventually(5) { kill(-pid, 0) != 0 })
         #expect(fileText(paths.supervisorLog).contains("SIGKILL"))
     }
 
@@ -123,7 +126,7 @@ enum Scenarios {
         let request = LaunchRequest(host: host, name: "polite", workingDirectory: box.project, kind: .command, command: ["sh", "polite.sh"])
         let (result, client) = try await Launcher(context: context).launch(request)
         await client.close()
-        #expect(eventually { fileText(hostJobs(result.id).log).contains("running") })
+        #expect(await eventually { fileText(hostJobs(result.id).log).contains("running") })
         let info = try await JobsClient(context: context).cancel(result.id, grace: 20, wait: true)
         #expect(info.status.state == .cancelled)
         #expect(info.status.exitCode == 75)

@@ -64,17 +64,17 @@ import Testing
             LaunchRequest(host: "local", name: "long", workingDirectory: box.project, kind: .command, command: ["sh", "long.sh"]))
         await client.close()
         let paths = box.localJob(result.id)
-        #expect(eventually { fileText(paths.log).contains("up") })
+        #expect(await eventually { fileText(paths.log).contains("up") })
         let status = try JSON.decoder().decode(JobStatus.self, from: Data(contentsOf: URL(fileURLWithPath: paths.status)))
         let supervisor = try #require(status.supervisorPID)
         let job = try #require(status.pid)
         kill(supervisor, SIGKILL)
-        #expect(eventually(5) { !POSIX.isAlive(supervisor) })
+        #expect(await eventually(5) { !POSIX.isAlive(supervisor) })
         let info = try await JobsClient(context: context).status(result.id)
         #expect(info.status.state == .lost)
         #expect(kill(-job, 0) == 0, "the job itself keeps running without its supervisor")
         _ = try await JobsClient(context: context).cancel(result.id, grace: 1, wait: false)
-        #expect(eventually(5) { kill(-job, 0) != 0 })
+        #expect(await eventually(5) { kill(-job, 0) != 0 })
     }
 
     /// A manifest with `..`, absolute paths or escaping symlinks is refused by the host's agent

@@ -46,7 +46,7 @@ import Testing
         let server = try BackgroundProcess(["/usr/bin/unshare", "-m", "--propagation", "private", "sh", "-c",
                                             "\(mounts) && exec \(sshdBinary) -D -e -f \(config)"], stderrFile: log)
         defer { server.kill() }
-        #expect(eventually(10) { fileText(log).contains("Server listening") }, "the restricted sshd did not start: \(fileText(log))")
+        #expect(await eventually(10) { fileText(log).contains("Server listening") }, "the restricted sshd did not start: \(fileText(log))")
 
         try Registry(home: box.home).addHost(HostRecord(name: "bare", target: "\(sshd.user)@127.0.0.1:\(port)", fingerprint: sshd.hostKeyFingerprint,
                                                         identityFile: sshd.clientKey, ferryHome: box.remoteHome))

@@ -124,12 +124,12 @@ extension Sandbox {
         while kills < 20 && Date() < deadline {
             let before = sink.value.count
             // Wait for a fresh connection that has delivered something, then cut it.
-            guard eventually(20, { sink.value.count > before && SessionKiller.server(serving: ["job-logs", result.id], listener: listener).map { $0 != lastServer } == true }),
+            guard await eventually(20, { sink.value.count > before && SessionKiller.server(serving: ["job-logs", result.id], listener: listener).map { $0 != lastServer } == true }),
                   let server = SessionKiller.server(serving: ["job-logs", result.id], listener: listener) else { break }
             lastServer = server
             SessionKiller.killChain(from: server, serving: ["job-logs", result.id])
             kills += 1
-            usleep(UInt32.random(in: 20_000...150_000))
+            try await Task.sleep(nanoseconds: UInt64.random(in: 20_000_000...150_000_000))
         }
         try Data().write(to: URL(fileURLWithPath: box.remoteJob(result.id).output + "/stop"))
         let status = try await following.value

@@ -100,12 +100,13 @@ final class Counter: @unchecked Sendable {
     var value: Int { lock.lock(); defer { lock.unlock() }; return n }
 }
 
-/// Polls `condition` every 20 ms for up to `seconds`.
-func eventually(_ seconds: Double = 20, _ condition: () throws -> Bool) rethrows -> Bool {
+/// Polls `condition` every 20 ms for up to `seconds`, suspending between polls (a blocking sleep
+/// would hold one of the few cooperative threads that the other tests' followers need).
+func eventually(_ seconds: Double = 20, _ condition: () throws -> Bool) async rethrows -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
     while Date() < deadline {
         if try condition() { return true }
-        usleep(20_000)
+        try? await Task.sleep(nanoseconds: 20_000_000)
     }
     return try condition()
 }

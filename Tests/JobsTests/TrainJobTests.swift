@@ -75,7 +75,7 @@ import Testing
             LaunchRequest(host: "local", name: "slow", workingDirectory: box.project, kind: .train, command: ["ferry", "train", "slow.json"]))
         await client.close()
         let paths = box.localJob(result.id)
-        #expect(eventually(60) { fileText(paths.events).contains("\"event\":\"step\"") })
+        #expect(await eventually(60) { fileText(paths.events).contains("\"event\":\"step\"") })
         let cancelled = try await JobsClient(context: context).cancel(result.id, grace: 60, wait: true)
         #expect(cancelled.status.state == .cancelled, "\(fileText(paths.log))")
         #expect(cancelled.status.exitCode == 75)
