@@ -2,9 +2,9 @@ import Foundation
 
 /// Asks a question on the controlling terminal (/dev/tty) with echo off, as ssh does for
 /// passphrases and passwords: never from argv, never from a pipe on stdin.
-enum TerminalPrompt {
+public enum TerminalPrompt {
     /// Whether a controlling terminal can be opened at all.
-    static var isAvailable: Bool {
+    public static var isAvailable: Bool {
         let fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC)
         if fd < 0 { return false }
         close(fd)
@@ -12,7 +12,7 @@ enum TerminalPrompt {
     }
 
     /// The line typed after `prompt`, without its newline; nil when there is no terminal or on EOF.
-    static func readSecret(_ prompt: String) -> String? {
+    public static func readSecret(_ prompt: String) -> String? {
         let fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }

@@ -249,39 +249,12 @@ struct HostUpCommand: AsyncParsableCommand {
 
     /// Asks twice on the terminal, echo off.
     static func promptPassword() -> String? {
-        guard let first = readSecret("Password for SSH logins to this machine: "), !first.isEmpty else { return nil }
-        guard let second = readSecret("Again: "), second == first else {
+        guard let first = TerminalPrompt.readSecret("Password for SSH logins to this machine: "), !first.isEmpty else { return nil }
+        guard let second = TerminalPrompt.readSecret("Again: "), second == first else {
             FileHandle.standardError.write(Data("ferry: the passwords differ\n".utf8))
             return nil
         }
         return first
-    }
-
-    static func readSecret(_ prompt: String) -> String? {
-        let fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var saved = termios()
-        let hasTermios = tcgetattr(fd, &saved) == 0
-        if hasTermios {
-            var quiet = saved
-            quiet.c_lflag &= ~tcflag_t(ECHO | ECHONL)
-            _ = tcsetattr(fd, TCSAFLUSH, &quiet)
-        }
-        defer {
-            if hasTermios { var s = saved; _ = tcsetattr(fd, TCSAFLUSH, &s) }
-            _ = "\n".withCString { write(fd, $0, 1) }
-        }
-        _ = prompt.withCString { write(fd, $0, strlen($0)) }
-        var bytes: [UInt8] = []
-        var c: UInt8 = 0
-        while true {
-            let n = read(fd, &c, 1)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 || c == 10 || c == 13 { break }
-            bytes.append(c)
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }
 
