@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh >/dev/null
-swift build -c release --product Benchmarks --product ferry
+swift build -c release --product Benchmarks
+swift build -c release --product ferry
 if [ -z "${FERRY_BENCH_PYTHON:-}" ] && [ -x .venv-bench/bin/python ]; then export FERRY_BENCH_PYTHON=$PWD/.venv-bench/bin/python; fi
 PY=${FERRY_BENCH_PYTHON:-python3}
 
