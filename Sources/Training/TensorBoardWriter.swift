@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 
 /// Writes TensorBoard scalar summaries (`events.out.tfevents.<time>.<host>`) without TensorFlow:
 /// TFRecord framing (length, masked CRC32C of the length, `Event` protobuf bytes, masked CRC32C
@@ -52,6 +53,100 @@ public final class TensorBoardWriter {
     private func write(record data: [UInt8]) {
         try? handle.write(contentsOf: TFRecord.frame(data))
     }
+
+    /// Before a run resumes from a checkpoint: drops, from the events files already in
+    /// `directory`, the scalars that the resumed run will write again — epoch scalars after
+    /// `epoch`, step scalars (`step/…`, by global step) after `step` — so TensorBoard draws each
+    /// point once, as `metrics.jsonl` keeps each epoch once. Files are rewritten atomically; a
+    /// record that does not parse ends the file there (what follows a torn write is dropped too).
+    public static func dropScalars(in directory: URL, afterEpoch epoch: Int, afterStep step: Int) throws {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        for name in names.sorted() where name.hasPrefix("events.out.tfevents.") {
+            let url = directory.appendingPathComponent(name)
+            guard let data = FileManager.default.contents(atPath: url.path) else { continue }
+            var kept = Data(capacity: data.count)
+            var dropped = false
+            for record in TFRecord.records(in: data) {
+                guard let record else { dropped = true; break }
+                if let (eventStep, tag) = EventSummary.stepAndFirstTag(record) {
+                    let limit = tag.hasPrefix("step/") ? step : epoch
+                    if eventStep > limit { dropped = true; continue }
+                }
+                kept.append(TFRecord.frame(record))
+            }
+            guard dropped else { continue }
+            do { try AtomicFile.write(kept, to: url) } catch {
+                throw TrainingError.io(path: url.path, reason: "cannot rewrite the TensorBoard events file: \(error)")
+            }
+        }
+    }
+}
+
+/// The step and first tag of a scalar `Event` (nil for an event without a summary).
+enum EventSummary {
+    static func stepAndFirstTag(_ event: [UInt8]) -> (Int, String)? {
+        var step = 0
+        var tag: String?
+        for field in ProtoReader.fields(event) {
+            switch (field.number, field.payload) {
+            case (2, .varint(let v)): step = Int(truncatingIfNeeded: v)
+            case (5, .bytes(let summary)):
+                for value in ProtoReader.fields(summary) where value.number == 1 {
+                    guard case .bytes(let v) = value.payload else { continue }
+                    for f in ProtoReader.fields(v) where f.number == 1 {
+                        if case .bytes(let t) = f.payload, tag == nil { tag = String(decoding: t, as: UTF8.self) }
+                    }
+                }
+            default: break
+            }
+        }
+        return tag.map { (step, $0) }
+    }
+}
+
+/// Just enough protobuf decoding to read back the events this file writes.
+enum ProtoReader {
+    enum Payload { case varint(UInt64), bytes([UInt8]), fixed }
+    struct Field { var number: Int; var payload: Payload }
+
+    /// The fields of a message; stops at the first malformed one.
+    static func fields(_ buf: [UInt8]) -> [Field] {
+        var out: [Field] = []
+        var i = 0
+        func varint() -> UInt64? {
+            var result: UInt64 = 0
+            var shift: UInt64 = 0
+            while i < buf.count && shift < 64 {
+                let b = buf[i]; i += 1
+                result |= UInt64(b & 0x7F) << shift
+                if b & 0x80 == 0 { return result }
+                shift += 7
+            }
+            return nil
+        }
+        while i < buf.count {
+            guard let key = varint() else { break }
+            let number = Int(key >> 3)
+            switch key & 7 {
+            case 0:
+                guard let v = varint() else { return out }
+                out.append(Field(number: number, payload: .varint(v)))
+            case 1:
+                guard i + 8 <= buf.count else { return out }
+                i += 8; out.append(Field(number: number, payload: .fixed))
+            case 5:
+                guard i + 4 <= buf.count else { return out }
+                i += 4; out.append(Field(number: number, payload: .fixed))
+            case 2:
+                guard let n = varint(), n <= UInt64(buf.count - i) else { return out }
+                out.append(Field(number: number, payload: .bytes(Array(buf[i..<i + Int(n)]))))
+                i += Int(n)
+            default:
+                return out
+            }
+        }
+        return out
+    }
 }
 
 /// TFRecord framing: `uint64 length, uint32 masked_crc32c(length), data, uint32 masked_crc32c(data)`, little-endian.
@@ -66,6 +161,31 @@ public enum TFRecord {
         out.append(contentsOf: data)
         var dataCRC = maskedCRC32C(data).littleEndian
         withUnsafeBytes(of: &dataCRC) { out.append(contentsOf: $0) }
+        return out
+    }
+
+    /// The records of a TFRecord file, each checked against both CRCs; nil for the first one that
+    /// is torn or corrupt (and nothing after it).
+    public static func records(in data: Data) -> [[UInt8]?] {
+        let bytes = [UInt8](data)
+        var out: [[UInt8]?] = []
+        var i = 0
+        func le<T: FixedWidthInteger>(_ at: Int, _: T.Type) -> T {
+            var v: T = 0
+            for k in 0..<MemoryLayout<T>.size { v |= T(bytes[at + k]) << (8 * k) }
+            return v
+        }
+        while i < bytes.count {
+            guard i + 12 <= bytes.count else { out.append(nil); break }
+            let length = le(i, UInt64.self)
+            guard le(i + 8, UInt32.self) == maskedCRC32C(Array(bytes[i..<i + 8])),
+                  length <= UInt64(bytes.count - i - 16) else { out.append(nil); break }
+            let start = i + 12, end = start + Int(length)
+            let record = Array(bytes[start..<end])
+            guard le(end, UInt32.self) == maskedCRC32C(record) else { out.append(nil); break }
+            out.append(record)
+            i = end + 4
+        }
         return out
     }
 

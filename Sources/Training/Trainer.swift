@@ -91,7 +91,10 @@ final class Trainer {
         metricsFile = try LineFile(url: run.metrics)
         let eventsURL = request.environment["FERRY_EVENTS"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) } ?? run.events
         events = try EventLog(url: eventsURL, outputRoot: run.outputRoot)
-        if config.trainer.tensorboard { tensorboard = try TensorBoardWriter(directory: run.url) }
+        if config.trainer.tensorboard {
+            try TensorBoardWriter.dropScalars(in: run.url, afterEpoch: state.epoch, afterStep: state.globalStep)
+            tensorboard = try TensorBoardWriter(directory: run.url)
+        }
 
         record.set("status", .string("running"))
         record.set("name", .string(config.name))

@@ -159,6 +159,31 @@ import Testing
         #expect(ma.map { $0["val_loss"] as? Double ?? 0 } == mb.map { $0["val_loss"] as? Double ?? 0 })
         #expect(ma.map { $0["lr"] as? Double ?? 0 } == [0.002, 0.001, 0.0005, 0.00025])
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path("saved/quick").path).sorted() == ["parts", "whole"])
+        // TensorBoard: the two parts' events files hold the whole run's points, each once.
+        if Python.path != nil || isCI {
+            func points(_ run: URL) throws -> [String] {
+                try FileManager.default.contentsOfDirectory(atPath: run.path).filter { $0.hasPrefix("events.out.tfevents.") }.sorted()
+                    .flatMap { name -> [String] in
+                        let scalars = try Python.runFixture("read_tfevents.py", [run.appendingPathComponent(name).path])["scalars"] as? [[String: Any]] ?? []
+                        return scalars.map { "\($0["tag"] as? String ?? "?")@\($0["step"] as? Int ?? -1)=\($0["value"] as? Double ?? .nan)" }
+                    }.sorted()
+            }
+            let whole = try points(dir.path("saved/quick/whole")), split = try points(parts)
+            #expect(!whole.isEmpty && split == whole)
+        }
+        // Resuming again from epoch 2's checkpoint repeats epochs 3 and 4 and draws them once.
+        if Python.path != nil || isCI {
+            let again = try ferry(["train", "--resume", parts.appendingPathComponent("checkpoints/epoch-2").path, "--epochs", "4"] + quiet, in: dir.url)
+            #expect(again.status == 0, "\(again.stderr)")
+            let names = try FileManager.default.contentsOfDirectory(atPath: parts.path).filter { $0.hasPrefix("events.out.tfevents.") }
+            var seen: [String: Int] = [:]
+            for name in names {
+                let scalars = try Python.runFixture("read_tfevents.py", [parts.appendingPathComponent(name).path])["scalars"] as? [[String: Any]] ?? []
+                for s in scalars { seen["\(s["tag"] as? String ?? "?")@\(s["step"] as? Int ?? -1)", default: 0] += 1 }
+            }
+            #expect(seen["loss/valid@4"] == 1 && seen["loss/valid@3"] == 1 && seen["loss/valid@1"] == 1, "\(seen.filter { $0.key.hasPrefix("loss/valid") })")
+            #expect(seen.values.allSatisfy { $0 == 1 }, "points drawn twice: \(seen.filter { $0.value > 1 }.keys.sorted())")
+        }
     }
 
     /// SIGTERM mid-epoch: the step finishes, last/ is written, exit 75; resuming from there ends

@@ -51,6 +51,36 @@ import Testing
         #expect(r.status != 0 && r.stderr.contains("data CRC mismatch"))
     }
 
+    /// A resume from an earlier checkpoint first drops the scalars it will write again: epoch
+    /// scalars after its epoch, `step/` scalars after its global step, and a torn last record.
+    @Test(.enabled(if: Python.path != nil || isCI)) func resumeDropsTheScalarsItWillWriteAgain() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let writer = try TensorBoardWriter(directory: dir.url, wallTime: 1_700_000_000)
+        for epoch in 1...3 {
+            for k in 1...2 { writer.add(scalars: [("step/loss", Double(epoch * 10 + k))], step: (epoch - 1) * 20 + k * 10) }
+            writer.add(scalars: [("loss/train", Double(epoch)), ("lr", 0.1)], step: epoch)
+        }
+        writer.flush()
+        let untouched = try TensorBoardWriter(directory: dir.url, wallTime: 1_600_000_000)
+        untouched.add(scalars: [("loss/train", 9)], step: 1)
+        untouched.flush()
+        let untouchedBytes = try Data(contentsOf: untouched.url)
+        // A crash in the middle of a write leaves half a record at the end.
+        let handle = try FileHandle(forWritingTo: writer.url)
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(TFRecord.frame([1, 2, 3, 4, 5]).prefix(9)))
+        try handle.close()
+
+        try TensorBoardWriter.dropScalars(in: dir.url, afterEpoch: 2, afterStep: 25)
+        let out = try Python.runFixture("read_tfevents.py", [writer.url.path])
+        let scalars = try #require(out["scalars"] as? [[String: Any]])
+        let points = scalars.map { "\($0["tag"] as? String ?? "?")@\($0["step"] as? Int ?? -1)" }
+        #expect(points == ["step/loss@10", "step/loss@20", "loss/train@1", "lr@1", "loss/train@2", "lr@2"])
+        #expect(out["file_version"] as? String == "brain.Event:2")
+        #expect(try Data(contentsOf: untouched.url) == untouchedBytes, "a file with nothing to drop is left as it was")
+    }
+
     /// A model's state dict plus mixed-width tensors, as a checkpoint holds them.
     func sampleTensors() -> [String: Tensor] {
         let model = GlobalRandom.withSeed(5) { MnistModel() }
