@@ -164,7 +164,7 @@ final class Trainer {
         if let validSet { validLoader = DataLoader(validSet, batchSize: batchSize, shuffle: false, prefetch: loaderArgs.int("prefetch")) }
 
         // Model, optimizer, scheduler, loss, metrics.
-        if request.randomness == .global { Tensor.manualSeed(state.seed) }
+        Tensor.manualSeed(state.seed)   // the process-wide generator, or the run's own (scoped)
         guard let archType = registry.models[config.arch.type], let optType = registry.optimizers[config.optimizer.type],
               let lossType = registry.losses[config.loss.type] else {
             throw TrainingError.data("the registry lacks a type the config names")
@@ -213,8 +213,8 @@ final class Trainer {
         if let seed = config.seed, seed != loaded.state.seed {
             console.warning("the config's seed is \(seed), the checkpoint's \(loaded.state.seed): continuing with the checkpoint's")
         }
-        switch (request.randomness, loaded.state.rng) {
-        case (.global, let rng?) where rng.count == 4 && rng.contains(where: { $0 != 0 }):
+        switch loaded.state.rng {
+        case let rng? where rng.count == 4 && rng.contains(where: { $0 != 0 }):
             GlobalRandom.state = rng
         default:
             console.warning("the checkpoint has no random generator state for this run; dropout will draw differently than an uninterrupted run")
@@ -393,7 +393,7 @@ final class Trainer {
 
     private func stateData() -> Data {
         var s = state
-        s.rng = request.randomness == .global ? GlobalRandom.state : nil
+        s.rng = GlobalRandom.state
         return Checkpoint.encodeState(s, optimizer: optimizer, optimizerType: config.optimizer.type, scheduler: scheduler,
                                       schedulerType: config.lrScheduler?.type, monitor: config.trainer.monitor)
     }

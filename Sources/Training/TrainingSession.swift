@@ -7,9 +7,9 @@ public enum RandomnessMode: Sendable {
     /// checkpoint, so a resumed run is bit-identical to an uninterrupted one. `ferry train` runs
     /// this way: it owns its process.
     case global
-    /// Draws from a generator of this run's own (`GlobalRandom.withSeed`), leaving other users of
-    /// the global generator in the process undisturbed (tests). Checkpoints then carry no
-    /// generator state: a resume with dropout draws differently.
+    /// The same, on a generator of this run's own (`GlobalRandom.withSeed` around the whole run:
+    /// model building, dropout, checkpoints), leaving other users of the process-wide generator
+    /// undisturbed — for training inside a program that does other work (and for tests).
     case scoped
 }
 
@@ -106,19 +106,23 @@ public enum TrainingSession {
         if request.handleSignals {
             request.stop.installSignalHandlers { sink.err("\n\($0)\n") }
         }
-        let trainer: Trainer
-        do {
-            trainer = try Trainer(config: config, run: run, resumeFrom: resumeFrom, request: request)
-        } catch let error as TrainingError {
-            return invalid(error)
-        } catch {
-            return invalid(.checkpoint(path: resumeFrom?.path ?? "", reason: "\(error)"))
+        func start() -> TrainOutcome {
+            let trainer: Trainer
+            do {
+                trainer = try Trainer(config: config, run: run, resumeFrom: resumeFrom, request: request)
+            } catch let error as TrainingError {
+                return invalid(error)
+            } catch {
+                return invalid(.checkpoint(path: resumeFrom?.path ?? "", reason: "\(error)"))
+            }
+            return trainer.execute()
         }
         switch request.randomness {
         case .global:
-            return trainer.execute()
+            return start()
         case .scoped:
-            return GlobalRandom.withSeed(trainer.state.seed) { trainer.execute() }
+            // The trainer seeds (or restores) this scope's generator itself.
+            return GlobalRandom.withSeed(0) { start() }
         }
     }
 

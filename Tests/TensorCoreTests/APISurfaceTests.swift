@@ -39,6 +39,21 @@ import TensorCore   // not @testable: only the public surface
         }
     }
 
+    /// Inside `withSeed`, `manualSeed` and `GlobalRandom.state` act on the scope's generator (like
+    /// `torch.manual_seed` inside `fork_rng`), so a scoped run can seed, save and restore its own.
+    @Test func seedAndStateActOnTheScope() {
+        let a = GlobalRandom.withSeed(1) { () -> [Float] in Tensor.manualSeed(7); return Tensor.rand([4]).scalars(as: Float.self) }
+        let b = GlobalRandom.withSeed(2) { () -> [Float] in Tensor.manualSeed(7); return Tensor.rand([4]).scalars(as: Float.self) }
+        #expect(a == b)
+        GlobalRandom.withSeed(3) {
+            let saved = GlobalRandom.state
+            let x = Tensor.randn([5]).scalars(as: Float.self)
+            GlobalRandom.state = saved
+            #expect(Tensor.randn([5]).scalars(as: Float.self) == x)
+            #expect(GlobalRandom.state != saved)
+        }
+    }
+
     @Test func npyInterop() throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("api-\(UUID().uuidString).npy")
         defer { try? FileManager.default.removeItem(at: url) }

@@ -64,18 +64,20 @@ public enum GlobalRandom {
         try $scoped.withValue(RandomSource(seed: seed)) { try body() }
     }
 
-    public static func seed(_ seed: UInt64) { generator.withLock { $0 = Xoshiro256(seed: seed) } }
+    /// Seeds the current generator: this task's `withSeed` scope's, else the process-wide one (as
+    /// `torch.manual_seed` inside `torch.random.fork_rng` seeds the forked state).
+    public static func seed(_ seed: UInt64) { withGenerator { $0 = Xoshiro256(seed: seed) } }
 
-    /// The generator's state, to save in a checkpoint.
+    /// The current generator's state (the scope's inside `withSeed`), to save in a checkpoint.
     public static var state: [UInt64] {
-        get { generator.withLock { $0.state } }
+        get { withGenerator { $0.state } }
         set {
             guard let g = Xoshiro256(state: newValue) else { shapeError("GlobalRandom.state: expected four words, not all zero") }
-            generator.withLock { $0 = g }
+            withGenerator { $0 = g }
         }
     }
 
-    /// Runs `body` with exclusive use of the global generator.
+    /// Runs `body` with exclusive use of the current generator (the scope's inside `withSeed`).
     public static func withGenerator<R>(_ body: (inout Xoshiro256) -> R) -> R {
         if let source = scoped { return source.generator.withLock { body(&$0) } }
         return generator.withLock { body(&$0) }
