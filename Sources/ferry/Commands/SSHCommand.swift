@@ -6,7 +6,7 @@ import SSH
 struct SSHCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ssh",
-        abstract: "Open a shell on a host, or run one command there.",
+        abstract: "Open a shell on a host (or in a job's folder on its host), or run one command there.",
         discussion: """
         TARGET is a job id (a shell in that job's folder on its host), a host from `ferry hosts`, \
         a Host alias from ~/.ssh/config ($HOME/.ssh/config) or user@host[:port]. ferry speaks \
@@ -19,7 +19,7 @@ struct SSHCommand: AsyncParsableCommand {
         (or --accept-new-host-key). The key is recorded in $FERRY_HOME/known_hosts.
         """)
 
-    @Argument(help: "A host alias from ~/.ssh/config, or user@host[:port].")
+    @Argument(help: "A job id, a host from `ferry hosts`, a Host alias from ~/.ssh/config, or user@host[:port].")
     var target: String
 
     @Argument(parsing: .postTerminator, help: "The command to run instead of a shell (after --).")
