@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -23,48 +24,27 @@ public final class ChildProcess: Sendable {
     /// session and terminal (setsid) — for a detached `host up`; otherwise it gets its own group.
     public static func spawn(_ executable: String, _ arguments: [String], environment: [String: String],
                              logFile: String?, stdinData: Data? = nil, newSession: Bool = false) throws -> ChildProcess {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
         var stdinPipe: [Int32] = [-1, -1]
         if stdinData != nil {
             guard pipe(&stdinPipe) == 0 else { throw TunnelError.io(path: executable, reason: "pipe: \(String(cString: strerror(errno)))") }
             _ = fcntl(stdinPipe[1], F_SETFD, FD_CLOEXEC)
-            posix_spawn_file_actions_adddup2(&actions, stdinPipe[0], 0)
-        } else {
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         }
-        let output = logFile ?? "/dev/null"
-        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        ChildProcess.closeFrom3(&actions)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var none = sigset_t()
-        sigemptyset(&none)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
-        if newSession { flags |= ChildProcess.spawnSetSID } else {
-            flags |= Int32(POSIX_SPAWN_SETPGROUP)
-            posix_spawnattr_setpgroup(&attributes, 0)
-        }
-        posix_spawnattr_setflags(&attributes, Int16(flags))
-        var argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for p in argv { free(p) } }
-        var envp: [UnsafeMutablePointer<CChar>?] = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { for p in envp { free(p) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, &actions, &attributes, &argv, &envp)
-        if stdinData != nil { close(stdinPipe[0]) }
-        guard rc == 0 else {
-            if stdinData != nil { close(stdinPipe[1]) }
-            throw TunnelError.io(path: executable, reason: "cannot start it: \(String(cString: strerror(rc)))")
+        let pid: pid_t
+        do {
+            pid = try POSIX.spawn([executable] + arguments, environment: environment,
+                                  stdin: stdinData == nil ? .null : .fd(stdinPipe[0]),
+                                  stdout: .file(logFile ?? "/dev/null", append: true, mode: 0o600), stderr: .sameAs(1),
+                                  newSession: newSession, newGroup: !newSession)
+        } catch {
+            if stdinData != nil { close(stdinPipe[0]); close(stdinPipe[1]) }
+            switch error {
+            case JobsError.io(_, let reason): throw TunnelError.io(path: executable, reason: reason)
+            case JobsError.commandNotFound: throw TunnelError.io(path: executable, reason: "cannot start it: \(String(cString: strerror(ENOENT)))")
+            default: throw TunnelError.io(path: executable, reason: "cannot start it: \(error)")
+            }
         }
         if let stdinData {
+            close(stdinPipe[0])
             stdinData.withUnsafeBytes { raw in
                 var done = 0
                 while done < raw.count {
@@ -77,18 +57,6 @@ public final class ChildProcess: Sendable {
             close(stdinPipe[1])
         }
         return ChildProcess(pid: pid, executable: executable, arguments: arguments, logFile: logFile)
-    }
-
-    /// glibc's POSIX_SPAWN_SETSID (not exported to Swift without _GNU_SOURCE).
-    static let spawnSetSID: Int32 = 0x80
-
-    /// Closes every descriptor above 2 in the child (glibc >= 2.34), so no socket or lock of ours
-    /// outlives us in a long-running child.
-    private static func closeFrom3(_ actions: inout posix_spawn_file_actions_t) {
-        typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return }
-        let closeFrom = unsafeBitCast(symbol, to: CloseFrom.self)
-        _ = closeFrom(&actions, 3)
     }
 
     /// The exit status (128+N for a signal) once it ended; nil while it runs. Never blocks.

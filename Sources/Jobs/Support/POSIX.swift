@@ -5,7 +5,7 @@ import Glibc
 
 /// Small POSIX helpers the registry, the agent and the supervisor share: atomic files, locks,
 /// process spawning, liveness.
-enum POSIX {
+package enum POSIX {
     static func errorText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
 
     /// Writes `data` to `path` through a temporary file in the same folder, fsynced, then renamed
@@ -144,18 +144,21 @@ enum POSIX {
     }()
 
     /// Where a spawned child's standard streams go.
-    enum Stream {
+    package enum Stream {
         case inherit
         case null
         case fd(Int32)
-        case file(String, append: Bool)
+        /// Opened (created with `mode`) for writing, appended to or truncated.
+        case file(String, append: Bool, mode: mode_t = 0o644)
+        /// The same as the child's descriptor `of`, set up before (stderr as stdout: `2>&1`).
+        case sameAs(Int32)
     }
 
     /// Starts `arguments[0]` (searched in PATH when it has no `/`) with exactly `environment`.
     /// `newSession` makes it a session and group leader (setsid); `newGroup` only a group leader.
     /// Signal dispositions and the mask are reset, so a child never inherits an ignored SIGPIPE;
     /// `keepIgnored` are ignored in this process and so in the child (for the supervisor).
-    static func spawn(_ arguments: [String], environment: [String: String], stdin: Stream = .null, stdout: Stream = .inherit,
+    package static func spawn(_ arguments: [String], environment: [String: String], stdin: Stream = .null, stdout: Stream = .inherit,
                       stderr: Stream = .inherit, newSession: Bool = false, newGroup: Bool = false,
                       keepIgnored: [Int32] = [], directory: String? = nil) throws -> pid_t {
         guard let program = arguments.first, !program.isEmpty else { throw JobsError.emptyCommand }
@@ -167,8 +170,9 @@ enum POSIX {
             case .inherit: break
             case .null: posix_spawn_file_actions_addopen(&actions, target, "/dev/null", target == 0 ? O_RDONLY : O_WRONLY, 0)
             case .fd(let fd): posix_spawn_file_actions_adddup2(&actions, fd, target)
-            case .file(let path, let append):
-                posix_spawn_file_actions_addopen(&actions, target, path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0o644)
+            case .file(let path, let append, let mode):
+                posix_spawn_file_actions_addopen(&actions, target, path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), mode)
+            case .sameAs(let fd): posix_spawn_file_actions_adddup2(&actions, fd, target)
             }
         }
         apply(stdin, 0); apply(stdout, 1); apply(stderr, 2)
