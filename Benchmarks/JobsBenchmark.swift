@@ -192,16 +192,7 @@ enum JobsBenchmark {
         return String(decoding: data, as: UTF8.self)
     }
 
-    static func blocking(_ body: @escaping @Sendable () async throws -> Void) {
-        let done = DispatchSemaphore(value: 0)
-        let failure = Mutex<String?>(nil)
-        Task {
-            do { try await body() } catch { failure.withLock { $0 = "\(error)" } }
-            done.signal()
-        }
-        done.wait()
-        if let message = failure.withLock({ $0 }) { print("  jobs: failed: \(message)") }
-    }
+    static func blocking(_ body: @escaping @Sendable () async throws -> Void) { runBlocking(failurePrefix: "jobs: failed", body) }
 }
 
 /// Whole lines out of a byte stream.

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Runs a committed Python reference script (scripts/bench/) and decodes its one JSON line.
 /// The interpreter is `$FERRY_BENCH_PYTHON`, else `python3` on PATH.
@@ -53,3 +54,16 @@ func measure(trials: Int = 5, minTime: Double = 0.2, warmup: Int = 3, _ body: ()
 
 func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + String(repeating: " ", count: width - s.count) }
 func fmt(_ x: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", x) }
+
+/// Runs async work from the synchronous benchmark driver; a failure is printed after `prefix`
+/// (the benchmark goes on with its next measurement).
+func runBlocking(failurePrefix prefix: String, _ body: @escaping @Sendable () async throws -> Void) {
+    let done = DispatchSemaphore(value: 0)
+    let failure = Mutex<String?>(nil)
+    Task {
+        do { try await body() } catch { failure.withLock { $0 = "\(error)" } }
+        done.signal()
+    }
+    done.wait()
+    if let message = failure.withLock({ $0 }) { print("  \(prefix): \(message)") }
+}

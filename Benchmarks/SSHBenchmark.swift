@@ -170,14 +170,5 @@ enum SSHBenchmark {
     }
 
     /// Runs async work from the synchronous benchmark driver.
-    static func blocking(_ body: @escaping @Sendable () async throws -> Void) {
-        let done = DispatchSemaphore(value: 0)
-        let failure = Mutex<String?>(nil)
-        Task {
-            do { try await body() } catch { failure.withLock { $0 = "\(error)" } }
-            done.signal()
-        }
-        done.wait()
-        if let message = failure.withLock({ $0 }) { print("  ferry failed: \(message)") }
-    }
+    static func blocking(_ body: @escaping @Sendable () async throws -> Void) { runBlocking(failurePrefix: "ferry failed", body) }
 }
