@@ -45,9 +45,19 @@ public enum KnownHosts {
         "\(hostName) \(keyType) \(keyBase64)"
     }
 
-    /// Appends `line` to `file` unless already there: under an flock on `file.lock`, the new content is
-    /// written to a temporary file, fsynced and renamed over, so readers never see half a line.
+    /// Appends `line` to `file` unless already there (through `update`).
     public static func record(_ line: String, in file: String) throws {
+        try update(file) { content in
+            if content.split(separator: "\n").contains(where: { $0 == line }) { return nil }
+            return content + (content.isEmpty || content.hasSuffix("\n") ? "" : "\n") + line + "\n"
+        }
+    }
+
+    /// Replaces ferry's known_hosts `file` with what `edit` makes of its content (nil: leave it as
+    /// it is). Every writer goes through here: under an flock on `file.lock`, the new content is
+    /// written to a temporary file (mode 0600), fsynced and renamed over, so concurrent writers
+    /// never lose an entry and readers never see half a line. The folder is created 0700.
+    public static func update(_ file: String, _ edit: (String) -> String?) throws {
         let dir = (file as NSString).deletingLastPathComponent
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
@@ -60,14 +70,12 @@ public enum KnownHosts {
         defer { close(lockFD) }
         guard flock(lockFD, LOCK_EX) == 0 else { throw SSHError.knownHostsUnwritable(path: file, reason: String(cString: strerror(errno))) }
         defer { flock(lockFD, LOCK_UN) }
-        var content = FileManager.default.contents(atPath: file).map { String(decoding: $0, as: UTF8.self) } ?? ""
-        if content.split(separator: "\n").contains(where: { $0 == line }) { return }
-        if !content.isEmpty && !content.hasSuffix("\n") { content += "\n" }
-        content += line + "\n"
+        let content = FileManager.default.contents(atPath: file).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        guard let updated = edit(content) else { return }
         let temp = file + ".tmp-\(getpid())"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SSHError.knownHostsUnwritable(path: file, reason: String(cString: strerror(errno))) }
-        let bytes = Array(content.utf8)
+        let bytes = Array(updated.utf8)
         var written = 0
         while written < bytes.count {
             let n = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
@@ -79,6 +87,7 @@ public enum KnownHosts {
             }
             written += n
         }
+        fchmod(fd, 0o600)
         fsync(fd)
         close(fd)
         guard rename(temp, file) == 0 else {

@@ -23,28 +23,22 @@ public struct PublicHostKey: Sendable, Equatable, Codable {
 public enum KnownHostsEditor {
     /// Replaces the plain entries for each of `names` in `file` with `key`.
     public static func pin(_ key: PublicHostKey, names: [String], in file: String) throws {
-        let dir = (file as NSString).deletingLastPathComponent
         do {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw TunnelError.io(path: file, reason: "\(error)")
+            // Through KnownHosts.update: its lock keeps the SSH module's own appends from interleaving.
+            try KnownHosts.update(file) { existing in
+                var kept: [String] = []
+                for line in existing.split(separator: "\n", omittingEmptySubsequences: true).map(String.init) {
+                    let first = line.split(separator: " ", maxSplits: 1).first.map(String.init) ?? ""
+                    let hosts = first.split(separator: ",").map(String.init)
+                    if !line.hasPrefix("#"), !line.hasPrefix("@"), hosts.contains(where: { names.contains($0) }) { continue }
+                    kept.append(line)
+                }
+                kept += names.map { key.knownHostsLine(for: $0) }
+                return kept.joined(separator: "\n") + "\n"
+            }
+        } catch SSHError.knownHostsUnwritable(let path, let reason) {
+            throw TunnelError.io(path: path, reason: reason)
         }
-        // The same lock file KnownHosts.record uses, so the SSH module's appends never interleave.
-        let lockFD = open(file + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard lockFD >= 0 else { throw TunnelError.io(path: file, reason: String(cString: strerror(errno))) }
-        defer { close(lockFD) }
-        guard flock(lockFD, LOCK_EX) == 0 else { throw TunnelError.io(path: file, reason: String(cString: strerror(errno))) }
-        defer { flock(lockFD, LOCK_UN) }
-        let existing = FileManager.default.contents(atPath: file).map { String(decoding: $0, as: UTF8.self) } ?? ""
-        var kept: [String] = []
-        for line in existing.split(separator: "\n", omittingEmptySubsequences: true).map(String.init) {
-            let first = line.split(separator: " ", maxSplits: 1).first.map(String.init) ?? ""
-            let hosts = first.split(separator: ",").map(String.init)
-            if !line.hasPrefix("#"), !line.hasPrefix("@"), hosts.contains(where: { names.contains($0) }) { continue }
-            kept.append(line)
-        }
-        kept += names.map { key.knownHostsLine(for: $0) }
-        try HostSetup.writeFile(file, kept.joined(separator: "\n") + "\n", mode: 0o600)
     }
 
     /// The plain entries for `name` in `file`.

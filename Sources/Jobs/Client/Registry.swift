@@ -1,4 +1,5 @@
 import Foundation
+import SSH
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -210,22 +211,24 @@ extension String {
     }
 }
 
-/// Edits ferry's own known_hosts (the SSH module appends to it under `known_hosts.lock`; the same
-/// lock is taken here).
+/// Edits ferry's own known_hosts through the SSH module's `KnownHosts.update` (its lock, its
+/// atomic rewrite), so an entry the SSH module records meanwhile is never lost.
 enum KnownHostsFile {
     /// Drops lines whose host field names any of `names` (`host` or `[host]:port`).
     static func remove(names: [String], from file: String) throws {
         guard POSIX.exists(file), !names.isEmpty else { return }
-        try FileLock.with(file + ".lock") {
-            guard let data = POSIX.read(file) else { return }
-            let lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
-            let kept = lines.filter { line in
-                guard let field = line.split(separator: " ").first else { return true }
-                let hosts = field.split(separator: ",").map(String.init)
-                return !hosts.contains(where: names.contains)
+        do {
+            try KnownHosts.update(file) { content in
+                let lines = content.split(separator: "\n", omittingEmptySubsequences: false)
+                let kept = lines.filter { line in
+                    guard let field = line.split(separator: " ").first else { return true }
+                    let hosts = field.split(separator: ",").map(String.init)
+                    return !hosts.contains(where: names.contains)
+                }
+                return kept.count == lines.count ? nil : kept.joined(separator: "\n")
             }
-            guard kept.count != lines.count else { return }
-            try POSIX.writeAtomically(Data(kept.joined(separator: "\n").utf8), to: file, mode: 0o600)
+        } catch SSHError.knownHostsUnwritable(let path, let reason) {
+            throw JobsError.io(path: path, reason: reason)
         }
     }
 }
