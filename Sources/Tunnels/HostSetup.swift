@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import SSH
 #if canImport(Glibc)
 import Glibc
@@ -177,30 +178,14 @@ public enum HostSetup {
         return nil
     }
 
-    /// Writes through a temporary file and a rename, with `mode`.
+    /// Writes through a temporary file, fsync and a rename (Jobs' `POSIX.writeAtomically`), leaving
+    /// the file with exactly `mode` whatever the umask (sshd checks these modes).
     static func writeFile(_ path: String, _ text: String, mode: mode_t) throws {
-        let temp = path + ".tmp-\(getpid())"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw TunnelError.io(path: path, reason: String(cString: strerror(errno))) }
-        let bytes = Array(text.utf8)
-        var done = 0
-        while done < bytes.count {
-            let n = bytes[done...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else {
-                let reason = String(cString: strerror(errno))
-                close(fd); unlink(temp)
-                throw TunnelError.io(path: path, reason: reason)
-            }
-            done += n
-        }
-        fchmod(fd, mode)
-        fsync(fd)
-        close(fd)
-        guard rename(temp, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temp)
+        do {
+            try POSIX.writeAtomically(Data(text.utf8), to: path, mode: mode)
+        } catch JobsError.io(_, let reason) {
             throw TunnelError.io(path: path, reason: reason)
         }
+        chmod(path, mode)
     }
 }

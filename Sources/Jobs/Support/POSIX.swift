@@ -10,7 +10,7 @@ package enum POSIX {
 
     /// Writes `data` to `path` through a temporary file in the same folder, fsynced, then renamed
     /// over: a reader (or a crash) sees the old content or the new, never half of either.
-    static func writeAtomically(_ data: Data, to path: String, mode: mode_t = 0o644) throws {
+    package static func writeAtomically(_ data: Data, to path: String, mode: mode_t = 0o644) throws {
         let dir = (path as NSString).deletingLastPathComponent
         let temp = (dir as NSString).appendingPathComponent(".\((path as NSString).lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
