@@ -30,6 +30,16 @@ struct Tmux {
     func kill() { _ = try? run(["kill-server"]) }
 }
 
+/// The built `ferry` executable; nil when it is not built (a recorded issue under CI, where it must be).
+func builtFerry() -> String? {
+    let ferry = TestPaths.ferryBinary.path
+    guard FileManager.default.isExecutableFile(atPath: ferry) else {
+        if TestPaths.isCI { Issue.record("the ferry binary is not built at \(ferry)") }
+        return nil
+    }
+    return ferry
+}
+
 /// A PATH holding only fake `ssh` and `scp` that leave a marker if anything ever runs them.
 func fakeSSHBin(_ box: Sandbox) throws -> (path: String, marker: String) {
     let bin = box.path("fakebin")
@@ -67,11 +77,7 @@ func fakeSSHBin(_ box: Sandbox) throws -> (path: String, marker: String) {
 
     @Test func ferrySSHInTmuxForwardsSizeAndRestoresTheTerminal() async throws {
         guard let sshd = try TestSSHD.shared() else { return }
-        let ferry = TestPaths.ferryBinary.path
-        guard FileManager.default.isExecutableFile(atPath: ferry) else {
-            if TestPaths.isCI { Issue.record("the ferry binary is not built at \(ferry)") }
-            return
-        }
+        guard let ferry = builtFerry() else { return }
         let box = try Sandbox(); defer { box.remove() }
         let fake = try fakeSSHBin(box)
         let tmux = Tmux(); defer { tmux.kill() }
@@ -101,11 +107,7 @@ func fakeSSHBin(_ box: Sandbox) throws -> (path: String, marker: String) {
 
     @Test func terminalIsRestoredWhenFerryIsKilled() async throws {
         guard let sshd = try TestSSHD.shared() else { return }
-        let ferry = TestPaths.ferryBinary.path
-        guard FileManager.default.isExecutableFile(atPath: ferry) else {
-            if TestPaths.isCI { Issue.record("the ferry binary is not built at \(ferry)") }
-            return
-        }
+        guard let ferry = builtFerry() else { return }
         let box = try Sandbox(); defer { box.remove() }
         let tmux = Tmux(); defer { tmux.kill() }
         try tmux.run(["new-session", "-d", "-s", "t", "-x", "100", "-y", "30", "env", "-i", "HOME=\(box.home)", "TERM=xterm",
@@ -131,11 +133,7 @@ func fakeSSHBin(_ box: Sandbox) throws -> (path: String, marker: String) {
 
     @Test func ferrySSHRunsACommandThroughAJumpWithoutAnySSHBinary() async throws {
         guard let sshd = try TestSSHD.shared() else { return }
-        let ferry = TestPaths.ferryBinary.path
-        guard FileManager.default.isExecutableFile(atPath: ferry) else {
-            if TestPaths.isCI { Issue.record("the ferry binary is not built at \(ferry)") }
-            return
-        }
+        guard let ferry = builtFerry() else { return }
         let box = try Sandbox(); defer { box.remove() }
         let fake = try fakeSSHBin(box)
         try await withJumpHost { jump in
@@ -195,11 +193,7 @@ func fakeSSHBin(_ box: Sandbox) throws -> (path: String, marker: String) {
 
     @Test func encryptedKeyAsksForItsPassphraseOnTheTerminal() async throws {
         guard try TestSSHD.shared() != nil else { return }
-        let ferry = TestPaths.ferryBinary.path
-        guard FileManager.default.isExecutableFile(atPath: ferry) else {
-            if TestPaths.isCI { Issue.record("the ferry binary is not built at \(ferry)") }
-            return
-        }
+        guard let ferry = builtFerry() else { return }
         let box = try Sandbox(); defer { box.remove() }
         try await withEncryptedKeyHost(box) { host, key in
             let tmux = Tmux(); defer { tmux.kill() }
