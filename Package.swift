@@ -2,8 +2,9 @@
 import PackageDescription
 
 // The house (see README and ../shared/ARCHITECTURE.md): arrows point down only.
-//   ferry -> Training, Tunnels -> Jobs -> SSH -> CLibSSH
-//   Training -> Data -> NN/Optim -> TensorCore -> CDNNL
+//   ferry -> Training -> NN, Optim, Data -> TensorCore -> System
+//   ferry -> Tunnels -> SSH -> System;  ferry -> Jobs -> SSH
+// System (errno, atomic writes, spawn, locks) is the ground under both stacks.
 // The engine's kernels are compiled for AVX2 + FMA (x86-64-v3: every x86 server CPU since 2013),
 // which doubles the width of every SIMD loop. `ferry` checks the CPU before engine code runs and
 // says so on an older one; the runner side (agent, jobs, tunnels) is compiled for baseline x86-64.
@@ -19,6 +20,7 @@ let package = Package(
     products: [
         .executable(name: "ferry", targets: ["ferry"]),
         .executable(name: "Benchmarks", targets: ["Benchmarks"]),
+        .library(name: "System", targets: ["System"]),
         .library(name: "TensorCore", targets: ["TensorCore"]),
         .library(name: "NN", targets: ["NN"]),
         .library(name: "Optim", targets: ["Optim"]),
@@ -41,21 +43,24 @@ let package = Package(
         .systemLibrary(name: "CLibSSH", path: "Sources/CLibSSH", pkgConfig: "libssh", providers: [.apt(["libssh-dev"])]),
         .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
+        // The ground: every system call, atomic write and spawn, written once. Baseline x86-64.
+        .target(name: "System"),
+
         // Engine
-        .target(name: "TensorCore", dependencies: ["CDNNL"], swiftSettings: engineFlags),
+        .target(name: "TensorCore", dependencies: ["System", "CDNNL"], swiftSettings: engineFlags),
         .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: engineFlags),
-        .target(name: "Optim", dependencies: ["TensorCore", "NN"], swiftSettings: engineFlags),
+        .target(name: "Optim", dependencies: ["TensorCore", "System"], swiftSettings: engineFlags),
         .target(name: "Data", dependencies: ["TensorCore", "CZlib"], swiftSettings: engineFlags),
-        .target(name: "Training", dependencies: ["TensorCore", "NN", "Optim", "Data"], swiftSettings: engineFlags),
+        .target(name: "Training", dependencies: ["System", "TensorCore", "NN", "Optim", "Data"], swiftSettings: engineFlags),
 
         // Runner
-        .target(name: "SSH", dependencies: ["CLibSSH", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "Jobs", dependencies: ["SSH", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "Tunnels", dependencies: ["SSH", "Jobs", "CCurl"]),
+        .target(name: "SSH", dependencies: ["System", "CLibSSH", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Jobs", dependencies: ["System", "SSH", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Tunnels", dependencies: ["System", "SSH", "CCurl"]),
 
         // Roof
         .executableTarget(name: "ferry", dependencies: [
-            "TensorCore", "NN", "Optim", "Data", "Training", "SSH", "Jobs", "Tunnels",
+            "System", "TensorCore", "NN", "Optim", "Data", "Training", "SSH", "Jobs", "Tunnels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "Benchmarks", dependencies: ["TensorCore", "NN", "Optim", "Data", "SSH", "Jobs"],
@@ -71,7 +76,8 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Optim", "Data", "TensorCore", "FerryTestSupport"]),
         .testTarget(name: "SSHTests", dependencies: ["SSH", "FerryTestSupport"]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "SSH", "FerryTestSupport"]),
-        .testTarget(name: "TunnelsTests", dependencies: ["Tunnels", "Jobs", "SSH", "FerryTestSupport"]),
+        .testTarget(name: "TunnelsTests", dependencies: ["Tunnels", "Jobs", "SSH", "System", "FerryTestSupport"]),
+        .testTarget(name: "SystemTests", dependencies: ["System"]),
         .testTarget(name: "ferryTests", dependencies: ["FerryTestSupport"]),
     ]
 )

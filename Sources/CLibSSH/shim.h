@@ -13,11 +13,4 @@ static inline int ferry_ssh_set_uint(ssh_session s, enum ssh_options_e o, unsign
 static inline int ferry_ssh_set_string(ssh_session s, enum ssh_options_e o, const char *v) { return ssh_options_set(s, o, v); }
 static inline int ferry_ssh_set_fd(ssh_session s, int fd) { socket_t f = fd; return ssh_options_set(s, SSH_OPTIONS_FD, &f); }
 
-// ProxyCommand is spawned with nothing of ours open but its socket. glibc (>= 2.34) has this, but only
-// declares it under _GNU_SOURCE, which the Glibc module is not built with.
-#include <spawn.h>
-extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from);
-static inline int ferry_spawn_closefrom(posix_spawn_file_actions_t *actions, int from) {
-    return posix_spawn_file_actions_addclosefrom_np(actions, from);
-}
 #endif

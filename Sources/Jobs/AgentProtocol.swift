@@ -1,4 +1,5 @@
 import Foundation
+import System
 
 /// The agent's protocol: `ferry agent [--home DIR] VERB ARGS...` on the host, with a JSON request on
 /// stdin where a verb takes one, and one JSON object on stdout (exit 0), or `{"error": …}` (exit 1).
@@ -30,11 +31,6 @@ public struct PreflightRequest: Codable, Sendable {
     /// The job's file contents (sha256 → size): the answer says which the host lacks, and the
     /// space check counts them (sent once into the store, copied once into work/).
     public var blobs: [String: Int64]?
-    enum CodingKeys: String, CodingKey {
-        case paths, blobs
-        case neededBytes = "needed_bytes"
-        case needsEngine = "needs_engine"
-    }
     public init(neededBytes: Int64 = 0, paths: [String] = [], needsEngine: Bool = false, blobs: [String: Int64]? = nil) {
         self.neededBytes = neededBytes; self.paths = paths; self.needsEngine = needsEngine; self.blobs = blobs
     }
@@ -43,15 +39,9 @@ public struct PreflightRequest: Codable, Sendable {
 public struct GPUInfo: Codable, Sendable, Equatable {
     public var index: Int
     public var name: String
-    public var memoryTotalMiB: Int?
-    public var memoryUsedMiB: Int?
+    public var memoryTotalMib: Int?
+    public var memoryUsedMib: Int?
     public var utilizationPercent: Int?
-    enum CodingKeys: String, CodingKey {
-        case index, name
-        case memoryTotalMiB = "memory_total_mib"
-        case memoryUsedMiB = "memory_used_mib"
-        case utilizationPercent = "utilization_percent"
-    }
 }
 
 /// A library check: loaded, or why not.
@@ -68,7 +58,7 @@ public struct PreflightReport: Codable, Sendable {
     public var cpus: Int
     public var gpus: [GPUInfo]
     /// What `nvidia-smi` said when it failed; nil when it ran or is absent.
-    public var nvidiaSMI: String?
+    public var nvidiaSmi: String?
     public var cuda: LibraryCheck
     public var oneDNN: LibraryCheck
     /// CPU features the engine needs that this CPU lacks.
@@ -83,15 +73,10 @@ public struct PreflightReport: Codable, Sendable {
     /// Bytes of disk the job needs in all, as the host counted them.
     public var neededBytes: Int64
 
+    /// snake_case as everywhere (System's `JSONCoding`), but the library check is spelled "onednn".
     enum CodingKeys: String, CodingKey {
-        case ferry, home, cpus, gpus, cuda, problems, missing
-        case neededBytes = "needed_bytes"
-        case freeBytes = "free_bytes"
-        case nvidiaSMI = "nvidia_smi"
+        case ferry, home, cpus, gpus, cuda, problems, missing, neededBytes, freeBytes, nvidiaSmi, cpuMissing, missingPaths, missingLibraries
         case oneDNN = "onednn"
-        case cpuMissing = "cpu_missing"
-        case missingPaths = "missing_paths"
-        case missingLibraries = "missing_libraries"
     }
 }
 
@@ -112,10 +97,6 @@ struct JobResumeRequest: Codable {
     var id: String
     /// Arguments appended to the command for this attempt (a train job's `--resume auto`).
     var extraArguments: [String]
-    enum CodingKeys: String, CodingKey {
-        case id
-        case extraArguments = "extra_arguments"
-    }
 }
 
 /// A job as the host sees it.
@@ -126,10 +107,6 @@ public struct JobInfo: Codable, Sendable {
     /// The job's folder on the host (absolute).
     public var directory: String
     public var logBytes: Int64
-    enum CodingKeys: String, CodingKey {
-        case spec, status, progress, directory
-        case logBytes = "log_bytes"
-    }
 }
 
 public struct JobList: Codable, Sendable {
@@ -200,13 +177,13 @@ struct LogFrameParser {
             pendingData = (offset, length)
             return try next()
         case "E":
-            guard let status = try? JSON.decoder().decode(JobStatus.self, from: Data(rest.utf8)) else {
+            guard let status = try? JSONCoding.decoder().decode(JobStatus.self, from: Data(rest.utf8)) else {
                 throw LogFrameError.malformed(String(header.prefix(80)))
             }
             return .end(status)
         case "T":
             struct T: Codable { var offset: Int64 }
-            guard let t = try? JSON.decoder().decode(T.self, from: Data(rest.utf8)) else { throw LogFrameError.malformed(String(header.prefix(80))) }
+            guard let t = try? JSONCoding.decoder().decode(T.self, from: Data(rest.utf8)) else { throw LogFrameError.malformed(String(header.prefix(80))) }
             return .timeout(offset: t.offset)
         case "X":
             return .error(String(rest))

@@ -19,15 +19,6 @@ public struct JobProgress: Codable, Sendable, Equatable {
     /// The `end` event's status (succeeded, failed, stopped), once written.
     public var endStatus: String?
 
-    enum CodingKeys: String, CodingKey {
-        case epoch, step, loss, metrics, checkpoints, fraction
-        case totalEpochs = "total_epochs"
-        case stepsPerEpoch = "steps_per_epoch"
-        case samplesPerSecond = "samples_per_second"
-        case runDirectory = "run_directory"
-        case etaSeconds = "eta_seconds"
-        case endStatus = "end_status"
-    }
 
     public init() { metrics = [:]; checkpoints = [:] }
 

@@ -25,11 +25,6 @@ public struct JobSpec: Codable, Sendable, Equatable {
     /// How many times it was started (1, then +1 for each `launch --resume`).
     public var attempt: Int
 
-    enum CodingKeys: String, CodingKey {
-        case id, name, kind, command, environment, directory, gpus, client, attempt
-        case graceSeconds = "grace_seconds"
-        case createdAt = "created_at"
-    }
 
     public init(id: String, name: String, kind: Kind, command: [String], environment: [String: String] = [:],
                 directory: String = ".", gpus: String? = nil, graceSeconds: Int = 30, createdAt: Date = Date(),
@@ -74,9 +69,9 @@ public struct JobStatus: Codable, Sendable, Equatable {
     public var id: String
     public var state: JobState
     /// The supervisor's pid and start time (clock ticks since boot) and the boot it ran in.
-    public var supervisorPID: Int32?
+    public var supervisorPid: Int32?
     public var supervisorStart: UInt64?
-    public var bootID: String?
+    public var bootId: String?
     /// The command's pid (also its process group).
     public var pid: Int32?
     public var startedAt: Date?
@@ -88,16 +83,6 @@ public struct JobStatus: Codable, Sendable, Equatable {
     /// Whether a cancel was asked for.
     public var cancelRequested: Bool
 
-    enum CodingKeys: String, CodingKey {
-        case id, state, pid, signal, message, attempt
-        case supervisorPID = "supervisor_pid"
-        case supervisorStart = "supervisor_start"
-        case bootID = "boot_id"
-        case startedAt = "started_at"
-        case endedAt = "ended_at"
-        case exitCode = "exit_code"
-        case cancelRequested = "cancel_requested"
-    }
 
     public init(id: String, state: JobState, attempt: Int = 1) {
         self.id = id; self.state = state; self.attempt = attempt; self.cancelRequested = false

@@ -131,17 +131,18 @@ enum ModuleMode {
 
 /// Finds tensors and child modules among stored properties.
 enum Reflection {
-    static func children(of m: AnyObject) -> [(String, any Module)] {
-        var out: [(String, any Module)] = []
+    /// Every labelled stored property of `m` (its key as PyTorch spells it), superclasses' first,
+    /// in declaration order.
+    static func storedProperties(of m: AnyObject) -> [(label: String, value: Any)] {
         var mirror: Mirror? = Mirror(reflecting: m)
         var levels: [Mirror] = []
         while let mm = mirror { levels.insert(mm, at: 0); mirror = mm.superclassMirror }
-        for level in levels {
-            for child in level.children {
-                guard let label = child.label else { continue }
-                collectModules(child.value, name: key(label), into: &out)
-            }
-        }
+        return levels.flatMap { level in level.children.compactMap { child in child.label.map { (key($0), child.value) } } }
+    }
+
+    static func children(of m: AnyObject) -> [(String, any Module)] {
+        var out: [(String, any Module)] = []
+        for (label, value) in storedProperties(of: m) { collectModules(value, name: label, into: &out) }
         return out
     }
 
@@ -161,17 +162,11 @@ enum Reflection {
 
     static func tensors(of m: AnyObject) -> [(String, Tensor)] {
         var out: [(String, Tensor)] = []
-        var mirror: Mirror? = Mirror(reflecting: m)
-        var levels: [Mirror] = []
-        while let mm = mirror { levels.insert(mm, at: 0); mirror = mm.superclassMirror }
-        for level in levels {
-            for child in level.children {
-                guard let label = child.label else { continue }
-                if let t = child.value as? Tensor { out.append((key(label), t)); continue }
-                let mirror = Mirror(reflecting: child.value)
-                if mirror.displayStyle == .optional, let some = mirror.children.first, let t = some.value as? Tensor {
-                    out.append((key(label), t))
-                }
+        for (label, value) in storedProperties(of: m) {
+            if let t = value as? Tensor { out.append((label, t)); continue }
+            let mirror = Mirror(reflecting: value)
+            if mirror.displayStyle == .optional, let some = mirror.children.first, let t = some.value as? Tensor {
+                out.append((label, t))
             }
         }
         return out

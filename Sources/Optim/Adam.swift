@@ -1,3 +1,4 @@
+import System
 import TensorCore
 
 /// `torch.optim.Adam` (L2 weight decay added to the gradient, optional AMSGrad) and, with
@@ -41,9 +42,9 @@ public class Adam: OptimizerBase, Optimizer {
             let bc1 = 1 - Foundation_pow(b1, t), bc2 = 1 - Foundation_pow(b2, t)
             let stepSize = lr / bc1, bc2Sqrt = bc2.squareRoot()
             if p.dtype == .float32 {
-                let pp = OptimPointer(p: p.pointer(Float.self)), gp = OptimPointer(p: grad.pointer(Float.self))
-                let mp = OptimPointer(p: m.pointer(Float.self)), vp = OptimPointer(p: v.pointer(Float.self))
-                let xp = vmax.map { OptimPointer(p: $0.pointer(Float.self)) }
+                let pp = SendablePointer(p.pointer(Float.self)), gp = SendablePointer(grad.pointer(Float.self))
+                let mp = SendablePointer(m.pointer(Float.self)), vp = SendablePointer(v.pointer(Float.self))
+                let xp = vmax.map { SendablePointer($0.pointer(Float.self)) }
                 let b1f = Float(b1), b2f = Float(b2), ef = Float(e), wdf = Float(wd), lrf = Float(lr)
                 let ss = Float(stepSize), inv = Float(1 / bc2Sqrt), dec = decoupled
                 Threading.parallelFor(p.numel, grain: 65_536) { r in

@@ -143,7 +143,3 @@ public class OptimizerBase {
     func option(_ g: ParamGroup, _ name: String, _ fallback: Double) -> Double { g.options[name] ?? fallback }
 }
 
-/// A pointer that may cross into the threads of one synchronous parallel region.
-struct OptimPointer: @unchecked Sendable {
-    let p: UnsafeMutablePointer<Float>
-}

@@ -1,3 +1,4 @@
+import System
 import TensorCore
 
 /// `torch.optim.SGD` with momentum, dampening, Nesterov and L2 weight decay.
@@ -32,8 +33,8 @@ public final class SGD: OptimizerBase, Optimizer {
             let buf = mom != 0 ? buffer("momentum_buffer", i, like: p) : nil
             if p.dtype == .float32 {
                 let n = p.numel
-                let pp = OptimPointer(p: p.pointer(Float.self)), gp = OptimPointer(p: grad.pointer(Float.self))
-                let bp = buf.map { OptimPointer(p: $0.pointer(Float.self)) }
+                let pp = SendablePointer(p.pointer(Float.self)), gp = SendablePointer(grad.pointer(Float.self))
+                let bp = buf.map { SendablePointer($0.pointer(Float.self)) }
                 let lrf = Float(lr), momf = Float(mom), dampf = Float(damp), wdf = Float(wd), nest = nesterov
                 Threading.parallelFor(n, grain: 65_536) { r in
                     for j in r {

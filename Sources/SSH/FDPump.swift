@@ -1,5 +1,6 @@
 import CLibSSH
 import Foundation
+import System
 
 /// Pumps bytes between a channel and local descriptors, both ways, with flow control: a socketpair
 /// feeding the next hop of a ProxyJump, a local TCP connection of a forwarded port, or the local
@@ -96,13 +97,13 @@ final class FDPump: LoopHandler {
         while inReadable && !inEOF {
             let window = Int(ssh_channel_window_size(channel))
             guard window > 0 else { break }
-            let n = buffer.withUnsafeMutableBytes { read(inFD, $0.baseAddress, min($0.count, window)) }
+            let n = buffer.withUnsafeMutableBytes { FileIO.read(inFD, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<min($0.count, window)])) }
             if n > 0 {
                 let rc = buffer.withUnsafeBytes { ssh_channel_write(channel, $0.baseAddress, UInt32(n)) }
                 if rc == SSH_ERROR { finish(.failure(core.channelError("write"))); return true }
                 progressed = true
                 if inIsBlocking { inReadable = false }
-            } else if n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            } else if n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) {
                 inEOF = true
                 _ = ssh_channel_send_eof(channel)
                 progressed = true
@@ -126,11 +127,10 @@ final class FDPump: LoopHandler {
         // To a socket whose peer is gone, write() would raise SIGPIPE and kill the whole process.
         let isSocket = fd == outFD ? outIsSocket : errIsSocket
         while written < pending.count {
-            let n = pending[written...].withUnsafeBytes {
-                isSocket ? send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) : write(fd, $0.baseAddress, $0.count)
+            let n = pending[written...].withUnsafeBytes { chunk in
+                Syscall.retrying { isSocket ? send(fd, chunk.baseAddress, chunk.count, Int32(MSG_NOSIGNAL)) : write(fd, chunk.baseAddress, chunk.count) }
             }
             if n > 0 { written += n; continue }
-            if n < 0 && errno == EINTR { continue }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { break }
             pending.removeAll()
             return .failed

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import System
 
 /// Reading and recording OpenSSH known_hosts files. The verdict on a server's key comes from libssh
 /// (`ssh_session_is_known_server`, which handles hashed `|1|` entries and `[host]:port`); this type
@@ -58,42 +59,16 @@ public enum KnownHosts {
     /// written to a temporary file (mode 0600), fsynced and renamed over, so concurrent writers
     /// never lose an entry and readers never see half a line. The folder is created 0700.
     public static func update(_ file: String, _ edit: (String) -> String?) throws {
-        let dir = (file as NSString).deletingLastPathComponent
-        do {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw SSHError.knownHostsUnwritable(path: file, reason: "\(error)")
-        }
-        let lockFD = open(file + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard lockFD >= 0 else { throw SSHError.knownHostsUnwritable(path: file, reason: String(cString: strerror(errno))) }
-        defer { close(lockFD) }
-        guard flock(lockFD, LOCK_EX) == 0 else { throw SSHError.knownHostsUnwritable(path: file, reason: String(cString: strerror(errno))) }
-        defer { flock(lockFD, LOCK_UN) }
-        let content = FileManager.default.contents(atPath: file).map { String(decoding: $0, as: UTF8.self) } ?? ""
-        guard let updated = edit(content) else { return }
-        let temp = file + ".tmp-\(getpid())"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SSHError.knownHostsUnwritable(path: file, reason: String(cString: strerror(errno))) }
-        let bytes = Array(updated.utf8)
-        var written = 0
-        while written < bytes.count {
-            let n = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else {
-                let reason = String(cString: strerror(errno))
-                close(fd); unlink(temp)
-                throw SSHError.knownHostsUnwritable(path: file, reason: reason)
+        do throws(SystemError) {
+            try AtomicFile.makeDirectories((file as NSString).deletingLastPathComponent, mode: 0o700)
+            let lock = try FileLock(file + ".lock")
+            try withExtendedLifetime(lock) { () throws(SystemError) in
+                let content = FileManager.default.contents(atPath: file).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                guard let updated = edit(content) else { return }
+                try AtomicFile.write(Data(updated.utf8), to: file, mode: .exact(0o600), directoryMode: 0o700)
             }
-            written += n
-        }
-        fchmod(fd, 0o600)
-        fsync(fd)
-        close(fd)
-        guard rename(temp, file) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temp)
-            throw SSHError.knownHostsUnwritable(path: file, reason: reason)
+        } catch {
+            throw SSHError.knownHostsUnwritable(path: file, reason: error.detail)
         }
     }
 }

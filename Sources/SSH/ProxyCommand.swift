@@ -1,5 +1,6 @@
 import CLibSSH
 import Foundation
+import System
 
 /// A ProxyCommand run through `/bin/sh -c` with its stdin and stdout on one end of a socketpair;
 /// libssh talks SSH over the other end (SSH_OPTIONS_FD). `%h %p %r %n` are expanded and quoted.
@@ -27,37 +28,17 @@ final class ProxyCommand: @unchecked Sendable {
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
             throw SSHError.proxyFailed(via: "ProxyCommand \(command)", reason: String(cString: strerror(errno)))
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, pair[1], 0)
-        posix_spawn_file_actions_adddup2(&actions, pair[1], 1)
-        // Nothing of ours leaks into the command (a lock file it keeps open would outlive us).
-        _ = ferry_spawn_closefrom(&actions, 3)
-        // Its own process group, so terminate() reaches what it started in the background too.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        // Signals as a fresh program expects them, whatever the spawning thread had blocked.
-        var none = sigset_t()
-        sigemptyset(&none)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        let argv = ["/bin/sh", "-c", command]
-        var cArgs = argv.map { strdup($0) }
-        cArgs.append(nil)
-        defer { for p in cArgs { free(p) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, "/bin/sh", &actions, &attributes, &cArgs, environ)
-        close(pair[1])
-        guard rc == 0 else {
-            close(pair[0])
-            throw SSHError.proxyFailed(via: "ProxyCommand \(command)", reason: String(cString: strerror(rc)))
+        // Its stdin and stdout on the socket, nothing else of ours, its own process group (so
+        // terminate() reaches what it started in the background too), signals as a fresh program
+        // expects them, this process's environment.
+        let pid: pid_t
+        do throws(SystemError) {
+            pid = try Spawn.start(["/bin/sh", "-c", command], stdin: .fd(pair[1]), stdout: .fd(pair[1]), newGroup: true)
+        } catch {
+            close(pair[0]); close(pair[1])
+            throw SSHError.proxyFailed(via: "ProxyCommand \(command)", reason: error.reason)
         }
+        close(pair[1])
         return ProxyCommand(command: command, pid: pid, fd: pair[0])
     }
 
@@ -69,10 +50,7 @@ final class ProxyCommand: @unchecked Sendable {
         terminated = true
         kill(-pid, SIGTERM)
         let pid = self.pid
-        Thread.detachNewThread {
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        }
+        Thread.detachNewThread { Spawn.wait(pid) }
     }
 }
 

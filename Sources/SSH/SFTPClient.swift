@@ -1,6 +1,7 @@
 import CLibSSH
 import Crypto
 import Foundation
+import System
 
 /// SFTP over a session: metadata operations, and transfers that resume, verify, and land atomically
 /// (written to `NAME.ferry-partial`, then renamed). Keeps its session open.
@@ -517,12 +518,10 @@ extension SessionCore {
 /// Local file helpers for transfers.
 enum LocalFile {
     static func writeAll(_ fd: Int32, _ buffer: [UInt8], count: Int, path: String) throws {
-        var written = 0
-        while written < count {
-            let n = buffer.withUnsafeBytes { write(fd, $0.baseAddress! + written, count - written) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw SSHError.sftpFailed(path: path, operation: "write", reason: String(cString: strerror(errno))) }
-            written += n
+        do {
+            try buffer.withUnsafeBytes { try FileIO.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[0..<count]), path: path) }
+        } catch {
+            throw SSHError.sftpFailed(path: path, operation: "write", reason: (error as? SystemError)?.reason ?? "\(error)")
         }
     }
 
@@ -531,14 +530,8 @@ enum LocalFile {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SSHError.sftpFailed(path: path, operation: "open", reason: String(cString: strerror(errno))) }
         defer { close(fd) }
-        var remaining = length
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        while remaining > 0 {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, Int(min(UInt64($0.count), remaining))) }
-            guard n > 0 else { throw SSHError.sftpFailed(path: path, operation: "read", reason: "the file is shorter than \(length) bytes") }
-            hasher.update(data: buffer[0..<n])
-            remaining -= UInt64(n)
-        }
+        let read = try? FileIO.readChunks(fd, limit: Int64(length), path: path) { hasher.update(bufferPointer: $0) }
+        guard read == Int64(length) else { throw SSHError.sftpFailed(path: path, operation: "read", reason: "the file is shorter than \(length) bytes") }
     }
 }
 

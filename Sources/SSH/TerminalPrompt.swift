@@ -1,4 +1,5 @@
 import Foundation
+import System
 
 /// Asks a question on the controlling terminal (/dev/tty) with echo off, as ssh does for
 /// passphrases and passwords: never from argv, never from a pipe on stdin.
@@ -32,8 +33,7 @@ public enum TerminalPrompt {
         var bytes: [UInt8] = []
         var c: UInt8 = 0
         while true {
-            let n = read(fd, &c, 1)
-            if n < 0 && errno == EINTR { continue }
+            let n = Syscall.retrying { read(fd, &c, 1) }
             if n <= 0 { return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
             if c == 10 || c == 13 { break }
             bytes.append(c)

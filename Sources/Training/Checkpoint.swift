@@ -1,4 +1,5 @@
 import Foundation
+import System
 import NN
 import Optim
 import TensorCore
@@ -114,59 +115,15 @@ public enum Checkpoint {
                            schedulerType: metadata["lr_scheduler"] ?? "")
     }
 
-    /// Writes `files` into `directory`, replacing what was there in one step.
+    /// Writes `files` into `directory`, replacing what was there in one step (System's
+    /// `AtomicFile.replaceDirectory`; `resolve` recovers a `.NAME.old-PID` left by a crash in between).
     static func write(_ files: [(String, Data)], to directory: URL) throws {
-        let parent = directory.deletingLastPathComponent()
-        let name = directory.lastPathComponent
-        let fm = FileManager.default
-        let tmp = parent.appendingPathComponent(".\(name).tmp-\(getpid())")
-        do {
-            try? fm.removeItem(at: tmp)
-            try fm.createDirectory(at: tmp, withIntermediateDirectories: true)
-            for (file, data) in files { try AtomicFile.write(data, to: tmp.appendingPathComponent(file)) }
+        do throws(SystemError) {
+            try AtomicFile.replaceDirectory(directory.path, with: files.map { (name: $0.0, data: $0.1) })
         } catch {
-            try? fm.removeItem(at: tmp)
-            throw TrainingError.io(path: tmp.path, reason: "\(error)")
+            throw TrainingError.io(path: error.path ?? directory.path, reason: error.detail)
         }
-        if !fm.fileExists(atPath: directory.path) {
-            guard rename(tmp.path, directory.path) == 0 else {
-                let reason = String(cString: strerror(errno))
-                try? fm.removeItem(at: tmp)
-                throw TrainingError.io(path: directory.path, reason: reason)
-            }
-        } else if !exchange(tmp.path, directory.path) {
-            // No atomic exchange here: move the old one aside first; `resolve` recovers it if we die in between.
-            let old = parent.appendingPathComponent(".\(name).old-\(getpid())")
-            try? fm.removeItem(at: old)
-            guard rename(directory.path, old.path) == 0, rename(tmp.path, directory.path) == 0 else {
-                let reason = String(cString: strerror(errno))
-                try? fm.removeItem(at: tmp)
-                throw TrainingError.io(path: directory.path, reason: reason)
-            }
-            try? fm.removeItem(at: old)
-        } else {
-            try? fm.removeItem(at: tmp)   // now holds the previous checkpoint
-        }
-        let fd = open(parent.path, O_RDONLY)
-        if fd >= 0 { fsync(fd); close(fd) }
     }
-
-    /// `renameat2(RENAME_EXCHANGE)`: swaps two paths atomically (Linux ≥ 3.15 on most file systems).
-    static func exchange(_ a: String, _ b: String) -> Bool {
-        #if os(Linux)
-        typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32
-        guard let symbol = renameat2Symbol else { return false }
-        let f = unsafeBitCast(symbol, to: RenameAt2.self)
-        let atCWD: Int32 = -100, renameExchange: UInt32 = 2
-        return f(atCWD, a, atCWD, b, renameExchange) == 0
-        #else
-        return false
-        #endif
-    }
-
-    #if os(Linux)
-    nonisolated(unsafe) static let renameat2Symbol: UnsafeMutableRawPointer? = dlsym(nil, "renameat2")
-    #endif
 
     /// The checkpoint folder at `url`; if a crash interrupted a swap (`.NAME.old-PID` left and
     /// `NAME` gone), the previous checkpoint is put back first.

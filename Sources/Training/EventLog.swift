@@ -1,4 +1,5 @@
 import Foundation
+import System
 
 /// A file that grows by whole lines: each line goes out in one `write(2)` on an `O_APPEND`
 /// descriptor, so a reader following the file never sees half a line.
@@ -18,15 +19,7 @@ final class LineFile {
     func append(_ line: String) {
         var bytes = Array(line.utf8)
         if bytes.last != 0x0A { bytes.append(0x0A) }
-        bytes.withUnsafeBytes { raw in
-            var done = 0
-            while done < raw.count {
-                let n = write(fd, raw.baseAddress! + done, raw.count - done)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return }
-                done += n
-            }
-        }
+        try? FileIO.writeAll(fd, bytes)   // best effort: a full disk must not stop training
     }
 }
 

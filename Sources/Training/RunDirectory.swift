@@ -1,4 +1,5 @@
 import Foundation
+import System
 import TensorCore
 
 /// `--resume`: the newest resumable run (`auto`) or a given checkpoint.
@@ -144,7 +145,7 @@ struct RunRecord {
     mutating func set(_ key: String, _ value: JSONValue) { fields[key] = value }
 
     func write(to url: URL) {
-        try? AtomicFile.write(Data((JSONValue.object(fields).serialized(pretty: true) + "\n").utf8), to: url)
+        try? AtomicFile.write(Data((JSONValue.object(fields).serialized(pretty: true) + "\n").utf8), to: url.path)
     }
 
     static func isoNow() -> String {

@@ -1,4 +1,5 @@
 import Foundation
+import System
 import TensorCore
 
 /// `ferry new NAME`: a job folder to start from, as pytorch-template's new_project.py makes one —
@@ -29,8 +30,7 @@ public enum Scaffold {
         for (relative, text) in files {
             let url = root.appendingPathComponent(relative)
             do {
-                try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                try AtomicFile.write(Data(text.utf8), to: url)
+                try AtomicFile.write(Data(text.utf8), to: url.path)
             } catch {
                 throw TrainingError.io(path: url.path, reason: "\(error)")
             }

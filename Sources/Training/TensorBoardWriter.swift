@@ -1,4 +1,5 @@
 import Foundation
+import System
 import TensorCore
 
 /// Writes TensorBoard scalar summaries (`events.out.tfevents.<time>.<host>`) without TensorFlow:
@@ -75,7 +76,7 @@ public final class TensorBoardWriter {
                 kept.append(TFRecord.frame(record))
             }
             guard dropped else { continue }
-            do { try AtomicFile.write(kept, to: url) } catch {
+            do { try AtomicFile.write(kept, to: url.path) } catch {
                 throw TrainingError.io(path: url.path, reason: "cannot rewrite the TensorBoard events file: \(error)")
             }
         }

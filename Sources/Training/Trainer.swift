@@ -1,5 +1,6 @@
 import Data
 import Foundation
+import System
 import NN
 import Optim
 import TensorCore
@@ -81,13 +82,13 @@ final class Trainer {
         console.logFile = try LineFile(url: run.trainLog)
         var resolved = config.json
         resolved["seed"] = .int(Int(state.seed))
-        do { try AtomicFile.write(Data((JSONValue.object(resolved).serialized(pretty: true) + "\n").utf8), to: run.config) } catch {
+        do { try AtomicFile.write(Data((JSONValue.object(resolved).serialized(pretty: true) + "\n").utf8), to: run.config.path) } catch {
             throw TrainingError.io(path: run.config.path, reason: "\(error)")
         }
         // Metrics of epochs after the checkpoint would be repeated by this run: keep only those before.
         history = EpochRecord.read(run.metrics).filter { $0.epoch <= state.epoch }
         let kept = history.map { $0.json.serialized(pretty: false) + "\n" }.joined()
-        do { try AtomicFile.write(Data(kept.utf8), to: run.metrics) } catch { throw TrainingError.io(path: run.metrics.path, reason: "\(error)") }
+        do { try AtomicFile.write(Data(kept.utf8), to: run.metrics.path) } catch { throw TrainingError.io(path: run.metrics.path, reason: "\(error)") }
         metricsFile = try LineFile(url: run.metrics)
         let eventsURL = request.environment["FERRY_EVENTS"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) } ?? run.events
         events = try EventLog(url: eventsURL, outputRoot: run.outputRoot)
@@ -386,7 +387,7 @@ final class Trainer {
     private func writeCurves() {
         let svg = CurvesSVG.render(records: history, metricNames: config.metricNames, totalEpochs: config.trainer.epochs,
                                    title: "\(config.name) — \(run.runID)")
-        try? AtomicFile.write(Data(svg.utf8), to: run.curves)
+        try? AtomicFile.write(Data(svg.utf8), to: run.curves.path)
     }
 
     // MARK: - Checkpoints

@@ -1,5 +1,5 @@
 import Foundation
-import Jobs
+import System
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -30,30 +30,18 @@ public final class ChildProcess: Sendable {
             _ = fcntl(stdinPipe[1], F_SETFD, FD_CLOEXEC)
         }
         let pid: pid_t
-        do {
-            pid = try POSIX.spawn([executable] + arguments, environment: environment,
+        do throws(SystemError) {
+            pid = try Spawn.start([executable] + arguments, environment: environment,
                                   stdin: stdinData == nil ? .null : .fd(stdinPipe[0]),
                                   stdout: .file(logFile ?? "/dev/null", append: true, mode: 0o600), stderr: .sameAs(1),
                                   newSession: newSession, newGroup: !newSession)
         } catch {
             if stdinData != nil { close(stdinPipe[0]); close(stdinPipe[1]) }
-            switch error {
-            case JobsError.io(_, let reason): throw TunnelError.io(path: executable, reason: reason)
-            case JobsError.commandNotFound: throw TunnelError.io(path: executable, reason: "cannot start it: \(String(cString: strerror(ENOENT)))")
-            default: throw TunnelError.io(path: executable, reason: "cannot start it: \(error)")
-            }
+            throw TunnelError.io(path: executable, reason: "cannot start it: \(error.reason)")
         }
         if let stdinData {
             close(stdinPipe[0])
-            stdinData.withUnsafeBytes { raw in
-                var done = 0
-                while done < raw.count {
-                    let n = write(stdinPipe[1], raw.baseAddress! + done, raw.count - done)
-                    if n < 0 && errno == EINTR { continue }
-                    if n <= 0 { break }
-                    done += n
-                }
-            }
+            try? FileIO.writeAll(stdinPipe[1], stdinData)   // a child that stops reading early gets what it read
             close(stdinPipe[1])
         }
         return ChildProcess(pid: pid, executable: executable, arguments: arguments, logFile: logFile)
@@ -62,10 +50,10 @@ public final class ChildProcess: Sendable {
     /// The exit status (128+N for a signal) once it ended; nil while it runs. Never blocks.
     public var exitStatus: Int32? {
         state.withLock { status -> Int32? in
-            if let status { return ChildProcess.decode(status) }
+            if let status { return Spawn.decodeWaitStatus(status).code }
             var raw: Int32 = 0
             let r = waitpid(pid, &raw, WNOHANG)
-            if r == pid { status = raw; return ChildProcess.decode(raw) }
+            if r == pid { status = raw; return Spawn.decodeWaitStatus(raw).code }
             if r < 0 && errno == ECHILD { status = 0; return 0 }
             return nil
         }
@@ -73,10 +61,6 @@ public final class ChildProcess: Sendable {
 
     public var isRunning: Bool { exitStatus == nil }
 
-    static func decode(_ status: Int32) -> Int32 {
-        if status & 0x7f == 0 { return (status >> 8) & 0xff }
-        return 128 + (status & 0x7f)
-    }
 
     /// Waits (polling, so no thread is parked in waitpid) until it ends, or `timeout` seconds pass.
     @discardableResult

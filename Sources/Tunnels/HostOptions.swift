@@ -1,4 +1,5 @@
 import Foundation
+import System
 import SSH
 
 /// How clients will reach the host.
@@ -137,15 +138,6 @@ public struct HostReadiness: Sendable, Codable, Equatable {
     /// What the relay's authorized_keys must say for this host (reverse SSH only).
     public var relayAuthorizedKeysLine: String?
 
-    enum CodingKeys: String, CodingKey {
-        case name, user, tunnel
-        case connectionString = "connection_string"
-        case directConnectionString = "direct_connection_string"
-        case sshConfig = "ssh_config"
-        case hostKey = "host_key"
-        case sshdPort = "sshd_port"
-        case relayAuthorizedKeysLine = "relay_authorized_keys_line"
-    }
 
     /// The line to paste on the laptop.
     public var addCommand: String { "ferry hosts add \(name) '\(connectionString)'" }
@@ -159,25 +151,13 @@ public struct HostState: Sendable, Codable, Equatable {
     public var startedAt: Date
     public var ready: HostReadiness?
 
-    enum CodingKeys: String, CodingKey {
-        case pid, ready
-        case sshdPid = "sshd_pid"
-        case tunnelPid = "tunnel_pid"
-        case startedAt = "started_at"
-    }
 
     public static func read(_ files: HostFiles) -> HostState? {
         guard let data = FileManager.default.contents(atPath: files.stateFile) else { return nil }
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        return try? decoder.decode(HostState.self, from: data)
+        return try? JSONCoding.decoder(isoDates: true).decode(HostState.self, from: data)
     }
 
     func write(_ files: HostFiles) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        encoder.dateEncodingStrategy = .iso8601
-        let data = try encoder.encode(self)
-        try HostSetup.writeFile(files.stateFile, String(decoding: data, as: UTF8.self) + "\n", mode: 0o600)
+        try HostSetup.writeFile(files.stateFile, try JSONCoding.string(self, isoDates: true) + "\n", mode: 0o600)
     }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import Jobs
+import System
 import SSH
 #if canImport(Glibc)
 import Glibc
@@ -178,14 +178,13 @@ public enum HostSetup {
         return nil
     }
 
-    /// Writes through a temporary file, fsync and a rename (Jobs' `POSIX.writeAtomically`), leaving
-    /// the file with exactly `mode` whatever the umask (sshd checks these modes).
+    /// Writes through a temporary file, fsync and a rename (System's `AtomicFile`), leaving the
+    /// file with exactly `mode` whatever the umask (sshd checks these modes).
     static func writeFile(_ path: String, _ text: String, mode: mode_t) throws {
-        do {
-            try POSIX.writeAtomically(Data(text.utf8), to: path, mode: mode)
-        } catch JobsError.io(_, let reason) {
-            throw TunnelError.io(path: path, reason: reason)
+        do throws(SystemError) {
+            try AtomicFile.write(Data(text.utf8), to: path, mode: .exact(mode))
+        } catch {
+            throw TunnelError.io(path: path, reason: error.detail)
         }
-        chmod(path, mode)
     }
 }

@@ -1,5 +1,6 @@
 import FerryTestSupport
 import Foundation
+import System
 @testable import Jobs
 import Testing
 
@@ -95,7 +96,7 @@ enum Scenarios {
         #expect(await eventually { fileText(paths.log).contains("ready") })
         var pid: Int32 = 0
         #expect(await eventually {
-            pid = (try? JSON.decoder().decode(JobStatus.self, from: Data(contentsOf: URL(fileURLWithPath: paths.status))))?.pid ?? 0
+            pid = (try? JSONCoding.decoder().decode(JobStatus.self, from: Data(contentsOf: URL(fileURLWithPath: paths.status))))?.pid ?? 0
             return pid > 0
         })
         let start = Date()

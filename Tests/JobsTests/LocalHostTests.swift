@@ -1,5 +1,6 @@
 import FerryTestSupport
 import Foundation
+import System
 @testable import Jobs
 import Testing
 
@@ -65,8 +66,8 @@ import Testing
         await client.close()
         let paths = box.localJob(result.id)
         #expect(await eventually { fileText(paths.log).contains("up") })
-        let status = try JSON.decoder().decode(JobStatus.self, from: Data(contentsOf: URL(fileURLWithPath: paths.status)))
-        let supervisor = try #require(status.supervisorPID)
+        let status = try JSONCoding.decoder().decode(JobStatus.self, from: Data(contentsOf: URL(fileURLWithPath: paths.status)))
+        let supervisor = try #require(status.supervisorPid)
         let job = try #require(status.pid)
         kill(supervisor, SIGKILL)
         #expect(await eventually(5) { !POSIX.isAlive(supervisor) })

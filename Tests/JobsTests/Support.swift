@@ -1,5 +1,6 @@
 import FerryTestSupport
 import Foundation
+import System
 @testable import Jobs
 
 /// A private FERRY_HOME (the client's, which is also `--host local`'s) and a project folder per
@@ -52,8 +53,8 @@ struct Sandbox {
         for jobs in [home + "/jobs", remoteHome + "/jobs"] {
             for id in (try? FileManager.default.contentsOfDirectory(atPath: jobs)) ?? [] {
                 guard let data = FileManager.default.contents(atPath: jobs + "/" + id + "/status.json"),
-                      let status = try? JSON.decoder().decode(JobStatus.self, from: data), !status.state.isFinal else { continue }
-                if let supervisor = status.supervisorPID { kill(supervisor, SIGKILL) }
+                      let status = try? JSONCoding.decoder().decode(JobStatus.self, from: data), !status.state.isFinal else { continue }
+                if let supervisor = status.supervisorPid { kill(supervisor, SIGKILL) }
                 if let pid = status.pid, pid > 1 { kill(-pid, SIGKILL) }
             }
         }
@@ -138,7 +139,7 @@ struct BackgroundProcess {
 
     init(_ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment, directory: String? = nil,
          stderrFile: String? = nil) throws {
-        pid = try POSIX.spawn(arguments, environment: environment, stdin: .null, stdout: .null,
+        pid = try Spawn.start(arguments, environment: environment, stdin: .null, stdout: .null,
                               stderr: stderrFile.map { .file($0, append: true) } ?? .null, newGroup: true, directory: directory)
     }
 

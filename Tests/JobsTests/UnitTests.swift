@@ -1,5 +1,6 @@
 import FerryTestSupport
 import Foundation
+import System
 @testable import Jobs
 import Testing
 
@@ -213,7 +214,7 @@ import Testing
     @Test func nvidiaSMIOutput() {
         let gpus = NvidiaSMI.parse("0, NVIDIA H200, 143771, 0, 0\n1, NVIDIA H200, 143771, 1024, 87\n")
         #expect(gpus.count == 2)
-        #expect(gpus[1] == GPUInfo(index: 1, name: "NVIDIA H200", memoryTotalMiB: 143771, memoryUsedMiB: 1024, utilizationPercent: 87))
+        #expect(gpus[1] == GPUInfo(index: 1, name: "NVIDIA H200", memoryTotalMib: 143771, memoryUsedMib: 1024, utilizationPercent: 87))
     }
 
     @Test func errorsCrossTheWireIntact() throws {
@@ -221,7 +222,7 @@ import Testing
                                    .unsafePath(path: "../x", reason: "r"), .cancelled]
         for error in errors {
             let data = try JSON.encode(AgentErrorReply(error: error, message: error.description))
-            #expect(try JSON.decoder().decode(AgentErrorReply.self, from: data).error == error)
+            #expect(try JSONCoding.decoder().decode(AgentErrorReply.self, from: data).error == error)
         }
     }
 }

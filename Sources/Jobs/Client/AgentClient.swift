@@ -1,4 +1,5 @@
 import Foundation
+import System
 import SSH
 
 /// The client side of the agent protocol over one transport: finds (or installs) a ferry of this
@@ -60,7 +61,7 @@ public final class AgentClient: Sendable {
         let command = try await transport.start(prefix + " hello")
         try await command.closeInput()
         let (out, err, status) = try await command.collect()
-        guard status == 0, let hello = try? JSON.decoder().decode(AgentHello.self, from: out) else {
+        guard status == 0, let hello = try? JSONCoding.decoder().decode(AgentHello.self, from: out) else {
             let text = String(decoding: err + out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             throw JobsError.agentUnavailable(host: host, reason: "`ferry agent hello` failed (status \(status)): \(text.prefix(500))")
         }
@@ -89,8 +90,8 @@ public final class AgentClient: Sendable {
     }
 
     func decodeReply<T: Decodable>(_ verb: String, out: Data, err: Data, status: Int32) throws -> T {
-        if status == 0, let value = try? JSON.decoder().decode(T.self, from: out) { return value }
-        if let reply = try? JSON.decoder().decode(AgentErrorReply.self, from: out) {
+        if status == 0, let value = try? JSONCoding.decoder().decode(T.self, from: out) { return value }
+        if let reply = try? JSONCoding.decoder().decode(AgentErrorReply.self, from: out) {
             if let error = reply.error {
                 if case .agentFailed(_, let v, let message) = error { throw JobsError.agentFailed(host: host, verb: v, message: message) }
                 throw error
@@ -311,9 +312,9 @@ struct AgentProbe {
             else if line.hasPrefix("out="), !probe.candidates.isEmpty {
                 let text = String(line.dropFirst(4))
                 let i = probe.candidates.count - 1
-                if probe.candidates[i].hello == nil, let hello = try? JSON.decoder().decode(AgentHello.self, from: Data(text.utf8)) {
+                if probe.candidates[i].hello == nil, let hello = try? JSONCoding.decoder().decode(AgentHello.self, from: Data(text.utf8)) {
                     probe.candidates[i].hello = hello
-                } else if probe.candidates[i].hello != nil, let report = try? JSON.decoder().decode(PreflightReport.self, from: Data(text.utf8)) {
+                } else if probe.candidates[i].hello != nil, let report = try? JSONCoding.decoder().decode(PreflightReport.self, from: Data(text.utf8)) {
                     probe.candidates[i].preflight = report
                 } else {
                     probe.candidates[i].failure += (probe.candidates[i].failure.isEmpty ? "" : "\n") + text

@@ -15,13 +15,6 @@ public struct FetchedFile: Codable, Sendable, Equatable {
     public var unchanged: Bool
     public var sha256: String
 
-    enum CodingKeys: String, CodingKey {
-        case size, unchanged, sha256
-        case remotePath = "remote_path"
-        case localPath = "local_path"
-        case transferredBytes = "transferred_bytes"
-        case resumedFrom = "resumed_from"
-    }
 }
 
 public enum FetchEvent: Sendable {

@@ -1,4 +1,5 @@
 import Foundation
+import System
 import SSH
 
 /// Everything the client side needs that differs between the CLI and a test running beside others:
@@ -37,7 +38,7 @@ public struct JobsContext: Sendable {
     /// The ferry binary to install on hosts: `$FERRY_AGENT_BINARY`, else the running executable.
     public static func defaultAgentBinary(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
         if let explicit = environment["FERRY_AGENT_BINARY"], !explicit.isEmpty { return explicit }
-        return POSIX.executablePath
+        return Executable.path
     }
 
     public var registry: Registry { Registry(home: home) }

@@ -45,12 +45,6 @@ public struct LaunchResult: Codable, Sendable {
     public var directory: String
     public var state: JobState
 
-    enum CodingKeys: String, CodingKey {
-        case id, host, files, directory, state
-        case uploadedBytes = "uploaded_bytes"
-        case reusedBytes = "reused_bytes"
-        case transportBytesSent = "transport_bytes_sent"
-    }
 }
 
 /// Steps of a launch, for progress output.

@@ -1,4 +1,5 @@
 import Foundation
+import System
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,9 +17,9 @@ public struct LogMirror: Sendable {
     public func write(_ data: Data, at offset: Int64) throws {
         try POSIX.makeDirectory((path as NSString).deletingLastPathComponent, mode: 0o700)
         let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw JobsError.io(path: path, reason: POSIX.errorText()) }
+        guard fd >= 0 else { throw JobsError.io(path: path, reason: SystemError.text(errno)) }
         defer { close(fd) }
-        try POSIX.writeAll(fd, data, at: offset, path: path)
+        try JobsError.system { try FileIO.writeAll(fd, data, at: offset, path: path) }
     }
 
     public func read(from offset: Int64 = 0) -> Data {

@@ -1,4 +1,5 @@
 import Foundation
+import System
 import SSH
 #if canImport(Glibc)
 import Glibc
@@ -24,15 +25,6 @@ public struct HostRecord: Codable, Sendable, Equatable {
     public var connectionString: String?
     public var addedAt: Date
 
-    enum CodingKeys: String, CodingKey {
-        case name, target, fingerprint
-        case identityFile = "identity_file"
-        case proxyJump = "proxy_jump"
-        case proxyCommand = "proxy_command"
-        case ferryHome = "ferry_home"
-        case connectionString = "connection_string"
-        case addedAt = "added_at"
-    }
 
     public init(name: String, target: String, fingerprint: String? = nil, identityFile: String? = nil, proxyJump: String? = nil,
                 proxyCommand: String? = nil, ferryHome: String? = nil, connectionString: String? = nil, addedAt: Date = Date()) {
@@ -63,12 +55,6 @@ public struct JobRecord: Codable, Sendable, Equatable {
     public var progress: JobProgress?
     public var seenAt: Date?
 
-    enum CodingKeys: String, CodingKey {
-        case id, name, host, kind, command, directory, status, progress
-        case createdAt = "created_at"
-        case workingDirectory = "working_directory"
-        case seenAt = "seen_at"
-    }
 }
 
 /// ferry's state on this machine, under `$FERRY_HOME/registry/`:
@@ -105,7 +91,7 @@ public struct Registry: Sendable {
 
     private func locked<T>(_ body: () throws -> T) throws -> T {
         try POSIX.makeDirectory(root, mode: 0o700)
-        return try FileLock.with(lockPath, body)
+        return try withLock(lockPath, body)
     }
 
     // MARK: Hosts
@@ -122,7 +108,7 @@ public struct Registry: Sendable {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: hostsDirectory)) ?? []
         return names.filter { $0.hasSuffix(".json") }.sorted().compactMap { name in
             guard let data = POSIX.read((hostsDirectory as NSString).appendingPathComponent(name)) else { return nil }
-            return try? JSON.decoder().decode(HostRecord.self, from: data)
+            return try? JSONCoding.decoder().decode(HostRecord.self, from: data)
         }
     }
 
@@ -135,7 +121,7 @@ public struct Registry: Sendable {
             try POSIX.makeDirectory(hostsDirectory, mode: 0o700)
             let path = (hostsDirectory as NSString).appendingPathComponent(record.name + ".json")
             if !replace && POSIX.exists(path) { throw JobsError.hostExists(record.name) }
-            try POSIX.writeAtomically(try JSON.encode(record, pretty: true), to: path, mode: 0o600)
+            try JSON.write(record, to: path, mode: 0o600)
         }
     }
 
@@ -169,7 +155,7 @@ public struct Registry: Sendable {
         try Names.validateJobID(record.id)
         try locked {
             try POSIX.makeDirectory(jobDirectory(record.id), mode: 0o700)
-            try POSIX.writeAtomically(try JSON.encode(record, pretty: true), to: (jobDirectory(record.id) as NSString).appendingPathComponent("job.json"))
+            try JSON.write(record, to: (jobDirectory(record.id) as NSString).appendingPathComponent("job.json"))
         }
     }
 
@@ -179,7 +165,7 @@ public struct Registry: Sendable {
         try locked {
             var record = try job(id)
             change(&record)
-            try POSIX.writeAtomically(try JSON.encode(record, pretty: true), to: (jobDirectory(id) as NSString).appendingPathComponent("job.json"))
+            try JSON.write(record, to: (jobDirectory(id) as NSString).appendingPathComponent("job.json"))
             return record
         }
     }
@@ -188,7 +174,7 @@ public struct Registry: Sendable {
     public func remember(_ info: JobInfo, host: String) throws {
         try locked {
             let path = (jobDirectory(info.spec.id) as NSString).appendingPathComponent("job.json")
-            var record = (POSIX.read(path).flatMap { try? JSON.decoder().decode(JobRecord.self, from: $0) })
+            var record = (POSIX.read(path).flatMap { try? JSONCoding.decoder().decode(JobRecord.self, from: $0) })
                 ?? JobRecord(id: info.spec.id, name: info.spec.name, host: host, kind: info.spec.kind, command: info.spec.command,
                              createdAt: info.spec.createdAt)
             record.command = info.spec.command
@@ -197,7 +183,7 @@ public struct Registry: Sendable {
             record.progress = info.progress
             record.seenAt = Date()
             try POSIX.makeDirectory(jobDirectory(info.spec.id), mode: 0o700)
-            try POSIX.writeAtomically(try JSON.encode(record, pretty: true), to: path)
+            try JSON.write(record, to: path)
         }
     }
 }

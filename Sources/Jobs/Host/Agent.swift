@@ -1,4 +1,5 @@
 import Foundation
+import System
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -39,7 +40,7 @@ public struct Agent: Sendable {
     var store: JobStore { JobStore(layout: layout) }
 
     public init(home: String, version: String, binary: String? = nil, probes: AgentProbes = .loadOnly) {
-        self.home = home; self.version = version; self.binary = binary ?? POSIX.executablePath; self.probes = probes
+        self.home = home; self.version = version; self.binary = binary ?? Executable.path; self.probes = probes
     }
 
     /// The verbs, for `ferry agent --help`.
@@ -110,6 +111,9 @@ public struct Agent: Sendable {
         } catch let error as JobsError {
             replyError(error)
             return 1
+        } catch let error as SystemError {
+            replyError(JobsError(error))
+            return 1
         } catch {
             replyError(.agentFailed(host: "agent", verb: verb, message: "\(error)"))
             return 1
@@ -126,13 +130,13 @@ public struct Agent: Sendable {
     private func reply<T: Encodable>(_ value: T) throws {
         var data = try JSON.encode(value)
         data.append(0x0A)
-        try POSIX.writeAll(1, data, path: "stdout")
+        try JobsError.system { try FileIO.writeAll(1, data, path: "stdout") }
     }
 
     private func replyError(_ error: JobsError) {
         if var data = try? JSON.encode(AgentErrorReply(error: error, message: error.description)) {
             data.append(0x0A)
-            try? POSIX.writeAll(1, data, path: "stdout")
+            try? JobsError.system { try FileIO.writeAll(1, data, path: "stdout") }
         }
     }
 
@@ -189,7 +193,7 @@ public struct Agent: Sendable {
             }
         }
         return PreflightReport(ferry: version, home: home, freeBytes: free, cpus: ProcessInfo.processInfo.activeProcessorCount,
-                               gpus: gpus, nvidiaSMI: smiError, cuda: engine.cuda, oneDNN: engine.oneDNN, cpuMissing: engine.cpuMissing,
+                               gpus: gpus, nvidiaSmi: smiError, cuda: engine.cuda, oneDNN: engine.oneDNN, cpuMissing: engine.cpuMissing,
                                missingPaths: missingPaths, missingLibraries: Agent.missingLibraries(in: engine.oneDNN.available ? "" : engine.oneDNN.detail),
                                problems: problems, missing: missing, neededBytes: needed)
     }
@@ -235,11 +239,11 @@ public struct Agent: Sendable {
         let paths = layout.job(spec.id)
         guard mkdir(paths.directory, 0o700) == 0 else {
             if errno == EEXIST { throw JobsError.agentFailed(host: POSIX.hostName, verb: "job-start", message: "a job \(spec.id) already exists") }
-            throw JobsError.io(path: paths.directory, reason: POSIX.errorText())
+            throw JobsError.io(path: paths.directory, reason: SystemError.text(errno))
         }
         do {
-            try POSIX.writeAtomically(try JSON.encode(spec, pretty: true), to: paths.spec, mode: 0o600)
-            try POSIX.writeAtomically(try JSON.encode(request.manifest), to: paths.manifest, mode: 0o600)
+            try JSON.write(spec, to: paths.spec, mode: 0o600)
+            try JSON.write(request.manifest, to: paths.manifest, pretty: false, mode: 0o600)
             try store.write(JobStatus(id: spec.id, state: .queued, attempt: spec.attempt), paths)
             try blobs.materialise(request.manifest, into: paths.work)
             try POSIX.makeDirectory(paths.output)
@@ -258,13 +262,13 @@ public struct Agent: Sendable {
         let status = try store.status(request.id)
         guard status.state.isFinal else { throw JobsError.jobNotStopped(id: request.id, state: status.state.rawValue) }
         guard status.state != .succeeded else { throw JobsError.jobNotResumable(id: request.id, reason: "it succeeded; launch a new job instead") }
-        try FileLock.with(paths.lock) {
+        try withLock(paths.lock) {
             spec.attempt += 1
             if !request.extraArguments.isEmpty, !spec.command.contains(request.extraArguments[0]) {
                 spec.command += request.extraArguments
             }
             try spec.validate()
-            try POSIX.writeAtomically(try JSON.encode(spec, pretty: true), to: paths.spec, mode: 0o600)
+            try JSON.write(spec, to: paths.spec, mode: 0o600)
             unlink(paths.cancel)
             var fresh = JobStatus(id: spec.id, state: .queued, attempt: spec.attempt)
             fresh.message = "resumed after: \(status.summary)"
@@ -278,12 +282,14 @@ public struct Agent: Sendable {
     private func startSupervisor(_ id: String, _ paths: JobPaths) throws {
         var env = ProcessInfo.processInfo.environment
         env["FERRY_HOME"] = home
-        _ = try POSIX.spawn([binary, "agent", "--home", home, "supervise", id], environment: env, stdin: .null,
+        _ = try JobsError.system { () throws(SystemError) in
+            try Spawn.start([binary, "agent", "--home", home, "supervise", id], environment: env, stdin: .null,
                             stdout: .file(paths.supervisorLog, append: true), stderr: .file(paths.supervisorLog, append: true),
                             newSession: true, keepIgnored: Supervisor.handledSignals)
+        }
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline {
-            if let status = try? store.rawStatus(paths, id: id), status.supervisorPID != nil || status.state.isFinal { return }
+            if let status = try? store.rawStatus(paths, id: id), status.supervisorPid != nil || status.state.isFinal { return }
             usleep(5_000)
         }
         let log = POSIX.read(paths.supervisorLog).map { String(decoding: $0.suffix(2000), as: UTF8.self) } ?? ""
@@ -300,8 +306,8 @@ public struct Agent: Sendable {
             return try info(id)
         }
         let request = CancelRequest(graceSeconds: min(max(grace ?? spec.graceSeconds, 0), 3600), requestedAt: Date())
-        try POSIX.writeAtomically(try JSON.encode(request), to: paths.cancel)
-        if let pid = status.supervisorPID, store.supervisorAlive(status) {
+        try JSON.write(request, to: paths.cancel, pretty: false)
+        if let pid = status.supervisorPid, store.supervisorAlive(status) {
             kill(pid, SIGTERM)
         }
         return try info(id)
@@ -309,7 +315,7 @@ public struct Agent: Sendable {
 
     /// A lost job (its supervisor gone) may still run: its process group gets SIGTERM, then SIGKILL.
     func stopOrphans(_ status: JobStatus) {
-        guard status.state == .lost, let pid = status.pid, pid > 1, status.bootID == POSIX.bootID, kill(-pid, 0) == 0 else { return }
+        guard status.state == .lost, let pid = status.pid, pid > 1, status.bootId == POSIX.bootId, kill(-pid, 0) == 0 else { return }
         kill(-pid, SIGTERM)
         for _ in 0..<20 where kill(-pid, 0) == 0 { usleep(50_000) }
         kill(-pid, SIGKILL)
@@ -446,7 +452,7 @@ public struct Agent: Sendable {
     private func writeFrame(_ text: String) -> Bool { writeFrame(Data(text.utf8)) }
 
     @discardableResult
-    private func writeFrame(_ data: Data) -> Bool { (try? POSIX.writeAll(1, data, path: "stdout")) != nil }
+    private func writeFrame(_ data: Data) -> Bool { (try? FileIO.writeAll(1, data, path: "stdout")) != nil }
 }
 
 /// Wakes the log streamer when anything in the job's folder changes (inotify), instead of polling.
@@ -490,7 +496,7 @@ final class DirectoryWatcher {
 enum NvidiaSMI {
     static func query() -> ([GPUInfo], String?) {
         let env = ProcessInfo.processInfo.environment
-        guard let smi = POSIX.searchPath("nvidia-smi", in: (env["PATH"] ?? "") + ":/usr/bin:/usr/local/bin:/usr/local/nvidia/bin") else { return ([], nil) }
+        guard let smi = Spawn.searchPath("nvidia-smi", in: (env["PATH"] ?? "") + ":/usr/bin:/usr/local/bin:/usr/local/nvidia/bin") else { return ([], nil) }
         let result = Subprocess.capture([smi, "--query-gpu=index,name,memory.total,memory.used,utilization.gpu", "--format=csv,noheader,nounits"],
                                         environment: env, timeout: 15)
         guard result.status == 0 else {
@@ -504,8 +510,8 @@ enum NvidiaSMI {
         text.split(separator: "\n").compactMap { line in
             let f = line.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             guard f.count >= 2, let index = Int(f[0]) else { return nil }
-            return GPUInfo(index: index, name: f[1], memoryTotalMiB: f.count > 2 ? Int(f[2]) : nil,
-                           memoryUsedMiB: f.count > 3 ? Int(f[3]) : nil, utilizationPercent: f.count > 4 ? Int(f[4]) : nil)
+            return GPUInfo(index: index, name: f[1], memoryTotalMib: f.count > 2 ? Int(f[2]) : nil,
+                           memoryUsedMib: f.count > 3 ? Int(f[3]) : nil, utilizationPercent: f.count > 4 ? Int(f[4]) : nil)
         }
     }
 }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import System
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -40,9 +41,9 @@ struct BlobStore {
             let count = size - offset
             let partialPath = layout.partialBlob(hash)
             let fd = open(partialPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw JobsError.io(path: partialPath, reason: POSIX.errorText()) }
+            guard fd >= 0 else { throw JobsError.io(path: partialPath, reason: SystemError.text(errno)) }
             defer { close(fd) }
-            while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
+            _ = Syscall.retrying { flock(fd, LOCK_EX) }
             let existing = Int64(lseek(fd, 0, SEEK_END))
             if has(hash) || existing < offset {
                 // Stored meanwhile by another client, or our partial is shorter than the client thinks:
@@ -56,14 +57,8 @@ struct BlobStore {
             if offset > 0 { try hashPrefix(partialPath, bytes: offset, into: &hasher) }
             var position = offset
             try reader.read(count: count) { chunk in
-                var done = 0
-                while done < chunk.count {
-                    let n = pwrite(fd, chunk.baseAddress! + done, chunk.count - done, off_t(position))
-                    if n < 0 && errno == EINTR { continue }
-                    guard n > 0 else { throw JobsError.io(path: partialPath, reason: POSIX.errorText()) }
-                    done += n
-                    position += Int64(n)
-                }
+                try JobsError.system { try FileIO.writeAll(fd, chunk, at: position, path: partialPath) }
+                position += Int64(chunk.count)
                 hasher.update(bufferPointer: chunk)
             }
             let actual = hasher.finalize().map { String(format: "%02x", $0) }.joined()
@@ -75,7 +70,7 @@ struct BlobStore {
             fsync(fd)
             let final = layout.blob(hash)
             try POSIX.makeDirectory((final as NSString).deletingLastPathComponent, mode: 0o700)
-            guard rename(partialPath, final) == 0 else { throw JobsError.io(path: final, reason: POSIX.errorText()) }
+            guard rename(partialPath, final) == 0 else { throw JobsError.io(path: final, reason: SystemError.text(errno)) }
             chmod(final, 0o444)
             reply.stored += 1
             reply.bytes += count
@@ -85,17 +80,10 @@ struct BlobStore {
 
     private func hashPrefix(_ path: String, bytes: Int64, into hasher: inout SHA256) throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw JobsError.io(path: path, reason: POSIX.errorText()) }
+        guard fd >= 0 else { throw JobsError.io(path: path, reason: SystemError.text(errno)) }
         defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        var left = bytes
-        while left > 0 {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, Int(min(Int64($0.count), left))) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw JobsError.io(path: path, reason: "shorter than expected") }
-            buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-            left -= Int64(n)
-        }
+        let read = try FileIO.readChunks(fd, limit: bytes, path: path) { hasher.update(bufferPointer: $0) }
+        guard read == bytes else { throw JobsError.io(path: path, reason: "shorter than expected") }
     }
 
     /// Builds `directory` from the manifest: every file copied out of the store (a copy, not a
@@ -116,25 +104,24 @@ struct BlobStore {
         for link in manifest.symlinks {
             let destination = (directory as NSString).appendingPathComponent(link.path)
             try POSIX.makeDirectory((destination as NSString).deletingLastPathComponent)
-            guard symlink(link.target, destination) == 0 else { throw JobsError.io(path: destination, reason: POSIX.errorText()) }
+            guard symlink(link.target, destination) == 0 else { throw JobsError.io(path: destination, reason: SystemError.text(errno)) }
         }
     }
 
     private func copyFile(_ source: String, to destination: String, mode: mode_t) throws {
         let input = open(source, O_RDONLY | O_CLOEXEC)
-        guard input >= 0 else { throw JobsError.io(path: source, reason: POSIX.errorText()) }
+        guard input >= 0 else { throw JobsError.io(path: source, reason: SystemError.text(errno)) }
         defer { close(input) }
         // O_EXCL|O_NOFOLLOW: never write through something already there.
         let output = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-        guard output >= 0 else { throw JobsError.io(path: destination, reason: POSIX.errorText()) }
+        guard output >= 0 else { throw JobsError.io(path: destination, reason: SystemError.text(errno)) }
         defer { close(output) }
         var st = stat()
         fstat(input, &st)
         var left = Int(st.st_size)
         while left > 0 {
-            let n = sendfile(output, input, nil, min(left, 1 << 30))
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw JobsError.io(path: destination, reason: POSIX.errorText()) }
+            let n = Syscall.retrying { sendfile(output, input, nil, min(left, 1 << 30)) }
+            guard n > 0 else { throw JobsError.io(path: destination, reason: SystemError.text(errno)) }
             left -= n
         }
         fchmod(output, mode)

@@ -1,4 +1,5 @@
 import Foundation
+import System
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,13 +28,13 @@ struct JobStore {
     }
 
     func write(_ status: JobStatus, _ paths: JobPaths) throws {
-        try POSIX.writeAtomically(try JSON.encode(status, pretty: true), to: paths.status)
+        try JSON.write(status, to: paths.status)
     }
 
     /// Changes the status under the job's lock.
     func update(_ id: String, _ change: (inout JobStatus) throws -> Void) throws -> JobStatus {
         let p = try paths(id)
-        return try FileLock.with(p.lock) {
+        return try withLock(p.lock) {
             var status = try rawStatus(p, id: id)
             try change(&status)
             try write(status, p)
@@ -47,26 +48,26 @@ struct JobStore {
         let status = try rawStatus(p, id: id)
         guard !status.state.isFinal else { return status }
         if supervisorAlive(status) { return status }
-        if status.supervisorPID == nil {
+        if status.supervisorPid == nil {
             // Queued and not yet claimed by a supervisor: give job-start its few seconds.
             let created = (try? FileManager.default.attributesOfItem(atPath: p.spec)[.modificationDate] as? Date) ?? Date()
             if Date().timeIntervalSince(created) < 30 { return status }
         }
         // Re-read under the lock: a supervisor writes its final status before it exits.
-        return try FileLock.with(p.lock) {
+        return try withLock(p.lock) {
             var current = try rawStatus(p, id: id)
             guard !current.state.isFinal, !supervisorAlive(current) else { return current }
             current.state = .lost
             current.endedAt = Date()
-            current.message = current.supervisorPID == nil ? "its supervisor never started" : "its supervisor (pid \(current.supervisorPID ?? 0)) vanished — killed, or the host rebooted"
+            current.message = current.supervisorPid == nil ? "its supervisor never started" : "its supervisor (pid \(current.supervisorPid ?? 0)) vanished — killed, or the host rebooted"
             try write(current, p)
             return current
         }
     }
 
     func supervisorAlive(_ status: JobStatus) -> Bool {
-        guard let pid = status.supervisorPID else { return false }
-        if let boot = status.bootID, !boot.isEmpty, boot != POSIX.bootID { return false }
+        guard let pid = status.supervisorPid else { return false }
+        if let boot = status.bootId, !boot.isEmpty, boot != POSIX.bootId { return false }
         guard POSIX.isAlive(pid) else { return false }
         if let start = status.supervisorStart, let now = POSIX.procStat(pid)?.startTicks, now != start { return false }
         return true

@@ -1,4 +1,5 @@
 import Foundation
+import System
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,9 +36,9 @@ struct Supervisor {
         do {
             _ = try store.update(id) { s in
                 s.state = .running
-                s.supervisorPID = me
+                s.supervisorPid = me
                 s.supervisorStart = myStart
-                s.bootID = POSIX.bootID
+                s.bootId = POSIX.bootId
                 s.pid = nil
                 s.startedAt = Date()
                 s.endedAt = nil; s.exitCode = nil; s.signal = nil; s.message = nil
@@ -56,25 +57,25 @@ struct Supervisor {
         try? POSIX.makeDirectory(paths.output)
         let logFD = open(paths.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard logFD >= 0 else {
-            finish(store, paths, state: .failed, code: nil, signal: nil, message: "cannot open \(paths.log): \(POSIX.errorText())")
+            finish(store, paths, state: .failed, code: nil, signal: nil, message: "cannot open \(paths.log): \(SystemError.text(errno))")
             return 1
         }
         defer { close(logFD) }
 
         let directory = spec.directory == "." ? paths.work : (paths.work as NSString).appendingPathComponent(spec.directory)
         guard chdir(directory) == 0 else {
-            finish(store, paths, state: .failed, code: nil, signal: nil, message: "cannot enter \(directory): \(POSIX.errorText())")
+            finish(store, paths, state: .failed, code: nil, signal: nil, message: "cannot enter \(directory): \(SystemError.text(errno))")
             return 1
         }
         var arguments = spec.command
         if arguments.first == "ferry" { arguments[0] = ferryBinary }
         let environment = jobEnvironment(spec, paths)
         let pid: pid_t
-        do {
-            pid = try POSIX.spawn(arguments, environment: environment, stdin: .null, stdout: .fd(logFD), stderr: .fd(logFD), newGroup: true)
+        do throws(SystemError) {
+            pid = try Spawn.start(arguments, environment: environment, stdin: .null, stdout: .fd(logFD), stderr: .fd(logFD), newGroup: true)
         } catch {
-            let message = "\(error)"
-            try? POSIX.writeAll(logFD, Data("ferry: cannot start the job: \(message)\n".utf8), path: paths.log)
+            let message = "\(JobsError(error))"
+            try? FileIO.writeAll(logFD, Data("ferry: cannot start the job: \(message)\n".utf8), path: paths.log)
             finish(store, paths, state: .failed, code: 127, signal: nil, message: message)
             return 1
         }
@@ -84,9 +85,8 @@ struct Supervisor {
         var killDeadline: Date?
         var cancelRequested = false
         while true {
-            let r = waitpid(pid, &waitStatus, WNOHANG)
-            if r == pid { break }
-            if r < 0 && errno != EINTR { break }
+            let r = Syscall.retrying { waitpid(pid, &waitStatus, WNOHANG) }
+            if r == pid || r < 0 { break }
             usleep(50_000)
             let signal = supervisorReceivedSignal
             if signal > 0 && killDeadline == nil {
@@ -105,7 +105,7 @@ struct Supervisor {
         }
         // Whatever the command left behind in its group ends with it.
         kill(-pid, SIGKILL)
-        let (code, signal) = POSIX.decodeWaitStatus(waitStatus)
+        let (code, signal) = Spawn.decodeWaitStatus(waitStatus)
         cancelRequested = cancelRequested || POSIX.exists(paths.cancel)
         let state: JobState
         if code == 0 && signal == nil { state = .succeeded } else if cancelRequested { state = .cancelled } else { state = .failed }
@@ -127,7 +127,7 @@ struct Supervisor {
     }
 
     private func cancelGrace(_ paths: JobPaths) -> Int? {
-        guard let data = POSIX.read(paths.cancel), let request = try? JSON.decoder().decode(CancelRequest.self, from: data) else { return nil }
+        guard let data = POSIX.read(paths.cancel), let request = try? JSONCoding.decoder().decode(CancelRequest.self, from: data) else { return nil }
         return request.graceSeconds
     }
 
@@ -150,7 +150,7 @@ struct Supervisor {
         let line = "\(ISO8601DateFormatter().string(from: Date())) supervisor[\(getpid())]: \(text)\n"
         let fd = open(paths.supervisorLog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return }
-        _ = try? POSIX.writeAll(fd, Data(line.utf8), path: paths.supervisorLog)
+        _ = try? FileIO.writeAll(fd, Data(line.utf8), path: paths.supervisorLog)
         close(fd)
     }
 }
@@ -162,8 +162,4 @@ nonisolated(unsafe) private var supervisorReceivedSignal: Int32 = 0
 struct CancelRequest: Codable {
     var graceSeconds: Int
     var requestedAt: Date
-    enum CodingKeys: String, CodingKey {
-        case graceSeconds = "grace_seconds"
-        case requestedAt = "requested_at"
-    }
 }

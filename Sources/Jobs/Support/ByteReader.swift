@@ -1,4 +1,5 @@
 import Foundation
+import System
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,9 +28,8 @@ final class ByteReader {
             }
         }
         while true {
-            let n = buffer.withUnsafeMutableBytes { raw in Glibc.read(fd, raw.baseAddress! + end, raw.count - end) }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { throw JobsError.io(path: "stdin", reason: POSIX.errorText()) }
+            let n = buffer.withUnsafeMutableBytes { raw in FileIO.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: raw[end...])) }
+            if n < 0 { throw JobsError.io(path: "stdin", reason: SystemError.text(errno)) }
             if n == 0 { return false }
             end += n
             total += Int64(n)

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import System
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,7 +32,7 @@ final class HashCache {
     /// The hash of `file`, from the cache when its size, mtime and inode are unchanged.
     func sha256(of file: String, key: String) throws -> String {
         var st = stat()
-        guard stat(file, &st) == 0 else { throw JobsError.io(path: file, reason: POSIX.errorText()) }
+        guard stat(file, &st) == 0 else { throw JobsError.io(path: file, reason: SystemError.text(errno)) }
         let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
         used.insert(key)
         if let e = entries[key], e.size == Int64(st.st_size), e.mtimeNanos == mtime, e.inode == UInt64(st.st_ino) {
@@ -48,22 +49,16 @@ final class HashCache {
         let stale = Set(entries.keys).subtracting(used)
         if !stale.isEmpty { for k in stale { entries[k] = nil }; changed = true }
         guard changed, let data = try? JSONEncoder().encode(entries) else { return }
-        try? POSIX.makeDirectory((path as NSString).deletingLastPathComponent, mode: 0o700)
-        try? POSIX.writeAtomically(data, to: path, mode: 0o600)
+        try? AtomicFile.write(data, to: path, mode: .umask(0o600), directoryMode: 0o700)
     }
 
     static func hashFile(_ path: String) throws -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw JobsError.io(path: path, reason: POSIX.errorText()) }
+        guard fd >= 0 else { throw JobsError.io(path: path, reason: SystemError.text(errno)) }
         defer { close(fd) }
         var hasher = SHA256()
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { throw JobsError.io(path: path, reason: POSIX.errorText()) }
-            if n == 0 { break }
-            buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        do { try FileIO.readChunks(fd, path: path) { hasher.update(bufferPointer: $0) } } catch let error as SystemError {
+            throw JobsError(error)
         }
         return hex(hasher.finalize())
     }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import System
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -33,24 +34,24 @@ public final class LocalTransport: Transport {
 
     public func upload(_ localPath: String, to remotePath: String, mode: UInt32,
                        progress: (@Sendable (Int64) -> Void)?) async throws -> TransferReport {
-        let flag = CancelFlag()
+        let flag = AtomicFlag()
         let report = try await withTaskCancellationHandler {
             try await Task.detached {
                 try LocalFiles.copy(localPath, to: remotePath, expectedSHA256: nil, resume: false, mode: mode_t(mode), cancel: flag, progress: progress)
             }.value
-        } onCancel: { flag.cancel() }
+        } onCancel: { flag.set() }
         counters.addSent(report.transferredBytes)
         return report
     }
 
     public func download(_ remotePath: String, to localPath: String, expectedSHA256: String?,
                          progress: (@Sendable (Int64) -> Void)?) async throws -> TransferReport {
-        let flag = CancelFlag()
+        let flag = AtomicFlag()
         let report = try await withTaskCancellationHandler {
             try await Task.detached {
                 try LocalFiles.copy(remotePath, to: localPath, expectedSHA256: expectedSHA256, resume: true, mode: 0o644, cancel: flag, progress: progress)
             }.value
-        } onCancel: { flag.cancel() }
+        } onCancel: { flag.set() }
         counters.addReceived(report.transferredBytes)
         return report
     }
@@ -71,15 +72,15 @@ final class LocalCommand: RemoteCommand, @unchecked Sendable {
         self.counters = counters
         var inPipe: [Int32] = [-1, -1], outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1]
         guard pipe(&inPipe) == 0, pipe(&outPipe) == 0, pipe(&errPipe) == 0 else {
-            throw JobsError.io(path: "pipe", reason: POSIX.errorText())
+            throw JobsError.io(path: "pipe", reason: SystemError.text(errno))
         }
         for fd in inPipe + outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        do {
-            pid = try POSIX.spawn(arguments, environment: environment, stdin: .fd(inPipe[0]), stdout: .fd(outPipe[1]),
+        do throws(SystemError) {
+            pid = try Spawn.start(arguments, environment: environment, stdin: .fd(inPipe[0]), stdout: .fd(outPipe[1]),
                                   stderr: .fd(errPipe[1]), newGroup: true)
         } catch {
             for fd in inPipe + outPipe + errPipe { close(fd) }
-            throw error
+            throw JobsError(error)
         }
         close(inPipe[0]); close(outPipe[1]); close(errPipe[1])
         stdinFD = inPipe[1]
@@ -91,8 +92,7 @@ final class LocalCommand: RemoteCommand, @unchecked Sendable {
             let thread = Thread {
                 var buffer = [UInt8](repeating: 0, count: 65536)
                 while true {
-                    let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-                    if n < 0 && errno == EINTR { continue }
+                    let n = buffer.withUnsafeMutableBytes { FileIO.read(fd, into: $0) }
                     if n <= 0 { break }
                     let data = Data(buffer[0..<n])
                     counters.addReceived(Int64(n))
@@ -107,9 +107,7 @@ final class LocalCommand: RemoteCommand, @unchecked Sendable {
         let pid = self.pid
         let status = self.status
         let waiter = Thread {
-            var raw: Int32 = 0
-            while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
-            status.set(.success(POSIX.decodeWaitStatus(raw).code))
+            status.set(.success(Spawn.decodeWaitStatus(Spawn.wait(pid)).code))
         }
         waiter.stackSize = 1 << 18
         waiter.start()
@@ -125,7 +123,7 @@ final class LocalCommand: RemoteCommand, @unchecked Sendable {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
             DispatchQueue.global().async {
                 do {
-                    try POSIX.writeAll(fd, data, path: "the local agent's stdin")
+                    try JobsError.system { try FileIO.writeAll(fd, data, path: "the local agent's stdin") }
                     c.resume()
                 } catch {
                     c.resume(throwing: error)
@@ -172,17 +170,17 @@ final class ReaderGroup: @unchecked Sendable {
 /// Resumable, verified local file copies (LocalTransport's put and get, and the fetcher's).
 enum LocalFiles {
     static func copy(_ source: String, to destination: String, expectedSHA256: String?, resume: Bool, mode: mode_t,
-                     cancel: CancelFlag = CancelFlag(), progress: (@Sendable (Int64) -> Void)?) throws -> TransferReport {
+                     cancel: AtomicFlag = AtomicFlag(), progress: (@Sendable (Int64) -> Void)?) throws -> TransferReport {
         let partial = destination + partialSuffix
         try POSIX.makeDirectory((destination as NSString).deletingLastPathComponent)
         let input = open(source, O_RDONLY | O_CLOEXEC)
-        guard input >= 0 else { throw JobsError.transferFailed(path: source, reason: POSIX.errorText()) }
+        guard input >= 0 else { throw JobsError.transferFailed(path: source, reason: SystemError.text(errno)) }
         defer { close(input) }
         var st = stat()
         fstat(input, &st)
         let total = Int64(st.st_size)
         let output = open(partial, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (resume ? 0 : O_TRUNC), 0o600)
-        guard output >= 0 else { throw JobsError.transferFailed(path: partial, reason: POSIX.errorText()) }
+        guard output >= 0 else { throw JobsError.transferFailed(path: partial, reason: SystemError.text(errno)) }
         var closed = false
         defer { if !closed { close(output) } }
         var start = resume ? Int64(lseek(output, 0, SEEK_END)) : 0
@@ -191,7 +189,7 @@ enum LocalFiles {
         if start > 0 {
             // Hash what is already there, then continue after it.
             let again = open(partial, O_RDONLY | O_CLOEXEC)
-            guard again >= 0 else { throw JobsError.transferFailed(path: partial, reason: POSIX.errorText()) }
+            guard again >= 0 else { throw JobsError.transferFailed(path: partial, reason: SystemError.text(errno)) }
             defer { close(again) }
             try feed(again, from: 0, count: start, into: &hasher, path: partial, write: nil, cancel: cancel)
         }
@@ -207,34 +205,25 @@ enum LocalFiles {
         fsync(output)
         fchmod(output, mode)
         close(output); closed = true
-        guard rename(partial, destination) == 0 else { throw JobsError.transferFailed(path: destination, reason: POSIX.errorText()) }
+        guard rename(partial, destination) == 0 else { throw JobsError.transferFailed(path: destination, reason: SystemError.text(errno)) }
         return TransferReport(totalBytes: total, transferredBytes: total - start, resumedFrom: start, sha256: digest)
     }
 
     private static func feed(_ fd: Int32, from offset: Int64, count: Int64, into hasher: inout SHA256, path: String, write out: Int32?,
-                             cancel: CancelFlag, progress: ((Int64) -> Void)? = nil) throws {
+                             cancel: AtomicFlag, progress: ((Int64) -> Void)? = nil) throws {
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         var done: Int64 = 0
         while done < count {
-            if cancel.isCancelled { throw CancellationError() }
-            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, Int(min(Int64($0.count), count - done)), off_t(offset + done)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw JobsError.transferFailed(path: path, reason: n == 0 ? "the file shrank while copying" : POSIX.errorText()) }
+            if cancel.isSet { throw CancellationError() }
+            let n = buffer.withUnsafeMutableBytes { FileIO.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<Int(min(Int64($0.count), count - done))]), at: offset + done) }
+            guard n > 0 else { throw JobsError.transferFailed(path: path, reason: n == 0 ? "the file shrank while copying" : SystemError.text(errno)) }
             try buffer.withUnsafeBytes { raw in
                 let chunk = UnsafeRawBufferPointer(rebasing: raw[0..<n])
                 hasher.update(bufferPointer: chunk)
-                if let out { try POSIX.writeAll(out, Data(chunk), path: path) }
+                if let out { try JobsError.system { try FileIO.writeAll(out, chunk, path: path) } }
             }
             done += Int64(n)
             progress?(done)
         }
     }
-}
-
-/// A flag a cancellation handler sets and a blocking loop polls.
-final class CancelFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var cancelled = false
-    func cancel() { lock.lock(); cancelled = true; lock.unlock() }
-    var isCancelled: Bool { lock.lock(); defer { lock.unlock() }; return cancelled }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import System
 
 /// The safetensors format (what `safetensors.torch.load_file` reads): an 8-byte little-endian
 /// header length, a JSON header of dtype/shape/data_offsets per tensor plus `__metadata__`, then
@@ -56,7 +57,10 @@ public enum SafeTensors {
 
     /// Writes a file atomically: a temporary name, fsync, then rename (a crash never leaves a torn file).
     public static func write(_ tensors: [String: Tensor], to url: URL, metadata: [String: String] = ["format": "pt"]) throws {
-        try AtomicFile.write(encode(tensors, metadata: metadata), to: url)
+        let data = encode(tensors, metadata: metadata)
+        do throws(SystemError) { try AtomicFile.write(data, to: url.path) } catch {
+            throw TensorError.invalidFile(path: url.path, reason: error.detail)
+        }
     }
 
     /// Parses safetensors bytes; `name` labels errors.
@@ -128,40 +132,5 @@ public enum SafeTensors {
             throw TensorError.invalidFile(path: url.path, reason: "cannot read: \(error.localizedDescription)")
         }
         return try decode(data, name: url.path)
-    }
-}
-
-/// Crash-safe file replacement: write a temporary sibling, fsync it, rename over the target,
-/// fsync the directory.
-public enum AtomicFile {
-    public static func write(_ data: Data, to url: URL) throws {
-        let dir = url.deletingLastPathComponent()
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        let fd = open(tmp.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw TensorError.invalidFile(path: tmp.path, reason: "cannot create: \(String(cString: strerror(errno)))") }
-        var ok = true
-        data.withUnsafeBytes { raw in
-            var done = 0
-            while done < raw.count {
-                let n = Foundation.write(fd, raw.baseAddress! + done, raw.count - done)
-                if n <= 0 { if errno == EINTR { continue }; ok = false; break }
-                done += n
-            }
-        }
-        let err = errno
-        if ok && fsync(fd) != 0 { ok = false }
-        close(fd)
-        guard ok else {
-            unlink(tmp.path)
-            throw TensorError.invalidFile(path: url.path, reason: "write failed: \(String(cString: strerror(err)))")
-        }
-        guard rename(tmp.path, url.path) == 0 else {
-            let e = errno
-            unlink(tmp.path)
-            throw TensorError.invalidFile(path: url.path, reason: "rename failed: \(String(cString: strerror(e)))")
-        }
-        let dfd = open(dir.path, O_RDONLY)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
     }
 }

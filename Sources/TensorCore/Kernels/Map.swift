@@ -1,3 +1,4 @@
+import System
 /// Elementwise maps over broadcast, strided operands into a fresh contiguous output. Written
 /// `@inline(__always)` so each call site's closure is inlined into the loop.
 enum Map {

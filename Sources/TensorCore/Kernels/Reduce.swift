@@ -1,3 +1,4 @@
+import System
 /// Reductions over the middle axis of a contiguous [outer, count, inner] layout: row sums
 /// (inner == 1), column sums (outer == 1, e.g. a bias gradient) and everything between, without
 /// copying when the reduced dims are adjacent.

@@ -104,8 +104,3 @@ struct StridedPlan {
     }
 }
 
-/// A raw pointer that may cross into the threads of one synchronous parallel region.
-struct SendablePointer<T>: @unchecked Sendable {
-    let p: UnsafeMutablePointer<T>
-    init(_ p: UnsafeMutablePointer<T>) { self.p = p }
-}

@@ -258,6 +258,7 @@ extension Tensor {
 }
 
 #if canImport(Glibc)
+import System
 import Glibc
 #elseif canImport(Darwin)
 import Darwin

@@ -1,3 +1,4 @@
+import System
 extension Tensor {
     /// Copies `src` (any layout, any dtype) into the contiguous `dst` of the same shape.
     static func copyConverting(_ src: Tensor, into dst: Tensor) {

@@ -1,3 +1,4 @@
+import System
 /// torch.nn.functional, in Swift: one namespace; other modules only extend it.
 public enum F {}
 
@@ -164,7 +165,7 @@ extension F {
         let planes = x.shape[0] * x.shape[1]
         let out = Tensor(uninitialized: [x.shape[0], x.shape[1], geo.outH, geo.outW], dtype: x.dtype)
         let argmax = UnsafeMutablePointer<Int32>.allocate(capacity: out.numel)
-        let ab = SendableBox(ArgmaxBuffer(argmax))
+        let ab = ArgmaxBuffer(argmax)
         let inPlane = geo.height * geo.width, outPlane = geo.outH * geo.outW
         func run<T: Comparable & Numeric>(_: T.Type, isNaN: @escaping (T) -> Bool) {
             let xp = SendablePointer(xc.pointer(T.self)), op = SendablePointer(out.pointer(T.self))
@@ -275,7 +276,7 @@ extension F {
         return out.recorded("MaxPool2DWithIndicesBackward0", [x]) { g in
             let gc = g.contiguous()
             let gx = Tensor.zeros(inShape, dtype: g.dtype)
-            let arg = ab.value.pointer
+            let arg = ab.pointer
             func back<T: Numeric>(_: T.Type) {
                 let gp = SendablePointer(gc.pointer(T.self)), xp = SendablePointer(gx.pointer(T.self)), ap = SendablePointer(arg)
                 Threading.parallelFor(planes, grain: Swift.max(1, 16_384 / Swift.max(inPlane, 1))) { r in
@@ -354,15 +355,10 @@ extension F {
     }
 }
 
-/// Owns the argmax positions a max-pool saves for its backward; freed with the graph.
-final class ArgmaxBuffer {
+/// Owns the argmax positions a max-pool saves for its backward; freed with the graph. Sendable:
+/// immutable, and only read inside the backward's synchronous parallel region.
+final class ArgmaxBuffer: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Int32>
     init(_ p: UnsafeMutablePointer<Int32>) { pointer = p }
     deinit { pointer.deallocate() }
-}
-
-/// Lets a value that is only read inside one synchronous parallel region cross into it.
-struct SendableBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }

@@ -1,3 +1,4 @@
+import System
 extension Tensor {
     func normalizeDims(_ dims: [Int]) -> [Int] {
         let ds = dims.map { normalizeDim($0) }

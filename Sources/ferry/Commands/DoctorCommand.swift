@@ -1,6 +1,7 @@
 import ArgumentParser
 import Data
 import Foundation
+import System
 import Jobs
 import SSH
 import TensorCore
@@ -29,10 +30,7 @@ struct DoctorCommand: ParsableCommand {
         let allRequired = !checks.contains { $0.required && $0.status == .problem }
         if json {
             struct Report: Codable { var ok: Bool; var version: String; var checks: [Check] }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            let data = try encoder.encode(Report(ok: allRequired, version: FerryVersion.string, checks: checks))
-            print(String(decoding: data, as: UTF8.self))
+            print(try JSONCoding.string(Report(ok: allRequired, version: FerryVersion.string, checks: checks)))
         } else {
             for c in checks {
                 let mark = c.status == .ok ? "ok     " : c.status == .info ? "info   " : (c.required ? "PROBLEM" : "warn   ")

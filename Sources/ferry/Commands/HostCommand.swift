@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import System
 import SSH
 import Tunnels
 
@@ -175,9 +176,7 @@ struct HostUpCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("ferry host up: \(event.message)\n".utf8))
         case .ready(let readiness):
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                if let data = try? encoder.encode(readiness) { print(String(decoding: data, as: UTF8.self)) }
+                if let text = try? JSONCoding.string(readiness, pretty: false) { print(text) }
             } else {
                 print(HostUpCommand.human(readiness))
             }
@@ -212,7 +211,7 @@ struct HostUpCommand: AsyncParsableCommand {
         let files = HostFiles(ferryHome: options.ferryHome)
         try FileManager.default.createDirectory(atPath: files.directory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
-        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let executable = Executable.path
         let arguments = Array(CommandLine.arguments.dropFirst()).filter { $0 != "--detach" }
         var environment = ProcessInfo.processInfo.environment
         environment["FERRY_HOME"] = options.ferryHome
@@ -276,10 +275,8 @@ struct HostDownCommand: AsyncParsableCommand {
         case .notRunning: (stopped, pid, text) = (false, nil, "ferry host up is not running (FERRY_HOME \(ferryHome))")
         }
         if json {
-            struct Down: Encodable { var stopped: Bool; var pid: Int32?; var ferry_home: String }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(Down(stopped: stopped, pid: pid, ferry_home: ferryHome)), as: UTF8.self))
+            struct Down: Encodable { var stopped: Bool; var pid: Int32?; var ferryHome: String }
+            print(try JSONCoding.string(Down(stopped: stopped, pid: pid, ferryHome: ferryHome), pretty: false))
         } else {
             print(text)
         }
@@ -303,10 +300,7 @@ struct HostStatusCommand: ParsableCommand {
                 var pid: Int32?
                 var ready: HostReadiness?
             }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-            let data = try encoder.encode(Status(running: state != nil, pid: state?.pid, ready: state?.ready))
-            print(String(decoding: data, as: UTF8.self))
+            print(try JSONCoding.string(Status(running: state != nil, pid: state?.pid, ready: state?.ready)))
             return
         }
         guard let state else {

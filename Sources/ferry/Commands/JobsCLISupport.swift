@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import System
 import Jobs
 
 /// What the job commands (launch, logs, status, ls, cancel, fetch, hosts) share: the context,
@@ -18,9 +19,7 @@ enum JobsCLI {
         return context
     }
 
-    static var selfBinary: String {
-        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    }
+    static var selfBinary: String { Executable.path }
 
     static func say(_ text: String) {
         Progress.shared.clear()
@@ -67,7 +66,7 @@ enum JobsCLI {
     /// Runs `body` as a task that Ctrl-C cancels; `interrupted` reports whether it did.
     static func interruptible<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> (T?, interrupted: Bool) {
         let task = Task { try await body() }
-        let flag = InterruptFlag()
+        let flag = AtomicFlag()
         signal(SIGINT, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
         source.setEventHandler {
@@ -94,10 +93,7 @@ enum JobsCLI {
     }
 
     static func printJSON<T: Encodable>(_ value: T) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
-        print(String(decoding: try encoder.encode(value), as: UTF8.self))
+        print(try JSONCoding.string(value, isoDates: true))
     }
 
     static func ago(_ date: Date) -> String {
@@ -117,13 +113,6 @@ final class Announced: @unchecked Sendable {
     private let lock = NSLock()
     private var seen: Set<String> = []
     func first(_ key: String) -> Bool { lock.lock(); defer { lock.unlock() }; return seen.insert(key).inserted }
-}
-
-final class InterruptFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    func set() { lock.lock(); value = true; lock.unlock() }
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
 }
 
 /// One progress line on stderr, only when stderr is a terminal.

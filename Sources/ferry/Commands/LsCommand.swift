@@ -21,10 +21,6 @@ struct LsCommand: AsyncParsableCommand {
         var progress: JobProgress?
         var createdAt: Date
         var reachable: Bool
-        enum CodingKeys: String, CodingKey {
-            case id, host, name, state, summary, progress, reachable
-            case createdAt = "created_at"
-        }
     }
 
     func run() async throws {

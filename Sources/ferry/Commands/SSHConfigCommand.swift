@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import System
 import Jobs
 import SSH
 import Tunnels
@@ -54,15 +55,12 @@ struct SSHConfigCommand: AsyncParsableCommand {
                                                    environment: environment, connectTimeout: connectTimeout)
             if json {
                 struct Output: Encodable {
-                    var name, ssh_config, host_key, known_hosts, connection_string: String
-                    var relay_key: String?
+                    var name, sshConfig, hostKey, knownHosts, connectionString: String
+                    var relayKey: String?
                 }
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                let output = Output(name: name, ssh_config: result.block.render(), host_key: result.hostKey.fingerprint,
-                                    known_hosts: environment.ferryKnownHosts, connection_string: connection.description,
-                                    relay_key: result.relayKey?.fingerprint)
-                print(String(decoding: try encoder.encode(output), as: UTF8.self))
+                print(try JSONCoding.string(Output(name: name, sshConfig: result.block.render(), hostKey: result.hostKey.fingerprint,
+                                                   knownHosts: environment.ferryKnownHosts, connectionString: connection.description,
+                                                   relayKey: result.relayKey?.fingerprint), pretty: false))
             } else {
                 FileHandle.standardError.write(Data("ferry: pinned \(name)'s key \(result.hostKey.fingerprint)\(result.relayKey.map { " and its relay's \($0.fingerprint)" } ?? "") in \(environment.ferryKnownHosts)\n".utf8))
                 print(result.block.render(), terminator: "")

@@ -56,10 +56,6 @@ struct StatusCommand: AsyncParsableCommand {
         var progress: JobProgress
         var directory: String?
         var logBytes: Int64?
-        enum CodingKeys: String, CodingKey {
-            case id, host, stale, spec, status, progress, directory
-            case logBytes = "log_bytes"
-        }
     }
 
     static func describe(spec: JobSpec, status: JobStatus, progress: JobProgress, host: String, logBytes: Int64) -> String {
