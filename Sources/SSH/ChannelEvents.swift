@@ -52,6 +52,13 @@ final class ChannelEvents {
         attached = nil
     }
 
+    /// The one teardown of a channel: callbacks off, closed if still open, freed.
+    func release(_ channel: ssh_channel) {
+        detach()
+        if ssh_channel_is_closed(channel) == 0 { _ = ssh_channel_close(channel) }
+        ssh_channel_free(channel)
+    }
+
     var status: SSHExitStatus {
         if let exitSignal { return .signaled(exitSignal) }
         if let exitCode { return .exited(exitCode) }

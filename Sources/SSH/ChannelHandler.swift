@@ -131,11 +131,7 @@ final class ChannelHandler: LoopHandler {
     private func finish(_ result: Result<SSHExitStatus, any Error>) {
         guard !finished else { return }
         finished = true
-        if let channel {
-            events.detach()
-            if ssh_channel_is_closed(channel) == 0 { _ = ssh_channel_close(channel) }
-            ssh_channel_free(channel)
-        }
+        if let channel { events.release(channel) }
         channel = nil
         let writeError: any Error
         switch result {

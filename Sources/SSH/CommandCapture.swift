@@ -61,11 +61,7 @@ final class CommandCapture: LoopHandler {
         finished = true
         failure = error
         status = events.status
-        if let channel {
-            events.detach()
-            if ssh_channel_is_closed(channel) == 0 { _ = ssh_channel_close(channel) }
-            ssh_channel_free(channel)
-        }
+        if let channel { events.release(channel) }
         channel = nil
     }
 }

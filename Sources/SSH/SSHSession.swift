@@ -167,33 +167,32 @@ public final class SSHSession: Sendable {
         guard !command.utf8.contains(0) else {
             throw SSHError.channelFailed(host: core.label, operation: "exec", reason: "the command contains a NUL byte, which no shell can receive")
         }
-        let handler = try await core.submit { core -> LoopBound<ChannelHandler> in
-            let channel = try core.openSessionChannel()
-            do {
-                if let pty {
-                    guard ssh_channel_request_pty_size(channel, pty.term, Int32(pty.columns), Int32(pty.rows)) == SSH_OK else {
-                        throw core.channelError("PTY request")
-                    }
+        return try await startChannel { core, channel in
+            if let pty {
+                guard ssh_channel_request_pty_size(channel, pty.term, Int32(pty.columns), Int32(pty.rows)) == SSH_OK else {
+                    throw core.channelError("PTY request")
                 }
-                guard ssh_channel_request_exec(channel, command) == SSH_OK else { throw core.channelError("exec") }
-            } catch {
-                ssh_channel_free(channel)
-                throw error
             }
-            let handler = ChannelHandler(core: core, channel: channel)
-            core.add(handler)
-            return LoopBound(handler)
+            guard ssh_channel_request_exec(channel, command) == SSH_OK else { throw core.channelError("exec") }
         }
-        return SSHProcess(session: self, handler: handler)
     }
 
     /// Starts the user's login shell on a PTY, driven from code (see `TerminalSession` for the local terminal).
     public func startShell(pty: PTYRequest) async throws -> SSHProcess {
-        let handler = try await core.submit { core -> LoopBound<ChannelHandler> in
-            let channel = try core.openSessionChannel()
+        try await startChannel { core, channel in
             guard ssh_channel_request_pty_size(channel, pty.term, Int32(pty.columns), Int32(pty.rows)) == SSH_OK,
                   ssh_channel_request_shell(channel) == SSH_OK else {
-                let error = core.channelError("shell")
+                throw core.channelError("shell")
+            }
+        }
+    }
+
+    /// Opens a session channel, makes `requests` on it (PTY, exec or shell) and hands it to a
+    /// `ChannelHandler` on the loop; a refused request frees the channel.
+    private func startChannel(_ requests: @escaping @Sendable (SessionCore, ssh_channel) throws -> Void) async throws -> SSHProcess {
+        let handler = try await core.submit { core -> LoopBound<ChannelHandler> in
+            let channel = try core.openSessionChannel()
+            do { try requests(core, channel) } catch {
                 ssh_channel_free(channel)
                 throw error
             }
