@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "ferry", targets: ["ferry"]),
         .executable(name: "Benchmarks", targets: ["Benchmarks"]),
         .library(name: "System", targets: ["System"]),
+        .library(name: "RunContract", targets: ["RunContract"]),
         .library(name: "TensorCore", targets: ["TensorCore"]),
         .library(name: "NN", targets: ["NN"]),
         .library(name: "Optim", targets: ["Optim"]),
@@ -46,21 +47,24 @@ let package = Package(
         // The ground: every system call, atomic write and spawn, written once. Baseline x86-64.
         .target(name: "System"),
 
+        // The run contract: events, FERRY_* names, exit statuses. Training writes, Jobs reads.
+        .target(name: "RunContract", dependencies: ["System"]),
+
         // Engine
         .target(name: "TensorCore", dependencies: ["System", "CDNNL"], swiftSettings: engineFlags),
         .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: engineFlags),
         .target(name: "Optim", dependencies: ["TensorCore", "System"], swiftSettings: engineFlags),
         .target(name: "Data", dependencies: ["TensorCore", "CZlib"], swiftSettings: engineFlags),
-        .target(name: "Training", dependencies: ["System", "TensorCore", "NN", "Optim", "Data"], swiftSettings: engineFlags),
+        .target(name: "Training", dependencies: ["System", "RunContract", "TensorCore", "NN", "Optim", "Data"], swiftSettings: engineFlags),
 
         // Runner
         .target(name: "SSH", dependencies: ["System", "CLibSSH", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "Jobs", dependencies: ["System", "SSH", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Jobs", dependencies: ["System", "RunContract", "SSH", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Tunnels", dependencies: ["System", "SSH", "CCurl"]),
 
         // Roof
         .executableTarget(name: "ferry", dependencies: [
-            "System", "TensorCore", "NN", "Optim", "Data", "Training", "SSH", "Jobs", "Tunnels",
+            "System", "RunContract", "TensorCore", "NN", "Optim", "Data", "Training", "SSH", "Jobs", "Tunnels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "Benchmarks", dependencies: ["TensorCore", "NN", "Optim", "Data", "SSH", "Jobs"],
@@ -78,6 +82,7 @@ let package = Package(
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "SSH", "FerryTestSupport"]),
         .testTarget(name: "TunnelsTests", dependencies: ["Tunnels", "Jobs", "SSH", "System", "FerryTestSupport"]),
         .testTarget(name: "SystemTests", dependencies: ["System"]),
+        .testTarget(name: "RunContractTests", dependencies: ["RunContract", "Training", "Jobs", "System", "FerryTestSupport"]),
         .testTarget(name: "ferryTests", dependencies: ["FerryTestSupport"]),
     ]
 )

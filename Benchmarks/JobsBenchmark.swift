@@ -49,7 +49,7 @@ enum JobsBenchmark {
             let tailLatencies = Mutex<[Double]>([])
             blocking {
                 let (result, client) = try await Launcher(context: context).launch(
-                    LaunchRequest(host: host, name: "stamp", workingDirectory: project, kind: .command, command: ["sh", "stamp.sh"]))
+                    LaunchRequest(host: host, name: "stamp", workingDirectory: project, kind: "command", command: ["sh", "stamp.sh"]))
                 let jobDir = result.directory
                 var tail: Process?
                 if let sshd, host == "sshd" {
@@ -95,7 +95,7 @@ enum JobsBenchmark {
                 }
                 blocking {
                     let (result, client) = try await Launcher(context: context).launch(
-                        LaunchRequest(host: host, name: "quick", workingDirectory: project, kind: .command, command: ["sh", "quick.sh"])) { event in
+                        LaunchRequest(host: host, name: "quick", workingDirectory: project, kind: "command", command: ["sh", "quick.sh"])) { event in
                         switch event {
                         case .packaged: stamp("packaged")
                         case .connected: stamp("agent")

@@ -95,8 +95,6 @@ struct JobStartRequest: Codable {
 
 struct JobResumeRequest: Codable {
     var id: String
-    /// Arguments appended to the command for this attempt (a train job's `--resume auto`).
-    var extraArguments: [String]
 }
 
 /// A job as the host sees it.

@@ -1,4 +1,6 @@
 import Foundation
+import RunContract
+import System
 
 /// Live progress read from a job's `events.jsonl` (the trainer's file contract): epoch, step, loss,
 /// the last metrics and checkpoints, and an ETA from the step rate of the current attempt.
@@ -42,37 +44,32 @@ public struct JobProgress: Codable, Sendable, Equatable {
         var lastStep: (time: Double, step: Int)?
         var lines = data.split(separator: 0x0A, omittingEmptySubsequences: true)
         if skipFirstLine, !lines.isEmpty { lines.removeFirst() }
+        let decoder = JSONCoding.decoder()
         for line in lines {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
-                  let event = object["event"] as? String else { continue }
-            let time = number(object["time"])
-            switch event {
-            case "start":
-                p.totalEpochs = int(object["total_epochs"]) ?? p.totalEpochs
-                p.stepsPerEpoch = int(object["steps_per_epoch"]) ?? p.stepsPerEpoch
-                if let start = int(object["start_epoch"]) { p.epoch = start }
-                p.runDirectory = object["run_dir"] as? String ?? p.runDirectory
+            // Events this ferry does not know, and a torn last line, are skipped (RunEvent.parse: nil).
+            switch RunEvent.parse(line, decoder: decoder) {
+            case .start(let e):
+                p.totalEpochs = e.totalEpochs
+                p.stepsPerEpoch = e.stepsPerEpoch
+                p.epoch = e.startEpoch
+                p.runDirectory = e.runDir
                 p.endStatus = nil
                 firstStep = nil; lastStep = nil
-            case "step":
-                p.epoch = int(object["epoch"]) ?? p.epoch
-                p.step = int(object["step"]) ?? p.step
-                p.loss = number(object["loss"]) ?? p.loss
-                p.samplesPerSecond = number(object["samples_per_s"]) ?? p.samplesPerSecond
-                if let t = time, let s = p.step {
-                    if firstStep == nil { firstStep = (t, s) }
-                    lastStep = (t, s)
-                }
-            case "epoch":
-                p.epoch = int(object["epoch"]) ?? p.epoch
-                if let metrics = object["metrics"] as? [String: Any] {
-                    for (k, v) in metrics { if let d = number(v) { p.metrics[k] = d } }
-                }
-            case "checkpoint":
-                if let kind = object["kind"] as? String, let path = object["path"] as? String { p.checkpoints[kind] = path }
-            case "end":
-                p.endStatus = object["status"] as? String
-            default:
+            case .step(let e):
+                p.epoch = e.epoch
+                p.step = e.step
+                p.loss = e.loss ?? p.loss
+                p.samplesPerSecond = e.samplesPerS ?? p.samplesPerSecond
+                if firstStep == nil { firstStep = (e.time, e.step) }
+                lastStep = (e.time, e.step)
+            case .epoch(let e):
+                p.epoch = e.epoch
+                p.metrics.merge(e.metrics) { $1 }
+            case .checkpoint(let e):
+                p.checkpoints[e.kind] = e.path
+            case .end(let e):
+                p.endStatus = e.status.rawValue
+            case nil:
                 continue
             }
         }
@@ -88,24 +85,6 @@ public struct JobProgress: Codable, Sendable, Equatable {
         }
         if p.endStatus == "succeeded" { p.fraction = 1; p.etaSeconds = 0 }
         return p
-    }
-
-    private static func number(_ any: Any?) -> Double? {
-        switch any {
-        case let d as Double: return d.isFinite ? d : nil
-        case let i as Int: return Double(i)
-        case let n as NSNumber: return n.doubleValue
-        default: return nil
-        }
-    }
-
-    private static func int(_ any: Any?) -> Int? {
-        switch any {
-        case let i as Int: return i
-        case let d as Double: return d.isFinite ? Int(d) : nil
-        case let n as NSNumber: return n.intValue
-        default: return nil
-        }
     }
 
     /// `epoch 3/10  step 1200/4000  loss 0.4312  ETA 2m10s`.

@@ -1,14 +1,15 @@
 import Foundation
+import RunContract
 
 /// What a job is: a working directory (materialised from the manifest) and a command. Written to the
 /// host's `jobs/ID/spec.json`, which the supervisor reads.
 public struct JobSpec: Codable, Sendable, Equatable {
-    /// A `ferry train CONFIG` job, or any command.
-    public enum Kind: String, Codable, Sendable { case train, command }
-
     public var id: String
     public var name: String
-    public var kind: Kind
+    /// What the CLI calls it (`train`, `command`): a label for people; Jobs never branches on it.
+    public var kind: String
+    /// What the job needs from its host and how it continues, chosen by the CLI.
+    public var needs: JobNeeds
     /// argv. A first word of `ferry` means the host's own ferry binary (the one running the agent).
     public var command: [String]
     /// Extra environment for the command (on top of the host session's); never passed in argv.
@@ -25,13 +26,34 @@ public struct JobSpec: Codable, Sendable, Equatable {
     /// How many times it was started (1, then +1 for each `launch --resume`).
     public var attempt: Int
 
-
-    public init(id: String, name: String, kind: Kind, command: [String], environment: [String: String] = [:],
+    public init(id: String, name: String, kind: String, needs: JobNeeds = JobNeeds(), command: [String], environment: [String: String] = [:],
                 directory: String = ".", gpus: String? = nil, graceSeconds: Int = 30, createdAt: Date = Date(),
                 client: String? = nil, attempt: Int = 1) {
-        self.id = id; self.name = name; self.kind = kind; self.command = command; self.environment = environment
+        self.id = id; self.name = name; self.kind = kind; self.needs = needs; self.command = command; self.environment = environment
         self.directory = directory; self.gpus = gpus; self.graceSeconds = graceSeconds; self.createdAt = createdAt
         self.client = client ?? POSIX.hostName; self.attempt = attempt
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case id, name, kind, needs, command, environment, directory, gpus, graceSeconds, createdAt, client, attempt
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        name = try c.decode(String.self, forKey: .name)
+        kind = try c.decode(String.self, forKey: .kind)
+        // A spec written before jobs stated their needs: a `train` job was ferry's trainer, which
+        // needs the engine and resumes with `--resume auto`.
+        needs = try c.decodeIfPresent(JobNeeds.self, forKey: .needs) ?? (kind == JobNeeds.legacyTrainKind ? .legacyTrain : JobNeeds())
+        command = try c.decode([String].self, forKey: .command)
+        environment = try c.decode([String: String].self, forKey: .environment)
+        directory = try c.decode(String.self, forKey: .directory)
+        gpus = try c.decodeIfPresent(String.self, forKey: .gpus)
+        graceSeconds = try c.decode(Int.self, forKey: .graceSeconds)
+        createdAt = try c.decode(Date.self, forKey: .createdAt)
+        client = try c.decode(String.self, forKey: .client)
+        attempt = try c.decode(Int.self, forKey: .attempt)
     }
 
     /// Checks what a hostile or broken client could send.
@@ -53,16 +75,49 @@ public struct JobSpec: Codable, Sendable, Equatable {
             throw JobsError.unsafePath(path: arg, reason: "a command argument contains a NUL byte")
         }
         guard (0...3600).contains(graceSeconds) else { throw JobsError.unsafePath(path: "grace", reason: "grace must be 0 to 3600 seconds") }
+        for arg in needs.resumeArguments where arg.utf8.contains(0) {
+            throw JobsError.unsafePath(path: arg, reason: "a resume argument contains a NUL byte")
+        }
     }
+}
+
+/// What a job needs from its host, and how it continues after a stop: data chosen by the CLI, so
+/// the runner starts any program the same way.
+public struct JobNeeds: Codable, Sendable, Equatable {
+    /// Whether the job runs ferry's engine: oneDNN (and the libraries it needs) must load on the host.
+    public var engine: Bool
+    /// Appended to the command when the job is launched again (`ferry train`'s `--resume auto`),
+    /// unless the command already holds them.
+    public var resumeArguments: [String]
+
+    public init(engine: Bool = false, resumeArguments: [String] = []) {
+        self.engine = engine; self.resumeArguments = resumeArguments
+    }
+
+    /// How specs and registry records written before `needs` existed spelled a training job.
+    static let legacyTrainKind = "train"
+    static let legacyTrain = JobNeeds(engine: true, resumeArguments: ["--resume", "auto"])
 }
 
 /// Where a job stands, as `status.json` says (written only by its supervisor, or by the agent when
 /// the supervisor vanished).
 public enum JobState: String, Codable, Sendable, CaseIterable {
-    case queued, running, succeeded, failed, cancelled, lost
+    /// Written by the agent, not yet claimed by a supervisor.
+    case queued
+    /// Waiting for a scheduler (Slurm) to start it; the status says why and when it expects to.
+    case pending
+    case running
+    case succeeded, failed, cancelled
+    /// Its supervisor vanished (killed, the host rebooted).
+    case lost
+    /// A scheduler ended it: out of time, out of memory, its node failed, or preempted.
+    case timeout
+    case outOfMemory = "out_of_memory"
+    case nodeFailed = "node_failed"
+    case preempted
 
-    /// Succeeded, failed, cancelled or lost: nothing more will happen without `launch --resume`.
-    public var isFinal: Bool { self != .queued && self != .running }
+    /// Over: nothing more will happen without `launch --resume`.
+    public var isFinal: Bool { self != .queued && self != .pending && self != .running }
 }
 
 public struct JobStatus: Codable, Sendable, Equatable {
@@ -82,6 +137,9 @@ public struct JobStatus: Codable, Sendable, Equatable {
     public var attempt: Int
     /// Whether a cancel was asked for.
     public var cancelRequested: Bool
+    /// Why a pending job waits (a scheduler's reason: `Resources`, `Priority`) and when it expects to start.
+    public var pendingReason: String?
+    public var expectedStart: Date?
 
 
     public init(id: String, state: JobState, attempt: Int = 1) {
@@ -93,9 +151,18 @@ public struct JobStatus: Codable, Sendable, Equatable {
         switch state {
         case .failed:
             if let signal { return "failed (killed by SIG\(signal))" }
-            if let exitCode { return exitCode == 75 ? "failed (stopped by a signal on the host, exit 75; resumable)" : "failed (exit \(exitCode))" }
+            if let exitCode { return exitCode == ExitStatus.stopped.rawValue ? "failed (stopped by a signal on the host, exit 75; resumable)" : "failed (exit \(exitCode))" }
             return "failed" + (message.map { " (\($0))" } ?? "")
         case .lost: return "lost" + (message.map { " (\($0))" } ?? "")
+        case .pending:
+            var detail: [String] = []
+            if let pendingReason { detail.append(pendingReason) }
+            if let expectedStart { detail.append("expected to start \(ISO8601DateFormatter().string(from: expectedStart))") }
+            return "pending" + (detail.isEmpty ? "" : " (\(detail.joined(separator: ", ")))")
+        case .outOfMemory: return "out of memory" + (message.map { " (\($0))" } ?? "")
+        case .nodeFailed: return "node failed" + (message.map { " (\($0))" } ?? "")
+        case .timeout: return "timeout (out of time; resumable)"
+        case .preempted: return "preempted (resumable)"
         default: return state.rawValue
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import RunContract
 import System
 
 /// A file that grows by whole lines: each line goes out in one `write(2)` on an `O_APPEND`
@@ -37,39 +38,36 @@ public final class EventLog {
         file = try LineFile(url: url)
     }
 
-    func emit(_ event: String, _ fields: [(String, JSONValue)]) {
-        var o = JSONObject()
-        o["event"] = .string(event)
-        for (k, v) in fields { o[k] = v }
-        file.append(JSONValue.object(o).serialized(pretty: false))
-    }
+    func emit(_ event: RunEvent) { file.append(event.line()) }
 
-    static var now: JSONValue { .double((Date().timeIntervalSince1970 * 1000).rounded() / 1000) }
-
-    public func start(totalEpochs: Int, startEpoch: Int, stepsPerEpoch: Int, runDirectory: URL, runID: String) {
-        emit("start", [("time", EventLog.now), ("total_epochs", .int(totalEpochs)), ("start_epoch", .int(startEpoch)),
-                       ("steps_per_epoch", .int(stepsPerEpoch)), ("run_id", .string(runID)),
-                       ("run_dir", .string(relative(runDirectory)))])
+    public func start(totalEpochs: Int, startEpoch: Int, stepsPerEpoch: Int, runDirectory: URL, runID: String,
+                      device: String = "cpu", environment: [String: String] = [:]) {
+        emit(.start(.init(time: RunEvent.now, totalEpochs: totalEpochs, startEpoch: startEpoch, stepsPerEpoch: stepsPerEpoch,
+                          runId: runID, runDir: relative(runDirectory), device: device,
+                          attempt: environment[RunEnvironment.attempt].flatMap { Int($0) },
+                          restartCount: environment[RunEnvironment.restartCount].flatMap { Int($0) },
+                          sweepId: environment[RunEnvironment.sweepID].flatMap { $0.isEmpty ? nil : $0 },
+                          runIndex: environment[RunEnvironment.runIndex].flatMap { Int($0) })))
     }
 
     public func step(epoch: Int, step: Int, loss: Double, lr: Double, samplesPerSecond: Double) {
-        emit("step", [("time", EventLog.now), ("epoch", .int(epoch)), ("step", .int(step)), ("loss", .double(loss)),
-                      ("lr", .double(lr)), ("samples_per_s", .double(samplesPerSecond.rounded()))])
+        emit(.step(.init(time: RunEvent.now, epoch: epoch, step: step, loss: loss.isFinite ? loss : nil,
+                         lr: lr.isFinite ? lr : nil, samplesPerS: samplesPerSecond.isFinite ? samplesPerSecond.rounded() : nil)))
     }
 
-    public func epoch(_ epoch: Int, metrics: [(String, Double)]) {
-        emit("epoch", [("time", EventLog.now), ("epoch", .int(epoch)),
-                       ("metrics", .object(JSONObject(metrics.map { ($0.0, JSONValue.double($0.1)) })))])
+    public func epoch(_ epoch: Int, metrics: [(String, Double)], monitor: Monitor = .off, best: Double? = nil) {
+        var finite: [String: Double] = [:]
+        for (k, v) in metrics where v.isFinite { finite[k] = v }
+        emit(.epoch(.init(time: RunEvent.now, epoch: epoch, metrics: finite,
+                          monitor: monitor == .off ? nil : monitor.description, best: best.flatMap { $0.isFinite ? $0 : nil })))
     }
 
     public func checkpoint(kind: String, directory: URL, epoch: Int) {
-        emit("checkpoint", [("time", EventLog.now), ("kind", .string(kind)), ("path", .string(relative(directory))), ("epoch", .int(epoch))])
+        emit(.checkpoint(.init(time: RunEvent.now, kind: kind, path: relative(directory), epoch: epoch)))
     }
 
-    public func end(status: String, epoch: Int, message: String? = nil) {
-        var fields: [(String, JSONValue)] = [("time", EventLog.now), ("status", .string(status)), ("epoch", .int(epoch))]
-        if let message { fields.append(("message", .string(message))) }
-        emit("end", fields)
+    public func end(status: RunEndStatus, epoch: Int, message: String? = nil) {
+        emit(.end(.init(time: RunEvent.now, status: status, epoch: epoch, message: message)))
     }
 
     /// `url` relative to the output root when it lies under it.

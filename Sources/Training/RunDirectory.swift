@@ -1,4 +1,5 @@
 import Foundation
+import RunContract
 import System
 import TensorCore
 
@@ -87,10 +88,10 @@ public enum RunLocator {
     /// Where the run goes and which checkpoint (if any) it continues from.
     static func locate(config: TrainConfig, resume: ResumeRequest?, resumeCheckpoint: URL?, runID explicitID: String?,
                        environment: [String: String]) throws -> (RunDirectory, URL?) {
-        let output = environment["FERRY_OUTPUT"].flatMap { $0.isEmpty ? nil : $0 }
+        let output = environment[RunEnvironment.output].flatMap { $0.isEmpty ? nil : $0 }
         let root = URL(fileURLWithPath: output ?? config.trainer.saveDir).standardizedFileURL
         let base = root.appendingPathComponent(config.name)
-        let givenID = explicitID ?? environment["FERRY_JOB_ID"].flatMap { $0.isEmpty ? nil : $0 }
+        let givenID = explicitID ?? environment[RunEnvironment.jobID].flatMap { $0.isEmpty ? nil : $0 }
         let fm = FileManager.default
         func run(_ url: URL) -> RunDirectory { RunDirectory(url: url, runID: url.lastPathComponent, outputRoot: root) }
 

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import RunContract
 import Synchronization
 
 /// A request to stop, checked by the training loop between steps. SIGTERM and SIGINT set it (see
@@ -31,7 +32,7 @@ public final class StopFlag: Sendable {
                 }
                 if total > 1 && sig == SIGINT {
                     message("SIGINT again: quitting without saving")
-                    _exit(130)
+                    _exit(ExitStatus.interrupted.rawValue)
                 }
             }
             source.resume()

@@ -1,5 +1,6 @@
 import Data
 import Foundation
+import RunContract
 import System
 import NN
 import Optim
@@ -62,7 +63,7 @@ final class Trainer {
         do {
             try prepare()
             events?.start(totalEpochs: config.trainer.epochs, startEpoch: state.epoch + 1, stepsPerEpoch: trainLoader.count,
-                          runDirectory: run.url, runID: run.runID)
+                          runDirectory: run.url, runID: run.runID, environment: request.environment)
             status = try loop()
         } catch {
             failure = error as? TrainingError ?? .data("\(error)")
@@ -90,7 +91,7 @@ final class Trainer {
         let kept = history.map { $0.json.serialized(pretty: false) + "\n" }.joined()
         do { try AtomicFile.write(Data(kept.utf8), to: run.metrics.path) } catch { throw TrainingError.io(path: run.metrics.path, reason: "\(error)") }
         metricsFile = try LineFile(url: run.metrics)
-        let eventsURL = request.environment["FERRY_EVENTS"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) } ?? run.events
+        let eventsURL = request.environment[RunEnvironment.events].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) } ?? run.events
         events = try EventLog(url: eventsURL, outputRoot: run.outputRoot)
         if config.trainer.tensorboard {
             try TensorBoardWriter.dropScalars(in: run.url, afterEpoch: state.epoch, afterStep: state.globalStep)
@@ -113,7 +114,7 @@ final class Trainer {
         record.set("seed", .int(Int(state.seed)))
         record.set("threads", .int(Threading.threadCount))
         record.set("resumed_from", resumeFrom.map { .string($0.path) } ?? .null)
-        if let job = request.environment["FERRY_JOB_ID"], !job.isEmpty { record.set("job_id", .string(job)) }
+        if let job = request.environment[RunEnvironment.jobID], !job.isEmpty { record.set("job_id", .string(job)) }
         record.set("epochs_planned", .int(config.trainer.epochs))
         record.set("epochs_completed", .int(state.epoch))
         record.write(to: run.runJSON)
@@ -374,7 +375,8 @@ final class Trainer {
         lines.append("    \("lr".padding(toLength: 15, withPad: " ", startingAt: 0)): \(String(format: "%.6g", r.lr))")
         lines.append("    \("epoch_s".padding(toLength: 15, withPad: " ", startingAt: 0)): \(String(format: "%.1f", r.seconds)) (\(Int(r.samplesPerSecond)) samples/s)")
         console.info(lines.joined(separator: "\n"))
-        events?.epoch(r.epoch, metrics: r.values + [("lr", r.lr)])
+        events?.epoch(r.epoch, metrics: r.values + [("lr", r.lr)], monitor: config.trainer.monitor,
+                      best: state.bestEpoch > 0 ? state.monitorBest : nil)
         let scalars = r.values.map { k, v in (tag: k.hasPrefix("val_") ? "\(k.dropFirst(4))/valid" : "\(k)/train", value: v) }
         tensorboard?.add(scalars: scalars + [(tag: "lr", value: r.lr)], step: r.epoch)
         tensorboard?.flush()
@@ -461,7 +463,7 @@ final class Trainer {
         record.write(to: run.runJSON)
         writeCurves()
         tensorboard?.flush()
-        events?.end(status: status.rawValue, epoch: state.epoch, message: failure?.description)
+        events?.end(status: RunEndStatus(rawValue: status.rawValue) ?? .failed, epoch: state.epoch, message: failure?.description)
         switch status {
         case .succeeded: console.info("Finished \(state.epoch) epochs; run folder: \(run.url.path)")
         case .stopped: break

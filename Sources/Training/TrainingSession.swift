@@ -1,4 +1,5 @@
 import Foundation
+import RunContract
 import TensorCore
 
 /// How a run draws random numbers (weight initialisation, dropout).
@@ -57,15 +58,18 @@ public struct TrainOutcome: Sendable {
     public var error: TrainingError?
     public var config: TrainConfig?
 
-    /// 0 succeeded, 1 failed, 2 invalid (nothing ran), 75 stopped on request (resumable).
-    public var exitCode: Int32 {
+    /// The contract's status: ok, failed, usage (invalid: nothing ran), stopped (resumable).
+    public var exit: ExitStatus {
         switch status {
-        case .succeeded: return 0
-        case .failed: return 1
-        case .invalid: return 2
-        case .stopped: return 75
+        case .succeeded: return .ok
+        case .failed: return .failed
+        case .invalid: return .usage
+        case .stopped: return .stopped
         }
     }
+
+    /// 0 succeeded, 1 failed, 2 invalid (nothing ran), 75 stopped on request (resumable).
+    public var exitCode: Int32 { exit.rawValue }
 }
 
 /// `ferry train`: check the config, find the run folder, train, and say how it ended.

@@ -18,7 +18,7 @@ enum Scenarios {
         exit 0
         """)
         let context = given ?? box.context()
-        var request = LaunchRequest(host: host, name: "shell", workingDirectory: box.project, kind: .command, command: ["sh", "run.sh"],
+        var request = LaunchRequest(host: host, name: "shell", workingDirectory: box.project, kind: "command", command: ["sh", "run.sh"],
                                     environment: ["SECRET": "s3cr3t value"], gpus: "1")
         request.graceSeconds = 5
         let (result, client) = try await Launcher(context: context).launch(request)
@@ -64,7 +64,7 @@ enum Scenarios {
         try box.writeRandom("data/blob2.bin", bytes: 1 << 20)
         try box.write("train.sh", "ls data | wc -l\n")
         let context = given ?? box.context()
-        let request = LaunchRequest(host: host, name: "dedupe", workingDirectory: box.project, kind: .command, command: ["sh", "train.sh"])
+        let request = LaunchRequest(host: host, name: "dedupe", workingDirectory: box.project, kind: "command", command: ["sh", "train.sh"])
         let (first, c1) = try await Launcher(context: context).launch(request)
         let firstBytes = c1.transport.counters.sent
         await c1.close()
@@ -88,7 +88,7 @@ enum Scenarios {
         while true; do sleep 0.05; done
         """)
         let context = given ?? box.context()
-        let request = LaunchRequest(host: host, name: "stubborn", workingDirectory: box.project, kind: .command, command: ["sh", "stubborn.sh"],
+        let request = LaunchRequest(host: host, name: "stubborn", workingDirectory: box.project, kind: "command", command: ["sh", "stubborn.sh"],
                                     graceSeconds: 600)
         let (result, client) = try await Launcher(context: context).launch(request)
         await client.close()
@@ -124,7 +124,7 @@ enum Scenarios {
         while true; do sleep 0.05; done
         """)
         let context = given ?? box.context()
-        let request = LaunchRequest(host: host, name: "polite", workingDirectory: box.project, kind: .command, command: ["sh", "polite.sh"])
+        let request = LaunchRequest(host: host, name: "polite", workingDirectory: box.project, kind: "command", command: ["sh", "polite.sh"])
         let (result, client) = try await Launcher(context: context).launch(request)
         await client.close()
         #expect(await eventually { fileText(hostJobs(result.id).log).contains("running") })
@@ -144,7 +144,7 @@ enum Scenarios {
     static func fetchResumes(_ box: Sandbox, host: String, hostJobs: (String) -> JobPaths, context given: JobsContext? = nil) async throws {
         try box.write("make.sh", "head -c 48000000 /dev/urandom > \"$FERRY_OUTPUT/big.bin\"; echo made\n")
         let context = given ?? box.context()
-        let request = LaunchRequest(host: host, name: "big", workingDirectory: box.project, kind: .command, command: ["sh", "make.sh"])
+        let request = LaunchRequest(host: host, name: "big", workingDirectory: box.project, kind: "command", command: ["sh", "make.sh"])
         let (result, client) = try await Launcher(context: context).launch(request)
         let follower = JobsClient(context: context).follower(result.id, host: try context.registry.host(host))
         #expect(try await follower.resume(from: 0, first: client, onData: { _ in })?.state == .succeeded)
@@ -185,7 +185,7 @@ enum Scenarios {
         let context = given ?? box.context()
         let launcher = Launcher(context: context)
         func request(name: String = "ok", paths: [String] = [], reserve: Int64 = 0) -> LaunchRequest {
-            LaunchRequest(host: host, name: name, workingDirectory: box.project, kind: .command, command: ["sh", "ok.sh"],
+            LaunchRequest(host: host, name: name, workingDirectory: box.project, kind: "command", command: ["sh", "ok.sh"],
                           hostPaths: paths, reserveBytes: reserve)
         }
         await #expect(throws: JobsError.invalidJobName("ok; rm -rf ~")) { try await launcher.launch(request(name: "ok; rm -rf ~")) }

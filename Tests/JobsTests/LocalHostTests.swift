@@ -42,7 +42,7 @@ import Testing
         try box.write("flaky.sh", "if [ -e marker ]; then echo second; exit 0; fi; touch marker; echo first; exit 3\n")
         let context = box.context()
         let (result, client) = try await Launcher(context: context).launch(
-            LaunchRequest(host: "local", name: "flaky", workingDirectory: box.project, kind: .command, command: ["sh", "flaky.sh"]))
+            LaunchRequest(host: "local", name: "flaky", workingDirectory: box.project, kind: "command", command: ["sh", "flaky.sh"]))
         let jobs = JobsClient(context: context)
         let first = try await jobs.follower(result.id, host: .local).resume(from: 0, first: client, onData: { _ in })
         #expect(first?.state == .failed)
@@ -62,7 +62,7 @@ import Testing
         try box.write("long.sh", "echo up; while true; do sleep 0.05; done\n")
         let context = box.context()
         let (result, client) = try await Launcher(context: context).launch(
-            LaunchRequest(host: "local", name: "long", workingDirectory: box.project, kind: .command, command: ["sh", "long.sh"]))
+            LaunchRequest(host: "local", name: "long", workingDirectory: box.project, kind: "command", command: ["sh", "long.sh"]))
         await client.close()
         let paths = box.localJob(result.id)
         #expect(await eventually { fileText(paths.log).contains("up") })
@@ -95,7 +95,7 @@ import Testing
             Manifest(files: [Manifest.File(path: "l/x", sha256: hash, size: 7)], symlinks: [Manifest.Symlink(path: "l", target: ".")]),
         ]
         for (i, manifest) in hostile.enumerated() {
-            let spec = JobSpec(id: "evil-\(i)", name: "evil", kind: .command, command: ["true"])
+            let spec = JobSpec(id: "evil-\(i)", name: "evil", kind: "command", command: ["true"])
             await #expect(throws: JobsError.self) { _ = try await client.startJob(spec: spec, manifest: manifest) }
             #expect(!FileManager.default.fileExists(atPath: box.localJob("evil-\(i)").directory), "a refused job left its folder")
         }
@@ -103,7 +103,7 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: box.root + "/abs"))
         // Hostile ids never become paths.
         for id in ["../evil", "a/b", "x;y"] {
-            let spec = JobSpec(id: id, name: "evil", kind: .command, command: ["true"])
+            let spec = JobSpec(id: id, name: "evil", kind: "command", command: ["true"])
             await #expect(throws: JobsError.self) { _ = try await client.startJob(spec: spec, manifest: Manifest()) }
             await #expect(throws: JobsError.self) { _ = try await client.status(id) }
         }
@@ -126,7 +126,7 @@ import Testing
         """)
         let context = box.context()
         let (result, client) = try await Launcher(context: context).launch(
-            LaunchRequest(host: "local", name: "epochs", workingDirectory: box.project, kind: .command, command: ["sh", "epochs.sh"], follow: false))
+            LaunchRequest(host: "local", name: "epochs", workingDirectory: box.project, kind: "command", command: ["sh", "epochs.sh"], follow: false))
         let seen = Counter()
         let files = try await Fetcher(client: client).follow(result.id, what: "all", into: box.root + "/got", interval: 0.2) { event in
             if case .fetched(let f) = event, !f.unchanged { seen.add() }

@@ -62,7 +62,7 @@ import Testing
 
         try box.write("tiny.json", TrainJobTests.config(limit: 256, epochs: 1))
         let (result, client) = try await Launcher(context: context).launch(
-            LaunchRequest(host: "bare", name: "tiny", workingDirectory: box.project, kind: .train, command: ["ferry", "train", "tiny.json"]))
+            LaunchRequest(host: "bare", name: "tiny", workingDirectory: box.project, kind: "train", needs: JobNeeds(engine: true, resumeArguments: ["--resume", "auto"]), command: ["ferry", "train", "tiny.json"]))
         let sink = ByteSink()
         let status = try await JobsClient(context: context).follower(result.id, host: try context.registry.host("bare"))
             .resume(from: 0, first: client, onData: { sink.append($0) })

@@ -107,7 +107,7 @@ extension Sandbox {
         echo finished
         """)
         let (result, client) = try await Launcher(context: context).launch(
-            LaunchRequest(host: "box", name: "chatty", workingDirectory: box.project, kind: .command, command: ["sh", "chatty.sh"]))
+            LaunchRequest(host: "box", name: "chatty", workingDirectory: box.project, kind: "command", command: ["sh", "chatty.sh"]))
         await client.close()
         let sink = ByteSink()
         let disconnects = Counter()

@@ -29,7 +29,7 @@ import Testing
     static func train(_ box: Sandbox, host: String, context: JobsContext, hostJobs: (String) -> JobPaths) async throws {
         try box.write("tiny.json", config(limit: 512, epochs: 2))
         let (result, client) = try await Launcher(context: context).launch(
-            LaunchRequest(host: host, name: "tiny", workingDirectory: box.project, kind: .train, command: ["ferry", "train", "tiny.json"],
+            LaunchRequest(host: host, name: "tiny", workingDirectory: box.project, kind: "train", needs: JobNeeds(engine: true, resumeArguments: ["--resume", "auto"]), command: ["ferry", "train", "tiny.json"],
                           hostPaths: ["/usr/share/datasets/fashion-mnist"]))
         let sink = ByteSink()
         let status = try await JobsClient(context: context).follower(result.id, host: try context.registry.host(host))
@@ -72,7 +72,7 @@ import Testing
         let context = box.context()
         try box.write("slow.json", TrainJobTests.config(limit: 6000, epochs: 3, hidden: 256))
         let (result, client) = try await Launcher(context: context).launch(
-            LaunchRequest(host: "local", name: "slow", workingDirectory: box.project, kind: .train, command: ["ferry", "train", "slow.json"]))
+            LaunchRequest(host: "local", name: "slow", workingDirectory: box.project, kind: "train", needs: JobNeeds(engine: true, resumeArguments: ["--resume", "auto"]), command: ["ferry", "train", "slow.json"]))
         await client.close()
         let paths = box.localJob(result.id)
         #expect(await eventually(60) { fileText(paths.events).contains("\"event\":\"step\"") })

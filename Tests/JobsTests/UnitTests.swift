@@ -47,7 +47,7 @@ import Testing
     }
 
     @Test func jobSpecRefusesBadEnvironmentNames() {
-        var spec = JobSpec(id: "a-1", name: "a", kind: .command, command: ["true"], environment: ["OK_1": "x"])
+        var spec = JobSpec(id: "a-1", name: "a", kind: "command", command: ["true"], environment: ["OK_1": "x"])
         #expect(throws: Never.self) { try spec.validate() }
         spec.environment = ["A=B": "x"]
         #expect(throws: JobsError.self) { try spec.validate() }
@@ -250,7 +250,7 @@ import Testing
         let registry = Registry(home: box.home)
         var status = JobStatus(id: "j-1", state: .running)
         status.attempt = 0
-        try registry.saveJob(JobRecord(id: "j-1", name: "j", host: "local", kind: .command, command: ["true"], createdAt: Date(),
+        try registry.saveJob(JobRecord(id: "j-1", name: "j", host: "local", kind: "command", command: ["true"], createdAt: Date(),
                                        status: status))
         await withTaskGroup(of: Void.self) { group in
             for _ in 0..<8 {

@@ -195,8 +195,8 @@ public final class AgentClient: Sendable {
         }
     }
 
-    public func resumeJob(_ id: String, extraArguments: [String]) async throws -> JobInfo {
-        try await call("job-resume", input: try JSON.encode(JobResumeRequest(id: id, extraArguments: extraArguments)))
+    public func resumeJob(_ id: String) async throws -> JobInfo {
+        try await call("job-resume", input: try JSON.encode(JobResumeRequest(id: id)))
     }
 
     public func status(_ id: String) async throws -> JobInfo { try await call("job-status", [id]) }

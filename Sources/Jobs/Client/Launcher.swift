@@ -6,7 +6,10 @@ public struct LaunchRequest: Sendable {
     public var name: String
     /// The folder whose files become the job's `work/`.
     public var workingDirectory: String
-    public var kind: JobSpec.Kind
+    /// A label for people (`train`, `command`).
+    public var kind: String
+    /// What it needs from the host (the engine's libraries) and how it continues after a stop.
+    public var needs: JobNeeds
     /// argv on the host; `ferry` first means the host's ferry (`ferry train config.json`).
     public var command: [String]
     public var environment: [String: String]
@@ -22,10 +25,10 @@ public struct LaunchRequest: Sendable {
     /// channel, and the first line needs no further command.
     public var follow: Bool
 
-    public init(host: String, name: String, workingDirectory: String, kind: JobSpec.Kind, command: [String],
+    public init(host: String, name: String, workingDirectory: String, kind: String, needs: JobNeeds = JobNeeds(), command: [String],
                 environment: [String: String] = [:], directory: String = ".", gpus: String? = nil, graceSeconds: Int = 30,
                 hostPaths: [String] = [], reserveBytes: Int64 = 0, follow: Bool = true) {
-        self.host = host; self.name = name; self.workingDirectory = workingDirectory; self.kind = kind; self.command = command
+        self.host = host; self.name = name; self.workingDirectory = workingDirectory; self.kind = kind; self.needs = needs; self.command = command
         self.environment = environment; self.directory = directory; self.gpus = gpus; self.graceSeconds = graceSeconds
         self.hostPaths = hostPaths; self.reserveBytes = reserveBytes; self.follow = follow
     }
@@ -73,7 +76,7 @@ public struct Launcher: Sendable {
         events?(.packaged(files: package.fileCount, bytes: package.totalBytes, skipped: package.skipped.map { "\($0.path) (\($0.reason))" }))
 
         // The host answers the preflight (space, paths, which files it lacks) while its agent is found.
-        let preflight = PreflightRequest(neededBytes: request.reserveBytes, paths: request.hostPaths, needsEngine: request.kind == .train,
+        let preflight = PreflightRequest(neededBytes: request.reserveBytes, paths: request.hostPaths, needsEngine: request.needs.engine,
                                          blobs: package.manifest.blobs)
         let client = try await context.agent(host, preflight: preflight)
         do {
@@ -92,7 +95,7 @@ public struct Launcher: Sendable {
         let blobs = package.manifest.blobs
         var report: PreflightReport
         if let probed = client.takeProbedPreflight() { report = probed } else { report = try await client.preflight(preflightRequest) }
-        if request.kind == .train && !report.missingLibraries.isEmpty {
+        if request.needs.engine && !report.missingLibraries.isEmpty {
             (client, report) = try await AgentInstaller(binary: context.agentBinary, progress: context.installProgress)
                 .supplyEngineLibraries(client, report: report, request: preflightRequest)
         }
@@ -117,7 +120,7 @@ public struct Launcher: Sendable {
 
         // A fresh id; on the rare collision with an existing job the host refuses and we draw again.
         var info: JobInfo?
-        var spec = JobSpec(id: Names.newJobID(name: request.name), name: request.name, kind: request.kind, command: request.command,
+        var spec = JobSpec(id: Names.newJobID(name: request.name), name: request.name, kind: request.kind, needs: request.needs, command: request.command,
                            environment: request.environment, directory: request.directory, gpus: request.gpus,
                            graceSeconds: request.graceSeconds)
         for attempt in 0..<4 {
@@ -139,13 +142,13 @@ public struct Launcher: Sendable {
                             directory: info.directory, state: info.status.state)
     }
 
-    /// Starts a stopped job again in its own folder; a train job continues from its `last/`.
+    /// Starts a stopped job again in its own folder, with the resume arguments its spec states (a
+    /// train job continues from its `last/`).
     public func resume(_ id: String) async throws -> (JobInfo, AgentClient) {
         let record = try context.registry.job(id)
         let client = try await context.agent(hostNamed: record.host)
         do {
-            let extra = record.kind == .train ? ["--resume", "auto"] : []
-            let info = try await client.resumeJob(id, extraArguments: extra)
+            let info = try await client.resumeJob(id)
             try context.registry.remember(info, host: record.host)
             return (info, client)
         } catch {

@@ -43,7 +43,8 @@ public struct JobRecord: Codable, Sendable, Equatable {
     public var id: String
     public var name: String
     public var host: String
-    public var kind: JobSpec.Kind
+    /// The CLI's label for it (`train`, `command`).
+    public var kind: String
     public var command: [String]
     public var createdAt: Date
     /// The job's folder on its host.

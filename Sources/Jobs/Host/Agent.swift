@@ -264,9 +264,9 @@ public struct Agent: Sendable {
         guard status.state != .succeeded else { throw JobsError.jobNotResumable(id: request.id, reason: "it succeeded; launch a new job instead") }
         try withLock(paths.lock) {
             spec.attempt += 1
-            if !request.extraArguments.isEmpty, !spec.command.contains(request.extraArguments[0]) {
-                spec.command += request.extraArguments
-            }
+            // The spec says how it continues (`--resume auto` for ferry train), once.
+            let resume = spec.needs.resumeArguments
+            if let first = resume.first, !spec.command.contains(first) { spec.command += resume }
             try spec.validate()
             try JSON.write(spec, to: paths.spec, mode: 0o600)
             unlink(paths.cancel)

@@ -1,4 +1,5 @@
 import Foundation
+import RunContract
 import System
 #if canImport(Glibc)
 import Glibc
@@ -118,9 +119,10 @@ struct Supervisor {
         var env = ProcessInfo.processInfo.environment
         env["PYTHONUNBUFFERED"] = env["PYTHONUNBUFFERED"] ?? "1"
         for (k, v) in spec.environment { env[k] = v }
-        env["FERRY_JOB_ID"] = spec.id
-        env["FERRY_EVENTS"] = paths.events
-        env["FERRY_OUTPUT"] = paths.output
+        env[RunEnvironment.jobID] = spec.id
+        env[RunEnvironment.events] = paths.events
+        env[RunEnvironment.output] = paths.output
+        env[RunEnvironment.attempt] = String(spec.attempt)
         env["FERRY_JOB_DIR"] = paths.directory
         if let gpus = spec.gpus { env["CUDA_VISIBLE_DEVICES"] = gpus }
         return env

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RunContract
 import Jobs
 
 /// `ferry fetch ID`: bring a job's checkpoints (or any of its files) home.
@@ -66,7 +67,7 @@ struct FetchCommand: AsyncParsableCommand {
             Progress.shared.clear()
             if interrupted {
                 JobsCLI.say("ferry: stopped; run the same command to continue where it left off")
-                throw ExitCode(130)
+                throw ExitCode(.interrupted)
             }
             let fetched = files ?? []
             if json { try JobsCLI.printJSON(fetched); return }

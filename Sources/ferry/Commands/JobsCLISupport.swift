@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RunContract
 import System
 import Jobs
 
@@ -35,12 +36,12 @@ enum JobsCLI {
             throw exit
         } catch let error as JobsError {
             say("ferry: \(error)")
-            throw ExitCode(isUsageError(error) ? 2 : 1)
+            throw ExitCode(isUsageError(error) ? .usage : .failed)
         } catch is CancellationError {
-            throw ExitCode(130)
+            throw ExitCode(.interrupted)
         } catch {
             say("ferry: \(error)")
-            throw ExitCode(1)
+            throw ExitCode(.failed)
         }
     }
 
@@ -54,12 +55,13 @@ enum JobsCLI {
         }
     }
 
-    /// The exit code for how a job ended: 0 succeeded, 75 cancelled (resumable), 1 otherwise.
+    /// The exit code for how a job ended: 0 succeeded, 75 stopped and resumable (cancelled,
+    /// preempted, out of time), 1 otherwise.
     static func exitCode(for status: JobStatus) -> Int32 {
         switch status.state {
-        case .succeeded: return 0
-        case .cancelled: return 75
-        default: return 1
+        case .succeeded: return ExitStatus.ok.rawValue
+        case .cancelled, .preempted, .timeout: return ExitStatus.stopped.rawValue
+        default: return ExitStatus.failed.rawValue
         }
     }
 
@@ -143,4 +145,9 @@ final class Progress: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         if visible { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)); visible = false }
     }
+}
+
+extension ExitCode {
+    /// The contract's exit statuses (RunContract.ExitStatus), the same for every command.
+    init(_ status: ExitStatus) { self.init(status.rawValue) }
 }

@@ -134,13 +134,15 @@ struct LaunchCommand: AsyncParsableCommand {
             let (configName, hostPaths) = try LaunchCommand.inspect(configAt: full, root: root)
             let jobName = try name ?? LaunchCommand.defaultName(configName: configName, file: relative)
             try Names.validateJobName(jobName)
-            return LaunchRequest(host: host, name: jobName, workingDirectory: root, kind: .train, command: ["ferry", "train", relative],
+            // ferry's trainer needs the engine's libraries on the host and continues from its last/.
+            return LaunchRequest(host: host, name: jobName, workingDirectory: root, kind: "train",
+                                 needs: JobNeeds(engine: true, resumeArguments: ["--resume", "auto"]), command: ["ferry", "train", relative],
                                  environment: env, gpus: gpus, graceSeconds: grace, hostPaths: hostPaths,
                                  reserveBytes: disk.flatMap(LaunchCommand.parseSize) ?? 0, follow: !detach && !json)
         }
         let jobName = name ?? Names.defaultJobName(from: command.dropFirst().first(where: { $0.contains(".") && !$0.hasPrefix("-") }) ?? command[0])
         try Names.validateJobName(jobName)
-        return LaunchRequest(host: host, name: jobName, workingDirectory: root, kind: .command, command: command,
+        return LaunchRequest(host: host, name: jobName, workingDirectory: root, kind: "command", command: command,
                              environment: env, gpus: gpus, graceSeconds: grace, reserveBytes: disk.flatMap(LaunchCommand.parseSize) ?? 0,
                              follow: !detach && !json)
     }

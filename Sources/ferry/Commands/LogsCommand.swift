@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RunContract
 import Jobs
 
 /// `ferry logs ID [-f] [--since-start]`: a job's output, from the host or this machine's mirror.
@@ -85,7 +86,7 @@ struct LogsCommand: AsyncParsableCommand {
         }
         if interrupted {
             JobsCLI.say("\nferry: detached; \(id) keeps running on \(host.name). Re-attach: ferry logs -f \(id)")
-            throw ExitCode(130)
+            throw ExitCode(.interrupted)
         }
         guard let status = status ?? nil else { return }
         jobs.remember(status, for: id)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RunContract
 import SSH
 
 /// `ferry ssh TARGET [-- command]`: a shell on the host, or one command with its exit status passed through.
@@ -103,7 +104,7 @@ struct SSHCommand: AsyncParsableCommand {
             throw ExitCode(status.code)
         } catch let error as SSHError {
             FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
-            throw ExitCode(255)
+            throw ExitCode(.connectionFailed)
         }
     }
 }

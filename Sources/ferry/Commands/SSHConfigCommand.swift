@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RunContract
 import System
 import Jobs
 import SSH
@@ -67,7 +68,7 @@ struct SSHConfigCommand: AsyncParsableCommand {
             }
         } catch let error as SSHError {
             FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
-            throw ExitCode(255)
+            throw ExitCode(.connectionFailed)
         } catch let error as TunnelError {
             FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
             throw ExitCode(1)
