@@ -1,12 +1,60 @@
 import Foundation
 import System
 
-/// The agent's protocol: `ferry agent [--home DIR] VERB ARGS...` on the host, with a JSON request on
-/// stdin where a verb takes one, and one JSON object on stdout (exit 0), or `{"error": …}` (exit 1).
-/// `job-logs` answers with frames instead (see `LogFrame`), `blob-put` reads frames.
+/// The agent's protocol. The bootstrap — `ferry agent [--home DIR] hello [--preflight]`, answered
+/// by `AgentHello` — stays byte-compatible forever: it is how a client finds out what it talks to.
+/// Everything else is `ferry agent [--home DIR] request` with one `AgentRequest` as a JSON line on
+/// stdin (then, for `blobPut`, the blob frames), answered by one JSON object on stdout (exit 0) or
+/// an `AgentErrorReply` carrying a `JobsError` (exit 1); `jobLogs` answers in `LogFrame`s.
+/// The names below are the only spelling of the protocol's words, for both sides.
 public enum AgentProtocol {
-    /// Bumped when a verb changes incompatibly; the client reinstalls an agent that differs.
-    public static let version = 1
+    /// Bumped when a request changes incompatibly; the client reinstalls an agent that differs.
+    /// 2: typed requests on stdin (1 had verbs and --flags in argv).
+    public static let version = 2
+    /// `ferry agent`: the CLI's subcommand that is the agent.
+    public static let subcommand = "agent"
+    public static let homeFlag = "--home"
+    static let helloVerb = "hello"
+    static let preflightFlag = "--preflight"
+    static let requestVerb = "request"
+    /// The detached supervisor the agent starts on its own host.
+    static let superviseVerb = "supervise"
+    /// A request line holds at most a job's manifest.
+    static let requestLineLimit = 256 << 20
+}
+
+/// What a client asks the agent, one JSON line: `{"job_logs":{"id":"…","offset":0,"wait":20}}`.
+enum AgentRequest: Codable, Sendable {
+    case preflight(request: PreflightRequest)
+    case blobsMissing(hashes: [String])
+    /// Blob frames follow the request line: `SHA SIZE OFFSET\n` + bytes, each.
+    case blobPut
+    case jobStart(JobStartRequest)
+    case jobResume(id: String)
+    case jobStatus(id: String)
+    case jobList
+    /// Log bytes from `offset`, waiting up to `wait` seconds for more (a bounded long-poll).
+    case jobLogs(id: String, offset: Int64, wait: Double)
+    /// SIGTERM to the job's group, SIGKILL after `grace` seconds (the spec's when nil).
+    case jobCancel(id: String, grace: Int?)
+    /// `best`, `last`, `all`, or a path under the job's output.
+    case jobFiles(id: String, what: String)
+
+    /// For messages: `job_logs`.
+    var name: String {
+        switch self {
+        case .preflight: return "preflight"
+        case .blobsMissing: return "blobs_missing"
+        case .blobPut: return "blob_put"
+        case .jobStart: return "job_start"
+        case .jobResume: return "job_resume"
+        case .jobStatus: return "job_status"
+        case .jobList: return "job_list"
+        case .jobLogs: return "job_logs"
+        case .jobCancel: return "job_cancel"
+        case .jobFiles: return "job_files"
+        }
+    }
 }
 
 public struct AgentHello: Codable, Sendable {
@@ -80,21 +128,17 @@ public struct PreflightReport: Codable, Sendable {
     }
 }
 
-struct BlobsMissingRequest: Codable { var hashes: [String] }
-
 public struct BlobsMissingReply: Codable, Sendable {
     public var missing: [String]
     /// Bytes already on the host for a missing blob whose upload was interrupted.
     public var partial: [String: Int64]
 }
 
-struct JobStartRequest: Codable {
+struct JobStartRequest: Codable, Sendable {
     var spec: JobSpec
     var manifest: Manifest
-}
-
-struct JobResumeRequest: Codable {
-    var id: String
+    /// Stream the log on the same channel right after the answer, for up to this many seconds.
+    var follow: Double?
 }
 
 /// A job as the host sees it.
@@ -134,12 +178,12 @@ struct AgentErrorReply: Codable {
 ///     D OFFSET LENGTH\n<LENGTH bytes>     bytes of output.log starting at OFFSET
 ///     E {status json}\n                   the job is over and every byte was sent
 ///     T {"offset":N,"state":"running"}\n  the long-poll's time is up; ask again from N
-///     X {error json}\n                    a problem (unknown job, offset past the end)
+///     X {AgentErrorReply json}\n          a problem (unknown job, offset past the end)
 public enum LogFrame: Sendable, Equatable {
     case data(offset: Int64, bytes: Data)
     case end(JobStatus)
     case timeout(offset: Int64)
-    case error(String)
+    case error(JobsError)
 }
 
 /// Reassembles frames from a byte stream that arrives in arbitrary pieces.
@@ -184,7 +228,8 @@ struct LogFrameParser {
             guard let t = try? JSONCoding.decoder().decode(T.self, from: Data(rest.utf8)) else { throw LogFrameError.malformed(String(header.prefix(80))) }
             return .timeout(offset: t.offset)
         case "X":
-            return .error(String(rest))
+            let reply = try? JSONCoding.decoder().decode(AgentErrorReply.self, from: Data(rest.utf8))
+            return .error(reply?.error ?? .agentFailed(host: "agent", verb: "job_logs", message: reply?.message ?? String(rest)))
         default:
             throw LogFrameError.malformed(String(header.prefix(80)))
         }

@@ -49,22 +49,24 @@ public struct JobProgress: Codable, Sendable, Equatable {
             // Events this ferry does not know, and a torn last line, are skipped (RunEvent.parse: nil).
             switch RunEvent.parse(line, decoder: decoder) {
             case .start(let e):
-                p.totalEpochs = e.totalEpochs
-                p.stepsPerEpoch = e.stepsPerEpoch
-                p.epoch = e.startEpoch
-                p.runDirectory = e.runDir
+                p.totalEpochs = e.totalEpochs ?? p.totalEpochs
+                p.stepsPerEpoch = e.stepsPerEpoch ?? p.stepsPerEpoch
+                p.epoch = e.startEpoch ?? p.epoch
+                p.runDirectory = e.runDir ?? p.runDirectory
                 p.endStatus = nil
                 firstStep = nil; lastStep = nil
             case .step(let e):
-                p.epoch = e.epoch
+                p.epoch = e.epoch ?? p.epoch
                 p.step = e.step
                 p.loss = e.loss ?? p.loss
                 p.samplesPerSecond = e.samplesPerS ?? p.samplesPerSecond
-                if firstStep == nil { firstStep = (e.time, e.step) }
-                lastStep = (e.time, e.step)
+                if let time = e.time {
+                    if firstStep == nil { firstStep = (time, e.step) }
+                    lastStep = (time, e.step)
+                }
             case .epoch(let e):
                 p.epoch = e.epoch
-                p.metrics.merge(e.metrics) { $1 }
+                p.metrics.merge(e.metrics ?? [:]) { $1 }
             case .checkpoint(let e):
                 p.checkpoints[e.kind] = e.path
             case .end(let e):

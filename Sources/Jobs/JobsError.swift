@@ -32,6 +32,10 @@ public enum JobsError: Error, CustomStringConvertible, Equatable, Sendable, Coda
     case nothingToFetch(id: String, what: String)
     case connectionLost(host: String, reason: String, attempts: Int)
     case cancelled
+    /// A job with this id is already on the host (a fresh id is drawn and the launch tried again).
+    case jobExists(String)
+    /// The host has no ferry agent of this version and the command only reads (ls, status, logs, fetch).
+    case noAgent(host: String, detail: String)
 
     public var description: String {
         switch self {
@@ -95,6 +99,10 @@ public enum JobsError: Error, CustomStringConvertible, Equatable, Sendable, Coda
             return "lost the connection to \(host) and \(attempts) attempts to reconnect failed (\(reason)); the job keeps running there — re-attach later with `ferry logs -f ID`"
         case .cancelled:
             return "cancelled"
+        case .jobExists(let id):
+            return "a job \(id) already exists on the host"
+        case .noAgent(let host, let detail):
+            return "\(host) has no ferry agent of this version (\(detail)), so it has no jobs of this ferry to show — `ferry launch --host \(host) …` installs one"
         }
     }
 }

@@ -50,7 +50,9 @@ public enum RunEndStatus: String, Codable, Sendable, CaseIterable {
 }
 
 /// One line of `events.jsonl`: `{"event":"start",…}`. Unknown events and fields are ignored by
-/// readers, so writers may add both.
+/// readers, so writers may add both; any program can be a job, so only what identifies an event is
+/// required of a line (a step's number, a checkpoint's kind and path, an end's status), the rest
+/// is read when present. ferry's trainer writes every field.
 public enum RunEvent: Sendable, Equatable {
     case start(Start)
     case step(Step)
@@ -60,14 +62,14 @@ public enum RunEvent: Sendable, Equatable {
 
     public struct Start: Codable, Sendable, Equatable {
         /// Seconds since 1970, to the millisecond.
-        public var time: Double
-        public var totalEpochs: Int
+        public var time: Double?
+        public var totalEpochs: Int?
         /// The first epoch this attempt trains (after a resume, the one after the checkpoint's).
-        public var startEpoch: Int
-        public var stepsPerEpoch: Int
-        public var runId: String
+        public var startEpoch: Int?
+        public var stepsPerEpoch: Int?
+        public var runId: String?
         /// The run folder, relative to `FERRY_OUTPUT` (or the save_dir).
-        public var runDir: String
+        public var runDir: String?
         /// Where the engine trains: `cpu`, `cuda:0`.
         public var device: String?
         public var attempt: Int?
@@ -75,7 +77,7 @@ public enum RunEvent: Sendable, Equatable {
         public var sweepId: String?
         public var runIndex: Int?
 
-        public init(time: Double, totalEpochs: Int, startEpoch: Int, stepsPerEpoch: Int, runId: String, runDir: String,
+        public init(time: Double?, totalEpochs: Int?, startEpoch: Int?, stepsPerEpoch: Int?, runId: String?, runDir: String?,
                     device: String? = nil, attempt: Int? = nil, restartCount: Int? = nil, sweepId: String? = nil, runIndex: Int? = nil) {
             self.time = time; self.totalEpochs = totalEpochs; self.startEpoch = startEpoch; self.stepsPerEpoch = stepsPerEpoch
             self.runId = runId; self.runDir = runDir; self.device = device; self.attempt = attempt; self.restartCount = restartCount
@@ -84,8 +86,8 @@ public enum RunEvent: Sendable, Equatable {
     }
 
     public struct Step: Codable, Sendable, Equatable {
-        public var time: Double
-        public var epoch: Int
+        public var time: Double?
+        public var epoch: Int?
         /// The global step (batches since the run began).
         public var step: Int
         /// nil when the loss was not a finite number.
@@ -93,45 +95,45 @@ public enum RunEvent: Sendable, Equatable {
         public var lr: Double?
         public var samplesPerS: Double?
 
-        public init(time: Double, epoch: Int, step: Int, loss: Double?, lr: Double? = nil, samplesPerS: Double? = nil) {
+        public init(time: Double?, epoch: Int?, step: Int, loss: Double?, lr: Double? = nil, samplesPerS: Double? = nil) {
             self.time = time; self.epoch = epoch; self.step = step; self.loss = loss; self.lr = lr; self.samplesPerS = samplesPerS
         }
     }
 
     public struct Epoch: Codable, Sendable, Equatable {
-        public var time: Double
+        public var time: Double?
         public var epoch: Int
         /// Finite metrics only (`loss`, `val_accuracy`, `lr`, …).
-        public var metrics: [String: Double]
+        public var metrics: [String: Double]?
         /// The metric the trainer watches (`min val_loss`) and its best value so far.
         public var monitor: String?
         public var best: Double?
 
-        public init(time: Double, epoch: Int, metrics: [String: Double], monitor: String? = nil, best: Double? = nil) {
+        public init(time: Double?, epoch: Int, metrics: [String: Double]?, monitor: String? = nil, best: Double? = nil) {
             self.time = time; self.epoch = epoch; self.metrics = metrics; self.monitor = monitor; self.best = best
         }
     }
 
     public struct Checkpoint: Codable, Sendable, Equatable {
-        public var time: Double
+        public var time: Double?
         /// `best`, `last` or `epoch`.
         public var kind: String
         /// The checkpoint folder, relative to `FERRY_OUTPUT`.
         public var path: String
-        public var epoch: Int
+        public var epoch: Int?
 
-        public init(time: Double, kind: String, path: String, epoch: Int) {
+        public init(time: Double?, kind: String, path: String, epoch: Int?) {
             self.time = time; self.kind = kind; self.path = path; self.epoch = epoch
         }
     }
 
     public struct End: Codable, Sendable, Equatable {
-        public var time: Double
+        public var time: Double?
         public var status: RunEndStatus
-        public var epoch: Int
+        public var epoch: Int?
         public var message: String?
 
-        public init(time: Double, status: RunEndStatus, epoch: Int, message: String? = nil) {
+        public init(time: Double?, status: RunEndStatus, epoch: Int?, message: String? = nil) {
             self.time = time; self.status = status; self.epoch = epoch; self.message = message
         }
     }

@@ -118,16 +118,19 @@ extension Sandbox {
             })
         }
         let listener = Int32(fileText(sshd.directory + "/sshd.pid").trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        // The agent process streaming the log: a request on this box's remote FERRY_HOME (the job id
+        // and the request travel on stdin, not in argv).
+        let markers = [AgentProtocol.requestVerb, box.remoteHome]
         var kills = 0
         var lastServer: Int32 = 0
         let deadline = Date().addingTimeInterval(120)
         while kills < 20 && Date() < deadline {
             let before = sink.value.count
             // Wait for a fresh connection that has delivered something, then cut it.
-            guard await eventually(20, { sink.value.count > before && SessionKiller.server(serving: ["job-logs", result.id], listener: listener).map { $0 != lastServer } == true }),
-                  let server = SessionKiller.server(serving: ["job-logs", result.id], listener: listener) else { break }
+            guard await eventually(20, { sink.value.count > before && SessionKiller.server(serving: markers, listener: listener).map { $0 != lastServer } == true }),
+                  let server = SessionKiller.server(serving: markers, listener: listener) else { break }
             lastServer = server
-            SessionKiller.killChain(from: server, serving: ["job-logs", result.id])
+            SessionKiller.killChain(from: server, serving: markers)
             kills += 1
             try await Task.sleep(nanoseconds: UInt64.random(in: 20_000_000...150_000_000))
         }

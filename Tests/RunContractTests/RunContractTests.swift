@@ -61,6 +61,9 @@ private func folder() throws -> URL {
         #expect(RunEvent.parse(Data(newer.utf8)) == .end(.init(time: 3, status: .preempted, epoch: 4)))
         #expect(RunEvent.parse(Data(#"{"event":"sweep_point","x":1}"#.utf8)) == nil)
         #expect(RunEvent.parse(Data(#"{"event":"step","time":1,"ep"#.utf8)) == nil)
+        // Any program may write events: only what identifies one is required.
+        #expect(RunEvent.parse(Data(#"{"event":"end","status":"succeeded"}"#.utf8)) == .end(.init(time: nil, status: .succeeded, epoch: nil)))
+        #expect(RunEvent.parse(Data(#"{"event":"step","loss":1}"#.utf8)) == nil)   // a step without its number
     }
 
     /// One set of numbers for the trainer, the job and the commands that follow it.

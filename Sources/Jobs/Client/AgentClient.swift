@@ -18,25 +18,13 @@ public final class AgentClient: Sendable {
         slots.preflight = preflight
     }
 
-    /// The preflight the probe already answered (once), if it was asked for one.
-    public func takeProbedPreflight() -> PreflightReport? { slots.take { s in defer { s.preflight = nil }; return s.preflight } }
-
-    /// The log of job `id` streaming on the channel that started it (once).
-    func takeStartedLog(for id: String) -> AsyncThrowingStream<Data, any Error>? {
-        slots.take { s in
-            guard let started = s.startedLog, started.id == id else { return nil }
-            s.startedLog = nil
-            return started.stream
-        }
-    }
-
     /// Finds the host's agent. With `install`, a host without ferry of `version` gets this machine's
     /// binary (and the shared libraries it lacks) in its FERRY_HOME; otherwise that is an error.
     public static func connect(_ transport: any Transport, host: String, version: String, remoteHome: String? = nil,
                                install: AgentInstaller? = nil, preflight: PreflightRequest? = nil) async throws -> AgentClient {
         if let binary = transport.knownAgentBinary {
-            var words = [binary, "agent"]
-            if let remoteHome { words += ["--home", remoteHome] }
+            var words = [binary, AgentProtocol.subcommand]
+            if let remoteHome { words += [AgentProtocol.homeFlag, remoteHome] }
             let prefix = ShellQuote.join(words)
             let hello = try await callHello(transport, host: host, prefix: prefix)
             try check(hello, host: host, version: version)
@@ -58,7 +46,7 @@ public final class AgentClient: Sendable {
     }
 
     static func callHello(_ transport: any Transport, host: String, prefix: String) async throws -> AgentHello {
-        let command = try await transport.start(prefix + " hello")
+        let command = try await transport.start(prefix + " " + AgentProtocol.helloVerb)
         try await command.closeInput()
         let (out, err, status) = try await command.collect()
         guard status == 0, let hello = try? JSONCoding.decoder().decode(AgentHello.self, from: out) else {
@@ -74,48 +62,60 @@ public final class AgentClient: Sendable {
         }
     }
 
-    // MARK: - Calls
+    // MARK: - Requests
 
-    func commandLine(_ verb: String, _ arguments: [String]) -> String {
-        prefix + " " + ShellQuote.join([verb] + arguments)
+    /// Starts `request` on a channel of its own: its JSON line, then what the caller writes.
+    func send(_ request: AgentRequest) async throws -> any RemoteCommand {
+        let command = try await transport.start(prefix + " " + AgentProtocol.requestVerb)
+        var line = try JSON.encode(request)
+        line.append(0x0A)
+        do { try await command.write(line) } catch {
+            command.cancel()
+            throw error
+        }
+        return command
     }
 
-    /// Runs a verb, sends `input` on its stdin, decodes its JSON answer (or rethrows its error).
-    func call<T: Decodable>(_ verb: String, _ arguments: [String] = [], input: Data? = nil, as type: T.Type = T.self) async throws -> T {
-        let command = try await transport.start(commandLine(verb, arguments))
-        if let input { try await command.write(input) }
+    /// Sends `request`, decodes its JSON answer (or rethrows the host's error).
+    func call<T: Decodable>(_ request: AgentRequest, as type: T.Type = T.self) async throws -> T {
+        let command = try await send(request)
         try await command.closeInput()
         let (out, err, status) = try await command.collect()
-        return try decodeReply(verb, out: out, err: err, status: status)
+        return try decodeReply(request.name, out: out, err: err, status: status)
     }
 
     func decodeReply<T: Decodable>(_ verb: String, out: Data, err: Data, status: Int32) throws -> T {
         if status == 0, let value = try? JSONCoding.decoder().decode(T.self, from: out) { return value }
         if let reply = try? JSONCoding.decoder().decode(AgentErrorReply.self, from: out) {
-            if let error = reply.error {
-                if case .agentFailed(_, let v, let message) = error { throw JobsError.agentFailed(host: host, verb: v, message: message) }
-                throw error
-            }
-            throw JobsError.agentFailed(host: host, verb: verb, message: reply.message)
+            throw hostError(reply.error ?? .agentFailed(host: host, verb: verb, message: reply.message))
         }
         let text = String(decoding: err + out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         if status == 0 { throw JobsError.protocolViolation(host: host, detail: "\(verb) answered \(text.prefix(200).debugDescription)") }
         throw JobsError.agentFailed(host: host, verb: verb, message: "exit status \(status): \(text.prefix(1000))")
     }
 
+    /// The host's error as this machine says it (the agent knows itself only as "agent").
+    private func hostError(_ error: JobsError) -> JobsError {
+        if case .agentFailed(_, let verb, let message) = error { return .agentFailed(host: host, verb: verb, message: message) }
+        return error
+    }
+
+    /// The host's checks: disk, GPUs, libraries, data paths, which files it lacks. The probe that
+    /// found the agent may have answered it already (one command fewer per launch): then that answer.
     public func preflight(_ request: PreflightRequest) async throws -> PreflightReport {
-        try await call("preflight", input: try JSON.encode(request))
+        if let probed = slots.take({ s in defer { s.preflight = nil }; return s.preflight }) { return probed }
+        return try await call(.preflight(request: request))
     }
 
     public func missingBlobs(_ hashes: [String]) async throws -> BlobsMissingReply {
-        try await call("blobs-missing", input: try JSON.encode(BlobsMissingRequest(hashes: hashes)))
+        try await call(.blobsMissing(hashes: hashes))
     }
 
     /// Streams file contents to the host's blob store: `(sha256, local file, bytes the host already has)`.
     /// `progress` gets the bytes sent so far.
     public func putBlobs(_ blobs: [(hash: String, path: String, offset: Int64)],
                          progress: (@Sendable (Int64) -> Void)? = nil) async throws -> (stored: Int, bytes: Int64) {
-        let command = try await transport.start(commandLine("blob-put", []))
+        let command = try await send(.blobPut)
         // Read the answer while writing, so neither side waits on the other.
         let reader = Task { try await command.collect() }
         var sent: Int64 = 0
@@ -144,7 +144,7 @@ public final class AgentClient: Sendable {
             throw error
         }
         let (out, err, status) = try await reader.value
-        let reply: BlobPutReply = try decodeReply("blob-put", out: out, err: err, status: status)
+        let reply: BlobPutReply = try decodeReply(AgentRequest.blobPut.name, out: out, err: err, status: status)
         if let bad = reply.failed.first {
             throw JobsError.corruptBlob(hash: bad, actual: "a different content")
         }
@@ -152,12 +152,12 @@ public final class AgentClient: Sendable {
     }
 
     /// Starts the job. With `follow`, its log streams on the same channel right after (for up to
-    /// `follow` seconds), for the first `LogFollower` round: no further command before the first line.
+    /// `follow` seconds), and this session's first `logs(id, offset: 0)` reads it: no further
+    /// command before the first line.
     public func startJob(spec: JobSpec, manifest: Manifest, follow: Double? = nil) async throws -> JobInfo {
-        let input = try JSON.encode(JobStartRequest(spec: spec, manifest: manifest))
-        guard let follow else { return try await call("job-start", input: input) }
-        let command = try await transport.start(commandLine("job-start", ["--follow", String(Int(follow.rounded(.up)))]))
-        try await command.write(input)
+        let request = AgentRequest.jobStart(JobStartRequest(spec: spec, manifest: manifest, follow: follow.map { $0.rounded(.up) }))
+        guard follow != nil else { return try await call(request) }
+        let command = try await send(request)
         try await command.closeInput()
         let firstLine = AsyncValue<Data>()
         let (rest, continuation) = AsyncThrowingStream<Data, any Error>.makeStream()
@@ -186,7 +186,7 @@ public final class AgentClient: Sendable {
         continuation.onTermination = { _ in pump.cancel(); command.cancel() }
         let line = try await firstLine.value()
         do {
-            let info: JobInfo = try decodeReply("job-start", out: line, err: Data(), status: 0)
+            let info: JobInfo = try decodeReply(request.name, out: line, err: Data(), status: 0)
             slots.take { $0.startedLog = (info.spec.id, rest) }
             return info
         } catch {
@@ -195,26 +195,29 @@ public final class AgentClient: Sendable {
         }
     }
 
-    public func resumeJob(_ id: String) async throws -> JobInfo {
-        try await call("job-resume", input: try JSON.encode(JobResumeRequest(id: id)))
-    }
+    /// Starts a stopped job again in its folder, with the resume arguments its spec states.
+    public func resumeJob(_ id: String) async throws -> JobInfo { try await call(.jobResume(id: id)) }
 
-    public func status(_ id: String) async throws -> JobInfo { try await call("job-status", [id]) }
+    public func status(_ id: String) async throws -> JobInfo { try await call(.jobStatus(id: id)) }
 
-    public func list() async throws -> [JobInfo] { try await call("job-list", as: JobList.self).jobs }
+    public func list() async throws -> [JobInfo] { try await call(.jobList, as: JobList.self).jobs }
 
-    public func cancel(_ id: String, grace: Int?) async throws -> JobInfo {
-        try await call("job-cancel", [id] + (grace.map { ["--grace", String($0)] } ?? []))
-    }
+    public func cancel(_ id: String, grace: Int?) async throws -> JobInfo { try await call(.jobCancel(id: id, grace: grace)) }
 
-    public func files(_ id: String, what: String) async throws -> FileListing {
-        try await call("job-files", [id, "--what", what])
-    }
+    public func files(_ id: String, what: String) async throws -> FileListing { try await call(.jobFiles(id: id, what: what)) }
 
     /// One bounded long-poll of the job's log from `offset`: frames go to `onFrame` as they arrive;
-    /// returns the closing frame (`end` or `timeout`). Throws when the connection drops.
+    /// returns the closing frame (`end` or `timeout`). Throws when the connection drops. At offset 0
+    /// right after `startJob(follow:)`, it reads the log already streaming on the start's channel.
     public func logs(_ id: String, offset: Int64, wait: Double, onFrame: (LogFrame) throws -> Void) async throws -> LogFrame {
-        let command = try await transport.start(commandLine("job-logs", [id, "--offset", String(offset), "--wait", String(Int(wait.rounded(.up)))]))
+        if offset == 0, let started = slots.take({ s -> AsyncThrowingStream<Data, any Error>? in
+            guard let started = s.startedLog, started.id == id else { return nil }
+            s.startedLog = nil
+            return started.stream
+        }) {
+            return try await frames(from: started, id: id, onFrame: onFrame)
+        }
+        let command = try await send(.jobLogs(id: id, offset: offset, wait: wait.rounded(.up)))
         try await command.closeInput()
         let stdout = command.output.compactMap { chunk -> Data? in
             if case .stdout(let d) = chunk { return d }
@@ -240,9 +243,7 @@ public final class AgentClient: Sendable {
                     switch frame {
                     case .data: try onFrame(frame)
                     case .end, .timeout: return frame
-                    case .error(let message):
-                        if message.contains("no job") { throw JobsError.unknownJob(id) }
-                        throw JobsError.agentFailed(host: host, verb: "job-logs", message: message)
+                    case .error(let error): throw hostError(error)
                     }
                 }
             }
@@ -287,12 +288,12 @@ struct AgentProbe {
     printf 'home=%s\n' "$h"
     libs=0; [ -d "$h/lib" ] && [ -n "$(ls -A "$h/lib" 2>/dev/null)" ] && libs=1
     printf 'libs=%s\n' "$libs"
-    pre=""; [ "$2" = 1 ] && pre=--preflight
+    pre=""; [ "$2" = 1 ] && pre=\#(AgentProtocol.preflightFlag)
     for b in "$h/bin/ferry" "$(command -v ferry 2>/dev/null)"; do
       [ -n "$b" ] && [ -x "$b" ] || continue
       printf 'candidate=%s\n' "$b"
-      if [ "$libs" = 1 ]; then out=$(LD_LIBRARY_PATH="$h/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$b" agent --home "$h" hello $pre 2>&1)
-      else out=$("$b" agent --home "$h" hello $pre 2>&1); fi
+      if [ "$libs" = 1 ]; then out=$(LD_LIBRARY_PATH="$h/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$b" \#(AgentProtocol.subcommand) \#(AgentProtocol.homeFlag) "$h" \#(AgentProtocol.helloVerb) $pre 2>&1)
+      else out=$("$b" \#(AgentProtocol.subcommand) \#(AgentProtocol.homeFlag) "$h" \#(AgentProtocol.helloVerb) $pre 2>&1); fi
       pre=""
       printf '%s\n' "$out" | head -c 65536 | while IFS= read -r line; do printf 'out=%s\n' "$line"; done
     done
@@ -333,9 +334,9 @@ struct AgentProbe {
     static func prefix(binary: String, home: String, libraries: Bool) -> String {
         if libraries {
             let lib = (home as NSString).appendingPathComponent("lib")
-            return ShellQuote.join(["sh", "-c", #"LD_LIBRARY_PATH="$0${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "$@""#, lib, binary, "agent", "--home", home])
+            return ShellQuote.join(["sh", "-c", #"LD_LIBRARY_PATH="$0${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "$@""#, lib, binary, AgentProtocol.subcommand, AgentProtocol.homeFlag, home])
         }
-        return ShellQuote.join([binary, "agent", "--home", home])
+        return ShellQuote.join([binary, AgentProtocol.subcommand, AgentProtocol.homeFlag, home])
     }
 }
 

@@ -93,8 +93,7 @@ public struct Launcher: Sendable {
                 events: (@Sendable (LaunchEvent) -> Void)?) async throws -> LaunchResult {
         var client = initial
         let blobs = package.manifest.blobs
-        var report: PreflightReport
-        if let probed = client.takeProbedPreflight() { report = probed } else { report = try await client.preflight(preflightRequest) }
+        var report = try await client.preflight(preflightRequest)
         if request.needs.engine && !report.missingLibraries.isEmpty {
             (client, report) = try await AgentInstaller(binary: context.agentBinary, progress: context.installProgress)
                 .supplyEngineLibraries(client, report: report, request: preflightRequest)
@@ -127,7 +126,7 @@ public struct Launcher: Sendable {
             do {
                 info = try await client.startJob(spec: spec, manifest: package.manifest, follow: request.follow ? 20 : nil)
                 break
-            } catch JobsError.agentFailed(_, "job-start", let message) where message.contains("already exists") && attempt < 3 {
+            } catch JobsError.jobExists where attempt < 3 {
                 spec.id = Names.newJobID(name: request.name)
             }
         }

@@ -104,13 +104,7 @@ public final class LogFollower: Sendable {
                     state.failures = 0
                     onData(bytes)
                 }
-                let closing: LogFrame
-                if state.offset == 0, let started = current.takeStartedLog(for: id) {
-                    // The launch's own channel already streams the log (job-start --follow).
-                    closing = try await current.frames(from: started, id: id, onFrame: receive)
-                } else {
-                    closing = try await current.logs(id, offset: state.offset, wait: pollSeconds, onFrame: receive)
-                }
+                let closing = try await current.logs(id, offset: state.offset, wait: pollSeconds, onFrame: receive)
                 state.failures = 0
                 switch closing {
                 case .end(let status): return status

@@ -24,7 +24,9 @@ final class ByteReader {
                 }
                 end -= start; start = 0
             } else {
-                return true
+                // One line fills the buffer (a request with a large manifest): make room; readLine's
+                // limit bounds it.
+                buffer += [UInt8](repeating: 0, count: buffer.count)
             }
         }
         while true {

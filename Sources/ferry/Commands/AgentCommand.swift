@@ -6,7 +6,7 @@ import TensorCore
 /// `ferry agent VERB`: the host side, which the client runs over SSH (see `Agent.usage`).
 struct AgentCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "agent",
+        commandName: AgentProtocol.subcommand,
         abstract: "The host side of ferry (run by the client over SSH; answers in JSON).",
         discussion: Agent.usage)
 
@@ -16,7 +16,7 @@ struct AgentCommand: ParsableCommand {
     func run() throws {
         var args = arguments
         var home = FerryHome.path
-        if args.first == "--home", args.count >= 2 {
+        if args.first == AgentProtocol.homeFlag, args.count >= 2 {
             home = args[1]
             args.removeFirst(2)
         }

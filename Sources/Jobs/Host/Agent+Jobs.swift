@@ -1,0 +1,182 @@
+import Foundation
+import System
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The job lifecycle on the host: start (materialise work/, hand over to a supervisor), resume,
+// cancel, status, and the files a fetch may take.
+
+extension Agent {
+    func info(_ id: String) throws -> JobInfo {
+        let paths = try store.paths(id)
+        let spec = try store.spec(id)
+        let status = try store.status(id)
+        return JobInfo(spec: spec, status: status, progress: JobProgress.read(eventsFile: paths.events),
+                       directory: paths.directory, logBytes: POSIX.fileSize(paths.log) ?? 0)
+    }
+
+    func startJob(_ request: JobStartRequest) throws -> JobInfo {
+        let spec = request.spec
+        try spec.validate()
+        try request.manifest.validate()
+        let blobs = BlobStore(layout: layout)
+        let lacking = request.manifest.files.filter { !blobs.has($0.sha256) }
+        guard lacking.isEmpty else {
+            throw JobsError.io(path: lacking[0].path, reason: "its content is not on the host yet (\(lacking.count) files missing); launch again to send them")
+        }
+        if let free = FerryHome.freeBytes(at: home), free < request.manifest.totalBytes + (16 << 20) {
+            throw JobsError.notEnoughSpace(host: POSIX.hostName, needed: request.manifest.totalBytes + (16 << 20), free: free, path: home)
+        }
+        try POSIX.makeDirectory(layout.jobsDirectory, mode: 0o700)
+        let paths = layout.job(spec.id)
+        guard mkdir(paths.directory, 0o700) == 0 else {
+            if errno == EEXIST { throw JobsError.jobExists(spec.id) }
+            throw JobsError.io(path: paths.directory, reason: SystemError.text(errno))
+        }
+        do {
+            try JSON.write(spec, to: paths.spec, mode: 0o600)
+            try JSON.write(request.manifest, to: paths.manifest, pretty: false, mode: 0o600)
+            try store.write(JobStatus(id: spec.id, state: .queued, attempt: spec.attempt), paths)
+            try blobs.materialise(request.manifest, into: paths.work)
+            try POSIX.makeDirectory(paths.output)
+            try startSupervisor(spec.id, paths)
+        } catch {
+            // No half-started job: everything of it goes.
+            try? FileManager.default.removeItem(atPath: paths.directory)
+            throw error
+        }
+        return try info(spec.id)
+    }
+
+    func resumeJob(_ id: String) throws -> JobInfo {
+        let paths = try store.paths(id)
+        var spec = try store.spec(id)
+        let status = try store.status(id)
+        guard status.state.isFinal else { throw JobsError.jobNotStopped(id: id, state: status.state.rawValue) }
+        guard status.state != .succeeded else { throw JobsError.jobNotResumable(id: id, reason: "it succeeded; launch a new job instead") }
+        try withLock(paths.lock) {
+            spec.attempt += 1
+            // The spec says how it continues (`--resume auto` for ferry train), once.
+            let resume = spec.needs.resumeArguments
+            if let first = resume.first, !spec.command.contains(first) { spec.command += resume }
+            try spec.validate()
+            try JSON.write(spec, to: paths.spec, mode: 0o600)
+            unlink(paths.cancel)
+            var fresh = JobStatus(id: spec.id, state: .queued, attempt: spec.attempt)
+            fresh.message = "resumed after: \(status.summary)"
+            try store.write(fresh, paths)
+        }
+        try startSupervisor(spec.id, paths)
+        return try info(spec.id)
+    }
+
+    /// Starts the supervisor in its own session and waits until it has claimed the job.
+    private func startSupervisor(_ id: String, _ paths: JobPaths) throws {
+        var env = ProcessInfo.processInfo.environment
+        env["FERRY_HOME"] = home
+        _ = try JobsError.system { () throws(SystemError) in
+            try Spawn.start([binary, AgentProtocol.subcommand, AgentProtocol.homeFlag, home, AgentProtocol.superviseVerb, id], environment: env, stdin: .null,
+                            stdout: .file(paths.supervisorLog, append: true), stderr: .file(paths.supervisorLog, append: true),
+                            newSession: true, keepIgnored: Supervisor.handledSignals)
+        }
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline {
+            if let status = try? store.rawStatus(paths, id: id), status.supervisorPid != nil || status.state.isFinal { return }
+            usleep(5_000)
+        }
+        let log = POSIX.read(paths.supervisorLog).map { String(decoding: $0.suffix(2000), as: UTF8.self) } ?? ""
+        _ = try? store.update(id) { $0.state = .failed; $0.message = "the supervisor did not start"; $0.endedAt = Date() }
+        throw JobsError.supervisorDidNotStart(id: id, detail: log.isEmpty ? "no word from it within 15 s" : log)
+    }
+
+    func cancel(_ id: String, grace: Int?) throws -> JobInfo {
+        let paths = try store.paths(id)
+        let spec = try store.spec(id)
+        let status = try store.status(id)
+        if status.state.isFinal {
+            stopOrphans(status)
+            return try info(id)
+        }
+        let request = CancelRequest(graceSeconds: min(max(grace ?? spec.graceSeconds, 0), 3600), requestedAt: Date())
+        try JSON.write(request, to: paths.cancel, pretty: false)
+        if let pid = status.supervisorPid, store.supervisorAlive(status) {
+            kill(pid, SIGTERM)
+        }
+        return try info(id)
+    }
+
+    /// A lost job (its supervisor gone) may still run: its process group gets SIGTERM, then SIGKILL.
+    func stopOrphans(_ status: JobStatus) {
+        guard status.state == .lost, let pid = status.pid, pid > 1, status.bootId == POSIX.bootId, kill(-pid, 0) == 0 else { return }
+        kill(-pid, SIGTERM)
+        for _ in 0..<20 where kill(-pid, 0) == 0 { usleep(50_000) }
+        kill(-pid, SIGKILL)
+    }
+
+    func files(_ id: String, what: String) throws -> FileListing {
+        let paths = try store.paths(id)
+        let status = try store.status(id)
+        let root = paths.directory
+        var roots: [String] = []   // relative to the job folder
+        switch what {
+        case "all":
+            roots = ["output"]
+        case "best", "last":
+            let progress = JobProgress.read(eventsFile: paths.events)
+            if let relative = progress.checkpoints[what], (try? Names.validateRelativePath(relative)) != nil {
+                roots = ["output/" + relative]
+            } else if let found = Agent.newestDirectory(named: what, under: paths.output) {
+                roots = ["output/" + found]
+            }
+        default:
+            try Names.validateRelativePath(what)
+            if POSIX.exists((paths.output as NSString).appendingPathComponent(what)) { roots = ["output/" + what] }
+            else if POSIX.exists((root as NSString).appendingPathComponent(what)) { roots = [what] }
+        }
+        var entries: [FileListing.Entry] = []
+        let cache = HashCache(path: (root as NSString).appendingPathComponent(".hashes.json"))
+        for relative in roots {
+            for file in Agent.regularFiles(under: relative, in: root) {
+                let full = (root as NSString).appendingPathComponent(file)
+                var st = stat()
+                guard lstat(full, &st) == 0 else { continue }
+                let sha = try cache.sha256(of: full, key: file)
+                entries.append(FileListing.Entry(path: file, size: Int64(st.st_size), sha256: sha,
+                                                 modified: Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec))))
+            }
+        }
+        cache.save()
+        return FileListing(root: root, files: entries, state: status.state)
+    }
+
+    /// Regular files under `relative` (itself a file or a folder) inside `root`, never following symlinks.
+    static func regularFiles(under relative: String, in root: String) -> [String] {
+        let full = (root as NSString).appendingPathComponent(relative)
+        var st = stat()
+        guard lstat(full, &st) == 0 else { return [] }
+        if (st.st_mode & S_IFMT) == S_IFREG { return [relative] }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { return [] }
+        var out: [String] = []
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: full)) ?? []).sorted()
+        for name in names where !name.hasSuffix(".ferry-partial") {
+            out += regularFiles(under: relative + "/" + name, in: root)
+        }
+        return out
+    }
+
+    /// The most recently modified folder called `name` under `directory` (relative to it).
+    static func newestDirectory(named name: String, under directory: String) -> String? {
+        guard let walker = FileManager.default.enumerator(atPath: directory) else { return nil }
+        var best: (String, Date)?
+        while let item = walker.nextObject() as? String {
+            guard (item as NSString).lastPathComponent == name else { continue }
+            let full = (directory as NSString).appendingPathComponent(item)
+            var st = stat()
+            guard lstat(full, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { continue }
+            let date = Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec))
+            if best == nil || date > best!.1 { best = (item, date) }
+        }
+        return best?.0
+    }
+}
