@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Data", "TensorCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Optim", "Data", "TensorCore", "FerryTestSupport"]),
         .testTarget(name: "SSHTests", dependencies: ["SSH", "FerryTestSupport"]),
-        .testTarget(name: "JobsTests", dependencies: ["Jobs", "SSH", "FerryTestSupport"]),
+        .testTarget(name: "JobsTests", dependencies: ["Jobs", "SSH", "System", "FerryTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TunnelsTests", dependencies: ["Tunnels", "Jobs", "SSH", "System", "FerryTestSupport"]),
         .testTarget(name: "SystemTests", dependencies: ["System"]),
         .testTarget(name: "RunContractTests", dependencies: ["RunContract", "Training", "Jobs", "System", "FerryTestSupport"]),

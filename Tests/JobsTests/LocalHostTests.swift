@@ -146,7 +146,7 @@ import Testing
         """
         let transport = CannedTransport(stdout: Data((listing + "\n").utf8))
         let hello = AgentHello(ferry: TestFerry.version, protocolVersion: AgentProtocol.version, home: "/x", binary: "/x/ferry", system: "Linux")
-        let client = AgentClient(transport: transport, host: "evil", hello: hello, prefix: "ferry agent")
+        let client = AgentSession(transport: transport, host: "evil", hello: hello, prefix: "ferry agent")
         await #expect(throws: JobsError.self) { _ = try await Fetcher(client: client).fetch("a-1", what: "all", into: box.root + "/dest") }
         #expect(!FileManager.default.fileExists(atPath: box.root + "/dest"))
         #expect(!FileManager.default.fileExists(atPath: box.root + "/escape.bin"))

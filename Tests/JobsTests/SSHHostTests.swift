@@ -71,7 +71,7 @@ extension Sandbox {
         let box = try Sandbox(); defer { box.remove() }
         try box.addSSHHost(sshd, preinstalled: false)
         let context = box.sshContext(sshd)
-        let first = try await context.agent(hostNamed: "box")
+        let first = try await context.agent(hostNamed: "box", install: true)
         let installed = box.remoteHome + "/bin/ferry"
         #expect(first.hello.binary == installed)
         #expect(POSIX.fileSize(installed) == POSIX.fileSize(TestFerry.binary))
@@ -86,7 +86,7 @@ extension Sandbox {
         var other = context
         other.version = "0.0.0-other"
         await #expect(throws: JobsError.self) {
-            _ = try await AgentClient.connect(try await other.connect(try other.registry.host("box")), host: "box",
+            _ = try await AgentSession.connect(try await other.connect(try other.registry.host("box")), host: "box",
                                               version: other.version, remoteHome: box.remoteHome, install: nil)
         }
     }

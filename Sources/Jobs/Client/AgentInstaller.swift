@@ -16,7 +16,7 @@ public struct AgentInstaller: Sendable {
         self.binary = binary; self.progress = progress
     }
 
-    func install(on transport: any Transport, host: String, home: String, version: String) async throws -> AgentClient {
+    func install(on transport: any Transport, host: String, home: String, version: String) async throws -> AgentSession {
         guard POSIX.exists(binary) else {
             throw JobsError.agentUnavailable(host: host, reason: "the binary to install, \(binary), does not exist (check FERRY_AGENT_BINARY)")
         }
@@ -32,9 +32,9 @@ public struct AgentInstaller: Sendable {
         for _ in 0..<16 {
             let prefix = AgentProbe.prefix(binary: target, home: home, libraries: withLibraries)
             do {
-                let hello = try await AgentClient.callHello(transport, host: host, prefix: prefix)
-                try AgentClient.check(hello, host: host, version: version)
-                return AgentClient(transport: transport, host: host, hello: hello, prefix: prefix)
+                let hello = try await AgentSession.callHello(transport, host: host, prefix: prefix)
+                try AgentSession.check(hello, host: host, version: version)
+                return AgentSession(transport: transport, host: host, hello: hello, prefix: prefix)
             } catch JobsError.agentUnavailable(_, let reason) {
                 let missing = Agent.missingLibraries(in: reason).filter { !sent.contains($0) }
                 guard !missing.isEmpty else { throw JobsError.agentUnavailable(host: host, reason: "the installed ferry does not run: \(reason)") }
@@ -65,7 +65,7 @@ public struct AgentInstaller: Sendable {
 
     /// After preflight: sends the libraries the engine failed to load (oneDNN's, e.g. libgomp),
     /// and returns a client that puts them on the library path. Repeats while the loader names new ones.
-    public func supplyEngineLibraries(_ client: AgentClient, report: PreflightReport, request: PreflightRequest) async throws -> (AgentClient, PreflightReport) {
+    public func supplyEngineLibraries(_ client: AgentSession, report: PreflightReport, request: PreflightRequest) async throws -> (AgentSession, PreflightReport) {
         var client = client
         var report = report
         var sent: [String] = []
@@ -80,7 +80,7 @@ public struct AgentInstaller: Sendable {
             guard !wanted.isEmpty else { break }
             sent += try await supply(wanted, transport: client.transport, host: client.host, home: client.hello.home)
             let binary = client.hello.binary
-            client = AgentClient(transport: client.transport, host: client.host, hello: client.hello,
+            client = AgentSession(transport: client.transport, host: client.host, hello: client.hello,
                                  prefix: AgentProbe.prefix(binary: binary, home: client.hello.home, libraries: true))
             report = try await client.preflight(request)
         }

@@ -27,8 +27,8 @@ public enum FetchEvent: Sendable {
 /// host's listing, landed by rename. Every path of the listing is checked: nothing is written outside
 /// the destination, whatever the host says.
 public struct Fetcher: Sendable {
-    public let client: AgentClient
-    public init(client: AgentClient) { self.client = client }
+    public let client: AgentSession
+    public init(client: AgentSession) { self.client = client }
 
     /// The local place of a listed path: `output/…` drops its `output/`.
     public static func localPath(for remote: String, in destination: String) throws -> String {

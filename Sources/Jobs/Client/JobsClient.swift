@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The jobs of one host as `ferry ls` shows them: what the host said, or why it could not be asked
 /// (then the registry's last word).
@@ -34,7 +35,7 @@ public struct JobsClient: Sendable {
     }
 
     /// A connected agent for job `id`'s host.
-    public func agent(for id: String) async throws -> AgentClient {
+    public func agent(for id: String) async throws -> AgentSession {
         try await context.agent(try await host(of: id))
     }
 
@@ -100,14 +101,10 @@ public struct JobsClient: Sendable {
                            maxFailures: maxFailures) { failures in
             try await withTimeout(seconds: Double(context.connectTimeout) + 10) {
                 // After one drop, the agent found before is asked directly (no probe); after two in
-                // a row, it is looked for (and installed) afresh.
-                if failures < 2, let agent = known.value {
-                    let transport = try await context.connect(host)
-                    return AgentClient(transport: transport, host: host.name, hello: agent.hello, prefix: agent.prefix)
-                }
-                let client = try await context.agent(host)
-                known.set(client)
-                return client
+                // a row, it is looked for afresh.
+                let session = try await context.agent(host, known: failures < 2 ? known.value : nil)
+                known.value = session.known
+                return session
             }
         }
     }
@@ -119,11 +116,12 @@ public struct JobsClient: Sendable {
 }
 
 /// The agent a follower found, asked directly when it reconnects.
-final class KnownAgent: @unchecked Sendable {
-    private let lock = NSLock()
-    private var agent: (hello: AgentHello, prefix: String)?
-    func set(_ client: AgentClient) { lock.lock(); agent = (client.hello, client.prefix); lock.unlock() }
-    var value: (hello: AgentHello, prefix: String)? { lock.lock(); defer { lock.unlock() }; return agent }
+final class KnownAgent: Sendable {
+    private let known = Mutex<AgentSession.Known?>(nil)
+    var value: AgentSession.Known? {
+        get { known.withLock { $0 } }
+        set { known.withLock { $0 = newValue } }
+    }
 }
 
 struct TimeoutError: Error, CustomStringConvertible {
@@ -131,16 +129,25 @@ struct TimeoutError: Error, CustomStringConvertible {
     var description: String { "no answer within \(Int(seconds)) s" }
 }
 
-/// Runs `body`, giving up after `seconds`.
+/// Runs `body`, giving up after `seconds`: then the caller goes on at once and `body` is cancelled
+/// and left behind (a task group would wait for it, and a call blocked in a connection that ignores
+/// cancellation would hold `ferry ls` for as long as that host hangs).
 func withTimeout<T: Sendable>(seconds: Double, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
-            throw TimeoutError(seconds: seconds)
-        }
-        guard let first = try await group.next() else { throw TimeoutError(seconds: seconds) }
-        group.cancelAll()
-        return first
+    let result = AsyncValue<T>()
+    let work = Task {
+        do { result.set(.success(try await body())) } catch { result.set(.failure(error)) }
+    }
+    let timer = Task {
+        try? await Task.sleep(nanoseconds: UInt64(max(0, seconds) * 1e9))
+        result.set(.failure(TimeoutError(seconds: seconds)))
+    }
+    defer {
+        timer.cancel()
+        work.cancel()
+    }
+    return try await withTaskCancellationHandler {
+        try await result.value()
+    } onCancel: {
+        result.set(.failure(CancellationError()))
     }
 }

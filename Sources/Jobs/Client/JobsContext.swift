@@ -51,22 +51,26 @@ public struct JobsContext: Sendable {
         return try await SSHTransport.connect(host, context: self)
     }
 
-    /// A connection with the host's agent ready (installed when missing).
-    /// With `preflight`, the host answers it along with finding its agent (one command fewer).
-    public func agent(_ host: HostRecord, preflight: PreflightRequest? = nil) async throws -> AgentClient {
+    /// The one way to a session with a host's agent. With `install` (launch, resume), a host
+    /// without ferry of this version gets it; read commands pass `false` and get `JobsError.noAgent`.
+    /// With `preflight`, the host answers it along with finding its agent (one command fewer). With
+    /// `known` (an agent found before), the probe is skipped.
+    public func agent(_ host: HostRecord, install: Bool = false, preflight: PreflightRequest? = nil,
+                      known: AgentSession.Known? = nil) async throws -> AgentSession {
         let transport = try await connect(host)
+        if let known { return AgentSession(transport: transport, host: host.name, known: known) }
         do {
-            return try await AgentClient.connect(transport, host: host.name, version: version, remoteHome: host.ferryHome,
-                                                 install: AgentInstaller(binary: agentBinary, progress: installProgress),
-                                                 preflight: preflight)
+            return try await AgentSession.connect(transport, host: host.name, version: version, remoteHome: host.ferryHome,
+                                                  install: install ? AgentInstaller(binary: agentBinary, progress: installProgress) : nil,
+                                                  preflight: preflight)
         } catch {
             await transport.close()
             throw error
         }
     }
 
-    public func agent(hostNamed name: String) async throws -> AgentClient {
-        try await agent(try registry.host(name))
+    public func agent(hostNamed name: String, install: Bool = false) async throws -> AgentSession {
+        try await agent(try registry.host(name), install: install)
     }
 
     static func defaultSSHEnvironment(home: String) -> SSHEnvironment {

@@ -65,7 +65,7 @@ public struct Launcher: Sendable {
     public let context: JobsContext
     public init(context: JobsContext) { self.context = context }
 
-    public func launch(_ request: LaunchRequest, events: (@Sendable (LaunchEvent) -> Void)? = nil) async throws -> (LaunchResult, AgentClient) {
+    public func launch(_ request: LaunchRequest, events: (@Sendable (LaunchEvent) -> Void)? = nil) async throws -> (LaunchResult, AgentSession) {
         try Names.validateJobName(request.name)
         let host = try context.registry.host(request.host)
         guard let program = request.command.first, !program.isEmpty else { throw JobsError.emptyCommand }
@@ -78,7 +78,7 @@ public struct Launcher: Sendable {
         // The host answers the preflight (space, paths, which files it lacks) while its agent is found.
         let preflight = PreflightRequest(neededBytes: request.reserveBytes, paths: request.hostPaths, needsEngine: request.needs.engine,
                                          blobs: package.manifest.blobs)
-        let client = try await context.agent(host, preflight: preflight)
+        let client = try await context.agent(host, install: true, preflight: preflight)
         do {
             events?(.connected(host: host.name, agent: client.hello.binary))
             let result = try await launch(request, package: package, client: client, preflight: preflight, events: events)
@@ -89,7 +89,7 @@ public struct Launcher: Sendable {
         }
     }
 
-    func launch(_ request: LaunchRequest, package: JobPackage, client initial: AgentClient, preflight preflightRequest: PreflightRequest,
+    func launch(_ request: LaunchRequest, package: JobPackage, client initial: AgentSession, preflight preflightRequest: PreflightRequest,
                 events: (@Sendable (LaunchEvent) -> Void)?) async throws -> LaunchResult {
         var client = initial
         let blobs = package.manifest.blobs
@@ -143,9 +143,9 @@ public struct Launcher: Sendable {
 
     /// Starts a stopped job again in its own folder, with the resume arguments its spec states (a
     /// train job continues from its `last/`).
-    public func resume(_ id: String) async throws -> (JobInfo, AgentClient) {
+    public func resume(_ id: String) async throws -> (JobInfo, AgentSession) {
         let record = try context.registry.job(id)
-        let client = try await context.agent(hostNamed: record.host)
+        let client = try await context.agent(hostNamed: record.host, install: true)
         do {
             let info = try await client.resumeJob(id)
             try context.registry.remember(info, host: record.host)

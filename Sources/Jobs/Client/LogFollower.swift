@@ -37,7 +37,7 @@ public final class LogFollower: Sendable {
     public let id: String
     public let mirror: LogMirror
     /// Opens a connection; gets the number of failed attempts in a row (0 the first time).
-    let connect: @Sendable (_ failures: Int) async throws -> AgentClient
+    let connect: @Sendable (_ failures: Int) async throws -> AgentSession
     /// Seconds each long-poll may wait for new output before the agent answers `T`.
     public let pollSeconds: Double
     /// Reconnection attempts in a row before giving up (nil: never give up).
@@ -50,14 +50,14 @@ public final class LogFollower: Sendable {
     }
 
     public init(id: String, mirror: LogMirror, pollSeconds: Double = 20, maxFailures: Int? = nil,
-                connect: @escaping @Sendable (_ failures: Int) async throws -> AgentClient) {
+                connect: @escaping @Sendable (_ failures: Int) async throws -> AgentSession) {
         self.id = id; self.mirror = mirror; self.pollSeconds = pollSeconds; self.maxFailures = maxFailures; self.connect = connect
     }
 
     /// Follows from `offset` until the job ends; every received byte goes to the mirror, then to
     /// `onData`. `first` is an already connected client to start with (the launch's). With
     /// `stopWhenCaughtUp`, returns nil once everything written so far has arrived.
-    public func resume(from offset: Int64, first: AgentClient? = nil, stopWhenCaughtUp: Bool = false,
+    public func resume(from offset: Int64, first: AgentSession? = nil, stopWhenCaughtUp: Bool = false,
                        onData: @Sendable (Data) -> Void, onEvent: (@Sendable (Event) -> Void)? = nil) async throws -> JobStatus? {
         let state = FollowState(offset: offset, client: first)
         do {
@@ -73,10 +73,10 @@ public final class LogFollower: Sendable {
     /// Where a follow stands; confined to the following task.
     final class FollowState {
         var offset: Int64
-        var client: AgentClient?
+        var client: AgentSession?
         var failures = 0
         var host: String
-        init(offset: Int64, client: AgentClient?) {
+        init(offset: Int64, client: AgentSession?) {
             self.offset = offset; self.client = client; host = client?.host ?? "the host"
         }
     }
@@ -137,7 +137,7 @@ public final class LogFollower: Sendable {
     /// Errors that another connection could fix (the rest are definitive: unknown job, bad offset).
     static func isRetryable(_ error: JobsError) -> Bool {
         switch error {
-        case .unknownJob, .invalidJobID, .agentFailed, .protocolViolation, .unsafePath, .unknownHost, .io: return false
+        case .unknownJob, .invalidJobID, .agentFailed, .protocolViolation, .unsafePath, .unknownHost, .io, .noAgent: return false
         default: return true
         }
     }

@@ -8,10 +8,21 @@ import Glibc
 // cancel, status, and the files a fetch may take.
 
 extension Agent {
+    /// Who starts, observes and stops this job: the plain host's supervisor (a scheduler's launcher
+    /// will be chosen here by what the spec asks for).
+    func launcher(for spec: JobSpec) -> any JobLauncher {
+        SupervisorLauncher(store: store, home: home, binary: binary)
+    }
+
+    /// The job's state as its launcher knows it.
+    func status(_ id: String) throws -> JobStatus {
+        try launcher(for: try store.spec(id)).status(id)
+    }
+
     func info(_ id: String) throws -> JobInfo {
         let paths = try store.paths(id)
         let spec = try store.spec(id)
-        let status = try store.status(id)
+        let status = try launcher(for: spec).status(id)
         return JobInfo(spec: spec, status: status, progress: JobProgress.read(eventsFile: paths.events),
                        directory: paths.directory, logBytes: POSIX.fileSize(paths.log) ?? 0)
     }
@@ -40,7 +51,7 @@ extension Agent {
             try store.write(JobStatus(id: spec.id, state: .queued, attempt: spec.attempt), paths)
             try blobs.materialise(request.manifest, into: paths.work)
             try POSIX.makeDirectory(paths.output)
-            try startSupervisor(spec.id, paths)
+            try launcher(for: spec).start(spec.id)
         } catch {
             // No half-started job: everything of it goes.
             try? FileManager.default.removeItem(atPath: paths.directory)
@@ -52,7 +63,7 @@ extension Agent {
     func resumeJob(_ id: String) throws -> JobInfo {
         let paths = try store.paths(id)
         var spec = try store.spec(id)
-        let status = try store.status(id)
+        let status = try launcher(for: spec).status(id)
         guard status.state.isFinal else { throw JobsError.jobNotStopped(id: id, state: status.state.rawValue) }
         guard status.state != .succeeded else { throw JobsError.jobNotResumable(id: id, reason: "it succeeded; launch a new job instead") }
         try withLock(paths.lock) {
@@ -67,56 +78,19 @@ extension Agent {
             fresh.message = "resumed after: \(status.summary)"
             try store.write(fresh, paths)
         }
-        try startSupervisor(spec.id, paths)
+        try launcher(for: spec).start(spec.id)
         return try info(spec.id)
     }
 
-    /// Starts the supervisor in its own session and waits until it has claimed the job.
-    private func startSupervisor(_ id: String, _ paths: JobPaths) throws {
-        var env = ProcessInfo.processInfo.environment
-        env["FERRY_HOME"] = home
-        _ = try JobsError.system { () throws(SystemError) in
-            try Spawn.start([binary, AgentProtocol.subcommand, AgentProtocol.homeFlag, home, AgentProtocol.superviseVerb, id], environment: env, stdin: .null,
-                            stdout: .file(paths.supervisorLog, append: true), stderr: .file(paths.supervisorLog, append: true),
-                            newSession: true, keepIgnored: Supervisor.handledSignals)
-        }
-        let deadline = Date().addingTimeInterval(15)
-        while Date() < deadline {
-            if let status = try? store.rawStatus(paths, id: id), status.supervisorPid != nil || status.state.isFinal { return }
-            usleep(5_000)
-        }
-        let log = POSIX.read(paths.supervisorLog).map { String(decoding: $0.suffix(2000), as: UTF8.self) } ?? ""
-        _ = try? store.update(id) { $0.state = .failed; $0.message = "the supervisor did not start"; $0.endedAt = Date() }
-        throw JobsError.supervisorDidNotStart(id: id, detail: log.isEmpty ? "no word from it within 15 s" : log)
-    }
-
     func cancel(_ id: String, grace: Int?) throws -> JobInfo {
-        let paths = try store.paths(id)
         let spec = try store.spec(id)
-        let status = try store.status(id)
-        if status.state.isFinal {
-            stopOrphans(status)
-            return try info(id)
-        }
-        let request = CancelRequest(graceSeconds: min(max(grace ?? spec.graceSeconds, 0), 3600), requestedAt: Date())
-        try JSON.write(request, to: paths.cancel, pretty: false)
-        if let pid = status.supervisorPid, store.supervisorAlive(status) {
-            kill(pid, SIGTERM)
-        }
+        try launcher(for: spec).cancel(id, grace: min(max(grace ?? spec.graceSeconds, 0), 3600))
         return try info(id)
-    }
-
-    /// A lost job (its supervisor gone) may still run: its process group gets SIGTERM, then SIGKILL.
-    func stopOrphans(_ status: JobStatus) {
-        guard status.state == .lost, let pid = status.pid, pid > 1, status.bootId == POSIX.bootId, kill(-pid, 0) == 0 else { return }
-        kill(-pid, SIGTERM)
-        for _ in 0..<20 where kill(-pid, 0) == 0 { usleep(50_000) }
-        kill(-pid, SIGKILL)
     }
 
     func files(_ id: String, what: String) throws -> FileListing {
         let paths = try store.paths(id)
-        let status = try store.status(id)
+        let status = try status(id)
         let root = paths.directory
         var roots: [String] = []   // relative to the job folder
         switch what {

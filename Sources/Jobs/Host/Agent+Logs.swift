@@ -46,7 +46,7 @@ extension Agent {
             // At the end of what is written: is the job over?
             if Date().timeIntervalSince(lastStatusCheck) > 0.25 || watcher.sawStatusChange {
                 lastStatusCheck = Date()
-                if let status = try? store.status(id), status.state.isFinal {
+                if let status = try? status(id), status.state.isFinal {
                     // The supervisor wrote its status after the command ended, so the log is complete
                     // unless a leftover member of the group still writes: check the size once more.
                     var st = stat()

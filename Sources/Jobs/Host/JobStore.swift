@@ -4,8 +4,8 @@ import System
 import Glibc
 #endif
 
-/// The jobs folder on a host: reading specs and statuses (noticing jobs whose supervisor vanished),
-/// and writing statuses atomically under the job's lock.
+/// The jobs folder on a host: reading specs and statuses as written, and writing statuses atomically
+/// under the job's lock (whether a job still runs is its launcher's to say).
 struct JobStore {
     let layout: HostLayout
 
@@ -40,37 +40,6 @@ struct JobStore {
             try write(status, p)
             return status
         }
-    }
-
-    /// The status, with a job whose supervisor is gone (killed, or the host rebooted) marked lost.
-    func status(_ id: String) throws -> JobStatus {
-        let p = try paths(id)
-        let status = try rawStatus(p, id: id)
-        guard !status.state.isFinal else { return status }
-        if supervisorAlive(status) { return status }
-        if status.supervisorPid == nil {
-            // Queued and not yet claimed by a supervisor: give job-start its few seconds.
-            let created = (try? FileManager.default.attributesOfItem(atPath: p.spec)[.modificationDate] as? Date) ?? Date()
-            if Date().timeIntervalSince(created) < 30 { return status }
-        }
-        // Re-read under the lock: a supervisor writes its final status before it exits.
-        return try withLock(p.lock) {
-            var current = try rawStatus(p, id: id)
-            guard !current.state.isFinal, !supervisorAlive(current) else { return current }
-            current.state = .lost
-            current.endedAt = Date()
-            current.message = current.supervisorPid == nil ? "its supervisor never started" : "its supervisor (pid \(current.supervisorPid ?? 0)) vanished — killed, or the host rebooted"
-            try write(current, p)
-            return current
-        }
-    }
-
-    func supervisorAlive(_ status: JobStatus) -> Bool {
-        guard let pid = status.supervisorPid else { return false }
-        if let boot = status.bootId, !boot.isEmpty, boot != POSIX.bootId { return false }
-        guard POSIX.isAlive(pid) else { return false }
-        if let start = status.supervisorStart, let now = POSIX.procStat(pid)?.startTicks, now != start { return false }
-        return true
     }
 
     func ids() -> [String] {

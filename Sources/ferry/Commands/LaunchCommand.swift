@@ -75,7 +75,7 @@ struct LaunchCommand: AsyncParsableCommand {
     func run() async throws {
         try await JobsCLI.run {
             let context = JobsCLI.context()
-            let client: AgentClient
+            let client: AgentSession
             let id: String
             if let resume {
                 let (info, c) = try await Launcher(context: context).resume(resume)

@@ -71,7 +71,7 @@ struct LogsCommand: AsyncParsableCommand {
     }
 
     /// Follows to the end (or Ctrl-C), printing bytes as they come; exits with the job's outcome.
-    static func follow(id: String, host: HostRecord, context: JobsContext, from offset: Int64, first: AgentClient?) async throws {
+    static func follow(id: String, host: HostRecord, context: JobsContext, from offset: Int64, first: AgentSession?) async throws {
         let jobs = JobsClient(context: context)
         let follower = jobs.follower(id, host: host)
         let (status, interrupted) = try await JobsCLI.interruptible {

@@ -2,9 +2,18 @@ import Foundation
 import System
 import SSH
 
-/// The client side of the agent protocol over one transport: finds (or installs) a ferry of this
-/// version on the host, then calls its verbs. Every argument is quoted for the remote shell.
-public final class AgentClient: Sendable {
+/// A session with a host's agent over one transport: finds (or, for a launch, installs) a ferry of
+/// this version on the host, then sends it requests. The protocol's latency shortcuts live here and
+/// nowhere else, each behind the one call that uses it:
+/// - the probe that finds the agent answers the launch's preflight too (`preflight(_:)` returns it);
+/// - `startJob(follow:)` streams the first log round on its own channel (`logs(_:offset: 0)` reads it);
+/// - a session whose agent is `known` (a follower reconnecting) skips the probe (`JobsContext.agent`).
+public final class AgentSession: Sendable {
+    /// What a session found: enough to reach the same agent again without the probe.
+    public struct Known: Sendable {
+        public var hello: AgentHello
+        var prefix: String
+    }
     public let transport: any Transport
     /// The host's registry name, for messages.
     public let host: String
@@ -18,29 +27,37 @@ public final class AgentClient: Sendable {
         slots.preflight = preflight
     }
 
-    /// Finds the host's agent. With `install`, a host without ferry of `version` gets this machine's
-    /// binary (and the shared libraries it lacks) in its FERRY_HOME; otherwise that is an error.
+    /// This session's agent, to reach it again without the probe.
+    public var known: Known { Known(hello: hello, prefix: prefix) }
+
+    /// A session with an agent found before (no probe, no install).
+    convenience init(transport: any Transport, host: String, known: Known) {
+        self.init(transport: transport, host: host, hello: known.hello, prefix: known.prefix)
+    }
+
+    /// Finds the host's agent. With `install` (a launch), a host without ferry of `version` gets this
+    /// machine's binary (and the shared libraries it lacks) in its FERRY_HOME; without it (the read
+    /// commands: ls, status, logs, fetch, cancel), that is `JobsError.noAgent` and nothing is sent.
     public static func connect(_ transport: any Transport, host: String, version: String, remoteHome: String? = nil,
-                               install: AgentInstaller? = nil, preflight: PreflightRequest? = nil) async throws -> AgentClient {
+                               install: AgentInstaller? = nil, preflight: PreflightRequest? = nil) async throws -> AgentSession {
         if let binary = transport.knownAgentBinary {
             var words = [binary, AgentProtocol.subcommand]
             if let remoteHome { words += [AgentProtocol.homeFlag, remoteHome] }
             let prefix = ShellQuote.join(words)
             let hello = try await callHello(transport, host: host, prefix: prefix)
             try check(hello, host: host, version: version)
-            return AgentClient(transport: transport, host: host, hello: hello, prefix: prefix)
+            return AgentSession(transport: transport, host: host, hello: hello, prefix: prefix)
         }
         let probe = try await AgentProbe.run(transport, remoteHome: remoteHome, preflight: try preflight.map { try JSON.encode($0) })
         if let found = probe.candidates.first(where: { $0.hello.map { $0.ferry == version && $0.protocolVersion == AgentProtocol.version } ?? false }),
            let hello = found.hello {
-            return AgentClient(transport: transport, host: host, hello: hello,
+            return AgentSession(transport: transport, host: host, hello: hello,
                                prefix: AgentProbe.prefix(binary: found.binary, home: probe.home, libraries: probe.hasLibraries),
                                preflight: found.preflight)
         }
         guard let install else {
-            let seen = probe.candidates.map { "\($0.binary): \($0.hello?.ferry ?? $0.failure)" }
-            throw JobsError.agentUnavailable(host: host, reason: "no ferry \(version) there" + (seen.isEmpty ? "" : " (found \(seen.joined(separator: "; ")))")
-                                             + " — launch from a ferry that can install itself, or install ferry \(version) on the host")
+            let seen = probe.candidates.map { "\($0.binary): \($0.hello.map { "ferry \($0.ferry), protocol \($0.protocolVersion)" } ?? $0.failure)" }
+            throw JobsError.noAgent(host: host, detail: seen.isEmpty ? "none in \(probe.home) or on PATH" : "found \(seen.joined(separator: "; "))")
         }
         return try await install.install(on: transport, host: host, home: probe.home, version: version)
     }
@@ -256,7 +273,7 @@ public final class AgentClient: Sendable {
     public func close() async { await transport.close() }
 
     /// Runs `body`, then closes the connection (also when `body` throws), waiting for it to close.
-    public func using<T: Sendable>(_ body: (AgentClient) async throws -> T) async throws -> T {
+    public func using<T: Sendable>(_ body: (AgentSession) async throws -> T) async throws -> T {
         do {
             let value = try await body(self)
             await close()
