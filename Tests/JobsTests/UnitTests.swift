@@ -152,6 +152,36 @@ import Testing
 }
 
 @Suite struct ProtocolTests {
+    /// The bootstrap answer is what every ferry, of any version, reads first: its bytes never change.
+    @Test func helloStaysByteCompatible() throws {
+        let hello = AgentHello(ferry: "0.1.0", protocolVersion: 2, home: "/h/.ferry", binary: "/h/.ferry/bin/ferry", system: "Linux x86_64")
+        let text = String(decoding: try JSON.encode(hello), as: UTF8.self)
+        #expect(text == #"{"binary":"/h/.ferry/bin/ferry","ferry":"0.1.0","home":"/h/.ferry","protocol":2,"system":"Linux x86_64"}"#)
+        let old = #"{"binary":"/x/ferry","ferry":"0.0.9","home":"/x","protocol":1,"system":"Linux x86_64"}"#
+        #expect(try JSONCoding.decoder().decode(AgentHello.self, from: Data(old.utf8)).protocolVersion == 1)
+    }
+
+    /// Requests are typed JSON lines; their errors come back typed (no text to match).
+    @Test func requestsAndErrorsAreTyped() throws {
+        let line = String(decoding: try JSON.encode(AgentRequest.jobLogs(id: "a-1", offset: 5, wait: 20)), as: UTF8.self)
+        #expect(line == #"{"job_logs":{"id":"a-1","offset":5,"wait":20}}"#)
+        guard case .jobCancel(let id, let grace) = try JSON.decode(AgentRequest.self, from: Data(#"{"job_cancel":{"id":"b-2"}}"#.utf8), what: "t") else {
+            Issue.record("not a cancel"); return
+        }
+        #expect(id == "b-2" && grace == nil)
+        var parser = LogFrameParser()
+        let reply = AgentErrorReply(error: .unknownJob("a-1"), message: "no job")
+        parser.append(Data("X ".utf8) + (try JSON.encode(reply)) + Data("\n".utf8))
+        #expect(try parser.next() == .error(.unknownJob("a-1")))
+    }
+
+    /// A client of protocol 1 (verbs and --flags in argv) gets a clear refusal, not a misreading.
+    @Test func theAgentParsesNoOldVerbs() {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-proto-\(UUID().uuidString)").path
+        let agent = Agent(home: home, version: "test")
+        #expect(agent.main(["job-logs", "a-1", "--offset", "0"]) == 1)
+    }
+
     @Test func logFramesSurviveAnySplit() throws {
         let payload = Data("line one\nline two\n\0binary\u{1}\n".utf8)
         var stream = Data("D 0 \(payload.count)\n".utf8) + payload
