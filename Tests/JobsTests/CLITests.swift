@@ -1,10 +1,52 @@
 import FerryTestSupport
 import Foundation
+import System
 @testable import Jobs
 import Testing
 
 /// The commands as a person types them, run as processes of the built `ferry`.
 @Suite struct CLITests {
+    /// 13 `ferry logs -f --since-start` of one job at once, each starting at its own moment while
+    /// the job writes 4.5 MB: every one prints the host's log byte for byte (each takes the mirror's
+    /// end once; taking it twice skipped what other followers wrote in between — 1 or 2 of 13 lost
+    /// tens of kilobytes before).
+    @Test func manyFollowersEachPrintTheWholeLog() async throws {
+        let box = try Sandbox(); defer { box.remove() }
+        try box.write("lines.sh", """
+        b=0
+        while [ $b -lt 400 ]; do
+          b=$((b+1)); i=0
+          while [ $i -lt 200 ]; do i=$((i+1)); echo "burst $b line $i ......................................"; done
+          sleep 0.02
+        done
+
+        """)
+        let launched = try TestFerry.run(["launch", "--detach", "--json", "--", "sh", "lines.sh"], sandbox: box)
+        #expect(launched.status == 0, "\(launched.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(launched.stdout.utf8)) as? [String: Any])
+        let id = try #require(object["id"] as? String)
+        var env = ProcessInfo.processInfo.environment
+        env["FERRY_HOME"] = box.home
+        env["HOME"] = box.root + "/home"
+        var seed: UInt64 = 42
+        var followers: [(pid: pid_t, output: String)] = []
+        for k in 0..<13 {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            try await Task.sleep(nanoseconds: (seed >> 33) % 300_000_000)   // spread over ~4 s
+            let output = box.root + "/follower-\(k).log"
+            let pid = try Spawn.start([TestFerry.binary, "logs", "-f", "--since-start", id], environment: env,
+                                      stdout: .file(output, append: false), stderr: .null, directory: box.project)
+            followers.append((pid, output))
+        }
+        for follower in followers { _ = await Task.detached { Spawn.wait(follower.pid) }.value }
+        let hostLog = try Data(contentsOf: URL(fileURLWithPath: box.localJob(id).log))
+        #expect(String(decoding: hostLog.suffix(64), as: UTF8.self).hasSuffix("burst 400 line 200 ......................................\n"))
+        for (k, follower) in followers.enumerated() {
+            let printed = try Data(contentsOf: URL(fileURLWithPath: follower.output))
+            #expect(printed == hostLog, "follower \(k) printed \(printed.count) bytes, the host has \(hostLog.count)")
+        }
+    }
+
     /// Killing the client while it follows does not touch the job; `ferry logs` later brings the
     /// rest of the log and it matches the host's file byte for byte.
     @Test func clientKilledMidFollowJobStillCompletes() async throws {

@@ -23,10 +23,52 @@ public struct LogMirror: Sendable {
     }
 
     public func read(from offset: Int64 = 0) -> Data {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return Data() }
-        defer { try? handle.close() }
-        try? handle.seek(toOffset: UInt64(max(0, offset)))
-        return (try? handle.readToEnd()) ?? Data()
+        var data = Data()
+        stream(from: offset) { data.append(contentsOf: $0) }
+        return data
+    }
+
+    /// Passes the mirrored bytes in `[offset, end)` to `sink` in pieces of at most 1 MiB, so a log of
+    /// any size is printed in constant memory. Returns the offset reached.
+    @discardableResult
+    public func stream(from offset: Int64 = 0, upTo end: Int64 = .max, _ sink: (UnsafeRawBufferPointer) -> Void) -> Int64 {
+        let start = max(0, offset)
+        guard end > start else { return start }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return start }
+        defer { close(fd) }
+        let read = (try? FileIO.readChunks(fd, from: start, limit: end - start, path: path) { sink($0) }) ?? 0
+        return start + read
+    }
+
+    /// Where the last `count` lines before `end` begin (0 when there are fewer), found by reading
+    /// backwards from `end` in pieces: the tail of a log of any size without reading it whole.
+    public func offsetOfLastLines(_ count: Int, before end: Int64) -> Int64 {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0, count > 0, end > 0 else { if fd >= 0 { close(fd) }; return max(0, end) }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        var newlines = 0
+        var position = end
+        var first = true
+        while position > 0 {
+            let length = Int(min(Int64(buffer.count), position))
+            position -= Int64(length)
+            let n = buffer.withUnsafeMutableBytes { FileIO.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<length]), at: position) }
+            guard n == length else { return 0 }
+            var i = length - 1
+            // A final newline ends the last line; it does not start another.
+            if first && buffer[i] == 0x0A { i -= 1 }
+            first = false
+            while i >= 0 {
+                if buffer[i] == 0x0A {
+                    newlines += 1
+                    if newlines == count { return position + Int64(i) + 1 }
+                }
+                i -= 1
+            }
+        }
+        return 0
     }
 }
 

@@ -90,8 +90,16 @@ enum JobsCLI {
 
     /// Writes log bytes to stdout as they come.
     static func writeOut(_ data: Data) {
+        data.withUnsafeBytes { writeOut($0) }
+    }
+
+    /// Writes to stdout; a reader that went away (`ferry logs ID | head -1`) ends this process
+    /// quietly with the broken-pipe status, as a shell tool does.
+    static func writeOut(_ bytes: UnsafeRawBufferPointer) {
         Progress.shared.clear()
-        FileHandle.standardOutput.write(data)
+        do throws(SystemError) { try FileIO.writeAll(1, bytes, path: "stdout") } catch {
+            exit(error.errno == EPIPE ? ExitStatus.brokenPipe.rawValue : ExitStatus.failed.rawValue)
+        }
     }
 
     static func printJSON<T: Encodable>(_ value: T) throws {

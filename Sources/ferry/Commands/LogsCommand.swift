@@ -35,7 +35,7 @@ struct LogsCommand: AsyncParsableCommand {
                 host = try await JobsClient(context: context).host(of: id)
             } catch JobsError.unknownJob(let missing) where mirror.size > 0 {
                 JobsCLI.say("ferry: job \(missing) is on no reachable host; this is its log as mirrored here")
-                JobsCLI.writeOut(mirror.read())
+                mirror.stream(JobsCLI.writeOut)
                 return
             }
             if !follow {
@@ -46,28 +46,16 @@ struct LogsCommand: AsyncParsableCommand {
                 } catch {
                     JobsCLI.say("ferry: \(host.name) is unreachable (\(error)); this is the log as mirrored here (\(ByteCount.format(mirror.size)))")
                 }
-                JobsCLI.writeOut(mirror.read())
+                mirror.stream(JobsCLI.writeOut)
                 return
             }
-            let existing = mirror.read()
-            JobsCLI.writeOut(sinceStart ? existing : LogsCommand.lastLines(existing, 10))
-            try await LogsCommand.follow(id: id, host: host, context: context, from: mirror.size, first: nil)
+            // One snapshot of the mirror's end: what lies before it is printed from the mirror, what
+            // comes after from the host. (Other followers of this job extend the mirror meanwhile;
+            // taking its size twice would skip what they wrote in between.)
+            let end = mirror.size
+            mirror.stream(from: sinceStart ? 0 : mirror.offsetOfLastLines(10, before: end), upTo: end, JobsCLI.writeOut)
+            try await LogsCommand.follow(id: id, host: host, context: context, from: end, first: nil)
         }
-    }
-
-    static func lastLines(_ data: Data, _ count: Int) -> Data {
-        var newlines = 0
-        var index = data.endIndex
-        if index > data.startIndex && data[data.index(before: index)] == 0x0A { index = data.index(before: index) }
-        while index > data.startIndex {
-            let previous = data.index(before: index)
-            if data[previous] == 0x0A {
-                newlines += 1
-                if newlines == count { return Data(data[index...]) }
-            }
-            index = previous
-        }
-        return data
     }
 
     /// Follows to the end (or Ctrl-C), printing bytes as they come; exits with the job's outcome.
