@@ -56,6 +56,14 @@ public struct JobSpec: Codable, Sendable, Equatable {
         attempt = try c.decode(Int.self, forKey: .attempt)
     }
 
+    /// The spec with every environment value replaced by `********`, for output (`status --json`):
+    /// a job's environment often carries tokens; the names say enough.
+    public var maskingEnvironment: JobSpec {
+        var masked = self
+        masked.environment = environment.mapValues { _ in "********" }
+        return masked
+    }
+
     /// Checks what a hostile or broken client could send.
     public func validate() throws {
         try Names.validateJobID(id)

@@ -118,7 +118,7 @@ public struct HostUpOptions: Sendable {
         guard (1...65535).contains(sshdPort) else { throw TunnelError.invalidTunnel("--sshd-port \(sshdPort)") }
         guard SSHConfigBlock.isValidName(name) else { throw TunnelError.invalidTunnel("--name \(name)") }
         for variable in extraEnvironment where SessionEnvironment.looksSecret(variable) {
-            throw TunnelError.unsafeEnvironmentValue(name: variable)
+            throw TunnelError.secretEnvironment(name: variable)
         }
         try HostSetup.checkPassword(allow: allowPassword, password: password, source: "FERRY_HOST_PASSWORD or the prompt")
     }

@@ -34,6 +34,8 @@ public enum TunnelError: Error, CustomStringConvertible, Equatable, Sendable {
     case noAuthorizedKey(file: String)
     case invalidPublicKey(String, reason: String)
     case unsafeEnvironmentValue(name: String)
+    /// `--env` named a variable that looks like a secret (TOKEN, KEY, SECRET, PASSWORD in its name).
+    case secretEnvironment(name: String)
 
     // password login
     case passwordNeedsFlag(source: String)
@@ -53,7 +55,7 @@ public enum TunnelError: Error, CustomStringConvertible, Equatable, Sendable {
     public var isPermanent: Bool {
         switch self {
         case .ngrokNotInstalled, .ngrokTokenMissing, .sshdNotFound, .sshdInstallFailed, .sshdConfigRejected,
-             .keygenFailed, .noAuthorizedKey, .invalidPublicKey, .unsafeEnvironmentValue, .passwordNeedsFlag,
+             .keygenFailed, .noAuthorizedKey, .invalidPublicKey, .unsafeEnvironmentValue, .secretEnvironment, .passwordNeedsFlag,
              .passwordMissing, .passwordTooShort, .passwordNeedsRoot, .passwordSetFailed, .invalidTunnel,
              .alreadyRunning, .portInUse, .relayHostKeyUnknown:
             return true
@@ -123,6 +125,8 @@ public enum TunnelError: Error, CustomStringConvertible, Equatable, Sendable {
         case .invalidPublicKey(let text, let reason):
             let shown = text.count > 60 ? String(text.prefix(57)) + "..." : text
             return "\(shown.debugDescription) is not an SSH public key: \(reason) — pass the one-line contents of a .pub file (`ssh-ed25519 AAAA... comment`)"
+        case .secretEnvironment(let name):
+            return "not passing \(name) to SSH sessions: it looks like a secret, and host up would write it into its sshd_config (SetEnv), on disk and in every session — give it to the job instead: `ferry launch --env \(name) …` on the laptop (the value stays out of argv)"
         case .unsafeEnvironmentValue(let name):
             return "cannot pass \(name) to SSH sessions: its value contains a quote, backslash or control character that sshd_config cannot carry — leave it out of --env"
         case .passwordNeedsFlag(let source):

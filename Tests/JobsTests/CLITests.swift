@@ -6,6 +6,27 @@ import Testing
 
 /// The commands as a person types them, run as processes of the built `ferry`.
 @Suite struct CLITests {
+    /// Secrets stay out of argv and output: `--env NAME` takes the value from ferry's environment,
+    /// `status --json` masks values, and `--host local` jobs do not inherit ferry's own passwords.
+    @Test func secretsStayOutOfArgvAndOutput() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        let secrets = ["HF_TOKEN": "hf_s3cr3t", "FERRY_SSH_PASSWORD": "hunter2", "FERRY_HOST_PASSWORD": "hunter3"]
+        let launched = try TestFerry.run(["launch", "--env", "HF_TOKEN", "--env", "PLAIN=1", "--",
+                                          "sh", "-c", "echo token=$HF_TOKEN plain=$PLAIN ssh=${FERRY_SSH_PASSWORD:-none} host=${FERRY_HOST_PASSWORD:-none}"],
+                                         sandbox: box, extraEnvironment: secrets)
+        #expect(launched.status == 0, "\(launched.stderr)")
+        #expect(launched.stdout.contains("token=hf_s3cr3t plain=1 ssh=none host=none"), "\(launched.stdout)")
+        let id = try #require(Registry(home: box.home).jobs().first?.id)
+        let status = try TestFerry.run(["status", id, "--json"], sandbox: box)
+        #expect(status.status == 0)
+        #expect(status.stdout.contains("HF_TOKEN") && status.stdout.contains("********"))
+        #expect(!status.stdout.contains("hf_s3cr3t"))
+        // A name that is not set is refused before anything starts (exit 2), with what to do.
+        let unset = try TestFerry.run(["launch", "--env", "FERRY_TEST_UNSET_VARIABLE", "--", "true"], sandbox: box)
+        #expect(unset.status == 2)
+        #expect(unset.stderr.contains("FERRY_TEST_UNSET_VARIABLE is not set in this shell"))
+    }
+
     /// 13 `ferry logs -f --since-start` of one job at once, each starting at its own moment while
     /// the job writes 4.5 MB: every one prints the host's log byte for byte (each takes the mirror's
     /// end once; taking it twice skipped what other followers wrote in between — 1 or 2 of 13 lost

@@ -111,6 +111,13 @@ import Tunnels
         #expect(try TunnelSpec(parsing: "ssh://relay@relay.example.com:2200") == .relay(SSHTarget(user: "relay", host: "relay.example.com", port: 2200)))
         #expect(throws: TunnelError.self) { try TunnelSpec(parsing: "relay.example.com") }
         #expect(throws: TunnelError.self) { try HostUpOptions(ferryHome: "/tmp/x", tunnel: .command).validate() }
+        // A token named in --env is refused for what it is (a secret that would land in sshd_config),
+        // with where to put it instead; a plain variable is fine.
+        #expect(throws: TunnelError.secretEnvironment(name: "HF_TOKEN")) {
+            try HostUpOptions(ferryHome: "/tmp/x", extraEnvironment: ["HF_TOKEN"]).validate()
+        }
+        #expect(TunnelError.secretEnvironment(name: "HF_TOKEN").description.contains("ferry launch --env HF_TOKEN"))
+        try HostUpOptions(ferryHome: "/tmp/x", extraEnvironment: ["CUDA_HOME"]).validate()
         // A host's relay port is stable for its key and differs between keys.
         let a = ReverseSSHTunnel.defaultRemotePort(forHostKey: "SHA256:Zq7nuCl1Hl8TQjjfxQMqeTetMudV8r+5kuRrQR4KcDg")
         #expect(a == ReverseSSHTunnel.defaultRemotePort(forHostKey: "SHA256:Zq7nuCl1Hl8TQjjfxQMqeTetMudV8r+5kuRrQR4KcDg"))

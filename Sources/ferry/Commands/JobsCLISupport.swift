@@ -12,6 +12,8 @@ enum JobsCLI {
         var context = JobsContext(home: FerryHome.path, version: FerryVersion.string,
                                   agentBinary: JobsContext.defaultAgentBinary())
         context.localBinary = selfBinary
+        // Jobs on this machine (`--host local`) do not inherit ferry's own secrets.
+        for name in JobsCLI.ferrySecrets { context.localEnvironment[name] = nil }
         let announced = Announced()
         context.installProgress = { what, done, total in
             if announced.first(what) { say("installing \(what) on the host (\(ByteCount.format(total))): it has none of this version") }
@@ -21,6 +23,9 @@ enum JobsCLI {
     }
 
     static var selfBinary: String { Executable.path }
+
+    /// Variables that carry ferry's own secrets (SSH and host-up passwords): never passed to a job.
+    static let ferrySecrets = ["FERRY_SSH_PASSWORD", "FERRY_HOST_PASSWORD"]
 
     static func say(_ text: String) {
         Progress.shared.clear()

@@ -28,7 +28,9 @@ struct LaunchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The folder to send (default: the current one).")
     var workdir: String?
 
-    @Option(name: .customLong("env"), help: ArgumentHelp("An environment variable for the job (repeatable).", valueName: "NAME=VALUE"))
+    @Option(name: .customLong("env"), help: ArgumentHelp(
+        "An environment variable for the job (repeatable): NAME takes its value from this shell, as `docker run -e NAME` does — use it for tokens, which NAME=VALUE would leave in your shell history and process list.",
+        valueName: "NAME|NAME=VALUE"))
     var environment: [String] = []
 
     @Option(name: .long, help: "GPUs for the job, as CUDA_VISIBLE_DEVICES (e.g. 0,1).")
@@ -67,8 +69,15 @@ struct LaunchCommand: AsyncParsableCommand {
         }
         if !(0...3600).contains(grace) { throw ValidationError("--grace takes 0 to 3600 seconds") }
         if let disk, LaunchCommand.parseSize(disk) == nil { throw ValidationError("--disk \(disk): write a size like 500M or 20G") }
-        for pair in environment where !pair.contains("=") {
-            throw ValidationError("--env \(pair): write NAME=VALUE")
+        for pair in environment {
+            let name = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]
+            guard !name.isEmpty, name.utf8.allSatisfy({ $0 == 95 || ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) }),
+                  !(name.utf8.first.map { $0 >= 48 && $0 <= 57 } ?? true) else {
+                throw ValidationError("--env \(pair.prefix(40)): not NAME or NAME=VALUE (a name is letters, digits and _)")
+            }
+            if !pair.contains("="), ProcessInfo.processInfo.environment[String(name)] == nil {
+                throw ValidationError("--env \(name): \(name) is not set in this shell — export it first, or write \(name)=VALUE")
+            }
         }
     }
 
@@ -123,7 +132,8 @@ struct LaunchCommand: AsyncParsableCommand {
         var env: [String: String] = [:]
         for pair in environment {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            env[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+            // NAME alone: the value comes from this shell (checked in validate), never from argv.
+            env[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ProcessInfo.processInfo.environment[String(parts[0])] ?? ""
         }
         if let config {
             let full = URL(fileURLWithPath: config, relativeTo: URL(fileURLWithPath: cwd)).standardizedFileURL.path

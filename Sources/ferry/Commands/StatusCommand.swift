@@ -23,7 +23,7 @@ struct StatusCommand: AsyncParsableCommand {
                 let info = try await JobsClient(context: context).status(id)
                 if json {
                     try JobsCLI.printJSON(StatusReport(id: id, host: (try? context.registry.job(id).host) ?? "?", stale: false,
-                                                       spec: info.spec, status: info.status, progress: info.progress,
+                                                       spec: info.spec.maskingEnvironment, status: info.status, progress: info.progress,
                                                        directory: info.directory, logBytes: info.logBytes))
                 } else {
                     print(StatusCommand.describe(spec: info.spec, status: info.status, progress: info.progress,
