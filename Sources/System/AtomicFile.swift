@@ -104,6 +104,26 @@ public enum AtomicFile {
         if mkdir(path, mode) != 0 && errno != EEXIST { throw SystemError("mkdir", path: path) }
     }
 
+    /// Removes what an interrupted writer left in `directory`: `.NAME.tmp-PID[-N]` files and folders
+    /// (and `.NAME.old-PID` folders) of processes that no longer run. A process killed between
+    /// writing and renaming (SIGKILL, power loss) cannot clean up after itself.
+    public static func removeStaleTemporaries(in directory: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        for name in names where name.hasPrefix(".") {
+            guard let range = name.range(of: ".tmp-") ?? name.range(of: ".old-") else { continue }
+            let pidText = name[range.upperBound...].prefix { $0.isNumber }
+            guard let pid = pid_t(pidText), pid > 0, pid != getpid() else { continue }
+            if kill(pid, 0) == 0 || errno == EPERM { continue }   // its writer may still be at work
+            if name.contains(".old-") {
+                // A swap interrupted between its two renames: the old folder is the one to keep
+                // when the target is missing (the reader's `resolve` recovers it); else it is stale.
+                let target = (directory as NSString).appendingPathComponent(String(name.dropFirst().prefix(upTo: range.lowerBound)))
+                if !FileManager.default.fileExists(atPath: target) { continue }
+            }
+            try? FileManager.default.removeItem(atPath: (directory as NSString).appendingPathComponent(name))
+        }
+    }
+
     /// `.NAME.KIND-PID-RANDOM` beside `path`: unique, hidden, on the same file system.
     static func temporarySibling(of path: String, kind: String) -> String {
         let dir = parent(of: path)

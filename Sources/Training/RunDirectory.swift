@@ -92,8 +92,13 @@ public enum RunLocator {
         let root = URL(fileURLWithPath: output ?? config.trainer.saveDir).standardizedFileURL
         let base = root.appendingPathComponent(config.name)
         let givenID = explicitID ?? environment[RunEnvironment.jobID].flatMap { $0.isEmpty ? nil : $0 }
+        if let id = givenID { try validateRunID(id, source: explicitID != nil ? "--run-id" : RunEnvironment.jobID) }
         let fm = FileManager.default
-        func run(_ url: URL) -> RunDirectory { RunDirectory(url: url, runID: url.lastPathComponent, outputRoot: root) }
+        func run(_ url: URL) -> RunDirectory {
+            // Checkpoint swaps a SIGKILL interrupted leave `.NAME.tmp-PID` behind; they go now.
+            AtomicFile.removeStaleTemporaries(in: url.appendingPathComponent("checkpoints").path)
+            return RunDirectory(url: url, runID: url.lastPathComponent, outputRoot: root)
+        }
 
         switch resume {
         case .path?:
@@ -124,6 +129,13 @@ public enum RunLocator {
                 return (run(dir), nil)
             }
             return (run(base.appendingPathComponent(uniqueTimestampID(in: base))), nil)
+        }
+    }
+
+    /// A run id names one folder under save_dir/NAME: `../x` or `/abs` would write elsewhere.
+    static func validateRunID(_ id: String, source: String) throws {
+        guard !id.isEmpty, id != ".", id != "..", !id.contains("/"), !id.utf8.contains(0), id.utf8.count <= 255 else {
+            throw TrainingError.invalidRunID(source: source, id: id)
         }
     }
 

@@ -78,6 +78,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable, Sendable {
     case io(path: String, reason: String)
     /// `ferry new` would overwrite something.
     case scaffoldExists(path: String)
+    /// A run id (`--run-id`, `$FERRY_JOB_ID`) that is not one folder name.
+    case invalidRunID(source: String, id: String)
 
     public var description: String {
         switch self {
@@ -101,6 +103,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(path): cannot write (\(reason)) — check that the directory is writable and the disk has room"
         case .scaffoldExists(let path):
             return "\(path) exists already and is not empty — choose another name or remove it"
+        case .invalidRunID(let source, let id):
+            return "\(source) \(id.debugDescription): a run id is one folder name (no `/`, not `.` or `..`); the run goes to save_dir/NAME/RUN_ID"
         }
     }
 
@@ -109,7 +113,7 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable, Sendable {
     public var exitCode: Int32 {
         switch self {
         case .configUnreadable, .configSyntax, .invalidConfig, .invalidOverride, .nothingToResume, .runDirectoryExists, .scaffoldExists,
-             .checkpoint:
+             .checkpoint, .invalidRunID:
             return 2
         case .data, .io:
             return 1

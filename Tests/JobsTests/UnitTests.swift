@@ -3,6 +3,9 @@ import Foundation
 import System
 @testable import Jobs
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite struct NamesAndManifestTests {
     @Test(arguments: ["x; rm -rf /", "a b", "$(id)", "`id`", "../up", "a/b", "", "-rf", ".hidden", "a..b", "tab\tname",
@@ -132,6 +135,22 @@ import Testing
         // Same content, one blob.
         #expect(package.manifest.blobs.count == package.manifest.files.count - 1)
         try package.manifest.validate()
+    }
+
+    /// A file whose name is not UTF-8 is refused for that reason (it was reported as having
+    /// "vanished while packaging"), and the rest is packaged.
+    @Test func nonUTF8NamesAreRefusedWithTheTrueReason() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        try box.write("ok.txt", "fine")
+        let bad: [UInt8] = Array((box.project + "/caf").utf8) + [0xE9, 0x2E, 0x74, 0x78, 0x74, 0]   // "caf\xE9.txt", Latin-1
+        let fd = bad.withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_WRONLY | O_CREAT, 0o644) } }
+        #expect(fd >= 0)
+        close(fd)
+        let package = try Packager.package(box.project)
+        #expect(package.manifest.files.map(\.path) == ["ok.txt"])
+        #expect(package.skipped.count == 1)
+        #expect(package.skipped.first?.path == "caf?.txt")
+        #expect(package.skipped.first?.reason.contains("not valid UTF-8") == true)
     }
 
     @Test func hashCacheIsUsedAndInvalidated() throws {

@@ -56,6 +56,25 @@ private func mode(of path: String) -> mode_t {
     }
 }
 
+@Suite struct StaleTemporaryTests {
+    /// What a SIGKILL mid-write leaves (`.NAME.tmp-PID`, files or folders) goes on the next run;
+    /// what a live writer (this process) is writing stays, and so does an `.old-` folder that is the
+    /// only copy left of its target.
+    @Test func removesOnlyWhatDeadWritersLeft() throws {
+        let dir = try temporaryFolder()
+        let dead: pid_t = 4_194_000   // above any pid this machine hands out by default
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: dir + "/.last.tmp-\(dead)", withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/.run.json.tmp-\(dead)-12345"))
+        try fm.createDirectory(atPath: dir + "/.best.tmp-\(getpid())", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: dir + "/.epoch-1.old-\(dead)", withIntermediateDirectories: true)   // epoch-1 missing: keep
+        try fm.createDirectory(atPath: dir + "/last", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: dir + "/.last.old-\(dead)", withIntermediateDirectories: true)      // last exists: stale
+        AtomicFile.removeStaleTemporaries(in: dir)
+        #expect(Set(try fm.contentsOfDirectory(atPath: dir)) == [".best.tmp-\(getpid())", ".epoch-1.old-\(dead)", "last"])
+    }
+}
+
 @Suite struct FileIOTests {
     @Test func writeAllAndReadChunksRoundTrip() throws {
         let dir = try temporaryFolder()

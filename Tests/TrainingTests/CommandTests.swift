@@ -239,6 +239,29 @@ import Testing
         #expect(ma.map { $0["loss"] as? Double ?? 0 } == mb.map { $0["loss"] as? Double ?? 0 }, "per-sample sums of the interrupted epoch carried over")
     }
 
+    /// A run id is one folder under save_dir/NAME: `../x`, `/abs`, `..` are refused before anything
+    /// is written (`../x` trained into a sibling of save_dir before).
+    @Test func runIDsStayInsideTheSaveDir() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let config = try fashionConfig(dir, arch: Self.smallMLP, limit: 100, batch: 10, epochs: 1)
+        for bad in ["../escaped", dir.path("abs").path, ".."] {
+            let r = try ferry(["train", config.path, "--run-id", bad], in: dir.url)
+            #expect(r.status == 2, "\(bad): \(r.stderr)")
+            #expect(r.stderr.contains("a run id is one folder name"), "\(bad): \(r.stderr)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.url.path) == ["quick.json"], "nothing written")
+    }
+
+    /// The hint `ferry new` prints can be pasted into a shell whatever the folder's name.
+    @Test func newQuotesItsHint() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let r = try ferry(["new", "my job"], in: dir.url)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("Next: cd 'my job' && ferry train"), "\(r.stdout)")
+    }
+
     @Test func newScaffoldsAJobFolder() throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanUp() }

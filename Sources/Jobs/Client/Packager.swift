@@ -18,6 +18,22 @@ public struct JobPackage: Sendable {
 
 /// Walks a working directory under its `.ferryignore` rules and hashes what it keeps.
 public enum Packager {
+    /// The names in a folder, sorted, read as bytes: a name that is not UTF-8 comes back apart
+    /// (FileManager would hand back a lossy spelling that names no file), shown with `?` for its
+    /// bad bytes. nil when the folder cannot be read.
+    static func names(in path: String) -> (names: [String], notUTF8: [String])? {
+        guard let dir = opendir(path) else { return nil }
+        defer { closedir(dir) }
+        var names: [String] = [], bad: [String] = []
+        while let entry = readdir(dir) {
+            let bytes = withUnsafeBytes(of: &entry.pointee.d_name) { raw in Array(raw.prefix { $0 != 0 }) }
+            if bytes == [0x2E] || bytes == [0x2E, 0x2E] { continue }
+            if let name = String(validating: bytes, as: UTF8.self) { names.append(name) }
+            else { bad.append(String(decoding: bytes.map { $0 < 0x80 ? $0 : 0x3F }, as: UTF8.self)) }
+        }
+        return (names.sorted(), bad.sorted())
+    }
+
     /// `cacheFile` remembers hashes by (size, mtime, inode) between launches.
     public static func package(_ directory: String, cacheFile: String? = nil) throws -> JobPackage {
         let root = URL(fileURLWithPath: directory).standardizedFileURL.path
@@ -33,11 +49,15 @@ public enum Packager {
             var rules = inherited
             let ignoreFile = (full as NSString).appendingPathComponent(".ferryignore")
             if let data = POSIX.read(ignoreFile) { rules.add(String(decoding: data, as: UTF8.self), base: relative) }
-            let names: [String]
-            do { names = try FileManager.default.contentsOfDirectory(atPath: full).sorted() } catch {
+            guard let listing = Packager.names(in: full) else {
                 skipped.append((relative.isEmpty ? "." : relative, "unreadable folder"))
                 return
             }
+            for shown in listing.notUTF8 {
+                skipped.append((relative.isEmpty ? shown : relative + "/" + shown,
+                                "its name is not valid UTF-8 (ferry sends names as UTF-8, as the manifest and the host need them) — rename it"))
+            }
+            let names = listing.names
             var keptAny = false
             for name in names {
                 let path = relative.isEmpty ? name : relative + "/" + name

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SSH
 import Training
 
 /// `ferry new NAME`: a job folder to start from (pytorch-template's new_project.py).
@@ -21,6 +22,6 @@ struct NewCommand: ParsableCommand {
         let path = URL(fileURLWithPath: name).standardizedFileURL.path
         print("New job folder at \(path):")
         for f in files { print("    \(f)") }
-        print("Next: cd \(name) && ferry train --check config/config.json && ferry train config/config.json")
+        print("Next: cd \(ShellQuote.quote(name)) && ferry train --check config/config.json && ferry train config/config.json")
     }
 }
