@@ -21,6 +21,8 @@ public enum AgentProtocol {
     static let superviseVerb = "supervise"
     /// A request line holds at most a job's manifest.
     static let requestLineLimit = 256 << 20
+    /// Log bytes one `jobLogs` round sends before it ends with `M` (more: ask again at once).
+    static let logRoundBytes: Int64 = 4 << 20
 }
 
 /// What a client asks the agent, one JSON line: `{"job_logs":{"id":"…","offset":0,"wait":20}}`.
@@ -177,12 +179,14 @@ struct AgentErrorReply: Codable {
 ///
 ///     D OFFSET LENGTH\n<LENGTH bytes>     bytes of output.log starting at OFFSET
 ///     E {status json}\n                   the job is over and every byte was sent
-///     T {"offset":N,"state":"running"}\n  the long-poll's time is up; ask again from N
+///     T {"offset":N}\n                   the long-poll's time is up; ask again from N
+///     M {"offset":N}\n                   the round's bytes are sent and more are there: ask again at once
 ///     X {AgentErrorReply json}\n          a problem (unknown job, offset past the end)
 public enum LogFrame: Sendable, Equatable {
     case data(offset: Int64, bytes: Data)
     case end(JobStatus)
     case timeout(offset: Int64)
+    case more(offset: Int64)
     case error(JobsError)
 }
 
@@ -227,6 +231,10 @@ struct LogFrameParser {
             struct T: Codable { var offset: Int64 }
             guard let t = try? JSONCoding.decoder().decode(T.self, from: Data(rest.utf8)) else { throw LogFrameError.malformed(String(header.prefix(80))) }
             return .timeout(offset: t.offset)
+        case "M":
+            struct M: Codable { var offset: Int64 }
+            guard let m = try? JSONCoding.decoder().decode(M.self, from: Data(rest.utf8)) else { throw LogFrameError.malformed(String(header.prefix(80))) }
+            return .more(offset: m.offset)
         case "X":
             let reply = try? JSONCoding.decoder().decode(AgentErrorReply.self, from: Data(rest.utf8))
             return .error(reply?.error ?? .agentFailed(host: "agent", verb: "job_logs", message: reply?.message ?? String(rest)))

@@ -6,6 +6,34 @@ import Testing
 
 /// The commands as a person types them, run as processes of the built `ferry`.
 @Suite struct CLITests {
+    /// `ferry logs` of a 100 MB log stays under 64 MB of memory, catching up from the host and
+    /// printing from the mirror alike (it held the whole log, 150 MB and more, before).
+    @Test func logsOfALargeLogRunInBoundedMemory() async throws {
+        let box = try Sandbox(); defer { box.remove() }
+        try box.write("big.sh", #"yes "a line of the log, sixty-four bytes long ......................." | head -c 104857600"# + "\n")
+        let launched = try TestFerry.run(["launch", "--detach", "--json", "--", "sh", "big.sh"], sandbox: box)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(launched.stdout.utf8)) as? [String: Any])
+        let id = try #require(object["id"] as? String)
+        #expect(await eventually(60) { fileText(box.localJob(id).status).contains("\"succeeded\"") })
+        var env = ProcessInfo.processInfo.environment
+        env["FERRY_HOME"] = box.home
+        env["HOME"] = box.root + "/home"
+        for round in ["catching up", "from the mirror"] {
+            let output = box.root + "/printed.log"
+            let pid = try Spawn.start([TestFerry.binary, "logs", id], environment: env, stdout: .file(output, append: false), stderr: .null,
+                                      directory: box.project)
+            let (status, maxRSS) = await Task.detached { () -> (Int32, Int) in
+                var raw: Int32 = 0
+                var usage = rusage()
+                _ = wait4(pid, &raw, 0, &usage)
+                return (raw, usage.ru_maxrss)   // KiB
+            }.value
+            #expect(Spawn.decodeWaitStatus(status).code == 0, "\(round)")
+            #expect(maxRSS < 64 * 1024, "\(round): ferry logs used \(maxRSS / 1024) MiB")
+            #expect(POSIX.fileSize(output) == 104_857_600, "\(round)")
+        }
+    }
+
     /// Secrets stay out of argv and output: `--env NAME` takes the value from ferry's environment,
     /// `status --json` masks values, and `--host local` jobs do not inherit ferry's own passwords.
     @Test func secretsStayOutOfArgvAndOutput() throws {

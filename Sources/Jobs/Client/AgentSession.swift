@@ -259,7 +259,7 @@ public final class AgentSession: Sendable {
                 while let frame = try parser.next() {
                     switch frame {
                     case .data: try onFrame(frame)
-                    case .end, .timeout: return frame
+                    case .end, .timeout, .more: return frame
                     case .error(let error): throw hostError(error)
                     }
                 }

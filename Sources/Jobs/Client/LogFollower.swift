@@ -150,6 +150,7 @@ public final class LogFollower: Sendable {
                 state.failures = 0
                 switch closing {
                 case .end(let status): return status
+                case .more: continue   // a full round: more is there already
                 default: if stopWhenCaughtUp { return nil }
                 }
             } catch let error as CancellationError {

@@ -33,8 +33,14 @@ extension Agent {
                 writeError(.agentFailed(host: "agent", verb: "job_logs", message: "offset \(offset) is past the end of the log (\(size) bytes)"))
                 return 1
             }
+            if offset - start >= AgentProtocol.logRoundBytes && offset < size {
+                // A round carries a bounded number of bytes, so a client catching up on a large log
+                // holds at most that much in flight: it asks again at once from here.
+                writeFrame("M {\"offset\":\(offset)}\n")
+                return 0
+            }
             if offset < size {
-                let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, Int(min(Int64($0.count), size - offset)), off_t(offset)) }
+                let n = buffer.withUnsafeMutableBytes { FileIO.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<Int(min(Int64($0.count), size - offset))]), at: offset) }
                 if n > 0 {
                     var frame = Data("D \(offset) \(n)\n".utf8)
                     frame.append(contentsOf: buffer[0..<n])
