@@ -56,11 +56,12 @@ public final class TensorBoardWriter {
     }
 
     /// Before a run resumes from a checkpoint: drops, from the events files already in
-    /// `directory`, the scalars that the resumed run will write again — epoch scalars after
-    /// `epoch`, step scalars (`step/…`, by global step) after `step` — so TensorBoard draws each
-    /// point once, as `metrics.jsonl` keeps each epoch once. Files are rewritten atomically; a
-    /// record that does not parse ends the file there (what follows a torn write is dropped too).
-    public static func dropScalars(in directory: URL, afterEpoch epoch: Int, afterStep step: Int) throws {
+    /// `directory`, the scalars that the resumed run will write again — every scalar after the
+    /// checkpoint's global step (epoch scalars stand at the global step of their epoch's last batch,
+    /// one x-axis for all) — so TensorBoard draws each point once, as `metrics.jsonl` keeps each
+    /// epoch once. Files are rewritten atomically; a record that does not parse ends the file there
+    /// (what follows a torn write is dropped too).
+    public static func dropScalars(in directory: URL, afterStep step: Int) throws {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         for name in names.sorted() where name.hasPrefix("events.out.tfevents.") {
             let url = directory.appendingPathComponent(name)
@@ -69,9 +70,8 @@ public final class TensorBoardWriter {
             var dropped = false
             for record in TFRecord.records(in: data) {
                 guard let record else { dropped = true; break }
-                if let (eventStep, tag) = EventSummary.stepAndFirstTag(record) {
-                    let limit = tag.hasPrefix("step/") ? step : epoch
-                    if eventStep > limit { dropped = true; continue }
+                if let (eventStep, _) = EventSummary.stepAndFirstTag(record) {
+                    if eventStep > step { dropped = true; continue }
                 }
                 kept.append(TFRecord.frame(record))
             }

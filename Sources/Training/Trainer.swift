@@ -94,7 +94,7 @@ final class Trainer {
         let eventsURL = request.environment[RunEnvironment.events].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) } ?? run.events
         events = try EventLog(url: eventsURL, outputRoot: run.outputRoot)
         if config.trainer.tensorboard {
-            try TensorBoardWriter.dropScalars(in: run.url, afterEpoch: state.epoch, afterStep: state.globalStep)
+            try TensorBoardWriter.dropScalars(in: run.url, afterStep: state.globalStep)
             tensorboard = try TensorBoardWriter(directory: run.url)
         }
 
@@ -378,7 +378,9 @@ final class Trainer {
         events?.epoch(r.epoch, metrics: r.values + [("lr", r.lr)], monitor: config.trainer.monitor,
                       best: state.bestEpoch > 0 ? state.monitorBest : nil)
         let scalars = r.values.map { k, v in (tag: k.hasPrefix("val_") ? "\(k.dropFirst(4))/valid" : "\(k)/train", value: v) }
-        tensorboard?.add(scalars: scalars + [(tag: "lr", value: r.lr)], step: r.epoch)
+        // At the global step of the epoch's last batch: one x-axis with the step/ scalars, steps that
+        // only grow (TensorBoard reports an epoch number after step 900 as out of order).
+        tensorboard?.add(scalars: scalars + [(tag: "lr", value: r.lr)], step: state.globalStep)
         tensorboard?.flush()
         writeCurves()
         record.set("epochs_completed", .int(r.epoch))
