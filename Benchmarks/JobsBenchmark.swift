@@ -101,7 +101,7 @@ enum JobsBenchmark {
                         case .connected: stamp("agent")
                         case .preflight: stamp("preflight")
                         case .started: stamp("started")
-                        case .uploading: break
+                        case .uploading, .recordedHost: break
                         }
                     }
                     sent.withLock { $0 = (result.uploadedBytes, client.transport.counters.sent) }

@@ -41,7 +41,7 @@ public enum JobsError: Error, CustomStringConvertible, Equatable, Sendable, Coda
         switch self {
         case .unknownHost(let name, let known):
             let list = known.isEmpty ? "none yet" : known.joined(separator: ", ")
-            return "no host named \(name.debugDescription) (known: \(list)) — add it with `ferry hosts add \(name) user@host[:port]`, or use --host local"
+            return "no host named \(name.debugDescription) (known: \(list)), and no `Host \(name)` block in your ssh config — give --host user@host[:port] or an ssh alias, add it with `ferry hosts add \(name) user@host[:port]`, or use --host local"
         case .unknownJob(let id):
             return "no job \(id.debugDescription) in this machine's registry or on its hosts — list jobs with `ferry ls`"
         case .invalidHostName(let name):

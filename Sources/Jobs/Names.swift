@@ -1,4 +1,5 @@
 import Foundation
+import SSH
 
 /// The names ferry accepts from people and from hosts. Anything that becomes a path component or
 /// reaches a remote shell is checked here first.
@@ -19,6 +20,13 @@ public enum Names {
     /// A host name in the registry (not the address): same alphabet, at most 64 characters.
     public static func validateHostName(_ name: String) throws {
         guard isWord(name, maxLength: 64) else { throw JobsError.invalidHostName(name) }
+    }
+
+    /// The registry name for a target typed as `user@host[:port]`: `host-port` in the characters
+    /// host names allow (`gpu1.lab:2222` → `gpu1.lab-2222`).
+    public static func hostName(for target: SSHTarget) -> String {
+        let cleaned = String(target.host.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "_" || $0 == "-" ? $0 : "-" })
+        return String((cleaned + "-" + String(target.port ?? 22)).prefix(64))
     }
 
     /// A job id: a job name, `-`, a UTC time and a random suffix; at most 80 characters.

@@ -135,6 +135,50 @@ struct SilentServer {
         let log = try String(contentsOfFile: HostLayout(home: box.home).job(id).log, encoding: .utf8)
         #expect(log.contains("attempt with args: --resume auto"))
     }
+
+    /// `--host` takes what `ferry ssh` takes: an alias from the ssh config or `user@host:port`,
+    /// recorded on first use (under the alias, or `host-port`) and reachable through the same
+    /// strict host-key check; a name that is neither stays an error that says what to type.
+    @Test func hostAcceptsSSHAliasesAndTargets() async throws {
+        guard let sshd = try TestSSHD.shared() else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        let context = box.sshContext(sshd)
+        let sshDir = box.root + "/home/.ssh"
+        try FileManager.default.createDirectory(atPath: sshDir, withIntermediateDirectories: true)
+        try """
+        Host box-alias
+          HostName \(sshd.host)
+          Port \(sshd.port)
+          User \(sshd.user)
+        Host *
+          IdentityFile \(sshd.clientKey)
+
+        """.write(toFile: sshDir + "/config", atomically: true, encoding: .utf8)
+        let registry = context.registry
+
+        let (alias, recordedAlias) = try registry.resolveHost("box-alias", sshEnvironment: context.sshEnvironment)
+        #expect(recordedAlias && alias.name == "box-alias" && alias.target == "box-alias")
+        #expect(try registry.host("box-alias").target == "box-alias")
+        #expect(try registry.resolveHost("box-alias", sshEnvironment: context.sshEnvironment).recorded == false)
+
+        let typed = "\(sshd.user)@\(sshd.host):\(sshd.port)"
+        let (direct, recordedDirect) = try registry.resolveHost(typed, sshEnvironment: context.sshEnvironment)
+        #expect(recordedDirect && direct.name == "\(sshd.host)-\(sshd.port)" && direct.target == typed)
+
+        // Both connect (the alias through the config's HostName/Port/User, keys as for any host).
+        for record in [alias, direct] {
+            let transport = try await context.connect(record)
+            let command = try await transport.start("echo reached")
+            try await command.closeInput()
+            let (out, _, status) = try await command.collect()
+            #expect(status == 0 && String(decoding: out, as: UTF8.self) == "reached\n", "\(record.name)")
+            await transport.close()
+        }
+        // Not registered, not in the config, not user@host: the error says what to type.
+        #expect(throws: JobsError.unknownHost("nowhere", known: registry.hostNames())) {
+            _ = try registry.resolveHost("nowhere", sshEnvironment: context.sshEnvironment)
+        }
+    }
 }
 
 actor Slot<T: Sendable> {

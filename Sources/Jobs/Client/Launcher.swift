@@ -52,6 +52,8 @@ public struct LaunchResult: Codable, Sendable {
 
 /// Steps of a launch, for progress output.
 public enum LaunchEvent: Sendable {
+    /// `--host` named an ssh alias or `user@host[:port]`, now remembered under `name`.
+    case recordedHost(name: String, target: String)
     case packaged(files: Int, bytes: Int64, skipped: [String])
     case connected(host: String, agent: String)
     case preflight(PreflightReport)
@@ -67,7 +69,8 @@ public struct Launcher: Sendable {
 
     public func launch(_ request: LaunchRequest, events: (@Sendable (LaunchEvent) -> Void)? = nil) async throws -> (LaunchResult, AgentSession) {
         try Names.validateJobName(request.name)
-        let host = try context.registry.host(request.host)
+        let (host, recorded) = try context.registry.resolveHost(request.host, sshEnvironment: context.sshEnvironment)
+        if recorded { events?(.recordedHost(name: host.name, target: host.target)) }
         guard let program = request.command.first, !program.isEmpty else { throw JobsError.emptyCommand }
         if request.directory != "." { try Names.validateRelativePath(request.directory) }
 

@@ -105,6 +105,45 @@ public struct Registry: Sendable {
         return try JSON.decode(HostRecord.self, from: data, what: path)
     }
 
+    /// `--host` as `ferry ssh` takes it: a registered name; else an alias with a `Host` block in the
+    /// ssh config, or `user@host[:port]`, recorded on first use — under the alias, or as `HOST-PORT`
+    /// — so logs, status and fetch find the job's host again. Nothing about host keys changes: the
+    /// first connection checks the key against the known_hosts files as `hosts add` would.
+    public func resolveHost(_ text: String, sshEnvironment: SSHEnvironment) throws -> (record: HostRecord, recorded: Bool) {
+        if (try? Names.validateHostName(text)) != nil, let existing = try? host(text) { return (existing, false) }
+        let record: HostRecord
+        if text.contains("@") || text.contains(":") {
+            let target: SSHTarget
+            do { target = try SSHTarget(parsing: text) } catch {
+                throw JobsError.invalidTarget(text, reason: "not user@host[:port]")
+            }
+            let name = Names.hostName(for: target)
+            if let existing = try? host(name) {
+                guard existing.target == text else { throw JobsError.hostExists(name) }
+                return (existing, false)
+            }
+            record = HostRecord(name: name, target: text)
+        } else {
+            guard (try? Names.validateHostName(text)) != nil, isSSHConfigAlias(text, sshEnvironment) else {
+                throw JobsError.unknownHost(text, known: hostNames())
+            }
+            record = HostRecord(name: text, target: text)
+        }
+        try addHost(record)
+        return (record, true)
+    }
+
+    /// Whether the ssh config says something about `name` that it does not say about every host
+    /// (what `Host *` gives all): an alias `ssh NAME` would use.
+    func isSSHConfigAlias(_ name: String, _ environment: SSHEnvironment) -> Bool {
+        guard let config = try? SSHConfigFile(path: environment.sshConfigFile, environment: environment),
+              let resolved = try? config.resolve(SSHTarget(host: name), environment: environment),
+              var anyHost = try? config.resolve(SSHTarget(host: "ferry-no-such-alias.invalid"), environment: environment) else { return false }
+        anyHost.alias = name
+        if anyHost.hostName == "ferry-no-such-alias.invalid" { anyHost.hostName = name }
+        return resolved != anyHost
+    }
+
     public func hosts() -> [HostRecord] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: hostsDirectory)) ?? []
         return names.filter { $0.hasSuffix(".json") }.sorted().compactMap { name in

@@ -95,6 +95,8 @@ struct LaunchCommand: AsyncParsableCommand {
                 let request = try makeRequest()
                 let (result, c) = try await Launcher(context: context).launch(request) { event in
                     switch event {
+                    case .recordedHost(let name, let target):
+                        JobsCLI.say("remembering \(target) as host \(name) (`ferry hosts` lists it; `ferry hosts forget \(name)` drops it)")
                     case .packaged(let files, let bytes, let skipped):
                         if !json { JobsCLI.say("packaged \(files) files, \(ByteCount.format(bytes))") }
                         for s in skipped { JobsCLI.say("  left out: \(s)") }
