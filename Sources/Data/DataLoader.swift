@@ -40,7 +40,9 @@ public final class DataLoader<D: Dataset>: Sequence {
 
     /// The number of batches in an epoch.
     public var count: Int {
-        dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize
+        // Rounded up without `count + batchSize - 1`, which overflows for a batch_size near Int.max.
+        let n = dataset.count
+        return dropLast || n % batchSize == 0 ? n / batchSize : n / batchSize + 1
     }
 
     public var underestimatedCount: Int { count }

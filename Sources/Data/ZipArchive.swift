@@ -113,7 +113,8 @@ enum ZipArchive {
             throw DataError.unsupportedFormat(path: r.name, reason: "entry \(e.name) is encrypted")
         }
         let h = e.localHeaderOffset
-        guard h >= 0, h + 30 <= r.count, r.u32(h) == 0x0403_4b50 else {
+        // `h` may be a ZIP64 value up to Int.max: compare without adding to it.
+        guard h >= 0, h <= r.count - 30, r.u32(h) == 0x0403_4b50 else {
             throw r.corrupt("entry \(e.name): no local header at offset \(h)")
         }
         let start = h + 30 + Int(r.u16(h + 26)) + Int(r.u16(h + 28))

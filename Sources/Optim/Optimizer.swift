@@ -122,17 +122,32 @@ public class OptimizerBase {
         var newLR = paramGroups.map(\.lr), newInitial = paramGroups.map(\.initialLR)
         for (key, value) in dict {
             let parts = key.split(separator: ".").map(String.init)
+            // A state dict comes from a file: indices, scalars and counts are checked, never trusted.
+            func scalar() throws -> Double {
+                guard value.numel == 1 else { throw OptimError.stateMismatch("\(key) has shape \(value.shape), expected a scalar") }
+                return value.item()
+            }
             if parts.count == 3 && parts[0] == "state", let i = Int(parts[1]) {
-                guard i < params.count else { throw OptimError.stateMismatch("state for parameter \(i), but the optimizer has \(params.count)") }
-                if parts[2] == "step" { newSteps[i] = Int(value.item()); continue }
+                guard i >= 0, i < params.count else { throw OptimError.stateMismatch("state for parameter \(i), but the optimizer has \(params.count)") }
+                if parts[2] == "step" {
+                    let step = try scalar()
+                    guard step >= 0, step <= 9_007_199_254_740_992, step.rounded() == step else {
+                        throw OptimError.stateMismatch("\(key) is \(step), expected a whole number of steps >= 0")
+                    }
+                    newSteps[i] = Int(step)
+                    continue
+                }
                 guard value.shape == params[i].shape else {
                     throw OptimError.stateMismatch("\(key) has shape \(value.shape), parameter \(i) has \(params[i].shape)")
                 }
                 newState[i][parts[2]] = value.to(params[i].dtype).clone().detach()
             } else if parts.count == 3 && parts[0] == "param_groups", let g = Int(parts[1]) {
-                guard g < paramGroups.count else { throw OptimError.stateMismatch("param group \(g), but the optimizer has \(paramGroups.count)") }
-                if parts[2] == "lr" { newLR[g] = value.item() }
-                if parts[2] == "initial_lr" { newInitial[g] = value.item() }
+                guard g >= 0, g < paramGroups.count else { throw OptimError.stateMismatch("param group \(g), but the optimizer has \(paramGroups.count)") }
+                if parts[2] == "lr" || parts[2] == "initial_lr" {
+                    let lr = try scalar()
+                    guard lr >= 0, lr.isFinite else { throw OptimError.stateMismatch("\(key) is \(lr), expected a learning rate >= 0") }
+                    if parts[2] == "lr" { newLR[g] = lr } else { newInitial[g] = lr }
+                }
             }
         }
         state = newState

@@ -83,30 +83,93 @@ public enum Checkpoint {
         var schedulerType: String
     }
 
+    /// The largest count a train state may hold: far beyond any run, small enough that adding to it
+    /// never overflows and that JSON and Double carry it exactly.
+    static let maxCount = 1 << 53
+
+    /// Scheduler state entries that are counts (the rest are rates and metric values).
+    static let schedulerCounters: Set<String> = ["last_epoch", "warmup_step", "num_bad_epochs", "cooldown_counter"]
+
+    /// Reads and checks a train state: every value the trainer uses as a scalar must be one, counts
+    /// must be whole numbers in 0...maxCount, so a damaged file is an error naming its field, not a trap.
     static func decodeState(_ url: URL) throws -> LoadedState {
+        let data: Data
+        do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
+            throw TrainingError.checkpoint(path: url.path, reason: "cannot read the train state: \(error.localizedDescription)")
+        }
+        return try decodeState(data, path: url.path)
+    }
+
+    /// `decodeState` of a file's bytes; `path` names the file in errors.
+    static func decodeState(_ data: Data, path: String) throws -> LoadedState {
         let (tensors, metadata): ([String: Tensor], [String: String])
-        do { (tensors, metadata) = try SafeTensors.readWithMetadata(url) } catch {
-            throw TrainingError.checkpoint(path: url.path, reason: "cannot read the train state: \(error)")
+        do { (tensors, metadata) = try SafeTensors.decode(data, name: path) } catch {
+            throw TrainingError.checkpoint(path: path, reason: "cannot read the train state: \(error)")
         }
-        guard metadata["ferry_train_state"] != nil, let seedT = tensors["progress.seed"], let epochT = tensors["progress.epoch"] else {
-            throw TrainingError.checkpoint(path: url.path, reason: "not a ferry train state (no progress.epoch / progress.seed) — pass a checkpoint folder written by `ferry train`")
+        guard metadata["ferry_train_state"] != nil, tensors["progress.seed"] != nil, tensors["progress.epoch"] != nil else {
+            throw TrainingError.checkpoint(path: path, reason: "not a ferry train state (no progress.epoch / progress.seed) — pass a checkpoint folder written by `ferry train`")
         }
-        func int(_ key: String) -> Int { tensors[key].map { Int($0.scalars(as: Int64.self).first ?? 0) } ?? 0 }
-        var s = TrainState(seed: UInt64(bitPattern: seedT.scalars(as: Int64.self).first ?? 0), monitorBest: tensors["monitor.best"]?.item() ?? .infinity)
-        s.epoch = Int(epochT.scalars(as: Int64.self).first ?? 0)
-        s.globalStep = int("progress.global_step")
-        s.batchInEpoch = int("progress.batch_in_epoch")
-        s.bestEpoch = int("monitor.best_epoch")
-        s.notImproved = int("early_stop.counter")
+        func damaged(_ key: String, _ problem: String) -> TrainingError {
+            .checkpoint(path: path, reason: "\(key) \(problem) — the checkpoint is damaged; resume from another checkpoint or start afresh")
+        }
+        func scalar(_ t: Tensor, _ key: String) throws -> Double {
+            guard t.numel == 1 else { throw damaged(key, "has shape \(t.shape), expected a scalar") }
+            return t.item()
+        }
+        func count(_ t: Tensor, _ key: String, max: Int = maxCount) throws -> Int {
+            guard t.numel == 1 else { throw damaged(key, "has shape \(t.shape), expected a scalar") }
+            // int64 exactly (a Double would round big values); floats only when whole.
+            let value: Int64
+            if t.dtype == .int64 {
+                value = t.scalars(as: Int64.self)[0]
+            } else {
+                let d = t.item()
+                guard d.rounded() == d, abs(d) <= Double(maxCount) else { throw damaged(key, "is \(d), expected a whole number 0...\(max)") }
+                value = Int64(d)
+            }
+            guard value >= 0, value <= Int64(max) else { throw damaged(key, "is \(value), expected 0...\(max)") }
+            return Int(value)
+        }
+        func count(_ key: String, max: Int = maxCount) throws -> Int { try tensors[key].map { try count($0, key, max: max) } ?? 0 }
+        func number(_ key: String) throws -> Double? { try tensors[key].map { try scalar($0, key) } }
+
+        // The seed is a UInt64 stored as int64's bit pattern: every value is one (the trainer checks its own range).
+        guard let seedT = tensors["progress.seed"], seedT.numel == 1 else {
+            throw damaged("progress.seed", "has shape \(tensors["progress.seed"]?.shape ?? []), expected a scalar")
+        }
+        var s = TrainState(seed: UInt64(bitPattern: seedT.scalars(as: Int64.self)[0]), monitorBest: try number("monitor.best") ?? .infinity)
+        if s.monitorBest.isNaN { throw damaged("monitor.best", "is nan, expected a metric value") }
+        s.epoch = try count("progress.epoch")
+        s.globalStep = try count("progress.global_step")
+        s.batchInEpoch = try count("progress.batch_in_epoch")
+        s.bestEpoch = try count("monitor.best_epoch")
+        s.notImproved = try count("early_stop.counter")
         if let r = tensors["rng.state"] { s.rng = r.scalars(as: Int64.self).map { UInt64(bitPattern: $0) } }
-        s.partial.samples = int("partial.samples")
-        s.partial.lossSum = tensors["partial.loss_sum"]?.item() ?? 0
+        s.partial.samples = try count("partial.samples")
+        s.partial.lossSum = try number("partial.loss_sum") ?? 0
         var optimizer: [String: Tensor] = [:]
         var scheduler: [String: Double] = [:]
-        for (k, v) in tensors {
-            if k.hasPrefix("optimizer.") { optimizer[String(k.dropFirst(10))] = v }
-            if k.hasPrefix("scheduler.") { scheduler[String(k.dropFirst(10))] = v.item() }
-            if k.hasPrefix("partial.metric.") { s.partial.sums[String(k.dropFirst(15))] = v.item() }
+        for (k, v) in tensors.sorted(by: { $0.key < $1.key }) {
+            let last = k.split(separator: ".").last.map(String.init) ?? k
+            if k.hasPrefix("optimizer.") {
+                // The optimizer checks its own state; step counts and rates are checked here too, to name the file's field.
+                if last == "step" { _ = try count(v, k) }
+                if last == "lr" || last == "initial_lr" {
+                    let lr = try scalar(v, k)
+                    guard lr >= 0, lr.isFinite else { throw damaged(k, "is \(lr), expected a learning rate >= 0") }
+                }
+                optimizer[String(k.dropFirst(10))] = v
+            }
+            if k.hasPrefix("scheduler.") {
+                if schedulerCounters.contains(last) {
+                    scheduler[String(k.dropFirst(10))] = Double(try count(v, k))
+                } else {
+                    let value = try scalar(v, k)
+                    if value.isNaN { throw damaged(k, "is nan") }
+                    scheduler[String(k.dropFirst(10))] = value
+                }
+            }
+            if k.hasPrefix("partial.metric.") { s.partial.sums[String(k.dropFirst(15))] = try scalar(v, k) }
         }
         if let data = metadata["top_k"]?.data(using: .utf8), let topK = try? JSONDecoder().decode([TrainState.TopKEntry].self, from: data) {
             s.topK = topK

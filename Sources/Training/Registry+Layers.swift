@@ -30,9 +30,13 @@ extension Registry {
                       let inC = a.int("in_channels")
                       if s[1] != inC { return .failure(ShapeProblem("Conv2d expects \(inC) input channels, \(source) gives \(s[1])")) }
                       let k = a.pair("kernel_size"), st = a.pair("stride"), p = a.pair("padding"), d = a.pair("dilation")
-                      let h = (s[2] + 2 * p.0 - d.0 * (k.0 - 1) - 1) / st.0 + 1
-                      let w = (s[3] + 2 * p.1 - d.1 * (k.1 - 1) - 1) / st.1 + 1
-                      guard s[2] + 2 * p.0 - d.0 * (k.0 - 1) >= 1, s[3] + 2 * p.1 - d.1 * (k.1 - 1) >= 1, h >= 1, w >= 1 else {
+                      guard let spanH = windowSpan(s[2], kernel: k.0, padding: p.0, dilation: d.0),
+                            let spanW = windowSpan(s[3], kernel: k.1, padding: p.1, dilation: d.1) else {
+                          return .failure(ShapeProblem("Conv2d's kernel_size \(k.0)×\(k.1), padding \(p.0)×\(p.1) and dilation \(d.0)×\(d.1) overflow integer arithmetic; use sizes that fit the \(s[2])×\(s[3]) input"))
+                      }
+                      let h = (spanH - 1) / st.0 + 1
+                      let w = (spanW - 1) / st.1 + 1
+                      guard spanH >= 1, spanW >= 1, h >= 1, w >= 1 else {
                           return .failure(ShapeProblem("Conv2d's \(k.0)×\(k.1) kernel does not fit the \(s[2])×\(s[3]) input from \(source)"))
                       }
                       return .success([s[0], a.int("out_channels"), h, w])
@@ -69,7 +73,13 @@ extension Registry {
                       guard (0..<n).contains(start), (0..<n).contains(end), start <= end else {
                           return .failure(ShapeProblem("Flatten's start_dim \(a.int("start_dim")) and end_dim \(a.int("end_dim")) do not fit the \(n)-d input (batch included) from \(source)"))
                       }
-                      let merged = s[start...end].contains { $0 < 0 } ? -1 : s[start...end].reduce(1, *)
+                      var merged = -1
+                      if !s[start...end].contains(where: { $0 < 0 }) {
+                          guard let product = checkedProduct(Array(s[start...end])) else {
+                              return .failure(ShapeProblem("Flatten merges \(showShape(s)) from \(source) into more elements than an integer holds"))
+                          }
+                          merged = product
+                      }
                       return .success(Array(s[..<start]) + [merged] + Array(s[(end + 1)...]))
                   },
                   build: { a in Flatten(startDim: a.int("start_dim"), endDim: a.int("end_dim")) }),
@@ -137,14 +147,65 @@ extension Registry {
 
 func poolShape(_ name: String, kernel k: Int, stride: Int?, padding p: Int, dilation d: Int, _ s: [Int], _ source: String) -> Result<[Int], ShapeProblem> {
     guard s.count == 4 else { return .failure(ShapeProblem("\(name) expects [channels, height, width] inputs, \(source) gives \(showShape(s))")) }
-    guard p * 2 <= k else { return .failure(ShapeProblem("\(name)'s padding \(p) is more than half its kernel_size \(k)")) }
+    guard p <= k / 2 else { return .failure(ShapeProblem("\(name)'s padding \(p) is more than half its kernel_size \(k)")) }
     let st = stride ?? k
-    let h = (s[2] + 2 * p - d * (k - 1) - 1) / st + 1
-    let w = (s[3] + 2 * p - d * (k - 1) - 1) / st + 1
-    guard s[2] + 2 * p - d * (k - 1) >= 1, s[3] + 2 * p - d * (k - 1) >= 1, h >= 1, w >= 1 else {
+    guard let spanH = windowSpan(s[2], kernel: k, padding: p, dilation: d), let spanW = windowSpan(s[3], kernel: k, padding: p, dilation: d) else {
+        return .failure(ShapeProblem("\(name)'s kernel_size \(k), padding \(p) and dilation \(d) overflow integer arithmetic; use sizes that fit the \(s[2])×\(s[3]) input"))
+    }
+    let h = (spanH - 1) / st + 1
+    let w = (spanW - 1) / st + 1
+    guard spanH >= 1, spanW >= 1, h >= 1, w >= 1 else {
         return .failure(ShapeProblem("\(name)'s \(k)×\(k) window does not fit the \(s[2])×\(s[3]) input from \(source)"))
     }
     return .success([s[0], s[1], h, w])
+}
+
+/// `n + 2·padding − dilation·(kernel − 1)`, the extent a window slides over, or nil when it overflows.
+func windowSpan(_ n: Int, kernel k: Int, padding p: Int, dilation d: Int) -> Int? {
+    let (twoP, o1) = p.multipliedReportingOverflow(by: 2)
+    let (reach, o2) = d.multipliedReportingOverflow(by: k - 1)
+    let (padded, o3) = n.addingReportingOverflow(twoP)
+    let (span, o4) = padded.subtractingReportingOverflow(reach)
+    return o1 || o2 || o3 || o4 ? nil : span
+}
+
+/// The product of `values`, or nil when it overflows.
+func checkedProduct(_ values: [Int]) -> Int? {
+    var product = 1
+    for v in values {
+        let (next, overflow) = product.multipliedReportingOverflow(by: v)
+        if overflow { return nil }
+        product = next
+    }
+    return product
+}
+
+/// The most bytes of parameters, or of one sample's activations, a config may ask for (1 TiB): beyond
+/// it `--check` refuses the sizes instead of passing a model that cannot be allocated.
+let maxModelBytes = 1 << 40
+
+/// The parameters a built-in layer holds and the argument to blame when they are too many; nil for
+/// layers without parameters or not built in. The count is nil when it overflows `Int`.
+func parameterCount(_ type: String, _ a: Args) -> (count: Int?, blame: String)? {
+    func sum(_ x: Int?, _ y: Int) -> Int? {
+        guard let x else { return nil }
+        let (s, o) = x.addingReportingOverflow(y)
+        return o ? nil : s
+    }
+    switch type {
+    case "Linear":
+        let inF = a.int("in_features"), outF = a.int("out_features")
+        return (sum(checkedProduct([inF, outF]), a.bool("bias") ? outF : 0), "out_features")
+    case "Conv2d":
+        let k = a.pair("kernel_size"), inC = a.int("in_channels"), outC = a.int("out_channels")
+        return (sum(checkedProduct([outC, inC, k.0, k.1]), a.bool("bias") ? outC : 0), "out_channels")
+    case "BatchNorm1d", "BatchNorm2d":
+        return (checkedProduct([a.int("num_features"), 4]), "num_features")   // weight, bias, running mean and variance
+    case "LayerNorm":
+        return (checkedProduct(a.intList("normalized_shape") + [2]), "normalized_shape")
+    default:
+        return nil
+    }
 }
 
 func dimShape(_ name: String, _ dim: Int, _ s: [Int], _ source: String) -> Result<[Int], ShapeProblem> {
@@ -166,6 +227,7 @@ func checkLayerList(_ value: JSONValue?, input: [Int], inputDescription: String,
     guard !list.isEmpty else { reader.fail(path, "expected at least one layer, got []"); return nil }
     var shape: [Int]? = input
     var layers: [(LayerType, Args)] = []
+    var totalBytes = 0
     var ok = true
     for (i, item) in list.enumerated() {
         let itemPath = path[i]
@@ -201,10 +263,26 @@ func checkLayerList(_ value: JSONValue?, input: [Int], inputDescription: String,
         if let current = shape {
             let source = i == 0 ? inputDescription : "layers[\(i - 1)]"
             switch type.outputShape(args, current, source) {
+            case .success(let out) where checkedProduct(out.dropFirst().map { Swift.max($0, 1) }).map({ $0 <= maxModelBytes / 4 }) != true:
+                reader.fail(itemPath, "\(typeName) gives \(showShape(out)) per sample, more than the \(maxModelBytes >> 30) GiB ferry allows for one sample's values; use smaller sizes")
+                ok = false; shape = nil
             case .success(let out): shape = out
             case .failure(let problem):
                 reader.fail(itemPath, problem.message)
                 ok = false; shape = nil
+            }
+        }
+        if let (count, blame) = parameterCount(type.name, args) {
+            // At float32's 4 bytes each: what building the model would allocate, refused here rather than trapping there.
+            let bytes = count.flatMap { checkedProduct([$0, 4]) } ?? Int.max
+            let total = totalBytes.addingReportingOverflow(bytes)
+            if bytes > maxModelBytes || total.overflow || total.partialValue > maxModelBytes {
+                let held = count.map { "\($0) parameters" } ?? "more parameters than an integer counts"
+                let problem = bytes <= maxModelBytes ? "brings the model past" : "with these sizes holds \(held), more than"
+                reader.fail(itemPath + "args" + blame, "\(typeName) \(problem) the \(maxModelBytes >> 30) GiB of parameters ferry allows; use smaller sizes")
+                ok = false; shape = nil
+            } else {
+                totalBytes = total.partialValue
             }
         }
     }

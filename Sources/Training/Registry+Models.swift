@@ -106,13 +106,16 @@ extension Registry {
                   args: [ArgSpec("hidden", .integerList(min: 1), default: .array([.int(256), .int(128)])),
                          ArgSpec("num_classes", .integer(min: 1), default: .int(10))],
                   check: { a, c in
-                      let features = c.input.dropFirst().reduce(1, *)
+                      guard let features = checkedProduct(Array(c.input.dropFirst())) else {
+                          c.reader.fail(c.path + "type", "MLP flattens \(showShape(c.input)) into more features than an integer holds")
+                          return nil
+                      }
                       return checkLayerList(mlpLayers(inFeatures: features, hidden: a.intList("hidden"), numClasses: a.int("num_classes")),
                                             input: c.input, inputDescription: "the input", at: c.path, reader: c.reader,
                                             registry: c.registry)?.output
                   },
                   build: { a, input, registry in
-                      buildLayers(mlpLayers(inFeatures: input.dropFirst().reduce(1, *), hidden: a.intList("hidden"), numClasses: a.int("num_classes")),
+                      buildLayers(mlpLayers(inFeatures: checkedProduct(Array(input.dropFirst())) ?? 1, hidden: a.intList("hidden"), numClasses: a.int("num_classes")),
                                   input: input, registry: registry)
                   }),
 
@@ -142,7 +145,7 @@ extension Registry {
         guard input.count == 4 else { return nil }
         func block(_ n: Int) -> Int { (n - 2) / 2 }
         let h = block(block(input[2])), w = block(block(input[3]))
-        return h >= 1 && w >= 1 ? 64 * h * w : nil
+        return h >= 1 && w >= 1 ? checkedProduct([64, h, w]) : nil
     }
 
     /// Builds a checked layer list as a `Sequential` (children named 0, 1, … as in PyTorch).

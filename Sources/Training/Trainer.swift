@@ -41,7 +41,12 @@ final class Trainer {
         console = Console(sink: request.console, verbosity: config.trainer.verbosity)
         var loaded: Checkpoint.LoadedState?
         if let resumeFrom {
-            loaded = try Checkpoint.decodeState(resumeFrom.appendingPathComponent(Checkpoint.stateFile))
+            let file = resumeFrom.appendingPathComponent(Checkpoint.stateFile)
+            loaded = try Checkpoint.decodeState(file)
+            // A config's seed is an integer 0...Int.max, and the run folder records it as one.
+            if let seed = loaded?.state.seed, seed > UInt64(Int.max) {
+                throw TrainingError.checkpoint(path: file.path, reason: "progress.seed is \(Int64(bitPattern: seed)), expected 0...\(Int.max) — the checkpoint is damaged; resume from another checkpoint or start afresh")
+            }
         }
         self.loaded = loaded
         let seed = loaded?.state.seed ?? config.seed ?? UInt64.random(in: 0..<(1 << 31))
@@ -194,6 +199,13 @@ final class Trainer {
     }
 
     private func resume(from checkpoint: URL, _ loaded: Checkpoint.LoadedState) throws {
+        // A stop after an epoch's last batch saves batch_in_epoch == steps; more cannot be skipped (it would spin).
+        let steps = trainLoader.count
+        if state.batchInEpoch > steps {
+            throw TrainingError.checkpoint(path: checkpoint.appendingPathComponent(Checkpoint.stateFile).path,
+                                           reason: "progress.batch_in_epoch is \(state.batchInEpoch), expected 0...\(steps) (the steps of an epoch here) — "
+                                               + "the checkpoint is damaged or was written with another batch_size or dataset; resume from another checkpoint or start afresh")
+        }
         let weights = try Checkpoint.readModel(checkpoint)
         do { try model.loadStateDict(weights, strict: true) } catch {
             throw TrainingError.checkpoint(path: checkpoint.path, reason: "\(error)")

@@ -60,7 +60,6 @@ public enum NPY {
             guard let v = Int(d), v >= 0 else { throw fail("bad shape \(shapeText)") }
             shape.append(v)
         }
-        let count = shape.reduce(1, *)
         let endian = descr.first ?? "<"
         let kind = String(descr.dropFirst())
         let bigEndian = endian == ">"
@@ -78,8 +77,12 @@ public enum NPY {
         default: throw fail("unsupported dtype '\(descr)' (float32, float64, integers and bool are read)")
         }
         let dataStart = headerStart + headerLength
-        guard bytes.count >= dataStart + count * itemSize else {
-            throw fail("truncated data: shape \(shape) of \(descr) needs \(count * itemSize) bytes, file has \(bytes.count - dataStart)")
+        // Sizes with checked arithmetic, against the file's length, before anything is allocated.
+        guard let count = Tensor.checkedElementCount(shape), let byteCount = Tensor.checkedByteCount(shape, itemSize: itemSize) else {
+            throw fail("shape \(shape) of \(descr) describes more bytes than any file holds")
+        }
+        guard bytes.count - dataStart >= byteCount else {
+            throw fail("truncated data: shape \(shape) of \(descr) needs \(byteCount) bytes, file has \(bytes.count - dataStart)")
         }
         let storageShape = fortran ? shape.reversed() : shape
         let t = Tensor(uninitialized: Array(storageShape), dtype: dtype)

@@ -69,7 +69,8 @@ public enum SafeTensors {
         guard data.count >= 8 else { throw fail("too short for a safetensors header (\(data.count) bytes)") }
         let n = data.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian
         guard n <= 100_000_000, 8 + Int(n) <= data.count else { throw fail("header length \(n) exceeds the file (\(data.count) bytes)") }
-        let headerData = data.subdata(in: 8..<(8 + Int(n)))
+        // Offsets below are from the start of `data`, which need not be index 0 (a slice of a bigger Data).
+        let headerData = data.subdata(in: (data.startIndex + 8)..<(data.startIndex + 8 + Int(n)))
         guard let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any] else {
             throw fail("header is not a JSON object")
         }
@@ -90,11 +91,15 @@ public enum SafeTensors {
             }
             guard let (dt, itemSize) = dtype(code) else { throw fail("entry '\(key)' has unsupported dtype \(code)") }
             guard shape.allSatisfy({ $0 >= 0 }) else { throw fail("entry '\(key)' has a negative dimension in \(shape)") }
-            let count = shape.reduce(1, *)
+            // Sizes with checked arithmetic, against the data's length, before anything is allocated.
+            guard let count = Tensor.checkedElementCount(shape), let byteCount = Tensor.checkedByteCount(shape, itemSize: itemSize),
+                  byteCount <= available else {
+                throw fail("entry '\(key)': shape \(shape) of \(code) needs more bytes than the \(available) of the data section")
+            }
             let (begin, end) = (offsets[0], offsets[1])
             guard begin >= 0, end >= begin, end <= available else { throw fail("entry '\(key)' has offsets \(offsets) outside the data (\(available) bytes)") }
-            guard end - begin == count * itemSize else {
-                throw fail("entry '\(key)': shape \(shape) of \(code) needs \(count * itemSize) bytes, offsets give \(end - begin)")
+            guard end - begin == byteCount else {
+                throw fail("entry '\(key)': shape \(shape) of \(code) needs \(byteCount) bytes, offsets give \(end - begin)")
             }
             ranges.append((begin, end, key))
             let t = Tensor(uninitialized: shape, dtype: dt)
