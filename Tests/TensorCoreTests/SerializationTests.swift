@@ -243,3 +243,41 @@ import Testing
         #expect(Self.invalidFilePath { _ = try SafeTensors.read(missing) }?.path == missing.path)
     }
 }
+
+/// PyTorch's other checkpoint shapes: bf16 tensors load (widened to float32, exactly); a
+/// `torch.save` pickle is named for what it is, with how to convert it.
+@Suite struct PyTorchInteropTests {
+    static func file(header: String, payload: [UInt8]) -> Data {
+        var json = Array(header.utf8)
+        while json.count % 8 != 0 { json.append(0x20) }
+        var data = Data()
+        var n = UInt64(json.count).littleEndian
+        withUnsafeBytes(of: &n) { data.append(contentsOf: $0) }
+        data.append(contentsOf: json)
+        data.append(contentsOf: payload)
+        return data
+    }
+
+    @Test func bf16Loads() throws {
+        // 1.0, -2.5, 0.15625, -0.0 as bfloat16 (little-endian).
+        let payload: [UInt8] = [0x80, 0x3F, 0x20, 0xC0, 0x20, 0x3E, 0x00, 0x80]
+        let data = Self.file(header: #"{"w":{"dtype":"BF16","shape":[2,2],"data_offsets":[0,8]}}"#, payload: payload)
+        let w = try #require(try SafeTensors.decode(data).tensors["w"])
+        #expect(w.dtype == .float32 && w.shape == [2, 2])
+        let values = w.scalars(as: Float.self)
+        #expect(values[0] == 1 && values[1] == -2.5 && values[2] == 0.15625 && values[3] == 0 && values[3].sign == .minus)
+    }
+
+    @Test func aTorchPickleSaysSo() {
+        let zip = Data([0x50, 0x4B, 0x03, 0x04] + [UInt8](repeating: 0, count: 60))   // torch.save since 1.6
+        let legacy = Data([0x80, 0x02, 0x8A, 0x0A] + [UInt8](repeating: 0, count: 60))   // pickle protocol 2
+        for data in [zip, legacy] {
+            do {
+                _ = try SafeTensors.decode(data, name: "model.pt")
+                Issue.record("a pickle decoded")
+            } catch {
+                #expect("\(error)".contains("PyTorch pickle") && "\(error)".contains("safetensors.torch.save_file"), "\(error)")
+            }
+        }
+    }
+}

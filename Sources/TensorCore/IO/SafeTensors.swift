@@ -24,6 +24,7 @@ public enum SafeTensors {
         case "I32": return (.int64, 4)
         case "U8": return (.int64, 1)
         case "F16": return (.float32, 2)
+        case "BF16": return (.float32, 2)
         default: return nil
         }
     }
@@ -66,6 +67,12 @@ public enum SafeTensors {
     /// Parses safetensors bytes; `name` labels errors.
     public static func decode(_ data: Data, name: String = "<safetensors>") throws -> (tensors: [String: Tensor], metadata: [String: String]) {
         func fail(_ reason: String) -> TensorError { .invalidFile(path: name, reason: reason) }
+        // What `torch.save` writes (a zip since PyTorch 1.6, a bare pickle before) is not safetensors.
+        let magic = [UInt8](data.prefix(4))
+        if magic == [0x50, 0x4B, 0x03, 0x04] || (magic.first == 0x80 && (magic.count < 2 || (2...5).contains(magic[1]))) {
+            throw fail("this is a PyTorch pickle (.pt/.pth, from torch.save), not safetensors — save it with "
+                       + "safetensors.torch.save_file(model.state_dict(), \"model.safetensors\") and load that")
+        }
         guard data.count >= 8 else { throw fail("too short for a safetensors header (\(data.count) bytes)") }
         let n = data.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian
         guard n <= 100_000_000, 8 + Int(n) <= data.count else { throw fail("header length \(n) exceeds the file (\(data.count) bytes)") }
@@ -109,6 +116,10 @@ public enum SafeTensors {
                 case ("I32", _): let p = t.pointer(Int64.self); for i in 0..<count { p[i] = Int64(src.loadUnaligned(fromByteOffset: i * 4, as: Int32.self)) }
                 case ("U8", _): let p = t.pointer(Int64.self); for i in 0..<count { p[i] = Int64(src.load(fromByteOffset: i, as: UInt8.self)) }
                 case ("F16", _): let p = t.pointer(Float.self); for i in 0..<count { p[i] = Float(src.loadUnaligned(fromByteOffset: i * 2, as: Float16.self)) }
+                case ("BF16", _):
+                    // bfloat16 is the top half of a float32: widening is exact.
+                    let p = t.pointer(Float.self)
+                    for i in 0..<count { p[i] = Float(bitPattern: UInt32(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) << 16) }
                 default: t.storage.raw.copyMemory(from: src, byteCount: count * itemSize)
                 }
             }
