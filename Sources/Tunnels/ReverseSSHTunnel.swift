@@ -1,4 +1,5 @@
 import Foundation
+import System
 import SSH
 
 /// `ssh -R` through any OpenSSH relay, spoken by libssh: the host logs in to the relay and asks it to
@@ -134,8 +135,10 @@ final class ReverseSSHConnection: TunnelConnection {
         }
     }
 
+    /// Bounded: a relay that stopped answering (a frozen network) cannot hold the shutdown.
     func close() async {
-        if session.isConnected { try? await forward.cancel() }
-        await session.close()
+        let (session, forward) = (self.session, self.forward)
+        if session.isConnected { _ = try? await withDeadline(seconds: 2) { try await forward.cancel() } }
+        _ = try? await withDeadline(seconds: 2) { await session.close() }
     }
 }

@@ -20,25 +20,19 @@ import Testing
         env["HOME"] = box.root + "/home"
         for round in ["catching up", "from the mirror"] {
             let output = box.root + "/printed.log"
-            let pid = try Spawn.start([TestFerry.binary, "logs", id], environment: env, stdout: .file(output, append: false), stderr: .null,
-                                      directory: box.project)
-            // The peak from the process itself (VmHWM, its own address space since exec), read until
-            // it ends: wait4's ru_maxrss would also count this test process, whose memory the child
-            // shared between posix_spawn and exec.
-            let (status, maxRSS) = await Task.detached { () -> (Int32, Int) in
-                var peak = 0
-                while true {
-                    if let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-                       let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-                       let kib = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") {
-                        peak = max(peak, kib)
-                    }
-                    var raw: Int32 = 0
-                    if waitpid(pid, &raw, WNOHANG) == pid { return (raw, peak) }
-                    usleep(10_000)
-                }
-            }.value
-            #expect(Spawn.decodeWaitStatus(status).code == 0, "\(round)")
+            // Measured by a small python parent (RUSAGE_CHILDREN's max RSS): wait4 from this test
+            // process would also count the test's own memory, which the child shared until exec.
+            let measure = """
+            import resource, subprocess, sys
+            with open(sys.argv[3], "wb") as out:
+                code = subprocess.run([sys.argv[1], "logs", sys.argv[2]], stdout=out, stderr=subprocess.DEVNULL).returncode
+            print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+            """
+            let run = try runProcess("/usr/bin/env", ["python3", "-c", measure, TestFerry.binary, id, output], environment: env,
+                                     currentDirectory: URL(fileURLWithPath: box.project))
+            let fields = run.stdout.split(separator: " ").map { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1 }
+            let (status, maxRSS) = (Int32(fields.first ?? -1), fields.count > 1 ? fields[1] : 0)
+            #expect(status == 0, "\(round): \(run.stdout) \(run.stderr)")
             #expect(maxRSS > 8 * 1024, "\(round): its memory was not read (\(maxRSS) KiB)")
             #expect(maxRSS < 64 * 1024, "\(round): ferry logs used \(maxRSS / 1024) MiB")
             #expect(POSIX.fileSize(output) == 104_857_600, "\(round)")

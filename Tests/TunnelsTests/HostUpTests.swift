@@ -6,6 +6,46 @@ import Tunnels
 
 /// `ferry host up` for real, on 127.0.0.1: its own sshd, its own key, pinned by the line it prints.
 @Suite struct HostUpTests {
+    /// SIGTERM reaches `host up` while its relay hangs (a relay that accepts and never answers, as
+    /// a frozen network looks): it is gone within 5 s and its sshd with it. It stayed until its
+    /// relay attempt timed out before (20 s and more).
+    @Test func stopsWithinFiveSecondsWhateverTheRelayDoes() async throws {
+        guard ChildProcess.find("sshd") != nil || TestPaths.isCI else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        let key = try box.makeKey("laptop")
+        let relay = try SilentServer(); defer { relay.stop() }
+        let port = freePort()
+        let env = box.processEnvironment(["PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"])
+        let up = try ChildProcess.spawn(TestPaths.ferryBinary.path,
+                                        ["host", "up", "--authorize", key + ".pub", "--sshd-port", String(port), "--listen", "127.0.0.1",
+                                         "--tunnel", "ssh://relay@127.0.0.1:\(relay.port)", "--relay-host-key", bogusFingerprint,
+                                         "--connect-timeout", "120"],
+                                        environment: env, logFile: box.path("host-up.log"))
+        // Up to the point where it waits on the relay: its sshd runs.
+        let sshdPidFile = box.ferryHome + "/host/sshd.pid"
+        let started = Date()
+        while Date().timeIntervalSince(started) < 60, !FileManager.default.fileExists(atPath: sshdPidFile) || up.exitStatus != nil {
+            if up.exitStatus != nil { break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        #expect(up.exitStatus == nil, "host up ended early: \(box.read(box.path("host-up.log")))")
+        let sshdPid = Int32(box.read(sshdPidFile).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        try await Task.sleep(nanoseconds: 1_000_000_000)   // into the relay's handshake
+        kill(up.pid, SIGTERM)
+        let signalled = Date()
+        while up.exitStatus == nil && Date().timeIntervalSince(signalled) < 30 { try await Task.sleep(nanoseconds: 50_000_000) }
+        let took = Date().timeIntervalSince(signalled)
+        #expect(up.exitStatus != nil && took < 5.5, "host up took \(took) s after SIGTERM: \(box.read(box.path("host-up.log")))")
+        // Gone, or a zombie waiting for a reaper (its parent, host up, is gone; PID 1 of a container may not reap).
+        func running(_ pid: Int32) -> Bool {
+            guard kill(pid, 0) == 0 else { return false }
+            let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+            return !(stat.split(separator: ")").last?.trimmingCharacters(in: .whitespaces).hasPrefix("Z") ?? false)
+        }
+        #expect(sshdPid > 0 && !running(sshdPid), "its sshd (pid \(sshdPid)) still runs")
+        if up.exitStatus == nil { kill(up.pid, SIGKILL) }
+    }
+
     @Test func runsItsOwnSSHDReachableByThePrintedLineAndStopsIt() async throws {
         guard ChildProcess.find("sshd") != nil || TestPaths.isCI else { return }
         let box = try Sandbox(); defer { box.remove() }

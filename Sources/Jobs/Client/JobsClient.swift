@@ -1,4 +1,5 @@
 import Foundation
+import System
 import Synchronization
 
 /// The jobs of one host as `ferry ls` shows them: what the host said, or why it could not be asked
@@ -23,7 +24,7 @@ public struct JobsClient: Sendable {
         if let record = try? context.registry.job(id) { return try context.registry.host(record.host) }
         for host in [HostRecord.local] + context.registry.hosts() {
             if host.isLocal && !POSIX.exists(HostLayout(home: context.home).job(id).spec) { continue }
-            guard let client = try? await withTimeout(seconds: Double(context.connectTimeout), { try await context.agent(host) }) else { continue }
+            guard let client = try? await withDeadline(seconds: Double(context.connectTimeout), { try await context.agent(host) }) else { continue }
             let info = try? await client.status(id)
             await client.close()
             if let info {
@@ -60,7 +61,7 @@ public struct JobsClient: Sendable {
                 group.addTask {
                     let mine = remembered.filter { $0.host == host.name }
                     do {
-                        let jobs = try await withTimeout(seconds: Double(context.connectTimeout) + 10) {
+                        let jobs = try await withDeadline(seconds: Double(context.connectTimeout) + 10) {
                             try await context.agent(host).using { try await $0.list() }
                         }
                         for info in jobs { try? registry.remember(info, host: host.name) }
@@ -99,7 +100,7 @@ public struct JobsClient: Sendable {
         let known = KnownAgent()
         return LogFollower(id: id, mirror: LogMirror(path: context.registry.mirrorPath(id)), pollSeconds: pollSeconds,
                            maxFailures: maxFailures) { failures in
-            try await withTimeout(seconds: Double(context.connectTimeout) + 10) {
+            try await withDeadline(seconds: Double(context.connectTimeout) + 10) {
                 // After one drop, the agent found before is asked directly (no probe); after two in
                 // a row, it is looked for afresh.
                 let session = try await context.agent(host, known: failures < 2 ? known.value : nil)
@@ -121,33 +122,5 @@ final class KnownAgent: Sendable {
     var value: AgentSession.Known? {
         get { known.withLock { $0 } }
         set { known.withLock { $0 = newValue } }
-    }
-}
-
-struct TimeoutError: Error, CustomStringConvertible {
-    var seconds: Double
-    var description: String { "no answer within \(Int(seconds)) s" }
-}
-
-/// Runs `body`, giving up after `seconds`: then the caller goes on at once and `body` is cancelled
-/// and left behind (a task group would wait for it, and a call blocked in a connection that ignores
-/// cancellation would hold `ferry ls` for as long as that host hangs).
-func withTimeout<T: Sendable>(seconds: Double, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    let result = AsyncValue<T>()
-    let work = Task {
-        do { result.set(.success(try await body())) } catch { result.set(.failure(error)) }
-    }
-    let timer = Task {
-        try? await Task.sleep(nanoseconds: UInt64(max(0, seconds) * 1e9))
-        result.set(.failure(TimeoutError(seconds: seconds)))
-    }
-    defer {
-        timer.cancel()
-        work.cancel()
-    }
-    return try await withTaskCancellationHandler {
-        try await result.value()
-    } onCancel: {
-        result.set(.failure(CancellationError()))
     }
 }
