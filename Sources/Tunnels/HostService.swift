@@ -282,7 +282,7 @@ public final class HostService: Sendable {
     }
 
     /// The last resort of a `host up` that must end now: its sshd and tunnel child stopped
-    /// (SIGTERM, SIGKILL after 0.5 s), its pid and state files removed. Synchronous, no peer asked.
+    /// (SIGTERM, SIGKILL after 0.3 s), its pid and state files removed. Synchronous, no peer asked.
     public static func stopNow(ferryHome: String) {
         let files = HostFiles(ferryHome: ferryHome)
         var pids: [pid_t] = []
@@ -291,7 +291,7 @@ public final class HostService: Sendable {
             pids += [state.sshdPid, state.tunnelPid].compactMap { $0 }.filter { $0 > 1 && !pids.contains($0) }
         }
         for pid in pids { kill(pid, SIGTERM) }
-        for _ in 0..<5 where pids.contains(where: { kill($0, 0) == 0 }) { usleep(100_000) }
+        for _ in 0..<3 where pids.contains(where: { kill($0, 0) == 0 }) { usleep(100_000) }
         for pid in pids where kill(pid, 0) == 0 { kill(pid, SIGKILL) }
         if readPid(files.pidFile) == getpid() { unlink(files.pidFile) }
         unlink(files.stateFile)

@@ -155,7 +155,7 @@ struct HostUpCommand: AsyncParsableCommand {
         let task = Task { try await service.run() }
         // SIGINT/SIGTERM/SIGHUP stop sshd and the tunnel before exiting.
         var sources: [DispatchSourceSignal] = []
-        // Whatever its peers do (a relay frozen mid-request), it is gone within 5 s: after 4 s of
+        // Whatever its peers do (a relay frozen mid-request), it is gone within 5 s: after 3 s of
         // an orderly stop, sshd and the tunnel's children are stopped directly and it exits.
         let ferryHome = options.ferryHome
         for sig in [SIGINT, SIGTERM, SIGHUP] {
@@ -163,7 +163,7 @@ struct HostUpCommand: AsyncParsableCommand {
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler {
                 task.cancel()
-                DispatchQueue.global().asyncAfter(deadline: .now() + 4) {
+                DispatchQueue.global().asyncAfter(deadline: .now() + 3) {
                     HostService.stopNow(ferryHome: ferryHome)
                     FileHandle.standardError.write(Data("ferry host up: stopped (sshd and the tunnel are down; a peer did not answer)\n".utf8))
                     Glibc.exit(ExitStatus.interrupted.rawValue)

@@ -79,9 +79,9 @@ enum JobsCLI {
         source.setEventHandler {
             flag.set()
             task.cancel()
-            // A connection that ignores cancellation (a frozen host) cannot keep ferry alive: 4 s
+            // A connection that ignores cancellation (a frozen host) cannot keep ferry alive: 3 s
             // after Ctrl-C it exits anyway (the job on the host is not touched either way).
-            DispatchQueue.global().asyncAfter(deadline: .now() + 4) {
+            DispatchQueue.global().asyncAfter(deadline: .now() + 3) {
                 say("\nferry: interrupted (the host did not answer in time)")
                 exit(ExitStatus.interrupted.rawValue)
             }
