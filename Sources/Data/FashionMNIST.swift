@@ -17,7 +17,7 @@ public enum FashionMNISTFiles {
 /// Zalando's Fashion-MNIST: 60,000 training and 10,000 test images of 28×28 grey pixels in 10
 /// classes. Samples are float32 `[1, 28, 28]` in [0, 1] (then `normalize`), labels 0–9.
 /// Reads `train-images-idx3-ubyte.gz` etc. under `root`, gzip'd or not.
-public struct FashionMNIST: Dataset {
+public struct FashionMNIST: TensorBackedDataset {
     /// The class names, by label.
     public static let classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -31,6 +31,14 @@ public struct FashionMNIST: Dataset {
                                    hint: "install Debian's dataset-fashion-mnist (scripts/install-deps.sh) or pass the directory holding the four IDX files as root:")
     }
 
+}
+
+/// A dataset whose samples are one `TensorDataset`'s, under a name of its own (FashionMNIST, MNIST).
+public protocol TensorBackedDataset: Dataset {
+    var data: TensorDataset { get }
+}
+
+extension TensorBackedDataset {
     public var count: Int { data.count }
     public var sampleShape: [Int] { data.sampleShape }
     public func example(at index: Int) -> Example { data.example(at: index) }
@@ -38,7 +46,7 @@ public struct FashionMNIST: Dataset {
 }
 
 /// LeCun's MNIST digits in the same layout as Fashion-MNIST (`train-images-idx3-ubyte[.gz]` etc.).
-public struct MNIST: Dataset {
+public struct MNIST: TensorBackedDataset {
     public static let classes = (0..<10).map(String.init)
     public let data: TensorDataset
     public let train: Bool
@@ -49,10 +57,6 @@ public struct MNIST: Dataset {
                                    hint: "pass the directory holding MNIST's four IDX files (train-images-idx3-ubyte.gz, …) as root:")
     }
 
-    public var count: Int { data.count }
-    public var sampleShape: [Int] { data.sampleShape }
-    public func example(at index: Int) -> Example { data.example(at: index) }
-    public func fillBatch(indices: [Int], into batch: inout Batch) { data.fillBatch(indices: indices, into: &batch) }
 }
 
 /// Finds `<prefix>-images-idx3-ubyte` and its labels under `root` (`.gz` or not; also the

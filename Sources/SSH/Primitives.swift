@@ -1,4 +1,5 @@
 import Foundation
+import System
 import Synchronization
 
 /// A loop-confined object carried through a Sendable facade. `@unchecked Sendable` is safe because the
@@ -9,38 +10,8 @@ struct LoopBound<Value: AnyObject>: @unchecked Sendable {
     init(_ value: Value) { self.value = value }
 }
 
-/// A one-shot result many tasks may await.
-final class Promise<Value: Sendable>: Sendable {
-    private struct State {
-        var result: Result<Value, any Error>?
-        var waiters: [CheckedContinuation<Value, any Error>] = []
-    }
-    private let state = Mutex(State())
-
-    func resolve(_ result: Result<Value, any Error>) {
-        let waiters = state.withLock { s -> [CheckedContinuation<Value, any Error>] in
-            if s.result != nil { return [] }
-            s.result = result
-            let w = s.waiters
-            s.waiters.removeAll()
-            return w
-        }
-        for w in waiters { w.resume(with: result) }
-    }
-
-    var isResolved: Bool { state.withLock { $0.result != nil } }
-
-    func value() async throws -> Value {
-        try await withCheckedThrowingContinuation { c in
-            let ready = state.withLock { s -> Result<Value, any Error>? in
-                if let r = s.result { return r }
-                s.waiters.append(c)
-                return nil
-            }
-            if let ready { c.resume(with: ready) }
-        }
-    }
-}
+/// The one-shot result of a channel or session (System's, shared with the runner).
+typealias Promise<Value: Sendable> = System.Promise<Value>
 
 /// A bounded queue between a session thread (producer) and one consuming task. When it holds more
 /// than `limit` bytes the producer stops reading its channel, so the SSH window pushes back on the
@@ -137,11 +108,4 @@ final class ChunkQueue<Element: Sendable>: Sendable {
             onCancel()
         }
     }
-}
-
-/// A flag a cancelled task sets and a loop job polls.
-final class CancellationFlag: Sendable {
-    private let flag = Mutex(false)
-    func cancel() { flag.withLock { $0 = true } }
-    var isCancelled: Bool { flag.withLock { $0 } }
 }

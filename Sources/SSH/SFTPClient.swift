@@ -46,19 +46,19 @@ public final class SFTPClient: Sendable {
     /// Uploads a local file to `remotePath`.
     public func upload(_ localPath: String, to remotePath: String, options: SFTPTransferOptions = SFTPTransferOptions(),
                        progress: (@Sendable (SFTPProgress) -> Void)? = nil) async throws -> SFTPTransferResult {
-        let flag = CancellationFlag()
+        let flag = AtomicFlag()
         return try await withTaskCancellationHandler {
             try await run { try $0.upload(localPath, to: remotePath, options: options, progress: progress, cancel: flag) }
-        } onCancel: { flag.cancel() }
+        } onCancel: { flag.set() }
     }
 
     /// Downloads `remotePath` to a local file, pipelining read requests.
     public func download(_ remotePath: String, to localPath: String, options: SFTPTransferOptions = SFTPTransferOptions(),
                          progress: (@Sendable (SFTPProgress) -> Void)? = nil) async throws -> SFTPTransferResult {
-        let flag = CancellationFlag()
+        let flag = AtomicFlag()
         return try await withTaskCancellationHandler {
             try await run { try $0.download(remotePath, to: localPath, options: options, progress: progress, cancel: flag) }
-        } onCancel: { flag.cancel() }
+        } onCancel: { flag.set() }
     }
 
     /// Downloads the regular files of a remote directory tree into `localDirectory`. Every name from
@@ -236,7 +236,7 @@ final class SFTPHandle {
     private struct ReadRequest { var id: UInt32; var offset: UInt64; var length: UInt32 }
 
     func download(_ remotePath: String, to localPath: String, options: SFTPTransferOptions,
-                  progress: (@Sendable (SFTPProgress) -> Void)?, cancel: CancellationFlag) throws -> SFTPTransferResult {
+                  progress: (@Sendable (SFTPProgress) -> Void)?, cancel: AtomicFlag) throws -> SFTPTransferResult {
         let sftp = try live()
         let started = SessionCore.now()
         guard let file = sftp_open(sftp, remotePath, O_RDONLY, 0) else { throw error(remotePath, "open") }
@@ -308,7 +308,7 @@ final class SFTPHandle {
         maxInFlight = 0
         try refill()
         while head < queue.count {
-            if cancel.isCancelled { drain(); throw CancellationError() }
+            if cancel.isSet { drain(); throw CancellationError() }
             var request = queue[head]
             head += 1
             if head > 256 { queue.removeFirst(head); head = 0 }
@@ -394,7 +394,7 @@ final class SFTPHandle {
     // MARK: - Upload
 
     func upload(_ localPath: String, to remotePath: String, options: SFTPTransferOptions,
-                progress: (@Sendable (SFTPProgress) -> Void)?, cancel: CancellationFlag) throws -> SFTPTransferResult {
+                progress: (@Sendable (SFTPProgress) -> Void)?, cancel: AtomicFlag) throws -> SFTPTransferResult {
         let sftp = try live()
         let started = SessionCore.now()
         let input = open(localPath, O_RDONLY | O_CLOEXEC)
@@ -418,7 +418,7 @@ final class SFTPHandle {
         var lastService = SessionCore.now()
         // Called with each chunk read from the local file, before it is sent.
         let next: (inout [UInt8]) throws -> Int = { buffer in
-            if cancel.isCancelled { throw CancellationError() }
+            if cancel.isSet { throw CancellationError() }
             let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
             guard n >= 0 else { throw SSHError.sftpFailed(path: localPath, operation: "read", reason: String(cString: strerror(errno))) }
             if hashing { buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }

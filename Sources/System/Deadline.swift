@@ -12,7 +12,7 @@ public struct DeadlineExceeded: Error, CustomStringConvertible, Sendable {
 /// it, so a call blocked in a connection that ignores cancellation (a frozen peer) would hold the
 /// caller for as long as the peer stays frozen.
 public func withDeadline<T: Sendable>(seconds: Double, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    let result = OneShot<T>()
+    let result = Promise<T>()
     let work = Task {
         do { result.resolve(.success(try await body())) } catch { result.resolve(.failure(error)) }
     }
@@ -31,12 +31,14 @@ public func withDeadline<T: Sendable>(seconds: Double, _ body: @escaping @Sendab
     }
 }
 
-/// A result set once (later ones are ignored) and awaited by any number of tasks.
-final class OneShot<T: Sendable>: Sendable {
-    private let state = Mutex<(result: Result<T, any Error>?, waiters: [CheckedContinuation<T, any Error>])>((nil, []))
+/// A one-shot result many tasks may await: set once (later ones are ignored).
+public final class Promise<Value: Sendable>: Sendable {
+    private let state = Mutex<(result: Result<Value, any Error>?, waiters: [CheckedContinuation<Value, any Error>])>((nil, []))
 
-    func resolve(_ value: Result<T, any Error>) {
-        let waiters = state.withLock { s -> [CheckedContinuation<T, any Error>] in
+    public init() {}
+
+    public func resolve(_ value: Result<Value, any Error>) {
+        let waiters = state.withLock { s -> [CheckedContinuation<Value, any Error>] in
             guard s.result == nil else { return [] }
             s.result = value
             defer { s.waiters = [] }
@@ -45,9 +47,14 @@ final class OneShot<T: Sendable>: Sendable {
         for w in waiters { w.resume(with: value) }
     }
 
-    func value() async throws -> T {
+    public var isResolved: Bool { state.withLock { $0.result != nil } }
+
+    /// The result once set; nil before.
+    public var current: Result<Value, any Error>? { state.withLock { $0.result } }
+
+    public func value() async throws -> Value {
         try await withCheckedThrowingContinuation { c in
-            let ready = state.withLock { s -> Result<T, any Error>? in
+            let ready = state.withLock { s -> Result<Value, any Error>? in
                 if let result = s.result { return result }
                 s.waiters.append(c)
                 return nil

@@ -176,7 +176,7 @@ public final class AgentSession: Sendable {
         guard follow != nil else { return try await call(request) }
         let command = try await send(request)
         try await command.closeInput()
-        let firstLine = AsyncValue<Data>()
+        let firstLine = Promise<Data>()
         let (rest, continuation) = AsyncThrowingStream<Data, any Error>.makeStream()
         let pump = Task {
             var buffer = Data()
@@ -188,15 +188,15 @@ public final class AgentSession: Sendable {
                     buffer.append(data)
                     if let nl = buffer.firstIndex(of: 0x0A) {
                         split = true
-                        firstLine.set(.success(Data(buffer[buffer.startIndex..<nl])))
+                        firstLine.resolve(.success(Data(buffer[buffer.startIndex..<nl])))
                         let tail = buffer[buffer.index(after: nl)...]
                         if !tail.isEmpty { continuation.yield(Data(tail)) }
                     }
                 }
-                if !split { firstLine.set(.success(buffer)) }
+                if !split { firstLine.resolve(.success(buffer)) }
                 continuation.finish()
             } catch {
-                firstLine.set(.failure(error))
+                firstLine.resolve(.failure(error))
                 continuation.finish(throwing: error)
             }
         }

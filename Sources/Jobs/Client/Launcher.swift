@@ -1,22 +1,13 @@
 import Foundation
 
-/// What to launch.
+/// What to launch: the job as its spec will say (its id is drawn at launch), and how to send it.
 public struct LaunchRequest: Sendable {
     public var host: String
-    public var name: String
     /// The folder whose files become the job's `work/`.
     public var workingDirectory: String
-    /// A label for people (`train`, `command`).
-    public var kind: String
-    /// What it needs from the host (the engine's libraries) and how it continues after a stop.
-    public var needs: JobNeeds
-    /// argv on the host; `ferry` first means the host's ferry (`ferry train config.json`).
-    public var command: [String]
-    public var environment: [String: String]
-    /// The command's folder relative to the working directory.
-    public var directory: String
-    public var gpus: String?
-    public var graceSeconds: Int
+    /// The job: name, kind, needs, command (`ferry` first: the host's ferry), environment, folder
+    /// relative to the working directory, GPUs, grace.
+    public var job: JobSpec
     /// Absolute paths the job reads on the host (a config's data_dir): checked before anything is sent.
     public var hostPaths: [String]
     /// Disk the job will write on the host (checkpoints, outputs), checked with its files.
@@ -28,8 +19,9 @@ public struct LaunchRequest: Sendable {
     public init(host: String, name: String, workingDirectory: String, kind: String, needs: JobNeeds = JobNeeds(), command: [String],
                 environment: [String: String] = [:], directory: String = ".", gpus: String? = nil, graceSeconds: Int = 30,
                 hostPaths: [String] = [], reserveBytes: Int64 = 0, follow: Bool = true) {
-        self.host = host; self.name = name; self.workingDirectory = workingDirectory; self.kind = kind; self.needs = needs; self.command = command
-        self.environment = environment; self.directory = directory; self.gpus = gpus; self.graceSeconds = graceSeconds
+        self.host = host; self.workingDirectory = workingDirectory
+        job = JobSpec(id: "", name: name, kind: kind, needs: needs, command: command, environment: environment, directory: directory,
+                      gpus: gpus, graceSeconds: graceSeconds)
         self.hostPaths = hostPaths; self.reserveBytes = reserveBytes; self.follow = follow
     }
 }
@@ -68,18 +60,18 @@ public struct Launcher: Sendable {
     public init(context: JobsContext) { self.context = context }
 
     public func launch(_ request: LaunchRequest, events: (@Sendable (LaunchEvent) -> Void)? = nil) async throws -> (LaunchResult, AgentSession) {
-        try Names.validateJobName(request.name)
+        try Names.validateJobName(request.job.name)
         let (host, recorded) = try context.registry.resolveHost(request.host, sshEnvironment: context.sshEnvironment)
         if recorded { events?(.recordedHost(name: host.name, target: host.target)) }
-        guard let program = request.command.first, !program.isEmpty else { throw JobsError.emptyCommand }
-        if request.directory != "." { try Names.validateRelativePath(request.directory) }
+        guard let program = request.job.command.first, !program.isEmpty else { throw JobsError.emptyCommand }
+        if request.job.directory != "." { try Names.validateRelativePath(request.job.directory) }
 
         let package = try Packager.package(request.workingDirectory, cacheFile: context.registry.hashCachePath(for: request.workingDirectory))
         try package.manifest.validate()
         events?(.packaged(files: package.fileCount, bytes: package.totalBytes, skipped: package.skipped.map { "\($0.path) (\($0.reason))" }))
 
         // The host answers the preflight (space, paths, which files it lacks) while its agent is found.
-        let preflight = PreflightRequest(neededBytes: request.reserveBytes, paths: request.hostPaths, needsEngine: request.needs.engine,
+        let preflight = PreflightRequest(neededBytes: request.reserveBytes, paths: request.hostPaths, needsEngine: request.job.needs.engine,
                                          blobs: package.manifest.blobs)
         let client = try await context.agent(host, install: true, preflight: preflight)
         do {
@@ -97,7 +89,7 @@ public struct Launcher: Sendable {
         var client = initial
         let blobs = package.manifest.blobs
         var report = try await client.preflight(preflightRequest)
-        if request.needs.engine && !report.missingLibraries.isEmpty {
+        if request.job.needs.engine && !report.missingLibraries.isEmpty {
             (client, report) = try await AgentInstaller(binary: context.agentBinary, progress: context.installProgress)
                 .supplyEngineLibraries(client, report: report, request: preflightRequest)
         }
@@ -122,15 +114,15 @@ public struct Launcher: Sendable {
 
         // A fresh id; on the rare collision with an existing job the host refuses and we draw again.
         var info: JobInfo?
-        var spec = JobSpec(id: Names.newJobID(name: request.name), name: request.name, kind: request.kind, needs: request.needs, command: request.command,
-                           environment: request.environment, directory: request.directory, gpus: request.gpus,
-                           graceSeconds: request.graceSeconds)
+        var spec = request.job
+        spec.id = Names.newJobID(name: spec.name)
+        spec.createdAt = Date()
         for attempt in 0..<4 {
             do {
                 info = try await client.startJob(spec: spec, manifest: package.manifest, follow: request.follow ? 20 : nil)
                 break
             } catch JobsError.jobExists where attempt < 3 {
-                spec.id = Names.newJobID(name: request.name)
+                spec.id = Names.newJobID(name: spec.name)
             }
         }
         guard let info else { throw JobsError.supervisorDidNotStart(id: spec.id, detail: "no free job id") }

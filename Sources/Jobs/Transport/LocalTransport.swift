@@ -65,7 +65,7 @@ final class LocalCommand: RemoteCommand, @unchecked Sendable {
     private let pid: pid_t
     private let lock = NSLock()
     private var stdinFD: Int32
-    private let status = AsyncValue<Int32>()
+    private let status = Promise<Int32>()
     private let counters: TransferCounters
 
     init(_ arguments: [String], environment: [String: String], counters: TransferCounters) throws {
@@ -107,7 +107,7 @@ final class LocalCommand: RemoteCommand, @unchecked Sendable {
         let pid = self.pid
         let status = self.status
         let waiter = Thread {
-            status.set(.success(Spawn.decodeWaitStatus(Spawn.wait(pid)).code))
+            status.resolve(.success(Spawn.decodeWaitStatus(Spawn.wait(pid)).code))
         }
         waiter.stackSize = 1 << 18
         waiter.start()

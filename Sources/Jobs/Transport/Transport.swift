@@ -73,34 +73,6 @@ public final class TransferCounters: @unchecked Sendable {
 /// The suffix of files being written by a transfer (the SSH module's too).
 public let partialSuffix = ".ferry-partial"
 
-/// A value set once and awaited by anyone.
-final class AsyncValue<T: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var result: Result<T, any Error>?
-    private var waiters: [CheckedContinuation<T, any Error>] = []
-
-    func set(_ value: Result<T, any Error>) {
-        lock.lock()
-        guard result == nil else { lock.unlock(); return }
-        result = value
-        let pending = waiters
-        waiters = []
-        lock.unlock()
-        for w in pending { w.resume(with: value) }
-    }
-
-    var current: Result<T, any Error>? { lock.lock(); defer { lock.unlock() }; return result }
-
-    func value() async throws -> T {
-        try await withCheckedThrowingContinuation { c in
-            lock.lock()
-            if let result { lock.unlock(); c.resume(with: result); return }
-            waiters.append(c)
-            lock.unlock()
-        }
-    }
-}
-
 extension RemoteCommand {
     /// Reads all output and the exit status.
     public func collect() async throws -> (stdout: Data, stderr: Data, status: Int32) {
