@@ -111,7 +111,9 @@ public final class SSHSession: Sendable {
             displayTarget: displayTarget, hostName: config.hostName, port: config.port, user: config.user,
             identityFiles: config.identityFiles, identityFilesAreExplicit: !options.identityFiles.isEmpty,
             environment: options.environment,
-            userKnownHosts: options.knownHostsFile ?? config.userKnownHostsFiles?.first ?? options.environment.userKnownHosts,
+            knownHostsFiles: (options.knownHostsFile.map { [$0] } ?? config.userKnownHostsFilesInEffect(options.environment))
+                + config.globalKnownHostsFiles,
+            hostKeyAlias: config.hostKeyAlias, identitiesOnly: config.identitiesOnly,
             hostKeyPolicy: policy(options.hostKeyPolicy, config: config),
             connectTimeout: options.connectTimeout ?? config.connectTimeout ?? 15,
             keepaliveInterval: options.keepaliveInterval ?? config.serverAliveInterval,
