@@ -20,15 +20,25 @@ struct Authenticator {
         func check(_ rc: Int32) throws -> Bool {
             askedServer = true
             if rc == Authenticator.success { return true }
-            if rc == Authenticator.fatal {
-                throw SSHError.disconnected(host: "\(p.hostName):\(p.port)", reason: "during authentication: \(error)")
+            // libssh 0.10 answers SSH_AUTH_AGAIN from ssh_userauth_agent when the server hung up mid-way.
+            if rc == Authenticator.fatal || ssh_is_connected(session) == 0 {
+                let reason = error   // read first: asking for the disconnect message overwrites it
+                let disconnect = ssh_get_disconnect_message(session).map { String(cString: $0) } ?? ""
+                // sshd's MaxAuthTries (6 by default) hangs up on a client that offers too many keys.
+                if (disconnect + " " + reason).localizedCaseInsensitiveContains("too many authentication failures") {
+                    throw SSHError.tooManyAuthenticationFailures(user: p.user, host: p.port == 22 ? p.hostName : "\(p.hostName):\(p.port)", triedMethods: tried)
+                }
+                throw SSHError.disconnected(host: "\(p.hostName):\(p.port)", reason: "during authentication: \(reason)")
             }
             return false
         }
 
-        if p.useAgent, let socket = p.environment.agentSocket {
+        // IdentitiesOnly: libssh 0.10 can only offer the agent's keys all together, so none of them.
+        if p.useAgent, !p.identitiesOnly, let socket = p.environment.agentSocket {
             _ = ferry_ssh_set_string(session, SSH_OPTIONS_IDENTITY_AGENT, socket)
-            tried.append("publickey (ssh-agent)")
+            let keys = SSHAgentKeys.comments(socket: socket)
+            tried.append(keys.map { "publickey (ssh-agent: \($0.count) key\($0.count == 1 ? "" : "s")\($0.isEmpty ? "" : ": " + $0.joined(separator: ", ")))" }
+                         ?? "publickey (ssh-agent)")
             if try check(ssh_userauth_agent(session, nil)) { return "publickey (ssh-agent)" }
         }
 
