@@ -121,4 +121,61 @@ import Testing
         #expect(session.authenticationMethod == "publickey \(sshd.clientKey)")
         await session.close()
     }
+
+    @Test func ferrySSHDashGPrintsWhatSSHDashGPrints() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        let gpuInclude = box.path("gpu.conf"), otherInclude = box.path("other.conf")
+        try "User gpu-user\nHost gpu2\n    HostKeyAlias gpu2-alias\n".write(toFile: gpuInclude, atomically: true, encoding: .utf8)
+        try "Port 9999\nHost gpu1\n    Port 1111\n    User wrong\n".write(toFile: otherInclude, atomically: true, encoding: .utf8)
+        let config = box.path("config")
+        try """
+        Host *.lab !skip.lab
+            User labuser
+            IdentityFile /keys/lab_%h_%r
+        Host gpu?
+            HostName %h.cluster.example
+            Port 2201
+            ProxyJump jumper,alice@second:2222
+            Include \(gpuInclude)
+            IdentityFile /keys/gpu_%n
+        Host other
+            Include \(otherInclude)
+            User after-include
+        Match originalhost gpu1 exec "test %h = gpu1.cluster.example"
+            HostKeyAlias gpu1-alias
+            UserKnownHostsFile /kh/%l_%L_%i_%u_%n_%r_%h_%p_%k_%d
+        Match host *.cluster.example user gpu-user
+            IdentitiesOnly yes
+        Host *
+            User fallback
+            IdentityFile ~/.ssh/all_%u
+            UserKnownHostsFile ~/kh/default_%n /kh/second_%h
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+
+        // ssh expands ~ and %d from the password database; ferry from HOME: make them the same.
+        guard let pw = getpwuid(getuid()) else { Issue.record("no passwd entry"); return }
+        var environment = ProcessInfo.processInfo.environment
+        environment["HOME"] = String(cString: pw.pointee.pw_dir)
+        environment["USER"] = String(cString: pw.pointee.pw_name)
+        environment["FERRY_HOME"] = box.ferryHome
+        let compared = ["hostname", "user", "port", "identityfile", "proxyjump", "hostkeyalias", "userknownhostsfile", "identitiesonly"]
+        func values(_ output: String) -> [String: [String]] {
+            var found: [String: [String]] = [:]
+            for line in output.split(separator: "\n") {
+                guard let space = line.firstIndex(of: " ") else { continue }
+                let key = String(line[..<space])
+                if compared.contains(key) { found[key, default: []].append(String(line[line.index(after: space)...])) }
+            }
+            return found
+        }
+        for target in [["gpu1"], ["gpu2"], ["node.lab"], ["skip.lab"], ["other"], ["plain"], ["-p", "22", "-l", "root", "gpu1"]] {
+            let reference = try runProcess("/usr/bin/ssh", ["-G", "-F", config] + target, environment: environment)
+            let ours = try runProcess(TestPaths.ferryBinary.path, ["ssh", "-G", "-F", config] + target, environment: environment)
+            #expect(reference.status == 0 && ours.status == 0, "\(target): ssh \(reference.stderr) ferry \(ours.stderr)")
+            let expected = values(reference.stdout), got = values(ours.stdout)
+            for key in compared {
+                #expect(got[key] == expected[key], "\(target.joined(separator: " ")): \(key): ssh says \(expected[key] ?? []), ferry \(got[key] ?? [])")
+            }
+        }
+    }
 }
