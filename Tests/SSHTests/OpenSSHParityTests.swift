@@ -178,4 +178,37 @@ import Testing
             }
         }
     }
+
+    @Test func sshConfigFollowsConfigAliasesForTheTargetAndTheJump() async throws {
+        guard let sshd = try TestSSHD.shared() else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        try await withJumpHost(extraConfig: []) { jump in
+            // ferry offers the -i key to the relay too: let the relay accept it.
+            let authorized = jump.directory + "/authorized_keys"
+            try (String(contentsOfFile: authorized, encoding: .utf8) + String(contentsOfFile: sshd.clientKey + ".pub", encoding: .utf8))
+                .write(toFile: authorized, atomically: true, encoding: .utf8)
+            try """
+            Host relay-alias
+                HostName \(jump.host)
+                Port \(jump.port)
+                User \(jump.user)
+            Host inner-alias
+                HostName \(sshd.host)
+                Port \(sshd.port)
+            """.write(toFile: box.home + "/.ssh/config", atomically: true, encoding: .utf8)
+            let line = "ferry://\(sshd.user)@inner-alias?jump=relay-alias&jump-key=\(jump.hostKeyFingerprint)#\(sshd.hostKeyFingerprint)"
+            var environment = ProcessInfo.processInfo.environment
+            environment["HOME"] = box.home
+            environment["FERRY_HOME"] = box.ferryHome
+            environment["SSH_AUTH_SOCK"] = nil
+            let printed = try runProcess(TestPaths.ferryBinary.path, ["ssh-config", "gpu", line, "-i", sshd.clientKey], environment: environment)
+            #expect(printed.status == 0, "ferry ssh-config: \(printed.stderr)")
+            #expect(printed.stdout.contains("HostName \(sshd.host)\n    Port \(sshd.port)\n"), "\(printed.stdout)")
+            // OpenSSH takes the block: through the relay to the host, each key checked against its pin.
+            let block = box.path("block.conf")
+            try (printed.stdout + "Host *\n    BatchMode yes\n    GlobalKnownHostsFile /dev/null\n").write(toFile: block, atomically: true, encoding: .utf8)
+            let ssh = try runProcess("/usr/bin/ssh", ["-F", block, "gpu", "echo through"], environment: environment)
+            #expect(ssh.status == 0 && ssh.stdout == "through\n", "ssh: \(ssh.stderr)\n\(printed.stdout)")
+        }
+    }
 }
