@@ -161,6 +161,31 @@ import Testing
         #expect(throws: SSHError.self) { _ = try SSHConfigFile(text: "Match tagged x\n  User y\n", environment: env) }
     }
 
+    @Test func connectionStringAliasesResolveThroughTheConfig() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        try """
+        Host relay-alias
+            HostName relay.example
+            Port 2022
+            User relayuser
+        Host inner-alias
+            HostName 10.0.0.5
+            Port 2200
+            ProxyJump relay-alias
+        """.write(toFile: box.home + "/.ssh/config", atomically: true, encoding: .utf8)
+        let key = "SHA256:" + String(repeating: "A", count: 43)
+        let viaConfig = try ConnectionString(parsing: "ferry://root@inner-alias#\(key)").resolvingConfigAliases(environment: box.environment())
+        #expect(viaConfig.host == "10.0.0.5" && viaConfig.port == 2200 && viaConfig.user == "root")
+        #expect(viaConfig.jump == SSHTarget(user: "relayuser", host: "relay.example", port: 2022))
+        // What the string says itself wins: its port, its jump's user.
+        let explicit = try ConnectionString(parsing: "ferry://root@inner-alias:2300?jump=me@relay-alias#\(key)")
+            .resolvingConfigAliases(environment: box.environment())
+        #expect(explicit.port == 2300 && explicit.jump == SSHTarget(user: "me", host: "relay.example", port: 2022))
+        // Names the config does not know stay as they are.
+        let plain = try ConnectionString(parsing: "ferry://root@10.1.1.1:2222?jump=r@relay:22#\(key)").resolvingConfigAliases(environment: box.environment())
+        #expect(plain.host == "10.1.1.1" && plain.port == 2222 && plain.jump == SSHTarget(user: "r", host: "relay", port: 22))
+    }
+
     @Test func badValuesNameTheLine() {
         #expect {
             _ = try SSHConfigFile(text: "Host x\n  Port lots\n", file: "cfg", environment: env)

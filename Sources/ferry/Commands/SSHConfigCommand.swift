@@ -49,7 +49,7 @@ struct SSHConfigCommand: AsyncParsableCommand {
         let environment = SSHEnvironment.current
         do {
             let (given, recorded) = try resolve()
-            let connection = try SSHConfigCommand.resolvingAliases(given, environment: environment)
+            let connection = try given.resolvingConfigAliases(environment: environment)
             let identityFile = identity ?? recorded ?? ["id_ed25519", "id_ecdsa", "id_rsa"]
                 .map { (environment.sshDirectory as NSString).appendingPathComponent($0) }
                 .first { FileManager.default.fileExists(atPath: $0) }
@@ -77,23 +77,6 @@ struct SSHConfigCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
             throw ExitCode(2)
         }
-    }
-
-    /// A target or jump that is a Host alias of ~/.ssh/config goes where that block says (HostName,
-    /// Port, User; the target's own single ProxyJump when the string names none), as OpenSSH would
-    /// take it: the keys are probed there and the block printed names the real host.
-    static func resolvingAliases(_ c: ConnectionString, environment: SSHEnvironment) throws -> ConnectionString {
-        let options = SSHConnectOptions(environment: environment)
-        // A connection string always carries a port; 22 counts as unsaid, so the config's Port applies.
-        let target = try SSHSession.resolve(SSHTarget(user: c.user, host: c.host, port: c.port == 22 ? nil : c.port).description, options: options)
-        var jump = c.jump
-        if jump == nil, c.proxyCommand == nil, target.proxyJump.count == 1 { jump = target.proxyJump[0] }
-        if let j = jump {
-            let relay = try SSHSession.resolve(j.description, options: options)
-            jump = SSHTarget(user: relay.user, host: relay.hostName, port: relay.port)
-        }
-        return ConnectionString(user: c.user, host: target.hostName, port: target.port, hostKey: c.hostKey, jump: jump,
-                                jumpHostKey: c.jumpHostKey, proxyCommand: c.proxyCommand)
     }
 
     /// The connection string given, or the one in the host registry (and its identity file).
