@@ -33,13 +33,28 @@ struct Authenticator {
             return false
         }
 
-        // IdentitiesOnly: libssh 0.10 can only offer the agent's keys all together, so none of them.
-        if p.useAgent, !p.identitiesOnly, let socket = p.environment.agentSocket {
-            _ = ferry_ssh_set_string(session, SSH_OPTIONS_IDENTITY_AGENT, socket)
-            let keys = SSHAgentKeys.comments(socket: socket)
-            tried.append(keys.map { "publickey (ssh-agent: \($0.count) key\($0.count == 1 ? "" : "s")\($0.isEmpty ? "" : ": " + $0.joined(separator: ", ")))" }
-                         ?? "publickey (ssh-agent)")
-            if try check(ssh_userauth_agent(session, nil)) { return "publickey (ssh-agent)" }
+        if p.useAgent, let socket = p.environment.agentSocket {
+            var keys = SSHAgentKeys.list(socket: socket)
+            var filter: SSHAgentKeys.Filter?
+            if p.identitiesOnly {
+                // Only the agent's copies of the IdentityFiles, as OpenSSH does (libssh 0.10 offers all
+                // the agent's keys at once, so it is shown a filtered agent).
+                let allowed = Set(p.identityFiles.compactMap(SSHAgentKeys.publicBlob(ofIdentity:)))
+                keys = keys?.filter { allowed.contains($0.blob) }
+                if keys?.isEmpty == false {
+                    filter = SSHAgentKeys.Filter(socket: socket, allowed: allowed)
+                    if let filter { _ = ssh_set_agent_socket(session, socket_t(filter.libsshEnd)) }
+                }
+            } else {
+                _ = ferry_ssh_set_string(session, SSH_OPTIONS_IDENTITY_AGENT, socket)
+            }
+            if !p.identitiesOnly || filter != nil {
+                defer { filter?.stop() }
+                let names = keys.map(SSHAgentKeys.describe)
+                tried.append(names.map { "publickey (ssh-agent: \($0.count) key\($0.count == 1 ? "" : "s")\($0.isEmpty ? "" : ": " + $0.joined(separator: ", ")))" }
+                             ?? "publickey (ssh-agent)")
+                if try check(ssh_userauth_agent(session, nil)) { return "publickey (ssh-agent)" }
+            }
         }
 
         for path in p.identityFiles {

@@ -122,6 +122,48 @@ import Testing
         await session.close()
     }
 
+    @Test func identitiesOnlyStillSignsWithTheAgentsCopyOfAnIdentityFile() async throws {
+        let box = try Sandbox(); defer { box.remove() }
+        try await withJumpHost(extraConfig: []) { server in
+            let socket = box.path("agent.sock")
+            let agent = try spawnProgram("/usr/bin/ssh-agent", ["-D", "-a", socket])
+            defer { kill(agent, SIGTERM); waitProgram(agent) }
+            for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { usleep(50_000) }
+            var environment = ProcessInfo.processInfo.environment
+            environment["SSH_AUTH_SOCK"] = socket
+            // Seven keys the server does not know, then the one it does; that one's file is then
+            // encrypted, so only the agent's copy can sign without a terminal.
+            let key = box.path("work_key")
+            for name in (0..<7).map({ "extra\($0)" }) + ["work_key"] {
+                #expect(try runProcess("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", box.path(name)]).status == 0)
+                #expect(try runProcess("/usr/bin/ssh-add", ["-q", box.path(name)], environment: environment).status == 0)
+            }
+            #expect(try runProcess("/usr/bin/ssh-keygen", ["-q", "-p", "-P", "", "-N", "not typed", "-f", key]).status == 0)
+            let authorized = server.directory + "/authorized_keys"
+            try (String(contentsOfFile: authorized, encoding: .utf8) + String(contentsOfFile: key + ".pub", encoding: .utf8))
+                .write(toFile: authorized, atomically: true, encoding: .utf8)
+            let config = box.path("config")
+            try """
+            Host work
+                HostName \(server.host)
+                Port \(server.port)
+                User \(server.user)
+                IdentityFile \(key)
+                IdentitiesOnly yes
+                UserKnownHostsFile \(server.knownHosts)
+                GlobalKnownHostsFile /dev/null
+                BatchMode yes
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+            #expect(try Self.openSSH(["-F", config, "work", "true"], agent: socket).status == 0)
+            let session = try await SSHSession.connect("work", options: options(box, config: config, agent: socket))
+            #expect(session.authenticationMethod == "publickey (ssh-agent)")
+            await session.close()
+            // Only that key was shown to the server.
+            let log = try String(contentsOfFile: server.directory + "/sshd.log", encoding: .utf8)
+            #expect(!log.contains("Failed publickey"), "\(log)")
+        }
+    }
+
     @Test func ferrySSHDashGPrintsWhatSSHDashGPrints() throws {
         let box = try Sandbox(); defer { box.remove() }
         let gpuInclude = box.path("gpu.conf"), otherInclude = box.path("other.conf")
