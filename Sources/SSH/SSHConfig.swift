@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import System
 
@@ -278,6 +279,7 @@ public struct SSHConfigFile: Sendable {
         var tokens = SSHConfigFile.localTokens(environment)
         tokens["h"] = hostName; tokens["r"] = user; tokens["p"] = String(port); tokens["n"] = target.host
         tokens["k"] = config.hostKeyAlias ?? target.host
+        tokens["C"] = SSHConfigFile.connectionHash(tokens)
         tokens["j"] = config.proxyJump.isEmpty ? "" : config.proxyJump.map(\.description).joined(separator: ",")
         let written = identities.flatMap { $0.args }.filter { $0.lowercased() != "none" }
         config.identityFilesAsWritten = written
@@ -319,6 +321,12 @@ public struct SSHConfigFile: Sendable {
         let local = environment.localHostName
         return ["d": environment.home, "u": environment.localUser, "i": String(getuid()), "l": local,
                 "L": String(local.prefix { $0 != "." }), "%": "%"]
+    }
+
+    /// `%C`: the SHA-1 of `%l%h%p%r` in hex, as OpenSSH 9.2 computes it.
+    static func connectionHash(_ tokens: [Character: String]) -> String {
+        let text = ["l", "h", "p", "r"].map { tokens[$0] ?? "" }.joined()
+        return Insecure.SHA1.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
     static func expandTokens(_ text: String, _ tokens: [Character: String]) -> String {
@@ -402,11 +410,17 @@ public struct SSHConfigFile: Sendable {
         var tokens = localTokens(environment)
         tokens["h"] = c.hostName; tokens["n"] = c.alias; tokens["p"] = String(c.port); tokens["r"] = c.user
         tokens["k"] = c.hostKeyAlias ?? c.alias
+        tokens["C"] = connectionHash(tokens)
         let safe = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+:@,/=")
         var percent = false
         for ch in template {
-            if percent, ch != "%", let value = tokens[ch], !value.allSatisfy({ safe.contains($0) }) {
-                throw SSHError.configInvalid(file: c.file, line: c.line, reason: "Match exec: %\(ch) is \(value.debugDescription), which a shell would not read as one word; ferry does not run it")
+            if percent, ch != "%" {
+                guard let value = tokens[ch] else {
+                    throw SSHError.configInvalid(file: c.file, line: c.line, reason: "Match exec: %\(ch) is not a token (known: %% %C %d %h %i %k %L %l %n %p %r %u)")
+                }
+                if !value.allSatisfy({ safe.contains($0) }) {
+                    throw SSHError.configInvalid(file: c.file, line: c.line, reason: "Match exec: %\(ch) is \(value.debugDescription), which a shell would not read as one word; ferry does not run it")
+                }
             }
             percent = !percent && ch == "%"
         }

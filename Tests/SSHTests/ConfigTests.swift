@@ -157,6 +157,10 @@ import Testing
             return line == 3 && reason.contains("Match exec")
         }
         #expect(!FileManager.default.fileExists(atPath: marker))
+        // A token OpenSSH does not know is refused too, as ssh refuses it.
+        #expect(throws: SSHError.self) {
+            _ = try SSHConfigFile(text: "Match exec \"test %Z\"\n  User y\n", environment: env).resolve(SSHTarget(host: "h"), environment: env)
+        }
         // Criteria ferry cannot evaluate are refused, not skipped.
         #expect(throws: SSHError.self) { _ = try SSHConfigFile(text: "Match tagged x\n  User y\n", environment: env) }
     }

@@ -185,7 +185,7 @@ import Testing
             User after-include
         Match originalhost gpu1 exec "test %h = gpu1.cluster.example"
             HostKeyAlias gpu1-alias
-            UserKnownHostsFile /kh/%l_%L_%i_%u_%n_%r_%h_%p_%k_%d
+            UserKnownHostsFile /kh/%l_%L_%i_%u_%n_%r_%h_%p_%k_%d /kh/%C
         Match host *.cluster.example user gpu-user
             IdentitiesOnly yes
         Host *
