@@ -188,6 +188,9 @@ import Testing
             UserKnownHostsFile /kh/%l_%L_%i_%u_%n_%r_%h_%p_%k_%d /kh/%C
         Match host *.cluster.example user gpu-user
             IdentitiesOnly yes
+        Match final originalhost plain
+            Port 2345
+            IdentityFile /keys/final_%h
         Host *
             User fallback
             IdentityFile ~/.ssh/all_%u
