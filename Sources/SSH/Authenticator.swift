@@ -20,16 +20,41 @@ struct Authenticator {
         func check(_ rc: Int32) throws -> Bool {
             askedServer = true
             if rc == Authenticator.success { return true }
-            if rc == Authenticator.fatal {
-                throw SSHError.disconnected(host: "\(p.hostName):\(p.port)", reason: "during authentication: \(error)")
+            // libssh 0.10 answers SSH_AUTH_AGAIN from ssh_userauth_agent when the server hung up mid-way.
+            if rc == Authenticator.fatal || ssh_is_connected(session) == 0 {
+                let reason = error   // read first: asking for the disconnect message overwrites it
+                let disconnect = ssh_get_disconnect_message(session).map { String(cString: $0) } ?? ""
+                // sshd's MaxAuthTries (6 by default) hangs up on a client that offers too many keys.
+                if (disconnect + " " + reason).localizedCaseInsensitiveContains("too many authentication failures") {
+                    throw SSHError.tooManyAuthenticationFailures(user: p.user, host: p.port == 22 ? p.hostName : "\(p.hostName):\(p.port)", triedMethods: tried)
+                }
+                throw SSHError.disconnected(host: "\(p.hostName):\(p.port)", reason: "during authentication: \(reason)")
             }
             return false
         }
 
         if p.useAgent, let socket = p.environment.agentSocket {
-            _ = ferry_ssh_set_string(session, SSH_OPTIONS_IDENTITY_AGENT, socket)
-            tried.append("publickey (ssh-agent)")
-            if try check(ssh_userauth_agent(session, nil)) { return "publickey (ssh-agent)" }
+            var keys = SSHAgentKeys.list(socket: socket)
+            var filter: SSHAgentKeys.Filter?
+            if p.identitiesOnly {
+                // Only the agent's copies of the IdentityFiles, as OpenSSH does (libssh 0.10 offers all
+                // the agent's keys at once, so it is shown a filtered agent).
+                let allowed = Set(p.identityFiles.compactMap(SSHAgentKeys.publicBlob(ofIdentity:)))
+                keys = keys?.filter { allowed.contains($0.blob) }
+                if keys?.isEmpty == false {
+                    filter = SSHAgentKeys.Filter(socket: socket, allowed: allowed)
+                    if let filter { _ = ssh_set_agent_socket(session, socket_t(filter.libsshEnd)) }
+                }
+            } else {
+                _ = ferry_ssh_set_string(session, SSH_OPTIONS_IDENTITY_AGENT, socket)
+            }
+            if !p.identitiesOnly || filter != nil {
+                defer { filter?.stop() }
+                let names = keys.map(SSHAgentKeys.describe)
+                tried.append(names.map { "publickey (ssh-agent: \($0.count) key\($0.count == 1 ? "" : "s")\($0.isEmpty ? "" : ": " + $0.joined(separator: ", ")))" }
+                             ?? "publickey (ssh-agent)")
+                if try check(ssh_userauth_agent(session, nil)) { return "publickey (ssh-agent)" }
+            }
         }
 
         for path in p.identityFiles {

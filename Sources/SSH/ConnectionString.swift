@@ -111,6 +111,23 @@ public struct ConnectionString: Sendable, Equatable, CustomStringConvertible {
                       proxyJump: jump.map { [$0] } ?? [], proxyCommand: proxyCommand)
     }
 
+    /// The same string with a target or jump that is a Host alias of the ssh config replaced by where
+    /// that block says (HostName, Port, User; the target's single ProxyJump when this names none), as
+    /// OpenSSH would take them. A port of 22 counts as unsaid (the string always carries one).
+    /// Whoever probes or pins the relay should connect with `SSHSession.resolve(jump)` for its IdentityFiles.
+    public func resolvingConfigAliases(environment: SSHEnvironment) throws -> ConnectionString {
+        let options = SSHConnectOptions(environment: environment)
+        let target = try SSHSession.resolve(SSHTarget(user: user, host: host, port: port == 22 ? nil : port).description, options: options)
+        var relay = jump
+        if relay == nil, proxyCommand == nil, target.proxyJump.count == 1 { relay = target.proxyJump[0] }
+        if let hop = relay {
+            let resolved = try SSHSession.resolve(hop.description, options: options)
+            relay = SSHTarget(user: resolved.user, host: resolved.hostName, port: resolved.port)
+        }
+        return ConnectionString(user: user, host: target.hostName, port: target.port, hostKey: hostKey, jump: relay,
+                                jumpHostKey: jumpHostKey, proxyCommand: proxyCommand)
+    }
+
     /// The policy that checks the pinned key.
     public var hostKeyPolicy: HostKeyPolicy { .pinned(hostKey) }
 

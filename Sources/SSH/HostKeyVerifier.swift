@@ -22,8 +22,8 @@ enum HostKeyVerifier {
         }
         defer { ssh_key_free(key) }
         let presented = try fingerprint(key, host: p.knownHostsName, lastError: lastError)
-        let files = [p.userKnownHosts, p.environment.ferryKnownHosts]
-        let verdict = ssh_session_is_known_server(s)
+        let files = p.knownHostsFiles + [p.environment.ferryKnownHosts]
+        let verdict = knownServerVerdict(s, p)
         switch verdict {
         case SSH_KNOWN_HOSTS_OK:
             if case .pinned(let pinned) = p.hostKeyPolicy, !sameFingerprint(pinned, presented) {
@@ -52,6 +52,37 @@ enum HostKeyVerifier {
         default:
             throw SSHError.hostKeyCheckFailed(host: p.knownHostsName, reason: lastError())
         }
+    }
+
+    /// libssh's verdict over every known_hosts file (it reads two at a time: one of ours, and ferry's):
+    /// a matching key anywhere wins, else a different key anywhere is a change (as OpenSSH decides).
+    /// With HostKeyAlias the lookup is under the alias, as OpenSSH does it (no port).
+    private static func knownServerVerdict(_ s: ssh_session, _ p: ConnectParameters) -> ssh_known_hosts_e {
+        if let alias = p.hostKeyAlias {
+            _ = ferry_ssh_set_string(s, SSH_OPTIONS_HOST, alias)
+            _ = ferry_ssh_set_uint(s, SSH_OPTIONS_PORT, 22)
+        }
+        defer {
+            if p.hostKeyAlias != nil {
+                _ = ferry_ssh_set_string(s, SSH_OPTIONS_HOST, p.hostName)
+                _ = ferry_ssh_set_uint(s, SSH_OPTIONS_PORT, UInt32(p.port))
+            }
+        }
+        var combined = SSH_KNOWN_HOSTS_NOT_FOUND
+        for file in p.existingKnownHostsFiles {
+            _ = ferry_ssh_set_string(s, SSH_OPTIONS_KNOWNHOSTS, file)
+            let verdict = ssh_session_is_known_server(s)
+            switch verdict {
+            case SSH_KNOWN_HOSTS_OK: return verdict
+            case SSH_KNOWN_HOSTS_CHANGED, SSH_KNOWN_HOSTS_OTHER:
+                if combined != SSH_KNOWN_HOSTS_CHANGED { combined = verdict }
+            case SSH_KNOWN_HOSTS_UNKNOWN:
+                if combined == SSH_KNOWN_HOSTS_NOT_FOUND { combined = verdict }
+            case SSH_KNOWN_HOSTS_NOT_FOUND: break
+            default: return verdict
+            }
+        }
+        return combined
     }
 
     /// Fingerprints compare with or without the `SHA256:` prefix and base64 padding.

@@ -36,6 +36,13 @@ public struct SSHEnvironment: Sendable, Equatable {
                               password: env["FERRY_SSH_PASSWORD"], localUser: user, term: env["TERM"])
     }
 
+    /// This machine's name as gethostname(2) gives it (`%l`; `%L` is its first label).
+    public var localHostName: String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }
+        return String(cString: buffer)
+    }
+
     /// `$HOME/.ssh`.
     public var sshDirectory: String { (home as NSString).appendingPathComponent(".ssh") }
     /// The user's known_hosts, consulted (never written) by ferry.

@@ -8,6 +8,8 @@ public enum SSHError: Error, CustomStringConvertible, Equatable, Sendable {
     case hostKeyCheckFailed(host: String, reason: String)
     case knownHostsUnwritable(path: String, reason: String)
     case authenticationFailed(user: String, host: String, triedMethods: [String])
+    /// The server hung up after too many keys were offered (sshd's MaxAuthTries).
+    case tooManyAuthenticationFailures(user: String, host: String, triedMethods: [String])
     case keyUnreadable(path: String, reason: String)
     case channelFailed(host: String, operation: String, reason: String)
     case sftpFailed(path: String, operation: String, reason: String)
@@ -38,6 +40,9 @@ public enum SSHError: Error, CustomStringConvertible, Equatable, Sendable {
         case .authenticationFailed(let user, let host, let tried):
             let methods = tried.isEmpty ? "none" : tried.joined(separator: ", ")
             return "authentication as \(user)@\(host) failed (tried: \(methods)) — add your public key to the host's authorized_keys, load it into ssh-agent, or name it with IdentityFile / -i"
+        case .tooManyAuthenticationFailures(let user, let host, let tried):
+            let methods = tried.isEmpty ? "none" : tried.joined(separator: ", ")
+            return "too many authentication failures: tried \(methods) as \(user)@\(host), and the server hung up (its MaxAuthTries) before the right key — add `IdentitiesOnly yes` and the key's `IdentityFile` to this host's block in ~/.ssh/config, or remove keys from ssh-agent (`ssh-add -d`)"
         case .keyUnreadable(let path, let reason):
             return "cannot read the private key \(path): \(reason)"
         case .channelFailed(let host, let operation, let reason):

@@ -43,9 +43,9 @@ public final class SSHSession: Sendable {
     public static func resolve(_ target: String, options: SSHConnectOptions = SSHConnectOptions()) throws -> SSHHostConfig {
         let parsed = try SSHTarget(parsing: target)
         let file = try SSHConfigFile(path: options.environment.sshConfigFile, environment: options.environment)
-        var config = try file.resolve(parsed, environment: options.environment)
-        if let user = options.user { config.user = user }
-        if parsed.port == nil, let port = options.port { config.port = port }
+        // -l and -p count before the config, as with ssh: `Match user` and `%r %p` see them.
+        let effective = SSHTarget(user: options.user ?? parsed.user, host: parsed.host, port: parsed.port ?? options.port)
+        var config = try file.resolve(effective, environment: options.environment)
         if !options.identityFiles.isEmpty {
             let explicit = options.identityFiles.map { options.environment.expandTilde($0) }
             config.identityFiles = explicit + config.identityFiles.filter { !explicit.contains($0) }
@@ -111,7 +111,9 @@ public final class SSHSession: Sendable {
             displayTarget: displayTarget, hostName: config.hostName, port: config.port, user: config.user,
             identityFiles: config.identityFiles, identityFilesAreExplicit: !options.identityFiles.isEmpty,
             environment: options.environment,
-            userKnownHosts: options.knownHostsFile ?? config.userKnownHostsFiles?.first ?? options.environment.userKnownHosts,
+            knownHostsFiles: (options.knownHostsFile.map { [$0] } ?? config.userKnownHostsFilesInEffect(options.environment))
+                + config.globalKnownHostsFiles,
+            hostKeyAlias: config.hostKeyAlias, identitiesOnly: config.identitiesOnly,
             hostKeyPolicy: policy(options.hostKeyPolicy, config: config),
             connectTimeout: options.connectTimeout ?? config.connectTimeout ?? 15,
             keepaliveInterval: options.keepaliveInterval ?? config.serverAliveInterval,

@@ -321,8 +321,9 @@ final class SessionCore: @unchecked Sendable {
         // ferry reads ~/.ssh/config itself (~ is $HOME); libssh would read the passwd home and may spawn ProxyCommands.
         _ = ferry_ssh_set_int(s, SSH_OPTIONS_PROCESS_CONFIG, 0)
         _ = ferry_ssh_set_string(s, SSH_OPTIONS_SSH_DIR, p.environment.sshDirectory)
-        // libssh checks both files: the user's known_hosts, then ferry's own (its "global" slot).
-        _ = ferry_ssh_set_string(s, SSH_OPTIONS_KNOWNHOSTS, p.userKnownHosts)
+        // libssh checks two files: one of the user's/global known_hosts, and ferry's own (its "global"
+        // slot). HostKeyVerifier asks again for each further file.
+        _ = ferry_ssh_set_string(s, SSH_OPTIONS_KNOWNHOSTS, p.existingKnownHostsFiles[0])
         _ = ferry_ssh_set_string(s, SSH_OPTIONS_GLOBAL_KNOWNHOSTS, p.environment.ferryKnownHosts)
         _ = ferry_ssh_set_int(s, SSH_OPTIONS_STRICTHOSTKEYCHECK, 1)
         _ = ferry_ssh_set_string(s, SSH_OPTIONS_COMPRESSION, "no")
@@ -423,7 +424,12 @@ struct ConnectParameters: Sendable {
     var identityFiles: [String]
     var identityFilesAreExplicit: Bool
     var environment: SSHEnvironment
-    var userKnownHosts: String
+    /// The user's and the global known_hosts files, read in this order (ferry's own is always read too).
+    var knownHostsFiles: [String]
+    /// `HostKeyAlias`: keys are looked up and recorded under this name.
+    var hostKeyAlias: String?
+    /// `IdentitiesOnly`: ssh-agent's keys are not offered.
+    var identitiesOnly: Bool
     var hostKeyPolicy: HostKeyPolicy
     var connectTimeout: Int
     var keepaliveInterval: Int
@@ -433,7 +439,14 @@ struct ConnectParameters: Sendable {
     var interactive: Bool
     var fd: Int32
 
-    var knownHostsName: String { port == 22 ? hostName : "[\(hostName)]:\(port)" }
+    var knownHostsName: String { hostKeyAlias ?? (port == 22 ? hostName : "[\(hostName)]:\(port)") }
+
+    /// The known_hosts files that exist, in order; one (missing) path when none does, so that
+    /// libssh still reads ferry's own file in its second slot.
+    var existingKnownHostsFiles: [String] {
+        let existing = knownHostsFiles.filter { FileManager.default.isReadableFile(atPath: $0) }
+        return existing.isEmpty ? [knownHostsFiles.first ?? environment.userKnownHosts] : existing
+    }
 }
 
 #if canImport(Glibc)

@@ -59,6 +59,9 @@ struct SSHCommand: AsyncParsableCommand {
     @Option(name: .customLong("cd"), help: "Start in this remote directory.")
     var directory: String?
 
+    @Flag(name: .customShort("G"), help: "Print the settings TARGET resolves to (as `ssh -G` does: keyword, space, value) and exit without connecting.")
+    var printConfig = false
+
     @Option(name: .customLong("connect-timeout"), help: "Seconds to wait for the connection (default: ConnectTimeout, else 15).")
     var connectTimeout: Int?
 
@@ -74,6 +77,10 @@ struct SSHCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if printConfig {
+            try printResolvedConfig()
+            return
+        }
         // A job id opens a shell in that job's folder on its host; a host from `ferry hosts` uses its record.
         if let status = try await JobShell.run(target, command: command, pty: forcePTY ? true : noPTY ? false : nil) {
             throw ExitCode(status)
@@ -102,6 +109,25 @@ struct SSHCommand: AsyncParsableCommand {
             await session.close()
             if case .unknown = status { FileHandle.standardError.write(Data("ferry: the connection closed without an exit status\n".utf8)) }
             throw ExitCode(status.code)
+        } catch let error as SSHError {
+            FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
+            throw ExitCode(.connectionFailed)
+        }
+    }
+
+    /// `-G`: what the config (with -F, -l, -p, -i, -J) says about TARGET; nothing is connected.
+    private func printResolvedConfig() throws {
+        var options = SSHConnectOptions(environment: .current)
+        if let config { options.environment.configFile = options.environment.expandTilde(config) }
+        options.identityFiles = identity
+        options.port = port
+        options.user = user
+        options.knownHostsFile = knownHosts
+        do {
+            if let jump { options.proxyJump = try jump.split(separator: ",").map { try SSHTarget(parsing: String($0)) } }
+            var resolved = try SSHSession.resolve(target, options: options)
+            if !identity.isEmpty { resolved.identityFilesAsWritten = identity + resolved.identityFilesAsWritten.filter { !identity.contains($0) } }
+            print(resolved.openSSHDump(options.environment), terminator: "")
         } catch let error as SSHError {
             FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
             throw ExitCode(.connectionFailed)

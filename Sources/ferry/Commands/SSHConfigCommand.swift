@@ -48,7 +48,8 @@ struct SSHConfigCommand: AsyncParsableCommand {
     func run() async throws {
         let environment = SSHEnvironment.current
         do {
-            let (connection, recorded) = try resolve()
+            let (given, recorded) = try resolve()
+            let connection = try given.resolvingConfigAliases(environment: environment)
             let identityFile = identity ?? recorded ?? ["id_ed25519", "id_ecdsa", "id_rsa"]
                 .map { (environment.sshDirectory as NSString).appendingPathComponent($0) }
                 .first { FileManager.default.fileExists(atPath: $0) }
