@@ -17,11 +17,14 @@ public struct SSHConfigBlock: Sendable {
     public var name: String
     public var connection: ConnectionString
     public var identityFile: String?
+    /// The relay's own keys, when the ssh config gives its name some (`IdentityFile` in its Host block).
+    public var relayIdentityFiles: [String]
     public var keys: Keys
     public var serverAliveInterval: Int
 
-    public init(name: String, connection: ConnectionString, identityFile: String? = nil, keys: Keys, serverAliveInterval: Int = 15) {
-        self.name = name; self.connection = connection; self.identityFile = identityFile
+    public init(name: String, connection: ConnectionString, identityFile: String? = nil, relayIdentityFiles: [String] = [], keys: Keys,
+                serverAliveInterval: Int = 15) {
+        self.name = name; self.connection = connection; self.identityFile = identityFile; self.relayIdentityFiles = relayIdentityFiles
         self.keys = keys; self.serverAliveInterval = serverAliveInterval
     }
 
@@ -46,6 +49,7 @@ public struct SSHConfigBlock: Sendable {
         if let jump = connection.jump {
             var relay = ["Host \(relayName)", "    HostName \(jump.host)", "    Port \(jump.port ?? 22)"]
             if let user = jump.user { relay.append("    User \(user)") }
+            relay += relayIdentityFiles.map { "    IdentityFile \(SSHConfigBlock.quote($0))" }
             relay += identityLines
             if connection.jumpHostKey != nil { relay += keyLines(alias: relayName, key: relayKey) }
             relay.append("    ServerAliveInterval \(serverAliveInterval)")
@@ -84,30 +88,40 @@ public enum HostPinning {
     public struct Result: Sendable {
         public var hostKey: PublicHostKey
         public var relayKey: PublicHostKey?
+        /// The connection as OpenSSH takes it: a target or relay that is a Host alias of the ssh
+        /// config replaced by where its block says.
+        public var connection: ConnectionString
         /// The config block, with keys in ferry's known_hosts.
         public var block: SSHConfigBlock
     }
 
-    public static func pin(name: String, connection: ConnectionString, identityFile: String?, environment: SSHEnvironment,
+    /// Learns and pins the host's (and relay's) keys against the string's fingerprints. A target or
+    /// relay named by an ssh-config alias is reached as OpenSSH would: its block's HostName, Port,
+    /// User and IdentityFile (the relay is offered `identityFile` first, then its own keys).
+    public static func pin(name: String, connection given: ConnectionString, identityFile: String?, environment: SSHEnvironment,
                            connectTimeout: Int = 15) async throws -> Result {
         let knownHosts = environment.ferryKnownHosts
         let identities = identityFile.map { [environment.expandTilde($0)] } ?? []
+        let connection = try given.resolvingConfigAliases(environment: environment)
         var relayKey: PublicHostKey?
+        var relayOwnKeys: [String] = []
         var hop: SSHSession?
-        if let jump = connection.jump {
-            let relayPort = jump.port ?? 22
+        if let jump = given.jump ?? connection.jump {
+            var relayConfig = try SSHSession.resolve(jump.description, options: SSHConnectOptions(environment: environment))
+            let defaults = SSHHostConfig.defaultIdentityFiles(environment)
+            relayOwnKeys = relayConfig.identityFiles.filter { !defaults.contains($0) && !identities.contains($0) }
+            relayConfig.identityFiles = identities + relayConfig.identityFiles.filter { !identities.contains($0) }
+            relayConfig.alias = "\(name)-relay"
+            let (relayHost, relayPort) = (relayConfig.hostName, relayConfig.port)
             if let relayFingerprint = connection.jumpHostKey {
-                let key = try await HostKeyProbe.fetch(hostName: jump.host, port: relayPort, fingerprint: relayFingerprint,
+                let key = try await HostKeyProbe.fetch(hostName: relayHost, port: relayPort, fingerprint: relayFingerprint,
                                                        environment: environment, connectTimeout: connectTimeout)
-                try KnownHostsEditor.pin(key, names: ["\(name)-relay", relayPort == 22 ? jump.host : "[\(jump.host)]:\(relayPort)"], in: knownHosts)
+                try KnownHostsEditor.pin(key, names: ["\(name)-relay", relayPort == 22 ? relayHost : "[\(relayHost)]:\(relayPort)"], in: knownHosts)
                 relayKey = key
             }
-            let relayConfig = SSHHostConfig(alias: "\(name)-relay", hostName: jump.host, port: relayPort,
-                                            user: jump.user ?? environment.localUser,
-                                            identityFiles: identities + SSHHostConfig.defaultIdentityFiles(environment))
             let options = SSHConnectOptions(environment: environment,
                                             hostKeyPolicy: connection.jumpHostKey.map { .pinned($0) } ?? .strict,
-                                            identityFiles: identities, connectTimeout: connectTimeout)
+                                            identityFiles: relayConfig.identityFiles, connectTimeout: connectTimeout)
             hop = try await SSHSession.connect(config: relayConfig, options: options)
         }
         do {
@@ -117,8 +131,8 @@ public enum HostPinning {
             try KnownHostsEditor.pin(key, names: [name, connection.knownHostsName], in: knownHosts)
             await hop?.close()
             let block = SSHConfigBlock(name: name, connection: connection, identityFile: identityFile.map { environment.expandTilde($0) },
-                                       keys: .knownHostsFile(knownHosts))
-            return Result(hostKey: key, relayKey: relayKey, block: block)
+                                       relayIdentityFiles: relayOwnKeys, keys: .knownHostsFile(knownHosts))
+            return Result(hostKey: key, relayKey: relayKey, connection: connection, block: block)
         } catch {
             await hop?.close()
             throw error

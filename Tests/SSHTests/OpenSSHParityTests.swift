@@ -228,15 +228,14 @@ import Testing
         guard let sshd = try TestSSHD.shared() else { return }
         let box = try Sandbox(); defer { box.remove() }
         try await withJumpHost(extraConfig: []) { jump in
-            // ferry offers the -i key to the relay too: let the relay accept it.
-            let authorized = jump.directory + "/authorized_keys"
-            try (String(contentsOfFile: authorized, encoding: .utf8) + String(contentsOfFile: sshd.clientKey + ".pub", encoding: .utf8))
-                .write(toFile: authorized, atomically: true, encoding: .utf8)
+            // The relay accepts only its own key, which only its Host block names (item 7: the relay
+            // was offered the -i key and the defaults, and refused them).
             try """
             Host relay-alias
                 HostName \(jump.host)
                 Port \(jump.port)
                 User \(jump.user)
+                IdentityFile \(jump.clientKey)
             Host inner-alias
                 HostName \(sshd.host)
                 Port \(sshd.port)
@@ -249,6 +248,10 @@ import Testing
             let printed = try runProcess(TestPaths.ferryBinary.path, ["ssh-config", "gpu", line, "-i", sshd.clientKey], environment: environment)
             #expect(printed.status == 0, "ferry ssh-config: \(printed.stderr)")
             #expect(printed.stdout.contains("HostName \(sshd.host)\n    Port \(sshd.port)\n"), "\(printed.stdout)")
+            #expect(printed.stdout.contains("IdentityFile \(jump.clientKey)"), "the relay block names the relay's own key: \(printed.stdout)")
+            // `hosts add` with the same line pins both keys through the relay alias too.
+            let added = try runProcess(TestPaths.ferryBinary.path, ["hosts", "add", "gpu2", line, "-i", sshd.clientKey], environment: environment)
+            #expect(added.status == 0, "ferry hosts add: \(added.stderr)")
             // OpenSSH takes the block: through the relay to the host, each key checked against its pin.
             let block = box.path("block.conf")
             try (printed.stdout + "Host *\n    BatchMode yes\n    GlobalKnownHostsFile /dev/null\n").write(toFile: block, atomically: true, encoding: .utf8)

@@ -49,11 +49,10 @@ struct SSHConfigCommand: AsyncParsableCommand {
         let environment = SSHEnvironment.current
         do {
             let (given, recorded) = try resolve()
-            let connection = try given.resolvingConfigAliases(environment: environment)
             let identityFile = identity ?? recorded ?? ["id_ed25519", "id_ecdsa", "id_rsa"]
                 .map { (environment.sshDirectory as NSString).appendingPathComponent($0) }
                 .first { FileManager.default.fileExists(atPath: $0) }
-            let result = try await HostPinning.pin(name: name, connection: connection, identityFile: identityFile,
+            let result = try await HostPinning.pin(name: name, connection: given, identityFile: identityFile,
                                                    environment: environment, connectTimeout: connectTimeout)
             if json {
                 struct Output: Encodable {
@@ -61,7 +60,7 @@ struct SSHConfigCommand: AsyncParsableCommand {
                     var relayKey: String?
                 }
                 print(try JSONCoding.string(Output(name: name, sshConfig: result.block.render(), hostKey: result.hostKey.fingerprint,
-                                                   knownHosts: environment.ferryKnownHosts, connectionString: connection.description,
+                                                   knownHosts: environment.ferryKnownHosts, connectionString: result.connection.description,
                                                    relayKey: result.relayKey?.fingerprint), pretty: false))
             } else {
                 FileHandle.standardError.write(Data("ferry: pinned \(name)'s key \(result.hostKey.fingerprint)\(result.relayKey.map { " and its relay's \($0.fingerprint)" } ?? "") in \(environment.ferryKnownHosts)\n".utf8))
