@@ -202,7 +202,8 @@ func fakeSSHBin(_ box: Sandbox) throws -> (path: String, marker: String) {
             try tmux.run(["send-keys", "-t", "t", "\(ferry) ssh --known-hosts \(host.knownHosts) -i \(key) \(host.target) -- 'echo UNLOCKED-$((6*7))'", "Enter"])
             #expect(try await tmux.waitFor("Enter passphrase for key"), "screen:\n\((try? tmux.screen()) ?? "")")
             try tmux.run(["send-keys", "-t", "t", "sesame-42", "Enter"])
-            #expect(try await tmux.waitFor("UNLOCKED-42"), "screen:\n\((try? tmux.screen()) ?? "")")
+            // Generous: the whole suite runs beside it on two cores.
+            #expect(try await tmux.waitFor("UNLOCKED-42", timeout: 45), "screen:\n\((try? tmux.screen()) ?? "")")
             #expect(!(try tmux.screen()).contains("sesame-42"), "the passphrase was echoed")
         }
     }
