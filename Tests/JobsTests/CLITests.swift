@@ -6,6 +6,29 @@ import Testing
 
 /// The commands as a person types them, run as processes of the built `ferry`.
 @Suite struct CLITests {
+    /// `ferry logs ID | head -1`: a reader that goes away ends ferry quietly with 141 (it trapped
+    /// inside Foundation's FileHandle.write before, SIGILL).
+    @Test func aClosedStdoutEndsQuietlyWith141() async throws {
+        let box = try Sandbox(); defer { box.remove() }
+        try box.write("many.sh", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); echo \"line $i\"; done\n")
+        let launched = try TestFerry.run(["launch", "--json", "--", "sh", "many.sh"], sandbox: box)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(launched.stdout.utf8)) as? [String: Any])
+        let id = try #require(object["id"] as? String)
+        #expect(await eventually(60) { fileText(box.localJob(id).status).contains("\"succeeded\"") })
+        var env = ProcessInfo.processInfo.environment
+        env["FERRY_HOME"] = box.home
+        env["HOME"] = box.root + "/home"
+        var fds: [Int32] = [-1, -1]
+        #expect(pipe(&fds) == 0)
+        let pid = try Spawn.start([TestFerry.binary, "logs", id], environment: env, stdout: .fd(fds[1]), stderr: .null, directory: box.project)
+        close(fds[1])
+        var one = [UInt8](repeating: 0, count: 16)
+        _ = read(fds[0], &one, one.count)
+        close(fds[0])   // the reader goes away after 16 bytes
+        let status = await Task.detached { Spawn.decodeWaitStatus(Spawn.wait(pid)).code }.value
+        #expect(status == 141, "ferry logs ended with \(status) (SIGILL is 132, SIGTRAP 133)")
+    }
+
     /// `ferry logs` of a 100 MB log stays under 64 MB of memory, catching up from the host and
     /// printing from the mirror alike (it held the whole log, 150 MB and more, before).
     @Test func logsOfALargeLogRunInBoundedMemory() async throws {
