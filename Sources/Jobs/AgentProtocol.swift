@@ -81,8 +81,14 @@ public struct PreflightRequest: Codable, Sendable {
     /// The job's file contents (sha256 → size): the answer says which the host lacks, and the
     /// space check counts them (sent once into the store, copied once into work/).
     public var blobs: [String: Int64]?
-    public init(neededBytes: Int64 = 0, paths: [String] = [], needsEngine: Bool = false, blobs: [String: Int64]? = nil) {
+    /// GPUs the job asks for by count (`--gpus 2`): the host must have that many.
+    public var gpuCount: Int?
+    /// The model's parameters in bytes (a train job), for the host to weigh against its memory.
+    public var modelBytes: Int64?
+    public init(neededBytes: Int64 = 0, paths: [String] = [], needsEngine: Bool = false, blobs: [String: Int64]? = nil,
+                gpuCount: Int? = nil, modelBytes: Int64? = nil) {
         self.neededBytes = neededBytes; self.paths = paths; self.needsEngine = needsEngine; self.blobs = blobs
+        self.gpuCount = gpuCount; self.modelBytes = modelBytes
     }
 }
 

@@ -25,4 +25,11 @@ public enum FerryHome {
         guard statvfs(probe, &st) == 0 else { return nil }
         return Int64(st.f_bavail) * Int64(st.f_frsize)
     }
+
+    /// This machine's memory in bytes (sysconf), nil when unknown.
+    public static var physicalMemory: Int64? {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), size = sysconf(Int32(_SC_PAGESIZE))
+        guard pages > 0, size > 0 else { return nil }
+        return Int64(pages) * Int64(size)
+    }
 }

@@ -16,7 +16,7 @@ public struct JobSpec: Codable, Sendable, Equatable {
     public var environment: [String: String]
     /// The command's directory, relative to `work/` ("." by default).
     public var directory: String
-    /// CUDA_VISIBLE_DEVICES for the job, when set (`--gpus 0,1`).
+    /// `--gpus`: a count (`2`, the host picks) or a list with a comma (`0,1`, as CUDA_VISIBLE_DEVICES).
     public var gpus: String?
     /// Seconds between SIGTERM and SIGKILL when cancelled.
     public var graceSeconds: Int
@@ -83,6 +83,9 @@ public struct JobSpec: Codable, Sendable, Equatable {
             throw JobsError.unsafePath(path: arg, reason: "a command argument contains a NUL byte")
         }
         guard (0...3600).contains(graceSeconds) else { throw JobsError.unsafePath(path: "grace", reason: "grace must be 0 to 3600 seconds") }
+        if let gpus, GPURequest(parsing: gpus) == nil {
+            throw JobsError.unsafePath(path: gpus, reason: "--gpus takes a count (2) or GPU indices with a comma (0,1)")
+        }
         for arg in needs.resumeArguments where arg.utf8.contains(0) {
             throw JobsError.unsafePath(path: arg, reason: "a resume argument contains a NUL byte")
         }
@@ -173,5 +176,37 @@ public struct JobStatus: Codable, Sendable, Equatable {
         case .preempted: return "preempted (resumable)"
         default: return state.rawValue
         }
+    }
+}
+
+/// `--gpus` as a job states it: a count (`2`: the host's supervisor picks that many of its least
+/// busy GPUs; on Slurm, `--gres=gpu:2`) or an explicit list with a comma (`0,1`, `3,`: exactly
+/// those, as CUDA_VISIBLE_DEVICES).
+public enum GPURequest: Equatable, Sendable {
+    case count(Int)
+    case list(String)
+
+    /// nil for text that is neither (the spec's validation says so).
+    public init?(parsing text: String) {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        if trimmed.contains(",") {
+            let items = trimmed.split(separator: ",", omittingEmptySubsequences: true)
+            guard !items.isEmpty, items.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isNumber } }) else { return nil }
+            self = .list(items.joined(separator: ","))
+        } else if let n = Int(trimmed), (0...64).contains(n) {
+            self = .count(n)
+        } else {
+            return nil
+        }
+    }
+
+    /// The `wanted` least busy GPUs (least memory used, then lowest utilisation, then index) as a
+    /// CUDA_VISIBLE_DEVICES list; nil when the host has fewer. Zero GPUs: "" (none visible).
+    public static func pick(_ wanted: Int, from gpus: [GPUInfo]) -> String? {
+        guard wanted <= gpus.count else { return nil }
+        let order = gpus.sorted {
+            ($0.memoryUsedMib ?? 0, $0.utilizationPercent ?? 0, $0.index) < ($1.memoryUsedMib ?? 0, $1.utilizationPercent ?? 0, $1.index)
+        }
+        return order.prefix(wanted).map { String($0.index) }.sorted { Int($0)! < Int($1)! }.joined(separator: ",")
     }
 }

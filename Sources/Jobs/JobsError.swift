@@ -1,4 +1,5 @@
 import Foundation
+import RunContract
 
 /// Everything that can go wrong launching, following, fetching or supervising a job, each with what
 /// to do about it.
@@ -115,5 +116,19 @@ public enum ByteCount {
         if b < 1024 * 1024 { return String(format: "%.1f KiB", b / 1024) }
         if b < 1024 * 1024 * 1024 { return String(format: "%.1f MiB", b / 1_048_576) }
         return String(format: "%.2f GiB", b / 1_073_741_824)
+    }
+}
+
+extension JobsError: ExitStatusError {
+    /// `usage` when the input was wrong and nothing was done (unknown host or job, bad names,
+    /// paths or config), else `failed`.
+    public var exitStatus: ExitStatus {
+        switch self {
+        case .unknownHost, .unknownJob, .invalidHostName, .invalidJobName, .invalidJobID, .invalidTarget, .hostExists,
+             .configOutsideWorkingDirectory, .configInvalid, .noSuchFile, .emptyCommand, .unsafePath:
+            return .usage
+        default:
+            return .failed
+        }
     }
 }

@@ -50,7 +50,7 @@ extension F {
 
     /// Rows of `weight` at int64 `indices` (any shape) → indices.shape + [dim].
     public static func embedding(_ indices: Tensor, _ weight: Tensor, paddingIndex: Int? = nil) -> Tensor {
-        if indices.dtype != .int64 { shapeError("embedding: indices must be int64, got \(indices.dtype)") }
+        if indices.dtype != .int64 { usageError("embedding: indices must be int64, got \(indices.dtype)") }
         let rows = weight.indexSelect(dim: 0, index: indices.reshape([-1]))
         var out = rows.reshape(indices.shape + [weight.shape[1]])
         if let p = paddingIndex {

@@ -193,3 +193,9 @@ extension RunEvent: Codable {
         }
     }
 }
+
+/// An error that says how the command it ends exits: the one way every module's error becomes an
+/// exit status (`ferry`'s main prints the message and exits with it).
+public protocol ExitStatusError: Error, CustomStringConvertible {
+    var exitStatus: ExitStatus { get }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import RunContract
 
 /// A place in a config: `optimizer.args.lr`, `arch.args.layers[7]`.
 public struct ConfigPath: Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
@@ -110,13 +111,17 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable, Sendable {
 
     /// The exit status a command should end with: 2 for usage, config and checkpoint errors (found before
     /// anything runs), 1 for failures while running.
-    public var exitCode: Int32 {
+    public var exitCode: Int32 { exitStatus.rawValue }
+}
+
+extension TrainingError: ExitStatusError {
+    public var exitStatus: ExitStatus {
         switch self {
         case .configUnreadable, .configSyntax, .invalidConfig, .invalidOverride, .nothingToResume, .runDirectoryExists, .scaffoldExists,
              .checkpoint, .invalidRunID:
-            return 2
+            return .usage
         case .data, .io:
-            return 1
+            return .failed
         }
     }
 }

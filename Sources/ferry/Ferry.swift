@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RunContract
 
 @main
 struct Ferry: AsyncParsableCommand {
@@ -7,8 +8,10 @@ struct Ferry: AsyncParsableCommand {
         commandName: "ferry",
         abstract: "Ship training jobs to GPU machines over SSH, follow them, and bring the checkpoints home.",
         discussion: """
-        Exit codes: 0 done; 1 failed; 2 bad usage or config (nothing was run); \
-        75 stopped on request (SIGTERM/SIGINT), resumable.
+        Exit codes (the same for every command and for the job it runs): 0 done; 1 failed; 2 bad usage \
+        or config (nothing was run); 75 stopped on request (cancel, SIGTERM, preemption), resumable; \
+        130 interrupted; 141 its output was closed; ssh-like commands pass the remote status through, \
+        255 when the connection fails.
         """,
         version: FerryVersion.string,
         subcommands: [DoctorCommand.self, TrainCommand.self, TestCommand.self, NewCommand.self,
@@ -27,11 +30,15 @@ struct Ferry: AsyncParsableCommand {
             } else {
                 try command.run()
             }
+        } catch let error as any ExitStatusError {
+            // Every module's error: its message, and the contract's status it maps to (one place).
+            FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
+            Foundation.exit(error.exitStatus.rawValue)
         } catch {
             let code = exitCode(for: error)
             if code == .validationFailure {
                 FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
-                Foundation.exit(2)
+                Foundation.exit(ExitStatus.usage.rawValue)
             }
             exit(withError: error)
         }

@@ -19,7 +19,7 @@ enum Scenarios {
         """)
         let context = given ?? box.context()
         var request = LaunchRequest(host: host, name: "shell", workingDirectory: box.project, kind: "command", command: ["sh", "run.sh"],
-                                    environment: ["SECRET": "s3cr3t value"], gpus: "1")
+                                    environment: ["SECRET": "s3cr3t value"], gpus: "1,")   // an explicit list
         request.job.graceSeconds = 5
         let (result, client) = try await Launcher(context: context).launch(request)
         #expect(result.files == 1)

@@ -263,6 +263,11 @@ import Glibc
     @Test func nvidiaSMIOutput() {
         let gpus = NvidiaSMI.parse("0, NVIDIA H200, 143771, 0, 0\n1, NVIDIA H200, 143771, 1024, 87\n")
         #expect(gpus.count == 2)
+        // --gpus: a count picks the least busy; a comma makes a list; anything else is refused.
+        #expect(GPURequest(parsing: "1") == .count(1) && GPURequest(parsing: "0,1") == .list("0,1") && GPURequest(parsing: "3,") == .list("3"))
+        #expect(GPURequest(parsing: "all") == nil && GPURequest(parsing: "0,x") == nil && GPURequest(parsing: "-1") == nil)
+        #expect(GPURequest.pick(1, from: gpus) == "0" && GPURequest.pick(2, from: gpus) == "0,1" && GPURequest.pick(3, from: gpus) == nil)
+        #expect(GPURequest.pick(0, from: []) == "")
         #expect(gpus[1] == GPUInfo(index: 1, name: "NVIDIA H200", memoryTotalMib: 143771, memoryUsedMib: 1024, utilizationPercent: 87))
     }
 

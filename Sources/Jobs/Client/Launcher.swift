@@ -12,6 +12,9 @@ public struct LaunchRequest: Sendable {
     public var hostPaths: [String]
     /// Disk the job will write on the host (checkpoints, outputs), checked with its files.
     public var reserveBytes: Int64
+    /// The model's parameter bytes (a train job, from the config check): the host's preflight
+    /// weighs them against its memory.
+    public var modelBytes: Int64?
     /// Whether the caller follows the log next: then it starts streaming on the launch's own
     /// channel, and the first line needs no further command.
     public var follow: Bool
@@ -71,8 +74,10 @@ public struct Launcher: Sendable {
         events?(.packaged(files: package.fileCount, bytes: package.totalBytes, skipped: package.skipped.map { "\($0.path) (\($0.reason))" }))
 
         // The host answers the preflight (space, paths, which files it lacks) while its agent is found.
+        var gpuCount: Int?
+        if let gpus = request.job.gpus, case .count(let n)? = GPURequest(parsing: gpus) { gpuCount = n }
         let preflight = PreflightRequest(neededBytes: request.reserveBytes, paths: request.hostPaths, needsEngine: request.job.needs.engine,
-                                         blobs: package.manifest.blobs)
+                                         blobs: package.manifest.blobs, gpuCount: gpuCount, modelBytes: request.modelBytes)
         let client = try await context.agent(host, install: true, preflight: preflight)
         do {
             events?(.connected(host: host.name, agent: client.hello.binary))

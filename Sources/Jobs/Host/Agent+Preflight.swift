@@ -64,6 +64,14 @@ extension Agent {
             problems.append("only \(ByteCount.format(free)) free in \(home); the job needs \(ByteCount.format(needed))")
         }
         if !missingPaths.isEmpty { problems.append("missing on the host: \(missingPaths.joined(separator: ", "))") }
+        if let wanted = request.gpuCount, wanted > gpus.count {
+            problems.append("the job asks for \(wanted) GPU\(wanted == 1 ? "" : "s") and this host has \(gpus.count)" + (smiError.map { " (\($0))" } ?? ""))
+        }
+        if let modelBytes = request.modelBytes, let memory = FerryHome.physicalMemory,
+           modelBytes < 0 || modelBytes.multipliedReportingOverflow(by: 4).overflow || modelBytes * 4 > memory {
+            // Weights, gradients and two Adam moments: four copies at the least.
+            problems.append("the model's \(ByteCount.format(modelBytes)) of parameters need about \(ByteCount.format(modelBytes * 4)) to train; this host has \(ByteCount.format(memory)) of memory")
+        }
         if request.needsEngine {
             if !engine.cpuMissing.isEmpty {
                 problems.append("the host's CPU lacks \(engine.cpuMissing.joined(separator: ", ")), which ferry's engine needs")

@@ -70,7 +70,20 @@ struct Supervisor {
         }
         var arguments = spec.command
         if arguments.first == "ferry" { arguments[0] = ferryBinary }
-        let environment = jobEnvironment(spec, paths)
+        var environment = jobEnvironment(spec, paths)
+        if let request = spec.gpus.flatMap(GPURequest.init(parsing:)), case .count(let wanted) = request {
+            // A count: this host's supervisor picks that many of the least busy GPUs.
+            let (gpus, smiError) = NvidiaSMI.query()
+            guard let picked = GPURequest.pick(wanted, from: gpus) else {
+                let have = smiError ?? "\(gpus.count) GPU\(gpus.count == 1 ? "" : "s")"
+                let message = "the job asks for \(wanted) GPU\(wanted == 1 ? "" : "s") and this host has \(have) — launch with fewer (--gpus N) or on another host"
+                try? FileIO.writeAll(logFD, Data("ferry: \(message)\n".utf8), path: paths.log)
+                finish(store, paths, state: .failed, code: nil, signal: nil, message: message)
+                return 1
+            }
+            environment["CUDA_VISIBLE_DEVICES"] = picked
+            note(paths, "GPUs \(picked) chosen for the job (it asked for \(wanted))")
+        }
         let pid: pid_t
         do throws(SystemError) {
             pid = try Spawn.start(arguments, environment: environment, stdin: .null, stdout: .fd(logFD), stderr: .fd(logFD), newGroup: true)
@@ -124,7 +137,7 @@ struct Supervisor {
         env[RunEnvironment.output] = paths.output
         env[RunEnvironment.attempt] = String(spec.attempt)
         env["FERRY_JOB_DIR"] = paths.directory
-        if let gpus = spec.gpus { env["CUDA_VISIBLE_DEVICES"] = gpus }
+        if let gpus = spec.gpus, case .list(let list)? = GPURequest(parsing: gpus) { env["CUDA_VISIBLE_DEVICES"] = list }
         return env
     }
 

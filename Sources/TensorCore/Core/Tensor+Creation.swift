@@ -100,7 +100,7 @@ extension Tensor {
             switch dtype {
             case .float32: let p = t.pointer(Float.self); for i in 0..<n { p[i] = g.nextFloat() }
             case .float64: let p = t.pointer(Double.self); for i in 0..<n { p[i] = g.nextDouble() }
-            default: shapeError("rand: dtype must be floating point, got \(dtype)")
+            default: usageError("rand: dtype must be floating point, got \(dtype)")
             }
         }
         if requiresGrad { t.requiresGrad = true }
@@ -126,7 +126,7 @@ extension Tensor {
         switch dtype {
         case .float32: let p = t.pointer(Float.self); for i in 0..<n { p[i] = Float(values[i]) }
         case .float64: let p = t.pointer(Double.self); for i in 0..<n { p[i] = values[i] }
-        default: shapeError("randn: dtype must be floating point, got \(dtype)")
+        default: usageError("randn: dtype must be floating point, got \(dtype)")
         }
         if requiresGrad { t.requiresGrad = true }
         return t
@@ -158,7 +158,7 @@ extension Tensor {
     /// Fills this floating tensor in place with uniform samples in [low, high) from the global
     /// generator (`uniform_`), not recorded. Used by initialisers.
     public func uniformInPlace(low: Double, high: Double) {
-        if !isContiguous || !dtype.isFloatingPoint { shapeError("uniformInPlace needs a contiguous floating tensor") }
+        if !isContiguous || !dtype.isFloatingPoint { usageError("uniformInPlace needs a contiguous floating tensor") }
         let n = numel
         GlobalRandom.withGenerator { g in
             switch dtype {

@@ -86,10 +86,10 @@ public final class Tensor {
         get { requiresGradFlag }
         set {
             if gradFn != nil && !newValue {
-                shapeError("requiresGrad can only be cleared on a leaf tensor; use detach() instead")
+                usageError("requiresGrad can only be cleared on a leaf tensor; use detach() instead")
             }
             if newValue && !dtype.isFloatingPoint {
-                shapeError("only floating point tensors can require gradients, got \(dtype)")
+                usageError("only floating point tensors can require gradients, got \(dtype)")
             }
             requiresGradFlag = newValue
         }
@@ -125,7 +125,7 @@ public final class Tensor {
     /// Calls `body` with the writable elements of this tensor, which must be contiguous and of type T.
     /// This is how optimizers update parameters in place.
     public func withUnsafeMutableBufferPointer<T: TensorScalar, R>(as type: T.Type, _ body: (UnsafeMutableBufferPointer<T>) throws -> R) rethrows -> R {
-        if dtype != T.dtype { shapeError("withUnsafeMutableBufferPointer(as: \(T.self)) on a \(dtype) tensor") }
+        if dtype != T.dtype { usageError("withUnsafeMutableBufferPointer(as: \(T.self)) on a \(dtype) tensor") }
         if !isContiguous { shapeError("withUnsafeMutableBufferPointer needs a contiguous tensor; call contiguous() first") }
         return try body(UnsafeMutableBufferPointer(start: pointer(T.self), count: numel))
     }
@@ -167,5 +167,12 @@ public final class Tensor {
 /// message in release builds (unlike `precondition`).
 @inline(never)
 public func shapeError(_ message: @autoclosure () -> String, file: StaticString = #fileID, line: UInt = #line) -> Never {
+    fatalError(message(), file: file, line: line)
+}
+
+/// Misuse of the engine API that is not about shapes (a dtype, a device, gradients on a non-leaf):
+/// fatal like a shape error — ops do not throw, as PyTorch's raise — with its own name so callers
+/// and readers can tell the two apart.
+public func usageError(_ message: @autoclosure () -> String, file: StaticString = #fileID, line: UInt = #line) -> Never {
     fatalError(message(), file: file, line: line)
 }

@@ -18,7 +18,7 @@ extension F {
 
     /// One-hot encoding of int64 class indices; `numClasses` defaults to max + 1 (as PyTorch).
     public static func oneHot(_ labels: Tensor, numClasses: Int? = nil) -> Tensor {
-        if labels.dtype != .int64 { shapeError("oneHot: class values must be int64, got \(labels.dtype)") }
+        if labels.dtype != .int64 { usageError("oneHot: class values must be int64, got \(labels.dtype)") }
         let values = labels.scalars(as: Int64.self)
         let c = numClasses ?? (values.max().map { Int($0) + 1 } ?? 0)
         var out = [Int64](repeating: 0, count: values.count * c)
@@ -113,7 +113,7 @@ extension F {
     /// The input's entries at the target classes and each sample's weight (0 where ignored).
     static func pickTargets(_ input: Tensor, _ target: Tensor, weight: Tensor?, ignoreIndex: Int, name: String) -> (Tensor, Tensor) {
         if input.ndim < 2 { shapeError("\(name): expected input [N, C] or [N, C, d...], got shape \(input.shape)") }
-        if target.dtype != .int64 { shapeError("\(name): expected int64 class indices as target, got \(target.dtype) (use .long())") }
+        if target.dtype != .int64 { usageError("\(name): expected int64 class indices as target, got \(target.dtype) (use .long())") }
         let expected = [input.shape[0]] + Array(input.shape.dropFirst(2))
         if target.shape != expected { shapeError("\(name): target shape \(target.shape) does not match input \(input.shape) (expected \(expected))") }
         let c = input.shape[1]
@@ -182,7 +182,7 @@ extension F {
 enum FusedCrossEntropy {
     static func apply(_ input: Tensor, _ target: Tensor, ignoreIndex: Int, reduction: Reduction) -> Tensor {
         let n = input.shape[0], c = input.shape[1]
-        if target.dtype != .int64 { shapeError("crossEntropy: expected int64 class indices as target, got \(target.dtype) (use .long())") }
+        if target.dtype != .int64 { usageError("crossEntropy: expected int64 class indices as target, got \(target.dtype) (use .long())") }
         if target.shape != [n] { shapeError("crossEntropy: target shape \(target.shape) does not match input \(input.shape) (expected [\(n)])") }
         let x = noGrad { input.contiguous() }.detach()
         let t = target.contiguous()

@@ -91,9 +91,9 @@ extension Tensor {
         case .cpu: return self
         case .cuda(let n):
             if !Device.isCUDAAvailable {
-                shapeError("to(.cuda(\(n))): CUDA is not available on this machine (\(Device.cudaDriverStatus.detail)); check Device.isCUDAAvailable and stay on .cpu")
+                usageError("to(.cuda(\(n))): CUDA is not available on this machine (\(Device.cudaDriverStatus.detail)); check Device.isCUDAAvailable and stay on .cpu")
             }
-            shapeError("to(.cuda(\(n))): this version of ferry's engine computes on the CPU only; CUDA kernels are not implemented yet")
+            usageError("to(.cuda(\(n))): this version of ferry's engine computes on the CPU only; CUDA kernels are not implemented yet")
         }
     }
 

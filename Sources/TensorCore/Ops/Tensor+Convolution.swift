@@ -28,7 +28,7 @@ extension F {
         let outC = weight.shape[0]
         if let bias, bias.shape != [outC] { shapeError("conv2d: bias must have shape [\(outC)], got \(bias.shape)") }
         let dt = DType.promote(x.dtype, weight.dtype)
-        if !dt.isFloatingPoint { shapeError("conv2d: expected floating point tensors, got \(x.dtype) and \(weight.dtype)") }
+        if !dt.isFloatingPoint { usageError("conv2d: expected floating point tensors, got \(x.dtype) and \(weight.dtype)") }
         let xc = noGrad { x.to(dt).contiguous() }.detach(), wc = noGrad { weight.to(dt).contiguous() }.detach()
         let bc = bias.map { b in noGrad { b.to(dt).contiguous() }.detach() }
         let n = x.shape[0]
@@ -270,7 +270,7 @@ extension F {
         case .float32: run(Float.self) { $0.isNaN }
         case .float64: run(Double.self) { $0.isNaN }
         case .int64: run(Int64.self) { _ in false }
-        case .bool: shapeError("maxPool2d of a bool tensor")
+        case .bool: usageError("maxPool2d of a bool tensor")
         }
         let inShape = x.shape
         return out.recorded("MaxPool2DWithIndicesBackward0", [x]) { g in
@@ -293,7 +293,7 @@ extension F {
 
     /// Average pooling over [N, C, H, W]; padded zeros count toward the average (PyTorch's default).
     public static func avgPool2d(_ x: Tensor, kernelSize: Int, stride: Int? = nil, padding: Int = 0) -> Tensor {
-        if !x.dtype.isFloatingPoint { shapeError("avgPool2d: expected a floating point input, got \(x.dtype)") }
+        if !x.dtype.isFloatingPoint { usageError("avgPool2d: expected a floating point input, got \(x.dtype)") }
         if padding * 2 > kernelSize { shapeError("avgPool2d: padding \(padding) should be at most half of the kernel size \(kernelSize)") }
         let geo = poolGeometry("avgPool2d", x, kernelSize, stride ?? kernelSize, padding, 1)
         let planes = x.shape[0] * x.shape[1]

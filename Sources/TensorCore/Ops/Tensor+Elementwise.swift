@@ -39,7 +39,7 @@ extension Tensor {
         let promoted = resultType(a, b)
         if promoted == .bool && op != .div {
             // bool with bool stays bool in PyTorch: + is or, * is and (max/min likewise); - is refused.
-            if op == .sub { shapeError("subtraction of two bool tensors is not supported; use logicalNot() or convert with to(.int64)") }
+            if op == .sub { usageError("subtraction of two bool tensors is not supported; use logicalNot() or convert with to(.int64)") }
             return arithmetic(a.to(.int64), b.to(.int64), op).to(.bool)
         }
         let dt = arithmeticType(promoted, promoted, op)
@@ -63,11 +63,11 @@ extension Tensor {
             case .add: Map.binary(ca, cb, out, WrapAddK())
             case .sub: Map.binary(ca, cb, out, WrapSubK())
             case .mul: Map.binary(ca, cb, out, WrapMulK())
-            case .div: shapeError("unreachable: integer division computes in float")
+            case .div: usageError("unreachable: integer division computes in float")
             case .maximum: Map.binary(ca, cb, out, IntMaxK())
             case .minimum: Map.binary(ca, cb, out, IntMinK())
             }
-        case .bool: shapeError("unreachable: bool arithmetic computes in int64")
+        case .bool: usageError("unreachable: bool arithmetic computes in int64")
         }
         guard dt.isFloatingPoint else { return out }
         let needA = ca.requiresGradFlag, needB = cb.requiresGradFlag
@@ -163,7 +163,7 @@ extension Tensor {
         case .int64:
             let a = Int64(alpha)
             Map.binary(self, src, self, AxpyK<Int64>(alpha: a))
-        case .bool: shapeError("addInPlace on a bool tensor")
+        case .bool: usageError("addInPlace on a bool tensor")
         }
     }
 
@@ -174,7 +174,7 @@ extension Tensor {
         case .float32: Map.unary(self, self, ScaleK<Float>(factor: Float(factor)))
         case .float64: Map.unary(self, self, ScaleK<Double>(factor: factor))
         case .int64: Map.unary(self, self, ScaleK<Int64>(factor: Int64(factor)))
-        case .bool: shapeError("scaleInPlace on a bool tensor")
+        case .bool: usageError("scaleInPlace on a bool tensor")
         }
     }
 
@@ -211,7 +211,7 @@ extension Tensor {
         case .float32: Map.unary(self, out, NegK<Float>())
         case .float64: Map.unary(self, out, NegK<Double>())
         case .int64: Map.unary(self, out, Int64.self, Int64.self) { 0 &- $0 }
-        case .bool: shapeError("negation of a bool tensor is not supported; use logicalNot()")
+        case .bool: usageError("negation of a bool tensor is not supported; use logicalNot()")
         }
         return out.recorded("NegBackward0", [self]) { g in [-g] }
     }
@@ -267,7 +267,7 @@ extension Tensor {
         case .float32: Map.unary(self, out, ReluK<Float>())
         case .float64: Map.unary(self, out, ReluK<Double>())
         case .int64: Map.unary(self, out, ReluK<Int64>())
-        case .bool: shapeError("relu of a bool tensor")
+        case .bool: usageError("relu of a bool tensor")
         }
         let saved = out.detach()
         return out.recorded("ReluBackward0", [self]) { g in [Tensor.reluBackward(g, output: saved)] }
@@ -340,7 +340,7 @@ extension Tensor {
             Map.unary(self, out, ClampK<Double>(lo: lo ?? -.infinity, hi: hi ?? .infinity))
         case .int64:
             Map.unary(self, out, ClampK<Int64>(lo: lo.map { Int64($0) } ?? .min, hi: hi.map { Int64($0) } ?? .max))
-        case .bool: shapeError("clamp of a bool tensor")
+        case .bool: usageError("clamp of a bool tensor")
         }
         let x = self
         return out.recorded("ClampBackward1", [self]) { g in
@@ -388,7 +388,7 @@ extension Tensor {
             // int ** int stays int64, as in PyTorch (which also rejects negative exponents).
             let x = to(.int64), e = exponent.to(.int64)
             if let p = e.scalars(as: Int64.self).first(where: { $0 < 0 }) {
-                shapeError("pow: integers to negative integer powers are not allowed (exponent \(p)); convert to float first")
+                usageError("pow: integers to negative integer powers are not allowed (exponent \(p)); convert to float first")
             }
             let out = Tensor(uninitialized: Tensor.broadcastShapes(shape, exponent.shape), dtype: .int64)
             Map.binary(x, e, out, Int64.self, Int64.self) { base, power in

@@ -68,7 +68,7 @@ extension Tensor {
         }
         if consumed > ndim { shapeError("too many indices for tensor of dimension \(ndim) (shape \(shape))") }
         if indices.filter({ if case .remaining = $0 { return true } else { return false } }).count > 1 {
-            shapeError("an index can only have a single ellipsis")
+            usageError("an index can only have a single ellipsis")
         }
         var newShape: [Int] = [], newStrides: [Int] = []
         var off = offset

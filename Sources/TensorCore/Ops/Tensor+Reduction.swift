@@ -54,7 +54,7 @@ extension Tensor {
 
     /// Mean over `dims` (all when empty). Floating tensors only, as in PyTorch.
     public func mean(dims: [Int], keepDim: Bool = false) -> Tensor {
-        if !dtype.isFloatingPoint { shapeError("mean(): could not infer output dtype; input dtype must be floating point, got \(dtype) (use .float() first)") }
+        if !dtype.isFloatingPoint { usageError("mean(): could not infer output dtype; input dtype must be floating point, got \(dtype) (use .float() first)") }
         let ds = dims.isEmpty ? Array(0..<ndim) : normalizeDims(dims)
         let n = ds.map { shape[$0] }.reduce(1, *)
         let out = noGrad { sum(dims: ds, keepDim: keepDim) / Double(Swift.max(n, 1)) * (n == 0 ? .nan : 1) }

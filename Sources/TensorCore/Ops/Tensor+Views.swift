@@ -283,7 +283,7 @@ extension Tensor {
     /// Selects entries along `dim` at the int64 positions in the 1-d `index` (a copy).
     public func indexSelect(dim: Int, index: Tensor) -> Tensor {
         let d = normalizeDim(dim)
-        if index.ndim > 1 || index.dtype != .int64 { shapeError("indexSelect: index must be a 1-d int64 tensor, got \(index.dtype) of shape \(index.shape)") }
+        if index.ndim > 1 || index.dtype != .int64 { usageError("indexSelect: index must be a 1-d int64 tensor, got \(index.dtype) of shape \(index.shape)") }
         let idx = index.scalars(as: Int64.self).map { i -> Int in
             let v = Int(i) < 0 ? Int(i) + shape[d] : Int(i)
             if v < 0 || v >= shape[d] { shapeError("indexSelect: index \(i) is out of range for dimension \(d) of size \(shape[d])") }
@@ -324,7 +324,7 @@ extension Tensor {
         case .float32: run(Float.self)
         case .float64: run(Double.self)
         case .int64: run(Int64.self)
-        case .bool: shapeError("indexAdd on bool")
+        case .bool: usageError("indexAdd on bool")
         }
         return base
     }
@@ -333,7 +333,7 @@ extension Tensor {
     public func gather(dim: Int, index: Tensor) -> Tensor {
         let d = normalizeDim(dim)
         if index.dtype != .int64 || index.ndim != ndim {
-            shapeError("gather: index must be an int64 tensor with \(ndim) dims, got \(index.dtype) of shape \(index.shape)")
+            usageError("gather: index must be an int64 tensor with \(ndim) dims, got \(index.dtype) of shape \(index.shape)")
         }
         for i in 0..<ndim where i != d && index.shape[i] > shape[i] {
             shapeError("gather: index shape \(index.shape) exceeds input shape \(shape) at dimension \(i)")
@@ -379,7 +379,7 @@ extension Tensor {
         let d = normalizeDim(dim)
         if index.dtype != .int64 || index.ndim != ndim {
             // Read as raw Int64 otherwise: a float index would scatter to garbage positions.
-            shapeError("scatterAdd: index must be an int64 tensor with \(ndim) dims, got \(index.dtype) of shape \(index.shape)")
+            usageError("scatterAdd: index must be an int64 tensor with \(ndim) dims, got \(index.dtype) of shape \(index.shape)")
         }
         if index.shape != source.shape { shapeError("scatterAdd: index shape \(index.shape) must equal source shape \(source.shape)") }
         let out = clone().detach()
@@ -405,7 +405,7 @@ extension Tensor {
         case .float32: run(Float.self)
         case .float64: run(Double.self)
         case .int64: run(Int64.self)
-        case .bool: shapeError("scatterAdd on bool")
+        case .bool: usageError("scatterAdd on bool")
         }
         let source0 = source
         return out.recorded("ScatterAddBackward0", [self, source0]) { g in [g, g.gather(dim: d, index: idx)] }

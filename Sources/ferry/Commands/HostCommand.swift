@@ -138,12 +138,9 @@ struct HostUpCommand: AsyncParsableCommand {
             } else {
                 try await runForeground(options: options)
             }
-        } catch let error as TunnelError {
+        } catch let error as any ExitStatusError {
             FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
-            throw ExitCode(error.isPermanent ? 2 : 1)
-        } catch let error as SSHError {
-            FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
-            throw ExitCode(1)
+            throw ExitCode(error.exitStatus)
         }
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RunContract
 import Jobs
 import SSH
 import Tunnels
@@ -105,12 +106,9 @@ struct HostsCommand: ParsableCommand {
                 line += " (host key pinned: \(pinned.hostKey.fingerprint)"
                 if let relay = pinned.relayKey { line += ", relay's: \(relay.fingerprint)" }
                 print(line + ")")
-            } catch let error as SSHError {
+            } catch let error as any ExitStatusError {
                 FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
-                throw ExitCode(1)
-            } catch let error as TunnelError {
-                FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
-                throw ExitCode(1)
+                throw ExitCode(error.exitStatus)
             }
         }
     }

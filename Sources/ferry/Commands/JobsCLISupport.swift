@@ -39,24 +39,14 @@ enum JobsCLI {
             try await body()
         } catch let exit as ExitCode {
             throw exit
-        } catch let error as JobsError {
+        } catch let error as any ExitStatusError {
             say("ferry: \(error)")
-            throw ExitCode(isUsageError(error) ? .usage : .failed)
+            throw ExitCode(error.exitStatus)
         } catch is CancellationError {
             throw ExitCode(.interrupted)
         } catch {
             say("ferry: \(error)")
             throw ExitCode(.failed)
-        }
-    }
-
-    static func isUsageError(_ error: JobsError) -> Bool {
-        switch error {
-        case .unknownHost, .unknownJob, .invalidHostName, .invalidJobName, .invalidJobID, .invalidTarget, .hostExists,
-             .configOutsideWorkingDirectory, .configInvalid, .noSuchFile, .emptyCommand, .unsafePath:
-            return true
-        default:
-            return false
         }
     }
 
@@ -164,9 +154,4 @@ final class Progress: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         if visible { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)); visible = false }
     }
-}
-
-extension ExitCode {
-    /// The contract's exit statuses (RunContract.ExitStatus), the same for every command.
-    init(_ status: ExitStatus) { self.init(status.rawValue) }
 }

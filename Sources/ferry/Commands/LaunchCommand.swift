@@ -33,7 +33,7 @@ struct LaunchCommand: AsyncParsableCommand {
         valueName: "NAME|NAME=VALUE"))
     var environment: [String] = []
 
-    @Option(name: .long, help: "GPUs for the job, as CUDA_VISIBLE_DEVICES (e.g. 0,1).")
+    @Option(name: .long, help: "GPUs for the job: a count (--gpus 2: the host picks its 2 least busy GPUs) or indices with a comma (--gpus 0,1 or --gpus 3,: exactly those, as CUDA_VISIBLE_DEVICES).")
     var gpus: String?
 
     @Option(name: .long, help: "Seconds between SIGTERM and SIGKILL when the job is cancelled.")
@@ -68,6 +68,9 @@ struct LaunchCommand: AsyncParsableCommand {
             throw ValidationError("give either a config or a command after --, not both")
         }
         if !(0...3600).contains(grace) { throw ValidationError("--grace takes 0 to 3600 seconds") }
+        if let gpus, GPURequest(parsing: gpus) == nil {
+            throw ValidationError("--gpus \(gpus): give a count (--gpus 2: the host picks) or GPU indices with a comma (--gpus 0,1; one GPU: --gpus 3,)")
+        }
         if let disk, LaunchCommand.parseSize(disk) == nil { throw ValidationError("--disk \(disk): write a size like 500M or 20G") }
         for pair in environment {
             let name = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]

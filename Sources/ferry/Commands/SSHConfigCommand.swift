@@ -66,15 +66,9 @@ struct SSHConfigCommand: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("ferry: pinned \(name)'s key \(result.hostKey.fingerprint)\(result.relayKey.map { " and its relay's \($0.fingerprint)" } ?? "") in \(environment.ferryKnownHosts)\n".utf8))
                 print(result.block.render(), terminator: "")
             }
-        } catch let error as SSHError {
+        } catch let error as any ExitStatusError {
             FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
-            throw ExitCode(.connectionFailed)
-        } catch let error as TunnelError {
-            FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
-            throw ExitCode(1)
-        } catch let error as JobsError {
-            FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
-            throw ExitCode(2)
+            throw ExitCode(error.exitStatus)
         }
     }
 

@@ -41,6 +41,11 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("set"), help: ArgumentHelp("Set any config value, typed by the schema (repeatable).", valueName: "path=value"))
     var assignments: [String] = []
 
+    @Option(name: [.customShort("d"), .long], help: ArgumentHelp(
+        "GPU indices to make visible, as pytorch-template's -d (0,1: CUDA_VISIBLE_DEVICES); or the engine's device, a value starting with a letter (cpu, cuda, cuda:N). Without it, the config's n_gpu chooses.",
+        valueName: "indices|device"))
+    var device: String?
+
     func run() throws {
         try EngineGuard.require()
         // Usage mistakes exit 2 like config mistakes: the runner reads one code for "nothing was run".
@@ -60,6 +65,19 @@ struct TrainCommand: ParsableCommand {
         } catch {
             FileHandle.standardError.write(Data("\(error)\n".utf8))
             throw ExitCode(2)
+        }
+        if let device {
+            if let first = device.first, first.isLetter {
+                // The engine's device. CUDA comes with the engine's CUDA backend; until then, say so.
+                guard device == "cpu" else {
+                    throw usage("--device \(device): ferry's engine trains on the CPU for now (it has no CUDA backend yet) — use --device cpu, or leave it out")
+                }
+            } else {
+                guard !device.isEmpty, device.allSatisfy({ $0.isNumber || $0 == "," }) else {
+                    throw usage("--device \(device): give GPU indices (0,1) or a device (cpu, cuda, cuda:N)")
+                }
+                setenv("CUDA_VISIBLE_DEVICES", device, 1)   // pytorch-template's -d, before anything loads CUDA
+            }
         }
         if let lr { request.overrides.append(.learningRate(lr)) }
         if let batchSize { request.overrides.append(.batchSize(batchSize)) }
