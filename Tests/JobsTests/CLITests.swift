@@ -259,7 +259,7 @@ import Testing
         #expect(try TestFerry.run(["hosts", "add", "liar", "\(sshd.user)@\(sshd.host):\(sshd.port)", "--identity", sshd.clientKey,
                                    "--host-key", "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "--ferry-home", box.remoteHome], sandbox: box).status == 0)
         let refused = try TestFerry.run(["launch", "--host", "liar", "--", "true"], sandbox: box)
-        #expect(refused.status == 1)
+        #expect(refused.status == 255)   // a connection that failed, as ssh says it
         #expect(refused.stderr.contains("SHA256:AAAA"), "\(refused.stderr)")
     }
 }

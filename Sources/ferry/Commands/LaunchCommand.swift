@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import Synchronization
+import Training
 import Jobs
 
 /// `ferry launch [--host H] CONFIG | -- cmd...`: package, send, start, follow.
@@ -145,8 +147,9 @@ struct LaunchCommand: AsyncParsableCommand {
             guard FileManager.default.fileExists(atPath: full) else { throw JobsError.noSuchFile(config) }
             guard full.hasPrefix(root + "/") else { throw JobsError.configOutsideWorkingDirectory(config: config, directory: root) }
             let relative = String(full.dropFirst(root.count + 1))
-            try checkConfig(relative, root: root)
-            let (configName, hostPaths) = try LaunchCommand.inspect(configAt: full, root: root)
+            let checked = try checkConfig(relative, root: root)
+            let (configName, hostPaths) = try checked.map { try LaunchCommand.hostPaths(of: $0, root: root) }
+                ?? LaunchCommand.inspect(configAt: full, root: root)
             let jobName = try name ?? LaunchCommand.defaultName(configName: configName, file: relative)
             try Names.validateJobName(jobName)
             // ferry's trainer needs the engine's libraries on the host and continues from its last/.
@@ -176,11 +179,40 @@ struct LaunchCommand: AsyncParsableCommand {
         return Names.defaultJobName(from: file)
     }
 
-    /// `ferry train --check CONFIG` by this binary, in the working directory: a config that would
-    /// fail on the host stops here, before anything is sent.
-    func checkConfig(_ relative: String, root: String) throws {
-        let result = Subprocess.capture([JobsCLI.selfBinary, "train", "--check", relative], directory: root, timeout: 300)
-        guard result.status == 0 else { throw JobsError.configInvalid(config: relative, output: result.text) }
+    /// The config checked as `ferry train --check` would, in the working directory: a config that
+    /// would fail on the host stops here, before anything is sent. In this process when the CPU runs
+    /// the engine (the resolved config comes back); as a child `ferry train --check` otherwise, so
+    /// the runner's commands keep working on CPUs the engine cannot use.
+    func checkConfig(_ relative: String, root: String) throws -> TrainConfig? {
+        guard EngineGuard.missingFeatures.isEmpty else {
+            let result = Subprocess.capture([JobsCLI.selfBinary, "train", "--check", relative], directory: root, timeout: 300)
+            guard result.status == 0 else { throw JobsError.configInvalid(config: relative, output: result.text) }
+            return nil
+        }
+        let fm = FileManager.default
+        let previous = fm.currentDirectoryPath
+        guard fm.changeCurrentDirectoryPath(root) else { throw JobsError.io(path: root, reason: "cannot enter the working directory") }
+        defer { _ = fm.changeCurrentDirectoryPath(previous) }
+        let said = Mutex("")
+        var request = TrainRequest(configFile: relative)
+        request.checkOnly = true
+        request.console = ConsoleSink(out: { text in said.withLock { $0 += text } }, err: { text in said.withLock { $0 += text } }, isTerminal: false)
+        let outcome = TrainingSession.run(request)
+        guard outcome.exitCode == 0 else { throw JobsError.configInvalid(config: relative, output: said.withLock { $0 }) }
+        return outcome.config
+    }
+
+    /// The config's name and the absolute data paths it reads, from the checked config.
+    static func hostPaths(of config: TrainConfig, root: String) throws -> (name: String?, hostPaths: [String]) {
+        var paths: [String] = []
+        if case .string(let dir)? = config.json["data_loader"]?["args"]?["data_dir"] {
+            if dir.hasPrefix("/") || dir.hasPrefix("~") {
+                paths.append(dir)
+            } else if !FileManager.default.fileExists(atPath: (root as NSString).appendingPathComponent(dir)) {
+                throw JobsError.missingOnHost(host: "the working directory", paths: [dir + " (data_loader.args.data_dir is relative, so it must be inside \(root))"])
+            }
+        }
+        return (config.name, paths)
     }
 
     /// The config's name and the absolute data paths it reads (checked on the host before sending).
