@@ -74,6 +74,7 @@ let package = Package(
         .target(name: "FerryTestSupport", path: "Tests/FerryTestSupport"),
         // Shared by a module's tests and the end-to-end tests of `ferry` (Tests/ferryTests).
         .target(name: "TrainingTestSupport", dependencies: ["Data", "TensorCore", "FerryTestSupport"], path: "Tests/TrainingTestSupport"),
+        .target(name: "JobsTestSupport", dependencies: ["Jobs", "System", "FerryTestSupport"], path: "Tests/JobsTestSupport"),
 
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore"]),
@@ -81,12 +82,12 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Data", "TensorCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Optim", "Data", "TensorCore", "FerryTestSupport", "TrainingTestSupport"]),
         .testTarget(name: "SSHTests", dependencies: ["SSH", "FerryTestSupport"]),
-        .testTarget(name: "JobsTests", dependencies: ["Jobs", "SSH", "System", "FerryTestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "JobsTests", dependencies: ["Jobs", "SSH", "System", "FerryTestSupport", "JobsTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TunnelsTests", dependencies: ["Tunnels", "Jobs", "SSH", "System", "FerryTestSupport"]),
         .testTarget(name: "SystemTests", dependencies: ["System"]),
         .testTarget(name: "RunContractTests", dependencies: ["RunContract", "Training", "Jobs", "System", "FerryTestSupport"]),
         // End to end: the built `ferry` run as a process (swift-argument-parser's split).
-        .testTarget(name: "ferryTests", dependencies: ["FerryTestSupport", "TrainingTestSupport",
-                                                       "Training", "NN", "Data", "TensorCore"]),
+        .testTarget(name: "ferryTests", dependencies: ["FerryTestSupport", "TrainingTestSupport", "JobsTestSupport",
+                                                       "Training", "NN", "Data", "TensorCore", "Jobs", "System"]),
     ]
 )
