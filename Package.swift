@@ -75,6 +75,7 @@ let package = Package(
         // Shared by a module's tests and the end-to-end tests of `ferry` (Tests/ferryTests).
         .target(name: "TrainingTestSupport", dependencies: ["Data", "TensorCore", "FerryTestSupport"], path: "Tests/TrainingTestSupport"),
         .target(name: "JobsTestSupport", dependencies: ["Jobs", "System", "FerryTestSupport"], path: "Tests/JobsTestSupport"),
+        .target(name: "TunnelsTestSupport", dependencies: ["SSH", "FerryTestSupport"], path: "Tests/TunnelsTestSupport"),
 
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore"]),
@@ -83,11 +84,11 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Optim", "Data", "TensorCore", "FerryTestSupport", "TrainingTestSupport"]),
         .testTarget(name: "SSHTests", dependencies: ["SSH", "FerryTestSupport"]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "SSH", "System", "FerryTestSupport", "JobsTestSupport"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "TunnelsTests", dependencies: ["Tunnels", "Jobs", "SSH", "System", "FerryTestSupport"]),
+        .testTarget(name: "TunnelsTests", dependencies: ["Tunnels", "Jobs", "SSH", "System", "FerryTestSupport", "TunnelsTestSupport"]),
         .testTarget(name: "SystemTests", dependencies: ["System"]),
         .testTarget(name: "RunContractTests", dependencies: ["RunContract", "Training", "Jobs", "System", "FerryTestSupport"]),
         // End to end: the built `ferry` run as a process (swift-argument-parser's split).
-        .testTarget(name: "ferryTests", dependencies: ["FerryTestSupport", "TrainingTestSupport", "JobsTestSupport",
-                                                       "Training", "NN", "Data", "TensorCore", "Jobs", "System"]),
+        .testTarget(name: "ferryTests", dependencies: ["FerryTestSupport", "TrainingTestSupport", "JobsTestSupport", "TunnelsTestSupport",
+                                                       "Training", "NN", "Data", "TensorCore", "Jobs", "SSH", "Tunnels", "System"]),
     ]
 )
