@@ -72,17 +72,24 @@ let package = Package(
 
         // Shared by the test targets: the repository's paths and the throwaway test sshd.
         .target(name: "FerryTestSupport", path: "Tests/FerryTestSupport"),
+        // Shared by a module's tests and the end-to-end tests of `ferry` (Tests/ferryTests).
+        .target(name: "TrainingTestSupport", dependencies: ["Data", "TensorCore", "FerryTestSupport"], path: "Tests/TrainingTestSupport"),
+        .target(name: "JobsTestSupport", dependencies: ["Jobs", "System", "FerryTestSupport"], path: "Tests/JobsTestSupport"),
+        .target(name: "SSHTestSupport", dependencies: ["SSH", "FerryTestSupport"], path: "Tests/SSHTestSupport"),
+        .target(name: "TunnelsTestSupport", dependencies: ["SSH", "FerryTestSupport"], path: "Tests/TunnelsTestSupport"),
 
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DataTests", dependencies: ["Data", "TensorCore"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Optim", "Data", "TensorCore", "FerryTestSupport"]),
-        .testTarget(name: "SSHTests", dependencies: ["SSH", "FerryTestSupport"]),
-        .testTarget(name: "JobsTests", dependencies: ["Jobs", "SSH", "System", "FerryTestSupport"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "TunnelsTests", dependencies: ["Tunnels", "Jobs", "SSH", "System", "FerryTestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Optim", "Data", "TensorCore", "FerryTestSupport", "TrainingTestSupport"]),
+        .testTarget(name: "SSHTests", dependencies: ["SSH", "FerryTestSupport", "SSHTestSupport"]),
+        .testTarget(name: "JobsTests", dependencies: ["Jobs", "SSH", "System", "FerryTestSupport", "JobsTestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TunnelsTests", dependencies: ["Tunnels", "Jobs", "SSH", "System", "FerryTestSupport", "TunnelsTestSupport"]),
         .testTarget(name: "SystemTests", dependencies: ["System"]),
         .testTarget(name: "RunContractTests", dependencies: ["RunContract", "Training", "Jobs", "System", "FerryTestSupport"]),
-        .testTarget(name: "ferryTests", dependencies: ["FerryTestSupport"]),
+        // End to end: the built `ferry` run as a process (swift-argument-parser's split).
+        .testTarget(name: "ferryTests", dependencies: ["FerryTestSupport", "TrainingTestSupport", "JobsTestSupport", "SSHTestSupport", "TunnelsTestSupport",
+                                                       "Training", "NN", "Data", "TensorCore", "Jobs", "SSH", "Tunnels", "System"]),
     ]
 )

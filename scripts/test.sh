@@ -21,8 +21,9 @@ if [ $# -gt 0 ]; then
 else
     # Two rounds: the engine's CPU-bound tests keep both cores (and both of Swift's cooperative
     # threads on a 2-core machine) busy for seconds at a time; the SSH, jobs and tunnel tests
-    # measure time-outs, keepalives and reconnects, so they run on their own afterwards.
-    network='^(SSHTests|JobsTests|TunnelsTests)\.'
+    # measure time-outs, keepalives and reconnects, so they run on their own afterwards, with the
+    # end-to-end tests of the commands over them (Tests/ferryTests suites named SSH*, Jobs*, Tunnels*).
+    network='^((SSHTests|JobsTests|TunnelsTests)\.|ferryTests\.(SSH|Jobs|Tunnels))'
     swift test --skip-build --skip "$network"
     status=$?
     echo "test.sh: engine and CLI tests took $(( $(date +%s) - start ))s, exit status $status"

@@ -2,6 +2,7 @@ import FerryTestSupport
 import Foundation
 import System
 @testable import Jobs
+import JobsTestSupport
 import Testing
 
 /// The lifecycle checks, written once and run against `--host local` and against the test sshd.

@@ -2,6 +2,7 @@ import FerryTestSupport
 import Foundation
 import System
 @testable import Jobs
+import JobsTestSupport
 import Testing
 
 /// The lifecycle on `--host local` (LocalTransport: the same agent, a local process for a channel).

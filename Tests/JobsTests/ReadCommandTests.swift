@@ -3,6 +3,7 @@ import Testing
 import FerryTestSupport
 import System
 @testable import Jobs
+import JobsTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif

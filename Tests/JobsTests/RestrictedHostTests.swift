@@ -1,6 +1,7 @@
 import FerryTestSupport
 import Foundation
 @testable import Jobs
+import JobsTestSupport
 import Testing
 
 /// A host whose system lacks what ferry links and loads: an sshd in its own mount namespace where
@@ -60,7 +61,7 @@ import Testing
         #expect(String(decoding: try await sizes.collect().stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
         await probe.close()
 
-        try box.write("tiny.json", TrainJobTests.config(limit: 256, epochs: 1))
+        try box.write("tiny.json", TrainJobConfig.text(limit: 256, epochs: 1))
         let (result, client) = try await Launcher(context: context).launch(
             LaunchRequest(host: "bare", name: "tiny", workingDirectory: box.project, kind: "train", needs: JobNeeds(engine: true, resumeArguments: ["--resume", "auto"]), command: ["ferry", "train", "tiny.json"]))
         let sink = ByteSink()

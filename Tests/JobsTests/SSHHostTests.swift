@@ -1,6 +1,7 @@
 import FerryTestSupport
 import Foundation
 @testable import Jobs
+import JobsTestSupport
 import SSH
 import Testing
 
@@ -23,8 +24,6 @@ extension Sandbox {
             try FileManager.default.createSymbolicLink(atPath: remoteHome + "/bin/ferry", withDestinationPath: TestFerry.binary)
         }
     }
-
-    func remoteJob(_ id: String) -> JobPaths { HostLayout(home: remoteHome).job(id) }
 }
 
 /// The same lifecycle over a real OpenSSH sshd (scripts/test-sshd.sh).

@@ -2,6 +2,7 @@ import FerryTestSupport
 import Foundation
 import System
 @testable import Jobs
+import JobsTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc

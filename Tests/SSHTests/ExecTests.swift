@@ -1,6 +1,7 @@
 import FerryTestSupport
 import Foundation
 import SSH
+import SSHTestSupport
 import Testing
 
 @Suite struct ExecTests {

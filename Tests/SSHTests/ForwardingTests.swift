@@ -1,39 +1,8 @@
 import FerryTestSupport
 import Foundation
 import SSH
+import SSHTestSupport
 import Testing
-
-/// A second throwaway sshd (the jump host) for one test, stopped when the test ends.
-func withJumpHost<T>(extraConfig: [String] = ["LogLevel DEBUG1"], _ body: (TestSSHD) async throws -> T) async throws -> T {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-jump-sshd-\(UUID().uuidString.prefix(8))").path
-    let jump = try TestSSHD.start(directory: dir, extraConfig: extraConfig)
-    defer { jump.stop() }
-    return try await body(jump)
-}
-
-/// A config with `jumpbox` (the second sshd) and `inner` (the shared one, reached through jumpbox),
-/// and a known_hosts file trusting both.
-func writeJumpConfig(_ box: Sandbox, inner: TestSSHD, jump: TestSSHD) throws -> (config: String, knownHosts: String) {
-    let config = """
-    Host jumpbox
-        HostName \(jump.host)
-        Port \(jump.port)
-        User \(jump.user)
-        IdentityFile \(jump.clientKey)
-    Host inner
-        HostName \(inner.host)
-        Port \(inner.port)
-        User \(inner.user)
-        IdentityFile \(inner.clientKey)
-        ProxyJump jumpbox
-    """
-    let configPath = box.home + "/.ssh/config"
-    try config.write(toFile: configPath, atomically: true, encoding: .utf8)
-    let known = box.path("known_hosts")
-    let both = try String(contentsOfFile: inner.knownHosts, encoding: .utf8) + String(contentsOfFile: jump.knownHosts, encoding: .utf8)
-    try both.write(toFile: known, atomically: true, encoding: .utf8)
-    return (configPath, known)
-}
 
 /// Reads from a connected socket until `count` bytes or EOF.
 func readAll(_ fd: Int32, atLeast count: Int = .max, timeout seconds: Int = 10) -> Data {

@@ -1,6 +1,7 @@
 import FerryTestSupport
 import Foundation
 import SSH
+import SSHTestSupport
 import Testing
 
 /// Config files that work for OpenSSH's `ssh` must work (or fail) the same way for ferry; `ssh`
@@ -164,99 +165,4 @@ import Testing
         }
     }
 
-    @Test func ferrySSHDashGPrintsWhatSSHDashGPrints() throws {
-        let box = try Sandbox(); defer { box.remove() }
-        let gpuInclude = box.path("gpu.conf"), otherInclude = box.path("other.conf")
-        try "User gpu-user\nHost gpu2\n    HostKeyAlias gpu2-alias\n".write(toFile: gpuInclude, atomically: true, encoding: .utf8)
-        try "Port 9999\nHost gpu1\n    Port 1111\n    User wrong\n".write(toFile: otherInclude, atomically: true, encoding: .utf8)
-        let config = box.path("config")
-        try """
-        Host *.lab !skip.lab
-            User labuser
-            IdentityFile /keys/lab_%h_%r
-        Host gpu?
-            HostName %h.cluster.example
-            Port 2201
-            ProxyJump jumper,alice@second:2222
-            Include \(gpuInclude)
-            IdentityFile /keys/gpu_%n
-        Host other
-            Include \(otherInclude)
-            User after-include
-        Match originalhost gpu1 exec "test %h = gpu1.cluster.example"
-            HostKeyAlias gpu1-alias
-            UserKnownHostsFile /kh/%l_%L_%i_%u_%n_%r_%h_%p_%k_%d /kh/%C
-        Match host *.cluster.example user gpu-user
-            IdentitiesOnly yes
-        Match final originalhost plain
-            Port 2345
-            IdentityFile /keys/final_%h
-        Host *
-            User fallback
-            IdentityFile ~/.ssh/all_%u
-            UserKnownHostsFile ~/kh/default_%n /kh/second_%h
-        """.write(toFile: config, atomically: true, encoding: .utf8)
-
-        // ssh expands ~ and %d from the password database; ferry from HOME: make them the same.
-        guard let pw = getpwuid(getuid()) else { Issue.record("no passwd entry"); return }
-        var environment = ProcessInfo.processInfo.environment
-        environment["HOME"] = String(cString: pw.pointee.pw_dir)
-        environment["USER"] = String(cString: pw.pointee.pw_name)
-        environment["FERRY_HOME"] = box.ferryHome
-        let compared = ["hostname", "user", "port", "identityfile", "proxyjump", "hostkeyalias", "userknownhostsfile", "identitiesonly"]
-        func values(_ output: String) -> [String: [String]] {
-            var found: [String: [String]] = [:]
-            for line in output.split(separator: "\n") {
-                guard let space = line.firstIndex(of: " ") else { continue }
-                let key = String(line[..<space])
-                if compared.contains(key) { found[key, default: []].append(String(line[line.index(after: space)...])) }
-            }
-            return found
-        }
-        for target in [["gpu1"], ["gpu2"], ["node.lab"], ["skip.lab"], ["other"], ["plain"], ["-p", "22", "-l", "root", "gpu1"]] {
-            let reference = try runProcess("/usr/bin/ssh", ["-G", "-F", config] + target, environment: environment)
-            let ours = try runProcess(TestPaths.ferryBinary.path, ["ssh", "-G", "-F", config] + target, environment: environment)
-            #expect(reference.status == 0 && ours.status == 0, "\(target): ssh \(reference.stderr) ferry \(ours.stderr)")
-            let expected = values(reference.stdout), got = values(ours.stdout)
-            for key in compared {
-                #expect(got[key] == expected[key], "\(target.joined(separator: " ")): \(key): ssh says \(expected[key] ?? []), ferry \(got[key] ?? [])")
-            }
-        }
-    }
-
-    @Test func sshConfigFollowsConfigAliasesForTheTargetAndTheJump() async throws {
-        guard let sshd = try TestSSHD.shared() else { return }
-        let box = try Sandbox(); defer { box.remove() }
-        try await withJumpHost(extraConfig: []) { jump in
-            // The relay accepts only its own key, which only its Host block names (item 7: the relay
-            // was offered the -i key and the defaults, and refused them).
-            try """
-            Host relay-alias
-                HostName \(jump.host)
-                Port \(jump.port)
-                User \(jump.user)
-                IdentityFile \(jump.clientKey)
-            Host inner-alias
-                HostName \(sshd.host)
-                Port \(sshd.port)
-            """.write(toFile: box.home + "/.ssh/config", atomically: true, encoding: .utf8)
-            let line = "ferry://\(sshd.user)@inner-alias?jump=relay-alias&jump-key=\(jump.hostKeyFingerprint)#\(sshd.hostKeyFingerprint)"
-            var environment = ProcessInfo.processInfo.environment
-            environment["HOME"] = box.home
-            environment["FERRY_HOME"] = box.ferryHome
-            environment["SSH_AUTH_SOCK"] = nil
-            let printed = try runProcess(TestPaths.ferryBinary.path, ["ssh-config", "gpu", line, "-i", sshd.clientKey], environment: environment)
-            #expect(printed.status == 0, "ferry ssh-config: \(printed.stderr)")
-            #expect(printed.stdout.contains("HostName \(sshd.host)\n    Port \(sshd.port)\n"), "\(printed.stdout)")
-            #expect(printed.stdout.contains("IdentityFile \(jump.clientKey)"), "the relay block names the relay's own key: \(printed.stdout)")
-            // `hosts add` with the same line pins both keys through the relay alias too.
-            let added = try runProcess(TestPaths.ferryBinary.path, ["hosts", "add", "gpu2", line, "-i", sshd.clientKey], environment: environment)
-            #expect(added.status == 0, "ferry hosts add: \(added.stderr)")
-            // OpenSSH takes the block: through the relay to the host, each key checked against its pin.
-            let block = box.path("block.conf")
-            try (printed.stdout + "Host *\n    BatchMode yes\n    GlobalKnownHostsFile /dev/null\n").write(toFile: block, atomically: true, encoding: .utf8)
-            let ssh = try runProcess("/usr/bin/ssh", ["-F", block, "gpu", "echo through"], environment: environment)
-            #expect(ssh.status == 0 && ssh.stdout == "through\n", "ssh: \(ssh.stderr)\n\(printed.stdout)")
-        }
-    }
 }

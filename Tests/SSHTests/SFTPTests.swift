@@ -2,6 +2,7 @@ import Crypto
 import FerryTestSupport
 import Foundation
 import SSH
+import SSHTestSupport
 import Synchronization
 import Testing
 

@@ -2,6 +2,7 @@ import FerryTestSupport
 import Foundation
 import Testing
 @testable import Training
+import TrainingTestSupport
 
 /// A config on TinyData shaped like Fashion-MNIST (1×28×28, 10 classes): the CNN's shapes without any files.
 func fashionShapedConfig(_ mutate: (inout JSONObject) -> Void = { _ in }) throws -> JSONValue {

@@ -4,6 +4,7 @@ import TensorCore
 import Testing
 @testable import Data
 @testable import Training
+import TrainingTestSupport
 
 /// SplitMix64: a fixed-seed generator of its own, so a failing case reproduces from (format, seed, case).
 struct SplitMix64 {

@@ -5,6 +5,7 @@ import Optim
 import TensorCore
 import Testing
 @testable import Training
+import TrainingTestSupport
 
 /// File formats other programs read: TensorBoard event files, safetensors checkpoints.
 @Suite struct FormatTests {

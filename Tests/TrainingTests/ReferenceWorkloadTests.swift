@@ -5,6 +5,7 @@ import NN
 import Optim
 import TensorCore
 import Testing
+import TrainingTestSupport
 
 /// Issue 4's check in small: the reference MLP (Flatten, 784→256→128→10, Adam 1e-3, batch 128,
 /// inputs normalised 0.2860/0.3530), written directly against NN/Optim/Data, trained on the first

@@ -5,44 +5,7 @@ import NN
 import TensorCore
 import Testing
 @testable import Training
-
-/// A fresh directory under the system's temporary directory.
-struct TemporaryDirectory {
-    let url: URL
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-training-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-    func path(_ relative: String) -> URL { url.appendingPathComponent(relative) }
-    func cleanUp() { try? FileManager.default.removeItem(at: url) }
-}
-
-var isCI: Bool { TestPaths.isCI }
-
-/// Whether Debian's Fashion-MNIST files are here (CI installs them; elsewhere tests that need them skip).
-var fashionAvailable: Bool { FashionMNISTFiles.missingFiles().isEmpty }
-var fashionOrCI: Bool { fashionAvailable || isCI }
-
-/// `python3` on PATH, and whether it has numpy.
-enum Python {
-    static let path: String? = {
-        let dirs = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map(String.init)
-        return dirs.map { ($0 as NSString).appendingPathComponent("python3") }.first { FileManager.default.isExecutableFile(atPath: $0) }
-    }()
-    static let hasNumpy: Bool = {
-        guard let path, let r = try? runProcess(path, ["-c", "import numpy"]) else { return false }
-        return r.status == 0
-    }()
-
-    /// Runs a script of scripts/fixtures and parses its JSON output.
-    static func runFixture(_ script: String, _ arguments: [String]) throws -> [String: Any] {
-        let python = try #require(path)
-        let file = TestPaths.repoRoot.appendingPathComponent("scripts/fixtures/\(script)").path
-        let r = try runProcess(python, [file] + arguments)
-        #expect(r.status == 0, "\(script) failed: \(r.stderr)")
-        return try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
-    }
-}
+import TrainingTestSupport
 
 /// Test-only registry entries: a small synthetic image set (no files), and a loss whose
 /// validation values follow a script (so monitor, best, top-k and early stopping are exact).
@@ -156,25 +119,3 @@ func trainInProcess(_ configText: String, registry: Registry, stop: StopFlag = S
     return TrainingSession.run(request)
 }
 
-/// The lines of a JSONL file as objects.
-func jsonLines(_ url: URL) throws -> [[String: Any]] {
-    let text = try String(contentsOf: url, encoding: .utf8)
-    return try text.split(separator: "\n").map { line in
-        try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-    }
-}
-
-/// The tensors and metadata of a checkpoint's train state.
-func trainState(_ checkpoint: URL) throws -> [String: Tensor] {
-    try SafeTensors.read(checkpoint.appendingPathComponent("train_state.safetensors"))
-}
-
-func intValue(_ t: Tensor?) -> Int? { t.map { Int($0.scalars(as: Int64.self)[0]) } }
-
-/// Runs `ferry` with a clean environment plus `environment`.
-@discardableResult
-func ferry(_ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
-    var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FERRY_") }
-    for (k, v) in environment { env[k] = v }
-    return try runProcess(TestPaths.ferryBinary.path, arguments, environment: env, currentDirectory: directory)
-}

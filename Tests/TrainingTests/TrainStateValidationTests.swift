@@ -3,6 +3,7 @@ import Optim
 import TensorCore
 import Testing
 @testable import Training
+import TrainingTestSupport
 
 /// A damaged train state is an error naming the file and the field, never a trap, a hang or a silent
 /// misreading (a negative epoch used to train epochs -2…2; a non-scalar monitor.best trapped in item()).

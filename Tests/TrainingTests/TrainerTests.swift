@@ -3,6 +3,7 @@ import NN
 import TensorCore
 import Testing
 @testable import Training
+import TrainingTestSupport
 
 /// The trainer in this process, on TinyData and a generator of its own (`.scoped`), so these
 /// tests neither disturb nor depend on other users of the global generator.

@@ -3,6 +3,7 @@ import Foundation
 import SSH
 import Testing
 import Tunnels
+import TunnelsTestSupport
 
 @Suite struct HostSetupTests {
     static let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINE2PiMUKylstm+vb8EcUXk+bXfVdjjthIv/2Ybvuwnv laptop"
@@ -73,36 +74,6 @@ import Tunnels
         let attributes = try FileManager.default.attributesOfItem(atPath: files.authorizedKeys)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
         #expect(throws: TunnelError.self) { _ = try AuthorizedKey.collect([box.path("no-such.pub")], home: box.home) }
-    }
-
-    @Test func passwordLoginNeedsTheFlag() async throws {
-        let box = try Sandbox(); defer { box.remove() }
-        _ = try box.makeKey("laptop")
-        let port = freePort()
-        let base = ["host", "up", "--authorize", box.path("laptop.pub"), "--sshd-port", String(port), "--listen", "127.0.0.1"]
-        // A password in the environment without --allow-password: refused before anything starts.
-        let env = box.processEnvironment(["FERRY_HOST_PASSWORD": "correct horse battery staple"])
-        let refused = try ferry(base, environment: env)
-        #expect(refused.status == 2)
-        #expect(refused.stderr.contains("--allow-password") && refused.stderr.contains("password login is off"))
-        #expect(!FileManager.default.fileExists(atPath: box.ferryHome + "/host/sshd_config"))
-        #expect(!isListening(port))
-        // There is no way to give one on the command line.
-        let argv = try ferry(base + ["--password", "hunter2hunter2"], environment: box.processEnvironment())
-        #expect(argv.status == 2 && argv.stderr.contains("Unknown option '--password'"))
-        // With the flag, a short one is refused (checked before any account is touched).
-        let short = try ferry(base + ["--allow-password"], environment: box.processEnvironment(["FERRY_HOST_PASSWORD": "short"]))
-        #expect(short.status == 2)
-        #expect(short.stderr.contains(HostSetup.isRoot ? "shorter than 12" : "needs `ferry host up` to run as root"))
-        #expect(!isListening(port))
-        // No key and no password: nothing could log in, so nothing starts.
-        let nobody = try ferry(["host", "up", "--sshd-port", String(port), "--listen", "127.0.0.1"], environment: box.processEnvironment())
-        #expect(nobody.status == 2 && nobody.stderr.contains("no key may log in yet"), "\(nobody.stderr)")
-        #expect(!isListening(port))
-        // The options say the same without the CLI.
-        #expect(throws: TunnelError.passwordNeedsFlag(source: "FERRY_HOST_PASSWORD or the prompt")) {
-            try HostUpOptions(ferryHome: box.ferryHome, password: "correct horse battery staple").validate()
-        }
     }
 
     @Test func tunnelSpecsParse() throws {

@@ -1,5 +1,6 @@
 import FerryTestSupport
 import Foundation
+import TunnelsTestSupport
 import Tunnels
 
 /// Three network namespaces made for one test, joined by veth pairs, on private addresses only:

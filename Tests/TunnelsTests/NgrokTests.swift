@@ -2,24 +2,7 @@ import FerryTestSupport
 import Foundation
 import Testing
 import Tunnels
-
-/// The agent API's answers, shaped like ngrok's documented `GET /api/tunnels`
-/// (https://ngrok.com/docs/agent/api/): name, uri, public_url, proto, config{addr, inspect}, metrics.
-enum NgrokFixture {
-    static let metrics = #""metrics":{"conns":{"count":0,"gauge":0,"rate1":0,"rate5":0,"rate15":0,"p50":0,"p90":0,"p95":0,"p99":0},"http":{"count":0,"rate1":0,"rate5":0,"rate15":0,"p50":0,"p90":0,"p95":0,"p99":0}}"#
-
-    static func tunnel(name: String, publicURL: String, proto: String, addr: String) -> String {
-        #"{"name":"\#(name)","uri":"/api/tunnels/\#(name)","public_url":"\#(publicURL)","proto":"\#(proto)","config":{"addr":"\#(addr)","inspect":false},\#(metrics)}"#
-    }
-
-    static func list(_ tunnels: [String]) -> String { #"{"tunnels":[\#(tunnels.joined(separator: ","))],"uri":"/api/tunnels"}"# }
-
-    /// An HTTP tunnel of someone else's, and ours: TCP to local port 2222.
-    static func tcp(port: Int = 2222) -> String {
-        list([tunnel(name: "website", publicURL: "https://9f2a-203-0-113-9.ngrok-free.app", proto: "https", addr: "http://localhost:8080"),
-              tunnel(name: "command_line", publicURL: "tcp://4.tcp.eu.ngrok.io:17341", proto: "tcp", addr: "127.0.0.1:\(port)")])
-    }
-}
+import TunnelsTestSupport
 
 @Suite struct NgrokTests {
     @Test func readsThePublicTCPEndpointFromTheAgentAPI() throws {

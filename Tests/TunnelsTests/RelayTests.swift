@@ -1,5 +1,6 @@
 import FerryTestSupport
 import Foundation
+import TunnelsTestSupport
 import SSH
 import Synchronization
 import Testing

@@ -1,4 +1,5 @@
 import Foundation
+import TunnelsTestSupport
 import SSH
 import Synchronization
 import Testing

@@ -2,33 +2,35 @@ import FerryTestSupport
 import Foundation
 import SSH
 
-/// A private HOME and FERRY_HOME per test, so parallel tests never share state.
-struct Sandbox {
-    let root: URL
-    var home: String { root.appendingPathComponent("home").path }
-    var ferryHome: String { root.appendingPathComponent("home/.ferry").path }
+// Shared by TunnelsTests and ferryTests (`ferry host up` end to end).
 
-    init(_ name: String = #function) throws {
+/// A private HOME and FERRY_HOME per test, so parallel tests never share state.
+public struct Sandbox {
+    public let root: URL
+    public var home: String { root.appendingPathComponent("home").path }
+    public var ferryHome: String { root.appendingPathComponent("home/.ferry").path }
+
+    public init(_ name: String = #function) throws {
         let clean = name.filter { $0.isLetter || $0.isNumber }.prefix(24)
         root = URL(fileURLWithPath: "/tmp").appendingPathComponent("ferry-tun-\(clean)-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(atPath: root.appendingPathComponent("home/.ssh").path, withIntermediateDirectories: true)
     }
 
-    func environment(agent: String? = nil) -> SSHEnvironment {
+    public func environment(agent: String? = nil) -> SSHEnvironment {
         SSHEnvironment(home: home, ferryHome: ferryHome, agentSocket: agent, password: nil, localUser: "nobody-local")
     }
 
     /// The process environment for a `ferry` run in this sandbox.
-    func processEnvironment(_ extra: [String: String] = [:]) -> [String: String] {
+    public func processEnvironment(_ extra: [String: String] = [:]) -> [String: String] {
         var env = ["HOME": home, "FERRY_HOME": ferryHome, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
                    "LANG": "C.UTF-8"]
         for (k, v) in extra { env[k] = v }
         return env
     }
 
-    func path(_ name: String) -> String { root.appendingPathComponent(name).path }
+    public func path(_ name: String) -> String { root.appendingPathComponent(name).path }
 
-    func write(_ name: String, _ text: String, mode: Int = 0o644) throws -> String {
+    public func write(_ name: String, _ text: String, mode: Int = 0o644) throws -> String {
         let p = path(name)
         try FileManager.default.createDirectory(atPath: (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         try text.write(toFile: p, atomically: true, encoding: .utf8)
@@ -36,29 +38,29 @@ struct Sandbox {
         return p
     }
 
-    func read(_ path: String) -> String {
+    public func read(_ path: String) -> String {
         FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? ""
     }
 
     /// A new ed25519 key pair; returns the private key's path.
-    func makeKey(_ name: String) throws -> String {
+    public func makeKey(_ name: String) throws -> String {
         let p = path(name)
         let r = try runProcess("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "ferry-test-\(name)", "-f", p])
         precondition(r.status == 0, r.stderr)
         return p
     }
 
-    func remove() { try? FileManager.default.removeItem(at: root) }
+    public func remove() { try? FileManager.default.removeItem(at: root) }
 }
 
 /// Runs the built `ferry` with `arguments` to completion.
 @discardableResult
-func ferry(_ arguments: [String], environment: [String: String]) throws -> (status: Int32, stdout: String, stderr: String) {
+public func ferry(_ arguments: [String], environment: [String: String]) throws -> (status: Int32, stdout: String, stderr: String) {
     try runProcess(TestPaths.ferryBinary.path, arguments, environment: environment)
 }
 
 /// A free TCP port on 127.0.0.1 (bound, read, released).
-func freePort() -> Int {
+public func freePort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var addr = sockaddr_in()
@@ -71,7 +73,7 @@ func freePort() -> Int {
 }
 
 /// Whether something accepts TCP connections on 127.0.0.1:port.
-func isListening(_ port: Int, host: String = "127.0.0.1") -> Bool {
+public func isListening(_ port: Int, host: String = "127.0.0.1") -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var addr = sockaddr_in()
@@ -82,7 +84,7 @@ func isListening(_ port: Int, host: String = "127.0.0.1") -> Bool {
 }
 
 /// Polls `condition` every 100 ms for up to `seconds`.
-func eventually(_ seconds: Double, _ condition: () -> Bool) async -> Bool {
+public func eventually(_ seconds: Double, _ condition: () -> Bool) async -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
     while Date() < deadline {
         if condition() { return true }
@@ -92,13 +94,31 @@ func eventually(_ seconds: Double, _ condition: () -> Bool) async -> Bool {
 }
 
 /// A fingerprint nobody has.
-let bogusFingerprint = "SHA256:" + String(repeating: "A", count: 43)
+public let bogusFingerprint = "SHA256:" + String(repeating: "A", count: 43)
 
 /// The first JSON object line of `text`.
-func firstJSON(_ text: String) -> [String: Any]? {
+public func firstJSON(_ text: String) -> [String: Any]? {
     if let whole = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] { return whole }
     for line in text.split(separator: "\n") where line.hasPrefix("{") {
         if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] { return object }
     }
     return nil
+}
+
+/// The agent API's answers, shaped like ngrok's documented `GET /api/tunnels`
+/// (https://ngrok.com/docs/agent/api/): name, uri, public_url, proto, config{addr, inspect}, metrics.
+public enum NgrokFixture {
+    public static let metrics = #""metrics":{"conns":{"count":0,"gauge":0,"rate1":0,"rate5":0,"rate15":0,"p50":0,"p90":0,"p95":0,"p99":0},"http":{"count":0,"rate1":0,"rate5":0,"rate15":0,"p50":0,"p90":0,"p95":0,"p99":0}}"#
+
+    public static func tunnel(name: String, publicURL: String, proto: String, addr: String) -> String {
+        #"{"name":"\#(name)","uri":"/api/tunnels/\#(name)","public_url":"\#(publicURL)","proto":"\#(proto)","config":{"addr":"\#(addr)","inspect":false},\#(metrics)}"#
+    }
+
+    public static func list(_ tunnels: [String]) -> String { #"{"tunnels":[\#(tunnels.joined(separator: ","))],"uri":"/api/tunnels"}"# }
+
+    /// An HTTP tunnel of someone else's, and ours: TCP to local port 2222.
+    public static func tcp(port: Int = 2222) -> String {
+        list([tunnel(name: "website", publicURL: "https://9f2a-203-0-113-9.ngrok-free.app", proto: "https", addr: "http://localhost:8080"),
+              tunnel(name: "command_line", publicURL: "tcp://4.tcp.eu.ngrok.io:17341", proto: "tcp", addr: "127.0.0.1:\(port)")])
+    }
 }

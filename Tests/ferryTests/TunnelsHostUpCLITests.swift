@@ -3,9 +3,10 @@ import Foundation
 import SSH
 import Testing
 import Tunnels
+import TunnelsTestSupport
 
 /// `ferry host up` for real, on 127.0.0.1: its own sshd, its own key, pinned by the line it prints.
-@Suite struct HostUpTests {
+@Suite struct TunnelsHostUpCLITests {
     /// SIGTERM reaches `host up` while its relay hangs (a relay that accepts and never answers, as
     /// a frozen network looks): it is gone within 5 s and its sshd with it. It stayed until its
     /// relay attempt timed out before (20 s and more).
@@ -123,7 +124,7 @@ import Tunnels
 
 /// Any program as the transport: the host supervises a tunnel command (restarted when it exits) and
 /// the connection string carries the ProxyCommand clients use (as with cloudflared).
-@Suite struct CommandTunnelTests {
+@Suite struct TunnelsCommandTunnelCLITests {
     @Test func aProxyCommandCarriesTheConnectionAndTheTunnelCommandIsRestarted() async throws {
         guard ChildProcess.find("sshd") != nil || TestPaths.isCI else { return }
         let box = try Sandbox(); defer { box.remove() }
@@ -162,7 +163,7 @@ import Tunnels
     }
 }
 
-@Suite struct NgrokHostUpTests {
+@Suite struct TunnelsNgrokHostUpCLITests {
     /// `host up --tunnel ngrok` end to end with a stand-in agent: the public address from the agent
     /// API becomes the connection string; the token travels in the environment only.
     @Test func theAgentsPublicAddressBecomesTheConnectionString() async throws {
@@ -190,5 +191,38 @@ import Tunnels
         let down = try ferry(["host", "down"], environment: env)
         #expect(down.status == 0)
         #expect(await eventually(5) { !isListening(port) })
+    }
+}
+
+/// `ferry host up`'s password rules, as a person meets them on the command line.
+@Suite struct TunnelsHostSetupCLITests {
+    @Test func passwordLoginNeedsTheFlag() async throws {
+        let box = try Sandbox(); defer { box.remove() }
+        _ = try box.makeKey("laptop")
+        let port = freePort()
+        let base = ["host", "up", "--authorize", box.path("laptop.pub"), "--sshd-port", String(port), "--listen", "127.0.0.1"]
+        // A password in the environment without --allow-password: refused before anything starts.
+        let env = box.processEnvironment(["FERRY_HOST_PASSWORD": "correct horse battery staple"])
+        let refused = try ferry(base, environment: env)
+        #expect(refused.status == 2)
+        #expect(refused.stderr.contains("--allow-password") && refused.stderr.contains("password login is off"))
+        #expect(!FileManager.default.fileExists(atPath: box.ferryHome + "/host/sshd_config"))
+        #expect(!isListening(port))
+        // There is no way to give one on the command line.
+        let argv = try ferry(base + ["--password", "hunter2hunter2"], environment: box.processEnvironment())
+        #expect(argv.status == 2 && argv.stderr.contains("Unknown option '--password'"))
+        // With the flag, a short one is refused (checked before any account is touched).
+        let short = try ferry(base + ["--allow-password"], environment: box.processEnvironment(["FERRY_HOST_PASSWORD": "short"]))
+        #expect(short.status == 2)
+        #expect(short.stderr.contains(HostSetup.isRoot ? "shorter than 12" : "needs `ferry host up` to run as root"))
+        #expect(!isListening(port))
+        // No key and no password: nothing could log in, so nothing starts.
+        let nobody = try ferry(["host", "up", "--sshd-port", String(port), "--listen", "127.0.0.1"], environment: box.processEnvironment())
+        #expect(nobody.status == 2 && nobody.stderr.contains("no key may log in yet"), "\(nobody.stderr)")
+        #expect(!isListening(port))
+        // The options say the same without the CLI.
+        #expect(throws: TunnelError.passwordNeedsFlag(source: "FERRY_HOST_PASSWORD or the prompt")) {
+            try HostUpOptions(ferryHome: box.ferryHome, password: "correct horse battery staple").validate()
+        }
     }
 }

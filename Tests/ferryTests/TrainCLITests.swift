@@ -5,11 +5,12 @@ import NN
 import TensorCore
 import Testing
 @testable import Training
+import TrainingTestSupport
 
 /// `ferry train`, `ferry test` and `ferry new` as subprocesses: the real binary, its own process
 /// (so the global generator is its own and resume can be compared bit for bit), real signals.
 /// Serialized: each run uses both cores.
-@Suite(.serialized) struct CommandTests {
+@Suite(.serialized) struct TrainCLITests {
     /// A Fashion-MNIST config for quick runs: `limit` samples, a tenth for validation.
     func fashionConfig(_ dir: TemporaryDirectory, name: String = "quick", arch: String, limit: Int, batch: Int, epochs: Int,
                        extra: String = "", scheduler: String = "") throws -> URL {

@@ -2,10 +2,11 @@ import FerryTestSupport
 import Foundation
 import System
 @testable import Jobs
+import JobsTestSupport
 import Testing
 
 /// The commands as a person types them, run as processes of the built `ferry`.
-@Suite struct CLITests {
+@Suite struct JobsCLITests {
     /// `ferry logs ID | head -1`: a reader that goes away ends ferry quietly with 141 (it trapped
     /// inside Foundation's FileHandle.write before, SIGILL).
     @Test func aClosedStdoutEndsQuietlyWith141() async throws {
@@ -231,7 +232,7 @@ import Testing
 }
 
 /// The commands against the test sshd, reached through a host record that pins its key.
-@Suite struct CLIOverSSHTests {
+@Suite struct JobsCLIOverSSHTests {
     @Test func launchLogsSSHAndFetchWithAPinnedHostKey() throws {
         guard let sshd = try TestSSHD.shared() else { return }
         let box = try Sandbox(); defer { box.remove() }
@@ -261,5 +262,25 @@ import Testing
         let refused = try TestFerry.run(["launch", "--host", "liar", "--", "true"], sandbox: box)
         #expect(refused.status == 255)   // a connection that failed, as ssh says it
         #expect(refused.stderr.contains("SHA256:AAAA"), "\(refused.stderr)")
+    }
+}
+
+/// `ferry launch` of a training config.
+@Suite struct JobsTrainCLITests {
+    /// A config that fails `ferry train --check` stops `ferry launch` before anything is sent.
+    @Test func invalidConfigIsRefusedBeforeUpload() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        try box.write("bad.json", TrainJobConfig.text(limit: 100, epochs: 1).replacingOccurrences(of: "\"Adam\"", with: "\"Adamm\""))
+        try box.writeRandom("data.bin", bytes: 1 << 16)
+        let result = try TestFerry.run(["launch", "bad.json"], sandbox: box)
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("did not pass `ferry train --check`"))
+        #expect(result.stderr.contains("optimizer.type"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: box.home + "/blobs"), "something was uploaded")
+        #expect(!FileManager.default.fileExists(atPath: box.home + "/jobs"))
+        try box.write("sub/inner.json", TrainJobConfig.text(limit: 100, epochs: 1))
+        let outside = try TestFerry.run(["launch", "--workdir", box.project + "/sub", box.project + "/bad.json"], sandbox: box)
+        #expect(outside.status == 2)
+        #expect(outside.stderr.contains("not inside the working directory"))
     }
 }
