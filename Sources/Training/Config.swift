@@ -121,7 +121,7 @@ extension TrainConfig {
     /// Reads, overrides and checks a config file. With `requireData` false, data files missing
     /// on this machine are warnings, not errors (`ferry train --check` runs on the laptop, the data
     /// lives on the host).
-    public static func load(file: String, overrides: [ConfigOverride] = [], registry: Registry = .standard,
+    public static func load(file: String, overrides: [ConfigOverride] = [], registry: ComponentRegistry = .standard,
                             split: DataSplit = .train, requireData: Bool = true) throws -> TrainConfig {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
@@ -135,7 +135,7 @@ extension TrainConfig {
     }
 
     /// Overrides and checks a parsed config; every issue is reported at once.
-    public static func check(_ original: JSONValue, file: String, overrides: [ConfigOverride] = [], registry: Registry = .standard,
+    public static func check(_ original: JSONValue, file: String, overrides: [ConfigOverride] = [], registry: ComponentRegistry = .standard,
                              split: DataSplit = .train, requireData: Bool = true) throws -> TrainConfig {
         var json = original
         for o in overrides { try o.apply(to: &json, registry: registry) }
@@ -155,7 +155,7 @@ extension TrainConfig {
 struct ConfigChecker {
     let root: JSONObject
     let reader: ConfigReader
-    let registry: Registry
+    let registry: ComponentRegistry
     let split: DataSplit
     var requireData = true
 
@@ -469,7 +469,7 @@ struct ConfigChecker {
         let path: ConfigPath = "lr_scheduler"
         guard let v = root["lr_scheduler"], v != .null else { return (nil, .epoch, nil) }
         let before = reader.issues.count
-        let checked = Registry.checkScheduler(v, at: path, reader: reader, registry: registry, nested: false)
+        let checked = ComponentRegistry.checkScheduler(v, at: path, reader: reader, registry: registry, nested: false)
         var interval = SchedulerInterval.epoch
         if let i = v["interval"], i != .null {
             if let s = i.stringValue, let parsed = SchedulerInterval(rawValue: s) { interval = parsed } else {

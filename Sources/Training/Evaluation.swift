@@ -12,7 +12,7 @@ public struct TestRequest {
     public var overrides: [ConfigOverride] = []
     /// Samples per batch (pytorch-template's test.py uses 512).
     public var batchSize = 512
-    public var registry: Registry = .standard
+    public var registry: ComponentRegistry = .standard
 
     public init(checkpoint: String) { self.checkpoint = checkpoint }
 }

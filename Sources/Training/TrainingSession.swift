@@ -32,7 +32,7 @@ public struct TrainRequest {
     public var commandLine: [String] = CommandLine.arguments
     /// Recorded in run.json (the CLI adds ferry's version).
     public var versions: [String: String] = [:]
-    public var registry: Registry = .standard
+    public var registry: ComponentRegistry = .standard
     public var randomness: RandomnessMode = .global
     public var console: ConsoleSink = .standard
     public var stop = StopFlag()

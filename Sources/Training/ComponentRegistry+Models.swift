@@ -40,7 +40,7 @@ public final class MnistModel: Module {
     }
 }
 
-extension Registry {
+extension ComponentRegistry {
     /// The reference MLP of `shared/reference/torch_fashion.py` as a layer list. Its state dict
     /// matches `nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128),
     /// nn.ReLU(), nn.Linear(128, 10))`: keys `1.weight`, `1.bias`, `3.*`, `5.*`.
@@ -149,7 +149,7 @@ extension Registry {
     }
 
     /// Builds a checked layer list as a `Sequential` (children named 0, 1, … as in PyTorch).
-    static func buildLayers(_ value: JSONValue?, input: [Int], registry: Registry) -> any Module {
+    static func buildLayers(_ value: JSONValue?, input: [Int], registry: ComponentRegistry) -> any Module {
         let reader = ConfigReader()
         guard let checked = checkLayerList(value, input: input, inputDescription: "the input", at: ConfigPath(), reader: reader,
                                            registry: registry) else {

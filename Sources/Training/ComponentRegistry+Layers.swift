@@ -2,7 +2,7 @@ import NN
 import TensorCore
 
 /// The layers a declared layer list may use, with PyTorch's argument names and shape rules.
-extension Registry {
+extension ComponentRegistry {
     static let builtinLayers: [LayerType] = [
         LayerType(name: "Linear",
                   args: [ArgSpec("in_features", .integer(min: 1)), ArgSpec("out_features", .integer(min: 1)),
@@ -218,7 +218,7 @@ func dimShape(_ name: String, _ dim: Int, _ s: [Int], _ source: String) -> Resul
 /// Checks a declared layer list (`[{"type": "Conv2d", "args": {...}}, "ReLU", ...]`) against an
 /// input shape; returns the validated layers and the output shape, or nil after recording issues.
 func checkLayerList(_ value: JSONValue?, input: [Int], inputDescription: String, at path: ConfigPath, reader: ConfigReader,
-                    registry: Registry) -> (layers: [(LayerType, Args)], output: [Int])? {
+                    registry: ComponentRegistry) -> (layers: [(LayerType, Args)], output: [Int])? {
     guard let value else { reader.fail(path, "missing: expected a list of layers"); return nil }
     guard let list = value.arrayValue else {
         reader.fail(path, "expected a list of layers like [{\"type\": \"Linear\", \"args\": {...}}], got \(ConfigReader.show(value))")
