@@ -117,11 +117,20 @@ public struct DataLoaderType: Sendable {
     /// Cheap checks before any work (files present); issues are recorded on the reader.
     public let check: @Sendable (Args, DataSplit, ConfigReader, ConfigPath) -> Void
     public let load: @Sendable (Args, DataSplit) throws -> AnyDataset
+    /// The files or folders `load` reads on the machine that trains (a runner sends or checks
+    /// them); by default the `data_dir` argument, when there is one.
+    public let dataPaths: @Sendable (Args, DataSplit) -> [String]
 
     public init(name: String, args: [ArgSpec], facts: @escaping @Sendable (Args) -> DatasetFacts,
                 check: @escaping @Sendable (Args, DataSplit, ConfigReader, ConfigPath) -> Void,
-                load: @escaping @Sendable (Args, DataSplit) throws -> AnyDataset) {
-        self.name = name; self.args = args; self.facts = facts; self.check = check; self.load = load
+                load: @escaping @Sendable (Args, DataSplit) throws -> AnyDataset,
+                dataPaths: @escaping @Sendable (Args, DataSplit) -> [String] = DataLoaderType.dataDirectory) {
+        self.name = name; self.args = args; self.facts = facts; self.check = check; self.load = load; self.dataPaths = dataPaths
+    }
+
+    /// `[data_dir]` when the arguments name a non-empty one, else nothing.
+    public static let dataDirectory: @Sendable (Args, DataSplit) -> [String] = { args, _ in
+        args["data_dir"]?.stringValue.flatMap { $0.isEmpty ? nil : [$0] } ?? []
     }
 }
 
