@@ -143,7 +143,11 @@ extension ComponentRegistry {
     /// The features after the CNN's convolution blocks (1600 for 28×28 inputs).
     static func cnnFlatFeatures(_ input: [Int]) -> Int? {
         guard input.count == 4 else { return nil }
-        func block(_ n: Int) -> Int { (n - 2) / 2 }
+        // Conv2d(kernel 3), then MaxPool2d(2): the layers' own output-size rule.
+        func block(_ n: Int) -> Int {
+            let conv = WindowGeometry.outputSize(n, kernel: 3, stride: 1, padding: 0, dilation: 1) ?? 0
+            return WindowGeometry.outputSize(conv, kernel: 2, stride: 2, padding: 0, dilation: 1) ?? 0
+        }
         let h = block(block(input[2])), w = block(block(input[3]))
         return h >= 1 && w >= 1 ? checkedProduct([64, h, w]) : nil
     }

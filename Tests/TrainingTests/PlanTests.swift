@@ -1,6 +1,7 @@
 import FerryTestSupport
 import Foundation
 import NN
+import TensorCore
 import Testing
 @testable import Training
 
@@ -136,5 +137,18 @@ import Testing
         #expect(names(better) == ["best", "epoch-5"] && better.remove == [])   // epoch 3 is periodic: kept
         let nan = q.decide(epoch: 6, improved: false, score: .nan, topK: better.topK)
         #expect(names(nan) == ["epoch-6"] && nan.topK == better.topK)
+    }
+}
+
+/// The CNN's flat feature count comes from the layers' own output-size rule.
+@Suite struct CNNGeometryTests {
+    @Test func flatFeaturesMatchWhatTheLayersGive() {
+        let blocks = Sequential(layers: [Conv2d(1, 32, kernelSize: 3), MaxPool2d(2), Conv2d(32, 64, kernelSize: 3), MaxPool2d(2)])
+        for n in 10...17 {
+            let out = blocks(Tensor.zeros([1, 1, n, n + 1]))
+            #expect(ComponentRegistry.cnnFlatFeatures([-1, 1, n, n + 1]) == out.shape.dropFirst().reduce(1, *), "\(n)×\(n + 1)")
+        }
+        #expect(ComponentRegistry.cnnFlatFeatures([-1, 1, 28, 28]) == 1600)
+        for n in 0...9 { #expect(ComponentRegistry.cnnFlatFeatures([-1, 1, n, 28]) == nil, "\(n)") }
     }
 }
