@@ -12,10 +12,19 @@ public protocol LRScheduler: AnyObject {
     var optimizer: any Optimizer { get }
     /// Advances one step and applies the new learning rates.
     func step()
+    /// Advances one step given the monitored metric's latest value (PyTorch's `step(metrics)`):
+    /// every scheduler takes it, only those that step on a metric (`ReduceLROnPlateau`) read it,
+    /// so a trainer steps any scheduler the same way.
+    func step(metrics: Double?)
     /// The learning rates set by the last step, one per group.
     var lastLR: [Double] { get }
     func stateDict() -> [String: Double]
     func loadStateDict(_ d: [String: Double])
+}
+
+extension LRScheduler {
+    /// A scheduler that steps on its own ignores the metric.
+    public func step(metrics: Double?) { step() }
 }
 
 /// Schedulers whose rate is a function of the step count and the groups' initial rates.
@@ -132,9 +141,12 @@ public final class WarmupLR: LRScheduler {
         }
     }
 
-    public func step() {
+    public func step() { step(metrics: nil) }
+
+    /// After warm-up the metric goes to the scheduler that follows.
+    public func step(metrics: Double?) {
         stepCount += 1
-        if stepCount < warmupSteps { apply() } else if let after { after.step() } else {
+        if stepCount < warmupSteps { apply() } else if let after { after.step(metrics: metrics) } else {
             for i in optimizer.paramGroups.indices { optimizer.paramGroups[i].lr = baseLRs[i] }
         }
     }
@@ -157,7 +169,8 @@ public final class WarmupLR: LRScheduler {
 }
 
 /// Cuts the rate by `factor` when a monitored metric stops improving for `patience` steps.
-/// Its `step(metric:)` takes the metric; a plain `step()` is a usage error.
+/// Its `step(metric:)` (or `step(metrics:)`, nil counting as no improvement) takes the metric; a
+/// plain `step()` is a usage error.
 public final class ReduceLROnPlateau: LRScheduler {
     public enum Mode: String, Sendable { case min, max }
     public let optimizer: any Optimizer
@@ -202,6 +215,8 @@ public final class ReduceLROnPlateau: LRScheduler {
             badEpochs = 0
         }
     }
+
+    public func step(metrics: Double?) { step(metric: metrics ?? .nan) }
 
     public func step() {
         shapeError("ReduceLROnPlateau.step() needs the monitored metric: call step(metric:)")

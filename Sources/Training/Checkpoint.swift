@@ -32,6 +32,7 @@ public struct TrainState: Sendable, Equatable {
     public struct TopKEntry: Sendable, Equatable, Codable {
         public var epoch: Int
         public var score: Double
+        public init(epoch: Int, score: Double) { self.epoch = epoch; self.score = score }
     }
 
     public init(seed: UInt64, monitorBest: Double) {

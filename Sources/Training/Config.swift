@@ -121,32 +121,28 @@ extension TrainConfig {
     /// Reads, overrides and checks a config file. With `requireData` false, data files missing
     /// on this machine are warnings, not errors (`ferry train --check` runs on the laptop, the data
     /// lives on the host).
-    public static func load(file: String, overrides: [ConfigOverride] = [], registry: Registry = .standard,
+    public static func load(file: String, overrides: [ConfigOverride] = [], registry: ComponentRegistry = .standard,
                             split: DataSplit = .train, requireData: Bool = true) throws -> TrainConfig {
+        try check(try readJSON(file: file), file: file, overrides: overrides, registry: registry, split: split, requireData: requireData)
+    }
+
+    /// A config file's JSON, or why it cannot be read.
+    static func readJSON(file: String) throws -> JSONValue {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
             throw TrainingError.configUnreadable(file: file, reason: (error as NSError).localizedDescription)
         }
-        let json: JSONValue
-        do { json = try JSONParser.parse(data) } catch {
+        do { return try JSONParser.parse(data) } catch {
             throw TrainingError.configSyntax(file: file, line: error.line, column: error.column, reason: error.reason)
         }
-        return try check(json, file: file, overrides: overrides, registry: registry, split: split, requireData: requireData)
     }
 
     /// Overrides and checks a parsed config; every issue is reported at once.
-    public static func check(_ original: JSONValue, file: String, overrides: [ConfigOverride] = [], registry: Registry = .standard,
+    public static func check(_ original: JSONValue, file: String, overrides: [ConfigOverride] = [], registry: ComponentRegistry = .standard,
                              split: DataSplit = .train, requireData: Bool = true) throws -> TrainConfig {
         var json = original
         for o in overrides { try o.apply(to: &json, registry: registry) }
-        let reader = ConfigReader()
-        guard let root = json.objectValue else {
-            throw TrainingError.invalidConfig(file: file, issues: [ConfigIssue(path: ConfigPath(), message: "expected a JSON object like {\"name\": ..., \"arch\": ...}, got \(ConfigReader.show(json))")])
-        }
-        let checker = ConfigChecker(root: root, reader: reader, registry: registry, split: split, requireData: requireData)
-        let config = checker.run(file: file)
-        if let config, reader.issues.isEmpty { return config }
-        throw TrainingError.invalidConfig(file: file, issues: reader.issues)
+        return try TrainingPlan.make(json, file: file, registry: registry, split: split, requireData: requireData).config
     }
 }
 
@@ -155,7 +151,7 @@ extension TrainConfig {
 struct ConfigChecker {
     let root: JSONObject
     let reader: ConfigReader
-    let registry: Registry
+    let registry: ComponentRegistry
     let split: DataSplit
     var requireData = true
 
@@ -193,7 +189,7 @@ struct ConfigChecker {
         return (name, o["args"])
     }
 
-    func run(file: String) -> TrainConfig? {
+    func run(file: String) -> TrainingPlan? {
         for key in root.keys where !ConfigChecker.topLevelKeys.contains(key) {
             reader.warn(ConfigPath([.key(key)]), "not a ferry setting; ignored")
         }
@@ -209,6 +205,8 @@ struct ConfigChecker {
         // Data: what one batch looks like and how many samples each part gets.
         var facts: DatasetFacts?
         var dataComponent: Component?
+        var dataEntry: DataLoaderType?
+        var dataSplit = DataSplit.train
         var trainCount = 0, validationCount = 0
         if let (type, argsValue) = section("data_loader", what: "data_loader", known: Array(registry.dataLoaders.keys), example: "\"FashionMnistDataLoader\""),
            let entry = registry.dataLoaders[type] {
@@ -221,7 +219,8 @@ struct ConfigChecker {
             }
             if ok && !reader.issues.contains(where: { $0.path.description.hasPrefix("data_loader") }) {
                 dataComponent = Component(type: type, args: args)
-                let dataSplit: DataSplit = split == .test ? .test : (args["training"]?.boolValue == false ? .test : .train)
+                dataEntry = entry
+                dataSplit = split == .test ? .test : (args["training"]?.boolValue == false ? .test : .train)
                 if requireData {
                     entry.check(args, dataSplit, reader, "data_loader")
                 } else {
@@ -242,10 +241,12 @@ struct ConfigChecker {
         // Model: its output must be one score per class.
         var modelOutput: [Int]?
         var arch: Component?
+        var archEntry: ModelType?
         if let (type, argsValue) = section("arch", what: "arch", known: Array(registry.models.keys), example: "\"CNN\""),
            let entry = registry.models[type],
            let args = reader.args(of: type, entry.args, from: argsValue, at: "arch.args") {
             arch = Component(type: type, args: args)
+            archEntry = entry
             if let facts {
                 let context = ModelContext(reader: reader, path: "arch", registry: registry, input: [-1] + facts.sampleShape)
                 if let out = entry.check(args, context) {
@@ -266,14 +267,16 @@ struct ConfigChecker {
         let metrics = checkMetrics(classes: classes, known: modelOutput != nil)
 
         var optimizer: Component?
+        var optimizerEntry: OptimizerType?
         if let (type, argsValue) = section("optimizer", what: "optimizer", known: Array(registry.optimizers.keys), example: "\"Adam\""),
            let entry = registry.optimizers[type],
            let args = reader.args(of: type, entry.args, from: argsValue, at: "optimizer.args") {
             entry.check(args, reader, "optimizer")
             optimizer = Component(type: type, args: args)
+            optimizerEntry = entry
         }
 
-        let metricNames = metrics?.map(\.type) ?? []
+        let metricNames = metrics?.map(\.0.type) ?? []
         let base = ["loss"] + metricNames
         // Evaluating a checkpoint (`ferry test`) does not split off validation data, but the config
         // it trained with did: its monitor may name val_ keys.
@@ -284,15 +287,19 @@ struct ConfigChecker {
         let logKeysKnown = metrics != nil && dataComponent != nil && !reader.issues.contains { $0.path.description.hasPrefix("data_loader") }
         let trainer = checkTrainer(logKeys: logKeys, logKeysKnown: logKeysKnown, batchSize: dataComponent?.args.int("batch_size") ?? 1,
                                    hasValidation: hasValidation)
-        let (scheduler, interval, schedulerMetric) = checkScheduler(logKeys: logKeys, monitor: trainer?.monitor ?? .off,
+        let (schedulerChecked, interval, schedulerMetric) = checkScheduler(logKeys: logKeys, monitor: trainer?.monitor ?? .off,
                                                                     hasValidation: hasValidation)
 
-        guard reader.issues.isEmpty, let arch, let dataComponent, let facts, let modelOutput, let optimizer, let loss, let metrics,
-              let trainer, let interval else { return nil }
-        return TrainConfig(file: file, json: root, name: name, nGPU: nGPU, seed: seed, arch: arch, dataLoader: dataComponent,
-                           optimizer: optimizer, loss: loss, metrics: metrics, lrScheduler: scheduler, schedulerInterval: interval,
-                           schedulerMetric: schedulerMetric, trainer: trainer, facts: facts, trainCount: trainCount,
-                           validationCount: validationCount, modelOutput: modelOutput, warnings: reader.warnings)
+        guard reader.issues.isEmpty, let arch, let archEntry, let dataComponent, let dataEntry, let facts, let modelOutput,
+              let optimizer, let optimizerEntry, let loss, let metrics, let trainer, let interval else { return nil }
+        let config = TrainConfig(file: file, json: root, name: name, nGPU: nGPU, seed: seed, arch: arch, dataLoader: dataComponent,
+                                 optimizer: optimizer, loss: loss.0, metrics: metrics.map(\.0), lrScheduler: schedulerChecked?.0,
+                                 schedulerInterval: interval, schedulerMetric: schedulerMetric, trainer: trainer, facts: facts,
+                                 trainCount: trainCount, validationCount: validationCount, modelOutput: modelOutput,
+                                 warnings: reader.warnings)
+        return TrainingPlan(config: config, registry: registry, model: archEntry, data: dataEntry, dataSplit: dataSplit,
+                            optimizer: optimizerEntry, loss: loss.1, metrics: metrics.map(\.1), scheduler: schedulerChecked?.1,
+                            checkpoints: CheckpointPolicy(trainer))
     }
 
     /// pytorch-template's rule: an integer is a number of samples, anything else a fraction.
@@ -323,7 +330,7 @@ struct ConfigChecker {
     }
 
     /// `"nll_loss"` or `{"type": "cross_entropy", "args": {...}}`.
-    func checkLoss(classes: Int, known: Bool) -> Component? {
+    func checkLoss(classes: Int, known: Bool) -> (Component, LossType)? {
         let path: ConfigPath = "loss"
         guard let v = root["loss"], v != .null else { reader.fail(path, "missing: expected a loss name such as \"cross_entropy\""); return nil }
         var name: String?
@@ -346,15 +353,15 @@ struct ConfigChecker {
         }
         guard let args = reader.args(of: name, entry.args, from: argsValue, at: path + "args") else { return nil }
         if known { entry.check(args, classes, reader, path) }
-        return Component(type: name, args: args)
+        return (Component(type: name, args: args), entry)
     }
 
     /// `["accuracy", "top_k_acc"]`, items also `{"type": "top_k_acc", "args": {"k": 5}}`.
-    func checkMetrics(classes: Int, known: Bool) -> [Component]? {
+    func checkMetrics(classes: Int, known: Bool) -> [(Component, MetricType)]? {
         let path: ConfigPath = "metrics"
         guard let v = root["metrics"], v != .null else { return [] }
         guard let list = v.arrayValue else { reader.fail(path, "expected a list of metric names such as [\"accuracy\"], got \(ConfigReader.show(v))"); return nil }
-        var out: [Component] = []
+        var out: [(Component, MetricType)] = []
         var seen: Set<String> = []
         var ok = true
         for (i, item) in list.enumerated() {
@@ -378,7 +385,7 @@ struct ConfigChecker {
             guard let args = reader.args(of: name, entry.args, from: argsValue, at: path[i] + "args") else { ok = false; continue }
             if known { entry.check(args, classes, reader, path[i]) }
             if !seen.insert(name).inserted { reader.fail(path[i], "\"\(name)\" is listed twice"); ok = false; continue }
-            out.append(Component(type: name, args: args))
+            out.append((Component(type: name, args: args), entry))
         }
         return ok ? out : nil
     }
@@ -465,11 +472,11 @@ struct ConfigChecker {
                                gradClip: gradClip, logEveryNSteps: logEvery)
     }
 
-    func checkScheduler(logKeys: [String], monitor: Monitor, hasValidation: Bool) -> (Component?, SchedulerInterval?, String?) {
+    func checkScheduler(logKeys: [String], monitor: Monitor, hasValidation: Bool) -> ((Component, SchedulerType)?, SchedulerInterval?, String?) {
         let path: ConfigPath = "lr_scheduler"
         guard let v = root["lr_scheduler"], v != .null else { return (nil, .epoch, nil) }
         let before = reader.issues.count
-        let checked = Registry.checkScheduler(v, at: path, reader: reader, registry: registry, nested: false)
+        let checked = ComponentRegistry.checkScheduler(v, at: path, reader: reader, registry: registry, nested: false)
         var interval = SchedulerInterval.epoch
         if let i = v["interval"], i != .null {
             if let s = i.stringValue, let parsed = SchedulerInterval(rawValue: s) { interval = parsed } else {
@@ -492,6 +499,6 @@ struct ConfigChecker {
             reader.warn(path + "monitor", "only ReduceLROnPlateau steps on a metric; ignored")
         }
         guard reader.issues.count == before, let (type, args) = checked else { return (nil, reader.issues.count == before ? interval : nil, nil) }
-        return (Component(type: type.name, args: args), interval, metric)
+        return ((Component(type: type.name, args: args), type), interval, metric)
     }
 }

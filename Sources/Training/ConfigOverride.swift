@@ -34,7 +34,7 @@ public struct ConfigOverride: Sendable, Equatable {
     public static func epochs(_ v: Int) -> ConfigOverride { ConfigOverride(path: "trainer.epochs", text: "\(v)", source: "--epochs \(v)") }
 
     /// The value this override writes, typed by what the schema expects at its path.
-    public func value(in config: JSONValue, registry: Registry) -> JSONValue {
+    public func value(in config: JSONValue, registry: ComponentRegistry) -> JSONValue {
         switch ConfigSchema.kind(at: path, in: config, registry: registry) {
         case .string?, .choice?:
             return .string(text)
@@ -45,7 +45,7 @@ public struct ConfigOverride: Sendable, Equatable {
     }
 
     /// Writes the value into `config`, creating objects on the way.
-    public func apply(to config: inout JSONValue, registry: Registry) throws {
+    public func apply(to config: inout JSONValue, registry: ComponentRegistry) throws {
         try ConfigOverride.set(value(in: config, registry: registry), at: path, in: &config, source: source)
     }
 
@@ -86,7 +86,7 @@ public struct ConfigOverride: Sendable, Equatable {
 
 /// What the config schema expects at a path, so overrides can be typed.
 enum ConfigSchema {
-    static func kind(at path: ConfigPath, in config: JSONValue, registry: Registry) -> ValueKind? {
+    static func kind(at path: ConfigPath, in config: JSONValue, registry: ComponentRegistry) -> ValueKind? {
         let c = path.components
         func key(_ i: Int) -> String? { if i < c.count, case .key(let k) = c[i] { return k } else { return nil } }
         guard let top = key(0) else { return nil }

@@ -12,7 +12,7 @@ public struct TestRequest {
     public var overrides: [ConfigOverride] = []
     /// Samples per batch (pytorch-template's test.py uses 512).
     public var batchSize = 512
-    public var registry: Registry = .standard
+    public var registry: ComponentRegistry = .standard
 
     public init(checkpoint: String) { self.checkpoint = checkpoint }
 }
@@ -45,24 +45,20 @@ public enum Evaluation {
         guard let configFile else {
             throw TrainingError.nothingToResume("\(request.checkpoint) is not inside a run folder: give the config with --config")
         }
-        let config = try TrainConfig.load(file: configFile, overrides: request.overrides, registry: request.registry, split: .test)
-        let registry = request.registry
-        guard let dataType = registry.dataLoaders[config.dataLoader.type], let archType = registry.models[config.arch.type],
-              let lossType = registry.losses[config.loss.type] else {
-            throw TrainingError.data("the registry lacks a type the config names")
-        }
+        let plan = try TrainingPlan.load(file: configFile, overrides: request.overrides, registry: request.registry, split: .test)
+        let config = plan.config
         var dataset: AnyDataset
-        do { dataset = try dataType.load(config.dataLoader.args, .test) } catch { throw TrainingError.data("\(error)") }
+        do { dataset = try plan.data.load(config.dataLoader.args, plan.dataSplit) } catch { throw TrainingError.data("\(error)") }
         if let limit = config.dataLoader.args.optionalInt("limit"), limit < dataset.count {
             dataset = AnyDataset(Subset(dataset, indices: Array(0..<limit)))
         }
         let loader = DataLoader(dataset, batchSize: max(1, request.batchSize), shuffle: false, prefetch: config.dataLoader.args.int("prefetch"))
         // The initial weights are replaced by the checkpoint's; draw them from a private generator.
-        let model = GlobalRandom.withSeed(0) { archType.build(config.arch.args, [-1] + config.facts.sampleShape, registry) }
+        let model = GlobalRandom.withSeed(0) { plan.buildModel() }
         do { try model.loadStateDict(try Checkpoint.readModel(weights), strict: true) } catch let e as TrainingError { throw e } catch {
             throw TrainingError.checkpoint(path: checkpoint.path, reason: "\(error)")
         }
-        let scorer = Scorer(loss: lossType.build(config.loss.args), metrics: config.metrics.compactMap { registry.metrics[$0.type]?.build($0.args) })
+        let scorer = plan.buildScorer()
         model.eval()
         let totals = noGrad { () -> MetricTotals in
             var totals = MetricTotals()

@@ -95,7 +95,7 @@ struct Scorer {
     }
 }
 
-extension Registry {
+extension ComponentRegistry {
     static func lossArgs(labelSmoothing: Bool) -> [ArgSpec] {
         var specs = [ArgSpec("weight", .numberList(.nonNegative), default: .null)]
         if labelSmoothing { specs.append(ArgSpec("label_smoothing", .number(.unit), default: .double(0))) }

@@ -43,7 +43,7 @@ public enum Scaffold {
             ("name", .string(name)),
             ("n_gpu", .int(0)),
             ("seed", .int(0)),
-            ("arch", .object(JSONObject([("type", .string("Sequential")), ("args", .object(JSONObject([("layers", Registry.cnnLayers())])))]))),
+            ("arch", .object(JSONObject([("type", .string("Sequential")), ("args", .object(JSONObject([("layers", ComponentRegistry.cnnLayers())])))]))),
             ("data_loader", .object(JSONObject([("type", .string("FashionMnistDataLoader")), ("args", .object(JSONObject([
                 ("data_dir", .string("/usr/share/datasets/fashion-mnist")), ("batch_size", .int(128)), ("shuffle", .bool(true)),
                 ("validation_split", .double(0.1)), ("num_workers", .int(1)),

@@ -12,6 +12,7 @@ import TensorCore
 /// random generator, the early-stop counter and the position within an epoch are saved so a
 /// resume continues the same run folder bit for bit.
 final class Trainer {
+    let plan: TrainingPlan
     let config: TrainConfig
     let run: RunDirectory
     let resumeFrom: URL?
@@ -26,14 +27,9 @@ final class Trainer {
     private var record = RunRecord()
     private var history: [EpochRecord] = []
 
-    private var model: (any Module)!
-    private var optimizer: (any Optimizer)!
-    private var scheduler: (any LRScheduler)?
-    private var scorer: Scorer!
-    private var trainLoader: DataLoader<AnyDataset>!
-    private var validLoader: DataLoader<AnyDataset>?
-
-    init(config: TrainConfig, run: RunDirectory, resumeFrom: URL?, request: TrainRequest) throws {
+    init(plan: TrainingPlan, run: RunDirectory, resumeFrom: URL?, request: TrainRequest) throws {
+        self.plan = plan
+        let config = plan.config
         self.config = config
         self.run = run
         self.resumeFrom = resumeFrom
@@ -66,10 +62,10 @@ final class Trainer {
         var status = TrainStatus.failed
         var failure: TrainingError?
         do {
-            try prepare()
-            events?.start(totalEpochs: config.trainer.epochs, startEpoch: state.epoch + 1, stepsPerEpoch: trainLoader.count,
+            let parts = try prepare()
+            events?.start(totalEpochs: config.trainer.epochs, startEpoch: state.epoch + 1, stepsPerEpoch: parts.trainLoader.count,
                           runDirectory: run.url, runID: run.runID, environment: request.environment)
-            status = try loop()
+            status = try loop(parts)
         } catch {
             failure = error as? TrainingError ?? .data("\(error)")
             console.error(failure?.description ?? "\(error)")
@@ -126,8 +122,7 @@ final class Trainer {
     }
 
     /// Loads the data and builds model, optimizer and scheduler; on resume, loads their states.
-    private func prepare() throws {
-        let registry = request.registry
+    private func prepare() throws -> TrainingParts {
         if config.nGPU > 0 {
             console.warning(Device.isCUDAAvailable
                 ? "n_gpu is \(config.nGPU), but ferry's engine runs on the CPU for now; training on the CPU."
@@ -139,12 +134,8 @@ final class Trainer {
         }
 
         // Data.
-        guard let dataType = registry.dataLoaders[config.dataLoader.type] else {
-            throw TrainingError.data("no data loader \(config.dataLoader.type) in the registry")
-        }
-        let split: DataSplit = loaderArgs["training"]?.boolValue == false ? .test : .train
         var dataset: AnyDataset
-        do { dataset = try dataType.load(loaderArgs, split) } catch {
+        do { dataset = try plan.data.load(loaderArgs, plan.dataSplit) } catch {
             throw TrainingError.data("\(error)")
         }
         if let limit = loaderArgs.optionalInt("limit"), limit < dataset.count {
@@ -153,9 +144,10 @@ final class Trainer {
         guard dataset.sampleShape == config.facts.sampleShape else {
             throw TrainingError.data("\(config.dataLoader.type) gave samples of shape \(dataset.sampleShape), expected \(config.facts.sampleShape)")
         }
-        let validationCount = validationSize(loaderArgs["validation_split"] ?? .double(0), of: dataset.count)
-        guard validationCount < dataset.count else {
-            throw TrainingError.data("data_loader.args.validation_split asks for \(validationCount) samples, the data has \(dataset.count)")
+        // The split's sizes are the plan's, from the data loader's facts: the data must agree.
+        let validationCount = plan.validationCount
+        guard dataset.count == plan.sampleCount else {
+            throw TrainingError.data("\(config.dataLoader.type) gave \(dataset.count) samples, expected \(plan.sampleCount)")
         }
         var trainSet = dataset
         var validSet: AnyDataset?
@@ -166,41 +158,34 @@ final class Trainer {
             trainSet = AnyDataset(parts[1])
         }
         let batchSize = config.batchSize
-        trainLoader = DataLoader(trainSet, batchSize: batchSize, shuffle: loaderArgs.bool("shuffle"), seed: state.seed,
+        let trainLoader = DataLoader(trainSet, batchSize: batchSize, shuffle: loaderArgs.bool("shuffle"), seed: state.seed,
                                  dropLast: loaderArgs.bool("drop_last"), prefetch: loaderArgs.int("prefetch"))
-        if let validSet { validLoader = DataLoader(validSet, batchSize: batchSize, shuffle: false, prefetch: loaderArgs.int("prefetch")) }
+        let validLoader = validSet.map { DataLoader($0, batchSize: batchSize, shuffle: false, prefetch: loaderArgs.int("prefetch")) }
 
         // Model, optimizer, scheduler, loss, metrics.
         Tensor.manualSeed(state.seed)   // the process-wide generator, or the run's own (scoped)
-        guard let archType = registry.models[config.arch.type], let optType = registry.optimizers[config.optimizer.type],
-              let lossType = registry.losses[config.loss.type] else {
-            throw TrainingError.data("the registry lacks a type the config names")
-        }
-        model = archType.build(config.arch.args, [-1] + config.facts.sampleShape, registry)
-        optimizer = optType.build(config.optimizer.args, model.parameters())
-        if let s = config.lrScheduler, let sType = registry.schedulers[s.type] { scheduler = sType.build(s.args, optimizer, registry) }
-        scorer = Scorer(loss: lossType.build(config.loss.args),
-                        metrics: config.metrics.compactMap { m in registry.metrics[m.type]?.build(m.args) })
+        let model = plan.buildModel()
+        let optimizer = plan.buildOptimizer(for: model)
+        let scheduler = plan.buildScheduler(for: optimizer)
+        let scorer = plan.buildScorer()
+        let parts = TrainingParts(model: model, optimizer: optimizer, scheduler: scheduler, scorer: scorer, trainLoader: trainLoader,
+                                  validLoader: validLoader,
+                                  step: TrainingStep(model: model, optimizer: optimizer, scheduler: scheduler, scorer: scorer,
+                                                     gradClip: config.trainer.gradClip, schedulerInterval: config.schedulerInterval))
 
         console.info("\(config.arch.type): \(model.parameterCount) trainable parameters; \(trainSet.count) training samples"
                      + (validSet.map { ", \($0.count) validation" } ?? "") + "; \(trainLoader.count) steps an epoch")
         for (name, t) in model.namedParameters() { console.debug("    \(name) \(t.shape)") }
         console.info("run folder: \(run.url.path)")
 
-        if let resumeFrom, let loaded { try resume(from: resumeFrom, loaded) }
+        if let resumeFrom, let loaded { try resume(from: resumeFrom, loaded, into: parts) }
+        return parts
     }
 
-    private func validationSize(_ v: JSONValue, of count: Int) -> Int {
-        switch v {
-        case .int(let n): return n
-        case .double(let f): return Int(Double(count) * f)
-        default: return 0
-        }
-    }
-
-    private func resume(from checkpoint: URL, _ loaded: Checkpoint.LoadedState) throws {
+    private func resume(from checkpoint: URL, _ loaded: Checkpoint.LoadedState, into parts: TrainingParts) throws {
+        let (model, optimizer, scheduler) = (parts.model, parts.optimizer, parts.scheduler)
         // A stop after an epoch's last batch saves batch_in_epoch == steps; more cannot be skipped (it would spin).
-        let steps = trainLoader.count
+        let steps = parts.trainLoader.count
         if state.batchInEpoch > steps {
             throw TrainingError.checkpoint(path: checkpoint.appendingPathComponent(Checkpoint.stateFile).path,
                                            reason: "progress.batch_in_epoch is \(state.batchInEpoch), expected 0...\(steps) (the steps of an epoch here) — "
@@ -239,13 +224,13 @@ final class Trainer {
 
     // MARK: - Loop
 
-    private func loop() throws -> TrainStatus {
+    private func loop(_ parts: TrainingParts) throws -> TrainStatus {
+        let (model, optimizer, scheduler, scorer, trainLoader) = (parts.model, parts.optimizer, parts.scheduler, parts.scorer, parts.trainLoader)
         let epochs = config.trainer.epochs
         guard state.epoch < epochs else {
             console.info("already trained \(state.epoch) of \(epochs) epochs; raise trainer.epochs (--epochs) to train more")
             return .succeeded
         }
-        let parameters = model.parameters()
         let stop = request.stop
         let logEvery = config.trainer.logEveryNSteps
         let steps = trainLoader.count
@@ -262,23 +247,12 @@ final class Trainer {
                 if stop.isRequested {
                     state.batchInEpoch = batchIndex
                     state.partial = totals
-                    try saveStopCheckpoint(epochInProgress: epoch)
+                    try saveStopCheckpoint(parts, epochInProgress: epoch)
                     return .stopped
                 }
                 guard let batch = iterator.nextBatch() else { break }
                 let (x, y) = batch.tensors()
-                optimizer.zeroGrad()
-                let output = model(x)
-                let loss = scorer.loss(output, y)
-                loss.backward()
-                switch config.trainer.gradClip {
-                case .norm(let maxNorm, let normType)?: GradClip.clipGradNorm(parameters, maxNorm: maxNorm, normType: normType)
-                case .value(let v)?: GradClip.clipGradValue(parameters, clipValue: v)
-                case nil: break
-                }
-                optimizer.step()
-                if config.schedulerInterval == .step, let scheduler, !(scheduler is ReduceLROnPlateau) { scheduler.step() }
-                let lossValue = loss.item()
+                let (output, lossValue) = parts.step(x, y)
                 totals.add(batchSize: batch.count, meanLoss: lossValue, metricSums: scorer.metricSums(scores: output, labels: y))
                 batchIndex += 1
                 state.globalStep += 1
@@ -303,9 +277,9 @@ final class Trainer {
             let trainSeconds = Date().timeIntervalSince(started)
 
             var validation: MetricTotals?
-            if let validLoader {
-                guard let v = evaluate(validLoader, stoppable: true) else {
-                    try saveStopCheckpoint(epochInProgress: epoch)
+            if let validLoader = parts.validLoader {
+                guard let v = evaluate(parts, validLoader, stoppable: true) else {
+                    try saveStopCheckpoint(parts, epochInProgress: epoch)
                     return .stopped
                 }
                 validation = v
@@ -315,13 +289,7 @@ final class Trainer {
             let values = totals.averages(metricNames: config.metricNames) + (validation?.averages(metricNames: config.metricNames, prefix: "val_") ?? [])
             func value(_ key: String?) -> Double? { key.flatMap { k in values.first { $0.0 == k }?.1 } }
 
-            if let scheduler, config.schedulerInterval == .epoch {
-                if let plateau = scheduler as? ReduceLROnPlateau {
-                    plateau.step(metric: value(config.schedulerMetric) ?? .nan)
-                } else {
-                    scheduler.step()
-                }
-            }
+            if config.schedulerInterval == .epoch { scheduler?.step(metrics: value(config.schedulerMetric)) }
 
             var improved = false
             let monitor = config.trainer.monitor
@@ -343,7 +311,7 @@ final class Trainer {
             let seconds = Date().timeIntervalSince(started)
             let rate = trainSeconds > 0 ? Double(samplesThisRun) / trainSeconds : 0
             logEpoch(EpochRecord(epoch: epoch, values: values, lr: lrUsed, seconds: seconds, samplesPerSecond: rate))
-            try saveEpochCheckpoints(epoch: epoch, improved: improved, score: score)
+            try saveEpochCheckpoints(parts, epoch: epoch, improved: improved, score: score)
 
             let earlyStop = config.trainer.earlyStop
             if earlyStop > 0 && monitor != .off && state.notImproved >= earlyStop {
@@ -351,7 +319,7 @@ final class Trainer {
                 return .succeeded
             }
             if stop.isRequested && epoch < epochs {
-                if !config.trainer.saveLast { try saveStopCheckpoint(epochInProgress: epoch + 1) }
+                if !config.trainer.saveLast { try saveStopCheckpoint(parts, epochInProgress: epoch + 1) }
                 return .stopped
             }
         }
@@ -359,7 +327,8 @@ final class Trainer {
     }
 
     /// Loss and metric sums over a loader in evaluation mode; nil when a stop was requested.
-    private func evaluate(_ loader: DataLoader<AnyDataset>, stoppable: Bool) -> MetricTotals? {
+    private func evaluate(_ parts: TrainingParts, _ loader: DataLoader<AnyDataset>, stoppable: Bool) -> MetricTotals? {
+        let (model, scorer) = (parts.model, parts.scorer)
         model.eval()
         defer { model.train() }
         let stop = request.stop
@@ -408,56 +377,37 @@ final class Trainer {
 
     // MARK: - Checkpoints
 
-    private func stateData() -> Data {
+    private func stateData(_ parts: TrainingParts) -> Data {
         var s = state
         s.rng = GlobalRandom.state
-        return Checkpoint.encodeState(s, optimizer: optimizer, optimizerType: config.optimizer.type, scheduler: scheduler,
+        return Checkpoint.encodeState(s, optimizer: parts.optimizer, optimizerType: config.optimizer.type, scheduler: parts.scheduler,
                                       schedulerType: config.lrScheduler?.type, monitor: config.trainer.monitor)
     }
 
-    private func save(_ kinds: [(kind: String, name: String)], epoch: Int) throws {
-        guard !kinds.isEmpty else { return }
-        let files = [(Checkpoint.modelFile, SafeTensors.encode(model.stateDict(), metadata: ["format": "pt"])), (Checkpoint.stateFile, stateData())]
-        for (kind, name) in kinds {
-            let dir = run.checkpoint(name)
+    private func save(_ parts: TrainingParts, _ targets: [CheckpointPolicy.Target], epoch: Int) throws {
+        guard !targets.isEmpty else { return }
+        let files = [(Checkpoint.modelFile, SafeTensors.encode(parts.model.stateDict(), metadata: ["format": "pt"])), (Checkpoint.stateFile, stateData(parts))]
+        for target in targets {
+            let dir = run.checkpoint(target.name)
             try Checkpoint.write(files, to: dir)
-            events?.checkpoint(kind: kind, directory: dir, epoch: epoch)
+            events?.checkpoint(kind: target.kind, directory: dir, epoch: epoch)
             console.debug("Saving checkpoint: \(dir.path) ...")
         }
     }
 
-    private func saveStopCheckpoint(epochInProgress: Int) throws {
+    private func saveStopCheckpoint(_ parts: TrainingParts, epochInProgress: Int) throws {
         console.clearBar()
-        try save([("last", "last")], epoch: state.epoch)
+        try save(parts, plan.checkpoints.onStop, epoch: state.epoch)
         let position = state.batchInEpoch > 0 ? "step \(state.batchInEpoch) of epoch \(epochInProgress)" : "the end of epoch \(state.epoch)"
         console.info("Stopped on request at \(position); saved \(run.checkpoint("last").path). Resume with --resume auto or --resume \(run.checkpoint("last").path)")
     }
 
-    private func saveEpochCheckpoints(epoch: Int, improved: Bool, score: Double?) throws {
-        let t = config.trainer
-        var kinds: [(kind: String, name: String)] = []
-        if improved { kinds.append(("best", "best")) }
-        let periodic = { (e: Int) in t.savePeriod > 0 && e % t.savePeriod == 0 }
-        var evicted: [Int] = []
-        var inTopK = false
-        if t.saveTopK > 0, let score, score.isFinite {
-            let better: (TrainState.TopKEntry, TrainState.TopKEntry) -> Bool = { a, b in
-                if a.score != b.score {
-                    if case .max = t.monitor { return a.score > b.score } else { return a.score < b.score }
-                }
-                return a.epoch < b.epoch
-            }
-            var list = state.topK.filter { $0.epoch != epoch } + [TrainState.TopKEntry(epoch: epoch, score: score)]
-            list.sort(by: better)
-            while list.count > t.saveTopK { evicted.append(list.removeLast().epoch) }
-            inTopK = list.contains { $0.epoch == epoch }
-            state.topK = list
-        }
-        if periodic(epoch) || inTopK { kinds.append(("epoch", "epoch-\(epoch)")) }
-        if t.saveLast { kinds.append(("last", "last")) }
-        try save(kinds, epoch: epoch)
+    private func saveEpochCheckpoints(_ parts: TrainingParts, epoch: Int, improved: Bool, score: Double?) throws {
+        let decision = plan.checkpoints.decide(epoch: epoch, improved: improved, score: score, topK: state.topK)
+        state.topK = decision.topK
+        try save(parts, decision.save, epoch: epoch)
         if improved { console.info("Saving current best: \(run.checkpoint("best").path) ...") }
-        for e in evicted where e != epoch && !periodic(e) {
+        for e in decision.remove {
             try? FileManager.default.removeItem(at: run.checkpoint("epoch-\(e)"))
         }
     }

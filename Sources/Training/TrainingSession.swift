@@ -32,7 +32,7 @@ public struct TrainRequest {
     public var commandLine: [String] = CommandLine.arguments
     /// Recorded in run.json (the CLI adds ferry's version).
     public var versions: [String: String] = [:]
-    public var registry: Registry = .standard
+    public var registry: ComponentRegistry = .standard
     public var randomness: RandomnessMode = .global
     public var console: ConsoleSink = .standard
     public var stop = StopFlag()
@@ -82,19 +82,19 @@ public enum TrainingSession {
         }
         // Which config, which checkpoint.
         var checkpoint: URL?
-        let config: TrainConfig
+        let plan: TrainingPlan
         do {
             if case .path(let p)? = request.resume { checkpoint = try RunLocator.checkpoint(at: p) }
-            config = try loadConfig(request, checkpoint: checkpoint)
+            plan = try loadPlan(request, checkpoint: checkpoint)
         } catch let error as TrainingError {
             return invalid(error)
         } catch {
             return invalid(.configUnreadable(file: request.configFile ?? request.configName, reason: "\(error)"))
         }
+        let config = plan.config
         for w in config.warnings { sink.err("warning: \(config.file): \(w)\n") }
         if request.checkOnly {
-            let parts = config.validationCount > 0 ? "\(config.trainCount) training / \(config.validationCount) validation samples" : "\(config.trainCount) training samples"
-            sink.out("\(config.file): ok — \(config.arch.type) on \(config.dataLoader.type) (\(parts)), \(config.optimizer.type), \(config.trainer.epochs) epochs\n")
+            sink.out(plan.summary + "\n")
             return TrainOutcome(status: .succeeded, config: config)
         }
         let run: RunDirectory
@@ -113,7 +113,7 @@ public enum TrainingSession {
         func start() -> TrainOutcome {
             let trainer: Trainer
             do {
-                trainer = try Trainer(config: config, run: run, resumeFrom: resumeFrom, request: request)
+                trainer = try Trainer(plan: plan, run: run, resumeFrom: resumeFrom, request: request)
             } catch let error as TrainingError {
                 return invalid(error)
             } catch {
@@ -130,20 +130,20 @@ public enum TrainingSession {
         }
     }
 
-    /// The config: the file named, else (with `--resume PATH`) the run folder's `config.json`.
-    static func loadConfig(_ request: TrainRequest, checkpoint: URL?) throws -> TrainConfig {
+    /// The plan of the config: the file named, else (with `--resume PATH`) the run folder's `config.json`.
+    static func loadPlan(_ request: TrainRequest, checkpoint: URL?) throws -> TrainingPlan {
         let requireData = !request.checkOnly
         if let json = request.config {
-            return try TrainConfig.check(json, file: request.configName, overrides: request.overrides, registry: request.registry,
+            return try TrainingPlan.make(json, file: request.configName, overrides: request.overrides, registry: request.registry,
                                          requireData: requireData)
         }
         if let file = request.configFile {
-            return try TrainConfig.load(file: file, overrides: request.overrides, registry: request.registry, requireData: requireData)
+            return try TrainingPlan.load(file: file, overrides: request.overrides, registry: request.registry, requireData: requireData)
         }
         if let checkpoint, let home = RunDirectory.containing(checkpoint: checkpoint) {
             let file = home.appendingPathComponent("config.json").path
             if FileManager.default.fileExists(atPath: file) {
-                return try TrainConfig.load(file: file, overrides: request.overrides, registry: request.registry)
+                return try TrainingPlan.load(file: file, overrides: request.overrides, registry: request.registry)
             }
         }
         throw TrainingError.nothingToResume("no config: give a CONFIG file, or --resume a checkpoint inside a run folder (its config.json is used)")

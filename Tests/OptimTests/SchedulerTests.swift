@@ -59,3 +59,52 @@ import Testing
         #expect(p2.best == 2 && p2.badEpochs == 1)
     }
 }
+
+/// `step(metrics:)`: every scheduler takes the monitored value; only ReduceLROnPlateau reads it.
+@Suite struct SchedulerStepMetricsTests {
+    func optimizer() -> SGD { SGD([Tensor.zeros([1], requiresGrad: true)], lr: 1) }
+
+    @Test func schedulersThatStepOnTheirOwnIgnoreTheMetric() {
+        let makers: [(String, (SGD) -> any LRScheduler)] = [
+            ("StepLR", { StepLR($0, stepSize: 2, gamma: 0.5) }),
+            ("MultiStepLR", { MultiStepLR($0, milestones: [1, 3], gamma: 0.1) }),
+            ("ExponentialLR", { ExponentialLR($0, gamma: 0.9) }),
+            ("CosineAnnealingLR", { CosineAnnealingLR($0, tMax: 4, etaMin: 0.1) }),
+            ("LinearLR", { LinearLR($0, startFactor: 0.25, endFactor: 1, totalIters: 3) }),
+            ("WarmupLR", { WarmupLR($0, warmupSteps: 2, then: StepLR($0, stepSize: 1, gamma: 0.5)) }),
+            ("WarmupLR alone", { WarmupLR($0, warmupSteps: 3) }),
+        ]
+        for (name, make) in makers {
+            let plain = make(optimizer()), withMetric = make(optimizer()), withNil = make(optimizer())
+            var a: [Double] = [], b: [Double] = [], c: [Double] = []
+            for i in 0..<5 {
+                plain.step(); a.append(plain.lastLR[0])
+                withMetric.step(metrics: Double(10 - i)); b.append(withMetric.lastLR[0])
+                withNil.step(metrics: nil); c.append(withNil.lastLR[0])
+            }
+            #expect(a == b && a == c, "\(name): \(a) \(b) \(c)")
+            #expect(Set(a).count > 1, "\(name) should change the rate within 5 steps: \(a)")
+            #expect(plain.stateDict() == withMetric.stateDict(), "\(name)")
+        }
+    }
+
+    @Test func plateauReadsTheMetricAndCountsNilAsNoImprovement() {
+        let viaMetrics = ReduceLROnPlateau(optimizer(), mode: .min, factor: 0.5, patience: 1)
+        let viaMetric = ReduceLROnPlateau(optimizer(), mode: .min, factor: 0.5, patience: 1)
+        for loss in [1.0, 0.9, 0.95, 0.96] { viaMetrics.step(metrics: loss); viaMetric.step(metric: loss) }
+        #expect(viaMetrics.lastLR == [0.5] && viaMetrics.stateDict() == viaMetric.stateDict())
+
+        let missing = ReduceLROnPlateau(optimizer(), mode: .min, factor: 0.5, patience: 1)
+        missing.step(metrics: 1)
+        missing.step(metrics: nil); #expect(missing.lastLR == [1] && missing.badEpochs == 1)
+        missing.step(metrics: nil); #expect(missing.lastLR == [0.5])   // two epochs without a value: a plateau
+    }
+
+    @Test func anySchedulerStepsThroughTheProtocol() {
+        let schedulers: [any LRScheduler] = [StepLR(optimizer(), stepSize: 1, gamma: 0.5),
+                                             ReduceLROnPlateau(optimizer(), mode: .max, factor: 0.1, patience: 0)]
+        for s in schedulers { s.step(metrics: 0.5) }
+        for s in schedulers { s.step(metrics: 0.4) }
+        #expect(schedulers.map { $0.lastLR[0] } == [0.25, 0.1])
+    }
+}

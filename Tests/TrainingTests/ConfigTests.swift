@@ -10,7 +10,7 @@ func fashionShapedConfig(_ mutate: (inout JSONObject) -> Void = { _ in }) throws
     {
         "name": "shapes",
         "n_gpu": 0,
-        "arch": {"type": "Sequential", "args": {"layers": \(Registry.cnnLayers().serialized(pretty: false))}},
+        "arch": {"type": "Sequential", "args": {"layers": \(ComponentRegistry.cnnLayers().serialized(pretty: false))}},
         "data_loader": {"type": "TinyData", "args": {"batch_size": 128, "validation_split": 0.1, "size": 28, "classes": 10, "count": 1000}},
         "optimizer": {"type": "Adam", "args": {"lr": 0.001}},
         "loss": "cross_entropy",
@@ -24,7 +24,7 @@ func fashionShapedConfig(_ mutate: (inout JSONObject) -> Void = { _ in }) throws
 }
 
 /// The messages a config gets, or [] when it is valid.
-func issues(_ config: JSONValue, overrides: [ConfigOverride] = [], registry: Registry = TestRegistry.registry()) -> [String] {
+func issues(_ config: JSONValue, overrides: [ConfigOverride] = [], registry: ComponentRegistry = TestRegistry.registry()) -> [String] {
     do {
         _ = try TrainConfig.check(config, file: "config.json", overrides: overrides, registry: registry)
         return []
@@ -95,21 +95,21 @@ extension JSONObject {
              ["config.json: optimizer.args.lr: expected a number >= 0, got \"fast\""]),
             ("the brief's Linear", { o in
                 o.set("arch.args.layers", .array([
-                    Registry.layer("Conv2d", ["in_channels": .int(1), "out_channels": .int(32), "kernel_size": .int(3)]),
-                    Registry.layer("ReLU"), Registry.layer("MaxPool2d", ["kernel_size": .int(2)]), Registry.layer("Dropout", ["p": .double(0.25)]),
-                    Registry.layer("Identity"), Registry.layer("ReLU"), Registry.layer("Flatten"),
-                    Registry.layer("Linear", ["in_features": .int(1600), "out_features": .int(128)]), Registry.layer("ReLU"),
-                    Registry.layer("Linear", ["in_features": .int(128), "out_features": .int(10)]),
+                    ComponentRegistry.layer("Conv2d", ["in_channels": .int(1), "out_channels": .int(32), "kernel_size": .int(3)]),
+                    ComponentRegistry.layer("ReLU"), ComponentRegistry.layer("MaxPool2d", ["kernel_size": .int(2)]), ComponentRegistry.layer("Dropout", ["p": .double(0.25)]),
+                    ComponentRegistry.layer("Identity"), ComponentRegistry.layer("ReLU"), ComponentRegistry.layer("Flatten"),
+                    ComponentRegistry.layer("Linear", ["in_features": .int(1600), "out_features": .int(128)]), ComponentRegistry.layer("ReLU"),
+                    ComponentRegistry.layer("Linear", ["in_features": .int(128), "out_features": .int(10)]),
                 ]))
              }, ["config.json: arch.args.layers[7]: Linear expects 1600 input features, layers[6] gives 5408"]),
             ("conv channels", { $0.set("arch.args.layers[3].args.in_channels", .int(16)) },
              ["config.json: arch.args.layers[3]: Conv2d expects 16 input channels, layers[2] gives 32"]),
             ("Linear on an image", { o in
-                o.set("arch.args.layers", .array([Registry.layer("Linear", ["in_features": .int(784), "out_features": .int(10)])]))
+                o.set("arch.args.layers", .array([ComponentRegistry.layer("Linear", ["in_features": .int(784), "out_features": .int(10)])]))
              }, ["config.json: arch.args.layers[0]: Linear expects 784 input features, the input gives 28 (its output is [1, 28, 28]; put a Flatten before the Linear)"]),
             ("kernel too large", { $0.set("arch.args.layers[3].args.kernel_size", .int(15)) },
              ["config.json: arch.args.layers[3]: Conv2d's 15×15 kernel does not fit the 13×13 input from layers[2]"]),
-            ("no class scores", { o in o.set("arch.args.layers", .array([Registry.layer("Conv2d", ["in_channels": .int(1), "out_channels": .int(4), "kernel_size": .int(3)])])) },
+            ("no class scores", { o in o.set("arch.args.layers", .array([ComponentRegistry.layer("Conv2d", ["in_channels": .int(1), "out_channels": .int(4), "kernel_size": .int(3)])])) },
              ["config.json: arch.args.layers: the model gives [4, 26, 26] per sample; the loss needs one score per class — end with Flatten and a Linear to 10 outputs"]),
             ("too few classes", { $0.set("arch.args.layers[9].args.out_features", .int(5)) },
              ["config.json: arch.args.layers: the model gives 5 scores per sample; the data has 10 classes"]),

@@ -8,7 +8,7 @@ import Testing
 /// that agrees with what the layers actually produce.
 @Suite struct ModelTests {
     func build(_ type: String, _ args: JSONObject = JSONObject(), input: [Int] = [-1, 1, 28, 28]) throws -> any Module {
-        let registry = Registry.standard
+        let registry = ComponentRegistry.standard
         let entry = try #require(registry.models[type])
         let reader = ConfigReader()
         let a = try #require(reader.args(of: type, entry.args, from: .object(args), at: "arch.args"))
@@ -34,7 +34,7 @@ import Testing
                               "7.weight [128, 1600]", "7.bias [128]", "9.weight [10, 128]", "9.bias [10]"])
         #expect(m(Tensor.zeros([2, 1, 28, 28])).shape == [2, 10])
         // The shipped layer-list config declares the same network, key for key.
-        let declared = try build("Sequential", JSONObject([("layers", Registry.cnnLayers())]))
+        let declared = try build("Sequential", JSONObject([("layers", ComponentRegistry.cnnLayers())]))
         #expect(shapes(declared) == shapes(m))
     }
 
@@ -51,25 +51,25 @@ import Testing
 
     @Test func inferredShapesMatchTheLayersOutputs() throws {
         let layers: JSONValue = .array([
-            Registry.layer("Conv2d", ["in_channels": .int(3), "out_channels": .int(8), "kernel_size": .array([.int(3), .int(5)]),
+            ComponentRegistry.layer("Conv2d", ["in_channels": .int(3), "out_channels": .int(8), "kernel_size": .array([.int(3), .int(5)]),
                                       "stride": .int(2), "padding": .array([.int(1), .int(2)]), "dilation": .int(1)]),
-            Registry.layer("BatchNorm2d", ["num_features": .int(8)]),
-            Registry.layer("GELU"),
-            Registry.layer("MaxPool2d", ["kernel_size": .int(3), "stride": .int(2), "padding": .int(1)]),
-            Registry.layer("Dropout2d", ["p": .double(0.1)]),
-            Registry.layer("Conv2d", ["in_channels": .int(8), "out_channels": .int(6), "kernel_size": .int(3), "dilation": .int(2), "padding": .int(2)]),
-            Registry.layer("AvgPool2d", ["kernel_size": .int(2)]),
-            Registry.layer("Flatten"),
-            Registry.layer("LayerNorm", ["normalized_shape": .int(24)]),
-            Registry.layer("Linear", ["in_features": .int(24), "out_features": .int(7), "bias": .bool(false)]),
-            Registry.layer("Tanh"),
-            Registry.layer("LogSoftmax", ["dim": .int(1)]),
+            ComponentRegistry.layer("BatchNorm2d", ["num_features": .int(8)]),
+            ComponentRegistry.layer("GELU"),
+            ComponentRegistry.layer("MaxPool2d", ["kernel_size": .int(3), "stride": .int(2), "padding": .int(1)]),
+            ComponentRegistry.layer("Dropout2d", ["p": .double(0.1)]),
+            ComponentRegistry.layer("Conv2d", ["in_channels": .int(8), "out_channels": .int(6), "kernel_size": .int(3), "dilation": .int(2), "padding": .int(2)]),
+            ComponentRegistry.layer("AvgPool2d", ["kernel_size": .int(2)]),
+            ComponentRegistry.layer("Flatten"),
+            ComponentRegistry.layer("LayerNorm", ["normalized_shape": .int(24)]),
+            ComponentRegistry.layer("Linear", ["in_features": .int(24), "out_features": .int(7), "bias": .bool(false)]),
+            ComponentRegistry.layer("Tanh"),
+            ComponentRegistry.layer("LogSoftmax", ["dim": .int(1)]),
         ])
         let reader = ConfigReader()
         let checked = try #require(checkLayerList(layers, input: [-1, 3, 17, 15], inputDescription: "the input", at: "arch.args.layers",
                                                    reader: reader, registry: .standard), "\(reader.issues)")
         #expect(checked.output == [-1, 7])
-        let model = GlobalRandom.withSeed(2) { Registry.buildLayers(layers, input: [-1, 3, 17, 15], registry: .standard) }
+        let model = GlobalRandom.withSeed(2) { ComponentRegistry.buildLayers(layers, input: [-1, 3, 17, 15], registry: .standard) }
         model.eval()
         // Every intermediate shape agrees with the actual tensors.
         var x = Tensor.rand([2, 3, 17, 15])

@@ -13,7 +13,7 @@ enum TestRegistry {
     /// `TinyData`: `count` images of 1×size×size in `classes` classes; class c lights a band of rows.
     static let tinyData = DataLoaderType(
         name: "TinyData",
-        args: Registry.loaderArgs.filter { $0.name != "data_dir" } + [
+        args: ComponentRegistry.loaderArgs.filter { $0.name != "data_dir" } + [
             ArgSpec("data_dir", .string, default: .string("")), ArgSpec("count", .integer(min: 1), default: .int(256)),
             ArgSpec("size", .integer(min: 2), default: .int(8)), ArgSpec("classes", .integer(min: 2), default: .int(4)),
         ],
@@ -47,8 +47,8 @@ enum TestRegistry {
         LossType(name: "scripted", args: [], build: { _ in ScriptedLoss(values: values, stopAfter: stopAfterTrainingSteps, flag: flag) })
     }
 
-    static func registry(loss: LossType? = nil) -> Registry {
-        var r = Registry.standard
+    static func registry(loss: LossType? = nil) -> ComponentRegistry {
+        var r = ComponentRegistry.standard
         r.register(tinyData)
         if let loss { r.register(loss) }
         return r
@@ -107,7 +107,7 @@ func tinyConfig(saveDir: String, epochs: Int = 2, extraTrainer: String = "", los
 }
 
 /// Runs the trainer in this process on its own random generator, quietly.
-func trainInProcess(_ configText: String, registry: Registry, stop: StopFlag = StopFlag(), runID: String = "run") throws -> TrainOutcome {
+func trainInProcess(_ configText: String, registry: ComponentRegistry, stop: StopFlag = StopFlag(), runID: String = "run") throws -> TrainOutcome {
     var request = TrainRequest()
     request.config = try json(configText)
     request.registry = registry

@@ -1,14 +1,37 @@
 /// Geometry of a 2-d convolution or pooling window over one [C, H, W] plane stack.
+/// The sliding-window arithmetic of convolution and pooling, PyTorch's output-size formula, in
+/// one place: the kernels size their outputs with it and a config check predicts shapes with it.
+public enum WindowGeometry {
+    /// The window positions along an axis of `size`, padded by `padding` on both sides:
+    /// ⌊(size + 2·padding − dilation·(kernel − 1) − 1) / stride⌋ + 1, or 0 when the (dilated)
+    /// window is larger than the padded input; nil when the arithmetic overflows an Int.
+    public static func outputSize(_ size: Int, kernel: Int, stride: Int, padding: Int, dilation: Int) -> Int? {
+        let (twoP, o1) = padding.multipliedReportingOverflow(by: 2)
+        let (reach, o2) = dilation.multipliedReportingOverflow(by: kernel - 1)
+        let (padded, o3) = size.addingReportingOverflow(twoP)
+        let (span, o4) = padded.subtractingReportingOverflow(reach)
+        let (last, o5) = span.subtractingReportingOverflow(1)
+        guard !(o1 || o2 || o3 || o4 || o5) else { return nil }
+        // Swift's division truncates toward zero: a small negative span over a stride > 1 would give 1.
+        return last < 0 ? 0 : last / stride + 1
+    }
+}
+
 struct ConvGeometry {
     let channels, height, width: Int
     let kh, kw: Int
     let sh, sw: Int
     let ph, pw: Int
     let dh, dw: Int
-    // 0 when the (dilated) window is larger than the padded input: Swift's division truncates
-    // toward zero, so a small negative span divided by a stride > 1 would otherwise give 1.
-    var outH: Int { let span = height + 2 * ph - dh * (kh - 1) - 1; return span < 0 ? 0 : span / sh + 1 }
-    var outW: Int { let span = width + 2 * pw - dw * (kw - 1) - 1; return span < 0 ? 0 : span / sw + 1 }
+    /// Output rows and columns; 0 when the window does not fit (or its arithmetic overflows).
+    let outH, outW: Int
+
+    init(channels: Int, height: Int, width: Int, kh: Int, kw: Int, sh: Int, sw: Int, ph: Int, pw: Int, dh: Int, dw: Int) {
+        self.channels = channels; self.height = height; self.width = width
+        self.kh = kh; self.kw = kw; self.sh = sh; self.sw = sw; self.ph = ph; self.pw = pw; self.dh = dh; self.dw = dw
+        outH = WindowGeometry.outputSize(height, kernel: kh, stride: sh, padding: ph, dilation: dh) ?? 0
+        outW = WindowGeometry.outputSize(width, kernel: kw, stride: sw, padding: pw, dilation: dw) ?? 0
+    }
     var colRows: Int { channels * kh * kw }
     var colCols: Int { outH * outW }
 }

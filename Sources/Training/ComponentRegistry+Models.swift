@@ -40,7 +40,7 @@ public final class MnistModel: Module {
     }
 }
 
-extension Registry {
+extension ComponentRegistry {
     /// The reference MLP of `shared/reference/torch_fashion.py` as a layer list. Its state dict
     /// matches `nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128),
     /// nn.ReLU(), nn.Linear(128, 10))`: keys `1.weight`, `1.bias`, `3.*`, `5.*`.
@@ -143,13 +143,17 @@ extension Registry {
     /// The features after the CNN's convolution blocks (1600 for 28×28 inputs).
     static func cnnFlatFeatures(_ input: [Int]) -> Int? {
         guard input.count == 4 else { return nil }
-        func block(_ n: Int) -> Int { (n - 2) / 2 }
+        // Conv2d(kernel 3), then MaxPool2d(2): the layers' own output-size rule.
+        func block(_ n: Int) -> Int {
+            let conv = WindowGeometry.outputSize(n, kernel: 3, stride: 1, padding: 0, dilation: 1) ?? 0
+            return WindowGeometry.outputSize(conv, kernel: 2, stride: 2, padding: 0, dilation: 1) ?? 0
+        }
         let h = block(block(input[2])), w = block(block(input[3]))
         return h >= 1 && w >= 1 ? checkedProduct([64, h, w]) : nil
     }
 
     /// Builds a checked layer list as a `Sequential` (children named 0, 1, … as in PyTorch).
-    static func buildLayers(_ value: JSONValue?, input: [Int], registry: Registry) -> any Module {
+    static func buildLayers(_ value: JSONValue?, input: [Int], registry: ComponentRegistry) -> any Module {
         let reader = ConfigReader()
         guard let checked = checkLayerList(value, input: input, inputDescription: "the input", at: ConfigPath(), reader: reader,
                                            registry: registry) else {

@@ -4,10 +4,10 @@ import Optim
 import TensorCore
 
 /// From a config's type names to constructors — the Swift face of pytorch-template's
-/// `config.init_obj`. `Registry.standard` holds the built-ins; add your own with `register`.
+/// `config.init_obj`. `ComponentRegistry.standard` holds the built-ins; add your own with `register`.
 /// Every entry declares its arguments (PyTorch's names, kinds, defaults) so a config is checked
 /// completely before anything is built.
-public struct Registry: Sendable {
+public struct ComponentRegistry: Sendable {
     public var layers: [String: LayerType] = [:]
     public var models: [String: ModelType] = [:]
     public var dataLoaders: [String: DataLoaderType] = [:]
@@ -21,15 +21,15 @@ public struct Registry: Sendable {
     /// The built-ins: pytorch-template's names (`MnistModel`, `MnistDataLoader`, `nll_loss`,
     /// `accuracy`, `top_k_acc`), ferry's (`MLP`, `CNN`, `Sequential`, `FashionMnistDataLoader`)
     /// and PyTorch's layers, optimizers and schedulers.
-    public static let standard: Registry = {
-        var r = Registry()
-        for l in Registry.builtinLayers { r.register(l) }
-        for m in Registry.builtinModels { r.register(m) }
-        for d in Registry.builtinDataLoaders { r.register(d) }
-        for o in Registry.builtinOptimizers { r.register(o) }
-        for s in Registry.builtinSchedulers { r.register(s) }
-        for l in Registry.builtinLosses { r.register(l) }
-        for m in Registry.builtinMetrics { r.register(m) }
+    public static let standard: ComponentRegistry = {
+        var r = ComponentRegistry()
+        for l in ComponentRegistry.builtinLayers { r.register(l) }
+        for m in ComponentRegistry.builtinModels { r.register(m) }
+        for d in ComponentRegistry.builtinDataLoaders { r.register(d) }
+        for o in ComponentRegistry.builtinOptimizers { r.register(o) }
+        for s in ComponentRegistry.builtinSchedulers { r.register(s) }
+        for l in ComponentRegistry.builtinLosses { r.register(l) }
+        for m in ComponentRegistry.builtinMetrics { r.register(m) }
         return r
     }()
 
@@ -69,7 +69,7 @@ public struct ModelContext {
     public let reader: ConfigReader
     /// The path of the `arch` section.
     public let path: ConfigPath
-    public let registry: Registry
+    public let registry: ComponentRegistry
     /// The shape of one batch from the data loader, batch first as -1 (`[-1, 1, 28, 28]`).
     public let input: [Int]
 }
@@ -82,10 +82,10 @@ public struct ModelType: Sendable {
     /// after recording issues on the context's reader.
     public let check: @Sendable (Args, ModelContext) -> [Int]?
     /// Builds the model; called only after `check` passed.
-    public let build: @Sendable (Args, _ input: [Int], Registry) -> any Module
+    public let build: @Sendable (Args, _ input: [Int], ComponentRegistry) -> any Module
 
     public init(name: String, args: [ArgSpec], check: @escaping @Sendable (Args, ModelContext) -> [Int]?,
-                build: @escaping @Sendable (Args, [Int], Registry) -> any Module) {
+                build: @escaping @Sendable (Args, [Int], ComponentRegistry) -> any Module) {
         self.name = name; self.args = args; self.check = check; self.build = build
     }
 }
@@ -117,11 +117,20 @@ public struct DataLoaderType: Sendable {
     /// Cheap checks before any work (files present); issues are recorded on the reader.
     public let check: @Sendable (Args, DataSplit, ConfigReader, ConfigPath) -> Void
     public let load: @Sendable (Args, DataSplit) throws -> AnyDataset
+    /// The files or folders `load` reads on the machine that trains (a runner sends or checks
+    /// them); by default the `data_dir` argument, when there is one.
+    public let dataPaths: @Sendable (Args, DataSplit) -> [String]
 
     public init(name: String, args: [ArgSpec], facts: @escaping @Sendable (Args) -> DatasetFacts,
                 check: @escaping @Sendable (Args, DataSplit, ConfigReader, ConfigPath) -> Void,
-                load: @escaping @Sendable (Args, DataSplit) throws -> AnyDataset) {
-        self.name = name; self.args = args; self.facts = facts; self.check = check; self.load = load
+                load: @escaping @Sendable (Args, DataSplit) throws -> AnyDataset,
+                dataPaths: @escaping @Sendable (Args, DataSplit) -> [String] = DataLoaderType.dataDirectory) {
+        self.name = name; self.args = args; self.facts = facts; self.check = check; self.load = load; self.dataPaths = dataPaths
+    }
+
+    /// `[data_dir]` when the arguments name a non-empty one, else nothing.
+    public static let dataDirectory: @Sendable (Args, DataSplit) -> [String] = { args, _ in
+        args["data_dir"]?.stringValue.flatMap { $0.isEmpty ? nil : [$0] } ?? []
     }
 }
 
@@ -145,12 +154,12 @@ public struct SchedulerType: Sendable {
     public let args: [ArgSpec]
     /// Whether it steps on a monitored metric (`ReduceLROnPlateau`) rather than on its own.
     public let needsMetric: Bool
-    public let check: @Sendable (Args, ConfigReader, ConfigPath, Registry) -> Void
-    public let build: @Sendable (Args, any Optimizer, Registry) -> any LRScheduler
+    public let check: @Sendable (Args, ConfigReader, ConfigPath, ComponentRegistry) -> Void
+    public let build: @Sendable (Args, any Optimizer, ComponentRegistry) -> any LRScheduler
 
     public init(name: String, args: [ArgSpec], needsMetric: Bool = false,
-                check: @escaping @Sendable (Args, ConfigReader, ConfigPath, Registry) -> Void = { _, _, _, _ in },
-                build: @escaping @Sendable (Args, any Optimizer, Registry) -> any LRScheduler) {
+                check: @escaping @Sendable (Args, ConfigReader, ConfigPath, ComponentRegistry) -> Void = { _, _, _, _ in },
+                build: @escaping @Sendable (Args, any Optimizer, ComponentRegistry) -> any LRScheduler) {
         self.name = name; self.args = args; self.needsMetric = needsMetric; self.check = check; self.build = build
     }
 }

@@ -2,7 +2,7 @@ import NN
 import Optim
 import TensorCore
 
-extension Registry {
+extension ComponentRegistry {
     static func adamArgs(weightDecay: Double) -> [ArgSpec] {
         [ArgSpec("lr", .number(.nonNegative), default: .double(1e-3)),
          ArgSpec("betas", .numbers(count: 2, .unitOpen), default: .array([.double(0.9), .double(0.999)])),
@@ -91,7 +91,7 @@ extension Registry {
     ]
 
     /// Checks a `{type, args}` scheduler; returns its type and arguments, or nil after recording issues.
-    static func checkScheduler(_ value: JSONValue, at path: ConfigPath, reader: ConfigReader, registry: Registry,
+    static func checkScheduler(_ value: JSONValue, at path: ConfigPath, reader: ConfigReader, registry: ComponentRegistry,
                                nested: Bool) -> (SchedulerType, Args)? {
         guard let object = value.objectValue else {
             reader.fail(path, "expected a scheduler like {\"type\": \"StepLR\", \"args\": {...}}, got \(ConfigReader.show(value))")

@@ -1,7 +1,7 @@
 import Data
 import Foundation
 
-extension Registry {
+extension ComponentRegistry {
     /// The arguments every data loader takes (and the trainer reads): pytorch-template's plus ferry's: `limit` (use only the first N samples of
     /// each split, for tests and quick demos), `prefetch` (batches built ahead on a background
     /// thread), `drop_last`, and `normalize` (`[mean, std]`, replacing the dataset's own).

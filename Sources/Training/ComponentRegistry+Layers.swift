@@ -2,7 +2,7 @@ import NN
 import TensorCore
 
 /// The layers a declared layer list may use, with PyTorch's argument names and shape rules.
-extension Registry {
+extension ComponentRegistry {
     static let builtinLayers: [LayerType] = [
         LayerType(name: "Linear",
                   args: [ArgSpec("in_features", .integer(min: 1)), ArgSpec("out_features", .integer(min: 1)),
@@ -30,13 +30,11 @@ extension Registry {
                       let inC = a.int("in_channels")
                       if s[1] != inC { return .failure(ShapeProblem("Conv2d expects \(inC) input channels, \(source) gives \(s[1])")) }
                       let k = a.pair("kernel_size"), st = a.pair("stride"), p = a.pair("padding"), d = a.pair("dilation")
-                      guard let spanH = windowSpan(s[2], kernel: k.0, padding: p.0, dilation: d.0),
-                            let spanW = windowSpan(s[3], kernel: k.1, padding: p.1, dilation: d.1) else {
+                      guard let h = WindowGeometry.outputSize(s[2], kernel: k.0, stride: st.0, padding: p.0, dilation: d.0),
+                            let w = WindowGeometry.outputSize(s[3], kernel: k.1, stride: st.1, padding: p.1, dilation: d.1) else {
                           return .failure(ShapeProblem("Conv2d's kernel_size \(k.0)×\(k.1), padding \(p.0)×\(p.1) and dilation \(d.0)×\(d.1) overflow integer arithmetic; use sizes that fit the \(s[2])×\(s[3]) input"))
                       }
-                      let h = (spanH - 1) / st.0 + 1
-                      let w = (spanW - 1) / st.1 + 1
-                      guard spanH >= 1, spanW >= 1, h >= 1, w >= 1 else {
+                      guard h >= 1, w >= 1 else {
                           return .failure(ShapeProblem("Conv2d's \(k.0)×\(k.1) kernel does not fit the \(s[2])×\(s[3]) input from \(source)"))
                       }
                       return .success([s[0], a.int("out_channels"), h, w])
@@ -149,24 +147,14 @@ func poolShape(_ name: String, kernel k: Int, stride: Int?, padding p: Int, dila
     guard s.count == 4 else { return .failure(ShapeProblem("\(name) expects [channels, height, width] inputs, \(source) gives \(showShape(s))")) }
     guard p <= k / 2 else { return .failure(ShapeProblem("\(name)'s padding \(p) is more than half its kernel_size \(k)")) }
     let st = stride ?? k
-    guard let spanH = windowSpan(s[2], kernel: k, padding: p, dilation: d), let spanW = windowSpan(s[3], kernel: k, padding: p, dilation: d) else {
+    guard let h = WindowGeometry.outputSize(s[2], kernel: k, stride: st, padding: p, dilation: d),
+          let w = WindowGeometry.outputSize(s[3], kernel: k, stride: st, padding: p, dilation: d) else {
         return .failure(ShapeProblem("\(name)'s kernel_size \(k), padding \(p) and dilation \(d) overflow integer arithmetic; use sizes that fit the \(s[2])×\(s[3]) input"))
     }
-    let h = (spanH - 1) / st + 1
-    let w = (spanW - 1) / st + 1
-    guard spanH >= 1, spanW >= 1, h >= 1, w >= 1 else {
+    guard h >= 1, w >= 1 else {
         return .failure(ShapeProblem("\(name)'s \(k)×\(k) window does not fit the \(s[2])×\(s[3]) input from \(source)"))
     }
     return .success([s[0], s[1], h, w])
-}
-
-/// `n + 2·padding − dilation·(kernel − 1)`, the extent a window slides over, or nil when it overflows.
-func windowSpan(_ n: Int, kernel k: Int, padding p: Int, dilation d: Int) -> Int? {
-    let (twoP, o1) = p.multipliedReportingOverflow(by: 2)
-    let (reach, o2) = d.multipliedReportingOverflow(by: k - 1)
-    let (padded, o3) = n.addingReportingOverflow(twoP)
-    let (span, o4) = padded.subtractingReportingOverflow(reach)
-    return o1 || o2 || o3 || o4 ? nil : span
 }
 
 /// The product of `values`, or nil when it overflows.
@@ -218,7 +206,7 @@ func dimShape(_ name: String, _ dim: Int, _ s: [Int], _ source: String) -> Resul
 /// Checks a declared layer list (`[{"type": "Conv2d", "args": {...}}, "ReLU", ...]`) against an
 /// input shape; returns the validated layers and the output shape, or nil after recording issues.
 func checkLayerList(_ value: JSONValue?, input: [Int], inputDescription: String, at path: ConfigPath, reader: ConfigReader,
-                    registry: Registry) -> (layers: [(LayerType, Args)], output: [Int])? {
+                    registry: ComponentRegistry) -> (layers: [(LayerType, Args)], output: [Int])? {
     guard let value else { reader.fail(path, "missing: expected a list of layers"); return nil }
     guard let list = value.arrayValue else {
         reader.fail(path, "expected a list of layers like [{\"type\": \"Linear\", \"args\": {...}}], got \(ConfigReader.show(value))")
