@@ -3,6 +3,7 @@ import Foundation
 import NN
 import TensorCore
 import Testing
+import TrainingTestSupport
 @testable import Training
 
 /// The typed plan: what the checker resolves once (constructors, sizes, checkpoint policy) and the
