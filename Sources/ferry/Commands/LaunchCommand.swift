@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import Synchronization
 import Training
 import Jobs
 
@@ -183,7 +182,7 @@ struct LaunchCommand: AsyncParsableCommand {
     /// would fail on the host stops here, before anything is sent. In this process when the CPU runs
     /// the engine (the resolved config comes back); as a child `ferry train --check` otherwise, so
     /// the runner's commands keep working on CPUs the engine cannot use.
-    func checkConfig(_ relative: String, root: String) throws -> TrainConfig? {
+    func checkConfig(_ relative: String, root: String) throws -> TrainingPlan? {
         guard EngineGuard.missingFeatures.isEmpty else {
             let result = Subprocess.capture([JobsCLI.selfBinary, "train", "--check", relative], directory: root, timeout: 300)
             guard result.status == 0 else { throw JobsError.configInvalid(config: relative, output: result.text) }
@@ -193,26 +192,24 @@ struct LaunchCommand: AsyncParsableCommand {
         let previous = fm.currentDirectoryPath
         guard fm.changeCurrentDirectoryPath(root) else { throw JobsError.io(path: root, reason: "cannot enter the working directory") }
         defer { _ = fm.changeCurrentDirectoryPath(previous) }
-        let said = Mutex("")
-        var request = TrainRequest(configFile: relative)
-        request.checkOnly = true
-        request.console = ConsoleSink(out: { text in said.withLock { $0 += text } }, err: { text in said.withLock { $0 += text } }, isTerminal: false)
-        let outcome = TrainingSession.run(request)
-        guard outcome.exitCode == 0 else { throw JobsError.configInvalid(config: relative, output: said.withLock { $0 }) }
-        return outcome.config
+        let result = TrainingPlan.check(configFile: relative)
+        guard let plan = result.plan, result.error == nil else {
+            throw JobsError.configInvalid(config: relative, output: result.messages.joined(separator: "\n") + "\n")
+        }
+        return plan
     }
 
-    /// The config's name and the absolute data paths it reads, from the checked config.
-    static func hostPaths(of config: TrainConfig, root: String) throws -> (name: String?, hostPaths: [String]) {
+    /// The config's name and the absolute data paths it reads, from the checked plan.
+    static func hostPaths(of plan: TrainingPlan, root: String) throws -> (name: String?, hostPaths: [String]) {
         var paths: [String] = []
-        if case .string(let dir)? = config.json["data_loader"]?["args"]?["data_dir"] {
+        for dir in plan.dataPaths {
             if dir.hasPrefix("/") || dir.hasPrefix("~") {
                 paths.append(dir)
             } else if !FileManager.default.fileExists(atPath: (root as NSString).appendingPathComponent(dir)) {
                 throw JobsError.missingOnHost(host: "the working directory", paths: [dir + " (data_loader.args.data_dir is relative, so it must be inside \(root))"])
             }
         }
-        return (config.name, paths)
+        return (plan.config.name, paths)
     }
 
     /// The config's name and the absolute data paths it reads (checked on the host before sending).
