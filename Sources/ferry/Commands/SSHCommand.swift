@@ -85,16 +85,10 @@ struct SSHCommand: AsyncParsableCommand {
         if let status = try await JobShell.run(target, command: command, pty: forcePTY ? true : noPTY ? false : nil) {
             throw ExitCode(status)
         }
-        var options = SSHConnectOptions(environment: .current, interactive: true)
-        if let config { options.environment.configFile = options.environment.expandTilde(config) }
-        options.hostKeyPolicy = hostKey.map { .pinned($0) } ?? (acceptNewHostKey ? .acceptNew : .strict)
-        options.identityFiles = identity
-        options.port = port
-        options.user = user
-        options.knownHostsFile = knownHosts
-        options.connectTimeout = connectTimeout
         do {
-            if let jump { options.proxyJump = try jump.split(separator: ",").map { try SSHTarget(parsing: String($0)) } }
+            var options = try connectOptions(interactive: true)
+            options.hostKeyPolicy = hostKey.map { .pinned($0) } ?? (acceptNewHostKey ? .acceptNew : .strict)
+            options.connectTimeout = connectTimeout
             let session = try await SSHSession.connect(target, options: options)
             var terminal = TerminalSession.Options(directory: directory)
             if command.count == 1 { terminal.command = command[0] } else if command.count > 1 { terminal.command = ShellQuote.join(command) }
@@ -115,16 +109,22 @@ struct SSHCommand: AsyncParsableCommand {
         }
     }
 
-    /// `-G`: what the config (with -F, -l, -p, -i, -J) says about TARGET; nothing is connected.
-    private func printResolvedConfig() throws {
-        var options = SSHConnectOptions(environment: .current)
+    /// The options -F, -i, -p, -l, --known-hosts and -J say, for connecting and for `-G` alike.
+    private func connectOptions(interactive: Bool) throws -> SSHConnectOptions {
+        var options = SSHConnectOptions(environment: .current, interactive: interactive)
         if let config { options.environment.configFile = options.environment.expandTilde(config) }
         options.identityFiles = identity
         options.port = port
         options.user = user
         options.knownHostsFile = knownHosts
+        if let jump { options.proxyJump = try jump.split(separator: ",").map { try SSHTarget(parsing: String($0)) } }
+        return options
+    }
+
+    /// `-G`: what the config (with -F, -l, -p, -i, -J) says about TARGET; nothing is connected.
+    private func printResolvedConfig() throws {
         do {
-            if let jump { options.proxyJump = try jump.split(separator: ",").map { try SSHTarget(parsing: String($0)) } }
+            let options = try connectOptions(interactive: false)
             var resolved = try SSHSession.resolve(target, options: options)
             if !identity.isEmpty { resolved.identityFilesAsWritten = identity + resolved.identityFilesAsWritten.filter { !identity.contains($0) } }
             print(resolved.openSSHDump(options.environment), terminator: "")
