@@ -1,5 +1,6 @@
 import CLibSSH
 import Foundation
+import System
 
 /// Talking to ssh-agent directly, for what libssh 0.10 cannot do: list the keys (so an error can
 /// name what was offered) and show libssh only some of them (IdentitiesOnly: the keys whose public
@@ -92,13 +93,7 @@ enum SSHAgentKeys {
     static func write(_ fd: Int32, _ body: [UInt8]) -> Bool {
         let n = UInt32(body.count)
         let message = [UInt8(n >> 24), UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)] + body
-        var sent = 0
-        while sent < message.count {
-            let w = message.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + sent, message.count - sent) }
-            if w < 0 && errno == EINTR { continue }
-            if w <= 0 { return false }
-            sent += w
-        }
+        guard (try? FileIO.writeAll(fd, message)) != nil else { return false }
         return true
     }
 
@@ -107,8 +102,7 @@ enum SSHAgentKeys {
             var out = [UInt8](repeating: 0, count: count)
             var got = 0
             while got < count {
-                let n = out.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + got, count - got) }
-                if n < 0 && errno == EINTR { continue }
+                let n = out.withUnsafeMutableBytes { FileIO.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[got...])) }
                 if n <= 0 { return nil }
                 got += n
             }
