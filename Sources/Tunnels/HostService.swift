@@ -274,9 +274,16 @@ public final class HostService: Sendable {
         return line.contains(" host ") && line.contains(" up")
     }
 
+    /// The sshd of this FERRY_HOME's `host up`, by its pid file, when that pid still runs it (not a
+    /// recycled pid).
+    static func ourSSHD(_ files: HostFiles) -> pid_t? {
+        guard let pid = readPid(files.sshdPidFile), let line = commandLine(pid), line.contains("sshd"), line.contains(files.sshdConfig) else { return nil }
+        return pid
+    }
+
     /// An sshd left running by a `host up` that was killed: stop it before starting ours.
     static func stopStaleSSHD(_ files: HostFiles) {
-        guard let pid = readPid(files.sshdPidFile), let line = commandLine(pid), line.contains("sshd"), line.contains(files.sshdConfig) else { return }
+        guard let pid = ourSSHD(files) else { return }
         kill(pid, SIGTERM)
         for _ in 0..<50 where kill(pid, 0) == 0 { usleep(100_000) }
     }
@@ -286,7 +293,7 @@ public final class HostService: Sendable {
     public static func stopNow(ferryHome: String) {
         let files = HostFiles(ferryHome: ferryHome)
         var pids: [pid_t] = []
-        if let pid = readPid(files.sshdPidFile), let line = commandLine(pid), line.contains("sshd"), line.contains(files.sshdConfig) { pids.append(pid) }
+        if let pid = ourSSHD(files) { pids.append(pid) }
         if let state = HostState.read(files), state.pid == getpid() {
             pids += [state.sshdPid, state.tunnelPid].compactMap { $0 }.filter { $0 > 1 && !pids.contains($0) }
         }
@@ -318,7 +325,7 @@ public final class HostService: Sendable {
             if isHostUp(pid) { kill(pid, SIGKILL); try? await Task.sleep(for: .milliseconds(200)) }
             result = .stopped(pid: pid)
         }
-        if let pid = readPid(files.sshdPidFile), let line = commandLine(pid), line.contains("sshd"), line.contains(files.sshdConfig) {
+        if let pid = ourSSHD(files) {
             stopStaleSSHD(files)
             if result == .notRunning { result = .stoppedStaleSSHD(pid: pid) }
         }

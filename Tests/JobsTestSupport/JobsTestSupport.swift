@@ -1,5 +1,6 @@
 import FerryTestSupport
 import Foundation
+import Testing
 import Jobs
 import System
 
@@ -83,11 +84,23 @@ public enum TestFerry {
     @discardableResult
     public static func run(_ arguments: [String], sandbox: Sandbox, directory: String? = nil,
                            extraEnvironment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+        var env = environment(sandbox)
+        for (k, v) in extraEnvironment { env[k] = v }
+        return try runProcess(binary, arguments, environment: env, currentDirectory: URL(fileURLWithPath: directory ?? sandbox.project))
+    }
+
+    /// This process's environment with the sandbox's FERRY_HOME and HOME, for a ferry started otherwise.
+    public static func environment(_ sandbox: Sandbox) -> [String: String] {
         var env = ProcessInfo.processInfo.environment
         env["FERRY_HOME"] = sandbox.home
         env["HOME"] = sandbox.root + "/home"
-        for (k, v) in extraEnvironment { env[k] = v }
-        return try runProcess(binary, arguments, environment: env, currentDirectory: URL(fileURLWithPath: directory ?? sandbox.project))
+        return env
+    }
+
+    /// The job id `ferry launch --json` printed.
+    public static func jobID(launched: (status: Int32, stdout: String, stderr: String)) throws -> String {
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(launched.stdout.utf8)) as? [String: Any], "\(launched.stderr)")
+        return try #require(object["id"] as? String)
     }
 }
 

@@ -13,12 +13,9 @@ import Testing
         let box = try Sandbox(); defer { box.remove() }
         try box.write("many.sh", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); echo \"line $i\"; done\n")
         let launched = try TestFerry.run(["launch", "--json", "--", "sh", "many.sh"], sandbox: box)
-        let object = try #require(try JSONSerialization.jsonObject(with: Data(launched.stdout.utf8)) as? [String: Any])
-        let id = try #require(object["id"] as? String)
+        let id = try TestFerry.jobID(launched: launched)
         #expect(await eventually(60) { fileText(box.localJob(id).status).contains("\"succeeded\"") })
-        var env = ProcessInfo.processInfo.environment
-        env["FERRY_HOME"] = box.home
-        env["HOME"] = box.root + "/home"
+        let env = TestFerry.environment(box)
         var fds: [Int32] = [-1, -1]
         #expect(pipe(&fds) == 0)
         let pid = try Spawn.start([TestFerry.binary, "logs", id], environment: env, stdout: .fd(fds[1]), stderr: .null, directory: box.project)
@@ -36,12 +33,9 @@ import Testing
         let box = try Sandbox(); defer { box.remove() }
         try box.write("big.sh", #"yes "a line of the log, sixty-four bytes long ......................." | head -c 104857600"# + "\n")
         let launched = try TestFerry.run(["launch", "--detach", "--json", "--", "sh", "big.sh"], sandbox: box)
-        let object = try #require(try JSONSerialization.jsonObject(with: Data(launched.stdout.utf8)) as? [String: Any])
-        let id = try #require(object["id"] as? String)
+        let id = try TestFerry.jobID(launched: launched)
         #expect(await eventually(60) { fileText(box.localJob(id).status).contains("\"succeeded\"") })
-        var env = ProcessInfo.processInfo.environment
-        env["FERRY_HOME"] = box.home
-        env["HOME"] = box.root + "/home"
+        let env = TestFerry.environment(box)
         for round in ["catching up", "from the mirror"] {
             let output = box.root + "/printed.log"
             // Measured by a small python parent (RUSAGE_CHILDREN's max RSS): wait4 from this test
@@ -101,11 +95,8 @@ import Testing
         """)
         let launched = try TestFerry.run(["launch", "--detach", "--json", "--", "sh", "lines.sh"], sandbox: box)
         #expect(launched.status == 0, "\(launched.stderr)")
-        let object = try #require(try JSONSerialization.jsonObject(with: Data(launched.stdout.utf8)) as? [String: Any])
-        let id = try #require(object["id"] as? String)
-        var env = ProcessInfo.processInfo.environment
-        env["FERRY_HOME"] = box.home
-        env["HOME"] = box.root + "/home"
+        let id = try TestFerry.jobID(launched: launched)
+        let env = TestFerry.environment(box)
         var seed: UInt64 = 42
         var followers: [(pid: pid_t, output: String)] = []
         for k in 0..<10 {
@@ -138,9 +129,7 @@ import Testing
         done; echo done
 
         """)
-        var env = ProcessInfo.processInfo.environment
-        env["FERRY_HOME"] = box.home
-        env["HOME"] = box.root + "/home"
+        let env = TestFerry.environment(box)
         let client = try BackgroundProcess([TestFerry.binary, "launch", "--host", "local", "--", "sh", "slow.sh"], environment: env,
                                            directory: box.project)
         let registry = Registry(home: box.home)

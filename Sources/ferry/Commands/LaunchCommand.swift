@@ -201,31 +201,31 @@ struct LaunchCommand: AsyncParsableCommand {
 
     /// The config's name and the absolute data paths it reads, from the checked plan.
     static func hostPaths(of plan: TrainingPlan, root: String) throws -> (name: String?, hostPaths: [String]) {
+        (plan.config.name, try hostPaths(plan.dataPaths, root: root))
+    }
+
+    /// The data paths a job reads on the host (absolute or `~`); a relative one must be inside the
+    /// working directory, which travels with the job.
+    static func hostPaths(_ dataPaths: [String], root: String) throws -> [String] {
         var paths: [String] = []
-        for dir in plan.dataPaths {
+        for dir in dataPaths {
             if dir.hasPrefix("/") || dir.hasPrefix("~") {
                 paths.append(dir)
             } else if !FileManager.default.fileExists(atPath: (root as NSString).appendingPathComponent(dir)) {
                 throw JobsError.missingOnHost(host: "the working directory", paths: [dir + " (data_loader.args.data_dir is relative, so it must be inside \(root))"])
             }
         }
-        return (plan.config.name, paths)
+        return paths
     }
 
-    /// The config's name and the absolute data paths it reads (checked on the host before sending).
+    /// The config's name and the absolute data paths it reads (checked on the host before sending),
+    /// read from the file: for a CPU the engine cannot run on, where the config was checked by a child.
     static func inspect(configAt path: String, root: String) throws -> (name: String?, hostPaths: [String]) {
         guard let data = FileManager.default.contents(atPath: path),
               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return (nil, []) }
-        var paths: [String] = []
-        if let loader = object["data_loader"] as? [String: Any], let args = loader["args"] as? [String: Any],
-           let dir = args["data_dir"] as? String {
-            if dir.hasPrefix("/") || dir.hasPrefix("~") {
-                paths.append(dir)
-            } else if !FileManager.default.fileExists(atPath: (root as NSString).appendingPathComponent(dir)) {
-                throw JobsError.missingOnHost(host: "the working directory", paths: [dir + " (data_loader.args.data_dir is relative, so it must be inside \(root))"])
-            }
-        }
-        return (object["name"] as? String, paths)
+        let args = (object["data_loader"] as? [String: Any])?["args"] as? [String: Any]
+        let dirs = (args?["data_dir"] as? String).map { [$0] } ?? []
+        return (object["name"] as? String, try hostPaths(dirs, root: root))
     }
 
     static func describe(_ report: PreflightReport, host: String) -> String {
