@@ -9,6 +9,12 @@ start=$(date +%s)
 swift build --build-tests
 echo "test.sh: build took $(( $(date +%s) - start ))s"
 
+# The CUDA kernels through NVRTC 12 and 13 for sm_80/sm_90 and ptxas (no GPU needed; wheels cached
+# outside the clone). A kernel that does not compile fails the run; with CI=true a missing wheel too.
+start=$(date +%s)
+scripts/cuda-compile-check.sh
+echo "test.sh: CUDA compile checks took $(( $(date +%s) - start ))s"
+
 scripts/test-sshd.sh start
 trap 'scripts/test-sshd.sh stop' EXIT
 eval "$(scripts/test-sshd.sh env)"
