@@ -110,12 +110,15 @@ import Testing
 
         let refused = try Self.openSSH(["-F", config, "many", "true"], agent: socket)
         #expect(refused.status == 255 && refused.stderr.contains("Too many authentication failures"), "ssh: \(refused.stderr)")
+        // As fast as ssh says it: the hang-up ends the wait, not the connect timeout.
+        let started = Date()
         await #expect {
             _ = try await SSHSession.connect("many", options: options(box, config: config, agent: socket))
         } throws: { error in
             guard case SSHError.tooManyAuthenticationFailures = error else { return false }
             return "\(error)".hasPrefix("too many authentication failures: tried publickey (ssh-agent: 8 keys: extra-0, ")
         }
+        #expect(Date().timeIntervalSince(started) < 5, "the refusal took \(Date().timeIntervalSince(started)) s")
 
         #expect(try Self.openSSH(["-F", config, "only", "true"], agent: socket).status == 0)
         let session = try await SSHSession.connect("only", options: options(box, config: config, agent: socket))
