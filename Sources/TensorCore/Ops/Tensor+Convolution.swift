@@ -275,7 +275,7 @@ extension F {
         let inShape = x.shape
         return out.recorded("MaxPool2DWithIndicesBackward0", [x]) { g in
             let gc = g.contiguous()
-            let gx = Tensor.zeros(inShape, dtype: g.dtype)
+            let gx = Tensor.zeros(inShape, dtype: g.dtype, device: g.device)
             let arg = ab.pointer
             func back<T: Numeric>(_: T.Type) {
                 let gp = SendablePointer(gc.pointer(T.self)), xp = SendablePointer(gx.pointer(T.self)), ap = SendablePointer(arg)
@@ -323,7 +323,7 @@ extension F {
         let inShape = x.shape
         return out.recorded("AvgPool2DBackward0", [x]) { g in
             let gc = g.contiguous()
-            let gx = Tensor.zeros(inShape, dtype: g.dtype)
+            let gx = Tensor.zeros(inShape, dtype: g.dtype, device: g.device)
             func back<T: BinaryFloatingPoint>(_: T.Type) {
                 let gp = gc.pointer(T.self), xp = gx.pointer(T.self)
                 for p in 0..<planes {

@@ -50,7 +50,11 @@ enum GEMM {
     static func product(_ a: Tensor, _ b: Tensor) -> Tensor {
         let dt = DType.promote(a.dtype, b.dtype)
         let ca = a.dtype == dt ? a : noGrad { a.to(dt) }, cb = b.dtype == dt ? b : noGrad { b.to(dt) }
-        let out = Tensor(uninitialized: [a.shape[0], b.shape[1]], dtype: dt)
+        let out = Tensor(uninitialized: [a.shape[0], b.shape[1]], dtype: dt, like: ca)
+        if out.storage.isOnDevice {
+            if dt == .bool { CUDAOps.matmul(ca.to(.int64), cb.to(.int64), into: out) } else { CUDAOps.matmul(ca, cb, into: out) }
+            return out
+        }
         switch dt {
         case .float32: float(ca, cb, into: out)
         case .float64: generic(ca, cb, into: out, Double.self)
@@ -97,9 +101,13 @@ extension Tensor {
         }
         let batch = shape[0]
         let dt = DType.promote(dtype, other.dtype)
-        let out = Tensor(uninitialized: [batch, shape[1], other.shape[2]], dtype: dt)
+        let out = Tensor(uninitialized: [batch, shape[1], other.shape[2]], dtype: dt, like: self)
         noGrad {
             let a = self.to(dt), b = other.to(dt)
+            if out.storage.isOnDevice {
+                CUDAOps.bmm(dt == .bool ? a.to(.int64) : a, dt == .bool ? b.to(.int64) : b, into: out)
+                return
+            }
             for i in 0..<batch {
                 let oi = out.select(dim: 0, index: i)
                 let ai = a.select(dim: 0, index: i), bi = b.select(dim: 0, index: i)
@@ -167,7 +175,7 @@ extension Tensor {
         if let b, b.shape != [outF] { shapeError("linear: bias must have shape [\(outF)], got \(b.shape)") }
         let batchShape = Array(x.shape.dropLast())
         let x2 = x.ndim == 2 ? x : x.reshape([-1, inF])
-        guard x.dtype == .float32, w.dtype == .float32, b == nil || b!.dtype == .float32 else {
+        guard x.dtype == .float32, w.dtype == .float32, b == nil || b!.dtype == .float32, !x.isCUDA, !w.isCUDA else {
             let y = x2.mm(w.transpose(0, 1))
             let r = b.map { y + $0 } ?? y
             return x.ndim == 2 ? r : r.reshape(batchShape + [outF])
