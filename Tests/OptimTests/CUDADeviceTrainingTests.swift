@@ -1,0 +1,55 @@
+import Testing
+import NN
+import Optim
+@testable import TensorCore
+
+/// `Module.to(.cuda(0))` and the optimizers on the mock CUDA driver, against the same run on the CPU.
+@Suite struct CUDADeviceTrainingTests {
+    static func close(_ a: [Double], _ b: [Double], _ tol: Double) -> Bool {
+        a.count == b.count && zip(a, b).allSatisfy { Swift.abs($0 - $1) <= tol * Swift.max(1, Swift.abs($0)) }
+    }
+
+    /// Trains a copy of `reference` for a few steps on `device` with an optimizer built *before*
+    /// `model.to(device)`; returns the losses and the final first-layer weight.
+    static func train(_ reference: Sequential, on device: Device, data: (Tensor, Tensor),
+                      optimizer make: ([Tensor]) -> any Optimizer) throws -> (losses: [Double], weight: [Float], sameIdentity: Bool) {
+        let model = Sequential(Linear(8, 12), ReLU(), Linear(12, 3))
+        try model.loadStateDict(reference.stateDict())
+        let before = model.parameters().map(ObjectIdentifier.init)
+        let opt = make(model.parameters())
+        model.to(device)
+        let same = model.parameters().map(ObjectIdentifier.init) == before && model.parameters().allSatisfy { $0.device == device }
+        let x = data.0.to(device), y = data.1.to(device)
+        var losses: [Double] = []
+        for _ in 0..<5 {
+            model.zeroGrad()
+            let loss = F.crossEntropy(model(x), y)
+            loss.backward()
+            GradClip.clipGradNorm(model.parameters(), maxNorm: 1.0)
+            opt.step()
+            losses.append(loss.item())
+        }
+        return (losses, model.parameters()[0].scalars(as: Float.self), same)
+    }
+
+    @Test(arguments: ["sgd", "adam", "adamw"])
+    func optimizerBuiltBeforeModelToKeepsWorking(_ kind: String) throws {
+        Tensor.manualSeed(7)
+        let reference = Sequential(Linear(8, 12), ReLU(), Linear(12, 3))
+        let data = (Tensor.randn([16, 8]), Tensor.randint(3, shape: [16]))
+        let make: ([Tensor]) -> any Optimizer = { ps in
+            switch kind {
+            case "sgd": return SGD(ps, lr: 0.1, momentum: 0.9, weightDecay: 1e-3)
+            case "adam": return Adam(ps, lr: 1e-2)
+            default: return AdamW(ps, lr: 1e-2)
+            }
+        }
+        let cpu = try Self.train(reference, on: .cpu, data: data, optimizer: make)
+        let mock = MockCUDADriver(devices: 1, memoryBytes: 64 << 20)
+        let gpu = try withCUDADriver(mock) { try Self.train(reference, on: .cuda(0), data: data, optimizer: make) }
+        #expect(gpu.sameIdentity, "parameters changed identity or device in Module.to")
+        #expect(Self.close(cpu.losses, gpu.losses, 1e-4), "\(gpu.losses) vs CPU \(cpu.losses)")
+        #expect(Self.close(cpu.weight.map(Double.init), gpu.weight.map(Double.init), 1e-4))
+        #expect(mock.launchCounts.keys.contains(kind == "sgd" ? "sgd_step_f32" : "adam_step_f32"), "\(mock.launchCounts)")
+    }
+}
