@@ -12,8 +12,9 @@ import Optim
     /// Trains a copy of `reference` for a few steps on `device` with an optimizer built *before*
     /// `model.to(device)`; returns the losses and the final first-layer weight.
     static func train(_ reference: Sequential, on device: Device, data: (Tensor, Tensor),
+                      fresh: () -> Sequential = { Sequential(Linear(8, 12), ReLU(), Linear(12, 3)) },
                       optimizer make: ([Tensor]) -> any Optimizer) throws -> (losses: [Double], weight: [Float], sameIdentity: Bool) {
-        let model = Sequential(Linear(8, 12), ReLU(), Linear(12, 3))
+        let model = fresh()
         try model.loadStateDict(reference.stateDict())
         let before = model.parameters().map(ObjectIdentifier.init)
         let opt = make(model.parameters())
@@ -51,5 +52,21 @@ import Optim
         #expect(Self.close(cpu.losses, gpu.losses, 1e-4), "\(gpu.losses) vs CPU \(cpu.losses)")
         #expect(Self.close(cpu.weight.map(Double.init), gpu.weight.map(Double.init), 1e-4))
         #expect(mock.launchCounts.keys.contains(kind == "sgd" ? "sgd_step_f32" : "adam_step_f32"), "\(mock.launchCounts)")
+    }
+
+    /// A small CNN (conv, ReLU, max pool, linear) a few Adam steps on the mock equals the CPU run.
+    @Test func cnnTrainsLikeTheCPU() throws {
+        Tensor.manualSeed(9)
+        let fresh = { Sequential(Conv2d(1, 4, kernelSize: 3), ReLU(), MaxPool2d(2), Flatten(), Linear(36, 3)) }
+        let reference = fresh()
+        let data = (Tensor.randn([8, 1, 8, 8]), Tensor.randint(3, shape: [8]))
+        let make: ([Tensor]) -> any Optimizer = { Adam($0, lr: 1e-2) }
+        let cpu = try Self.train(reference, on: .cpu, data: data, fresh: fresh, optimizer: make)
+        let mock = MockCUDADriver(devices: 1, memoryBytes: 64 << 20)
+        let gpu = try withCUDADriver(mock) { try Self.train(reference, on: .cuda(0), data: data, fresh: fresh, optimizer: make) }
+        #expect(gpu.sameIdentity)
+        #expect(Self.close(cpu.losses, gpu.losses, 1e-4), "\(gpu.losses) vs CPU \(cpu.losses)")
+        #expect(Self.close(cpu.weight.map(Double.init), gpu.weight.map(Double.init), 1e-4))
+        #expect(mock.launchCounts["im2col", default: 0] > 0 && mock.gemmCount > 0)
     }
 }

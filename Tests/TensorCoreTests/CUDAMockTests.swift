@@ -173,6 +173,19 @@ import Testing
         Self.check("bce with logits", [x, Self.pos34]) { F.binaryCrossEntropyWithLogits($0[0], ($0[1] - 0.5).clamp(min: 0, max: 1)) }
     }
 
+    @Test func convolutionAndPooling() {
+        Tensor.manualSeed(31)
+        let x = Tensor.randn([2, 3, 7, 6]), w = Tensor.randn([4, 3, 3, 3]), b = Tensor.randn([4])
+        Self.check("conv2d", [x, w, b], tolerance: 1e-4) { F.conv2d($0[0], $0[1], $0[2]) }
+        Self.check("conv2d stride padding dilation", [x, w], tolerance: 1e-4) {
+            F.conv2d($0[0], $0[1], nil, stride: (2, 1), padding: (1, 2), dilation: (1, 2))
+        }
+        Self.check("maxPool2d", [x]) { F.maxPool2d($0[0], kernelSize: 2) }
+        Self.check("maxPool2d padded strided", [x]) { F.maxPool2d($0[0], kernelSize: 3, stride: 2, padding: 1) }
+        Self.check("avgPool2d", [x]) { F.avgPool2d($0[0], kernelSize: 2, stride: 1, padding: 1) }
+        Self.check("float64 conv2d", [x.to(.float64), w.to(.float64)], tolerance: 1e-9) { F.conv2d($0[0], $0[1]) }
+    }
+
     /// A two-layer MLP trained a few SGD steps on the mock matches the same run on the CPU.
     @Test func mlpTrainsLikeTheCPU() {
         // Drawn once: other tests share the global generator.

@@ -453,6 +453,53 @@ extern "C" __global__ void philox_uniform(i64 n, i64 dt, u64 seed, u64 offset, v
 }
 EMU_EXPORT(philox_uniform)
 
+// ---- convolution and pooling windows: im2col and its transpose ----
+// Geometry as one struct: C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, outH, outW.
+struct Window { i64 C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow; };
+
+// x [N, C, H, W] (contiguous) -> col [N, C*kh*kw, outH*outW]; outside the input reads `pad`.
+template <class T>
+__device__ void im2col_t(i64 total, const Window& g, const T* x, T* col, T pad) {
+    const i64 L = g.oh * g.ow, K = g.C * g.kh * g.kw;
+    GRID_LOOP(i, total) {
+        i64 l = i % L, r = (i / L) % K, img = i / (L * K);
+        i64 c = r / (g.kh * g.kw), ki = (r / g.kw) % g.kh, kj = r % g.kw;
+        i64 y = (l / g.ow) * g.sh - g.ph + ki * g.dh, xx = (l % g.ow) * g.sw - g.pw + kj * g.dw;
+        col[i] = (y >= 0 && y < g.H && xx >= 0 && xx < g.W) ? x[((img * g.C + c) * g.H + y) * g.W + xx] : pad;
+    }
+}
+extern "C" __global__ void im2col(i64 total, Window g, i64 dt, const void* x, void* col, double pad) {
+    if (dt == 0) im2col_t(total, g, (const float*)x, (float*)col, (float)pad);
+    else im2col_t(total, g, (const double*)x, (double*)col, pad);
+}
+EMU_EXPORT(im2col)
+
+// The transpose: dx [N, C, H, W] = the sum of the columns each input element was copied to,
+// gathered per input element in a fixed order (deterministic, no atomics).
+template <class T>
+__device__ void col2im_t(i64 total, const Window& g, const T* col, T* x) {
+    const i64 L = g.oh * g.ow, K = g.C * g.kh * g.kw;
+    GRID_LOOP(i, total) {
+        i64 xx = i % g.W, y = (i / g.W) % g.H, c = (i / (g.W * g.H)) % g.C, img = i / (g.W * g.H * g.C);
+        T acc = 0;
+        for (i64 ki = 0; ki < g.kh; ++ki) {
+            i64 ty = y + g.ph - ki * g.dh;
+            if (ty < 0 || ty % g.sh != 0 || ty / g.sh >= g.oh) continue;
+            for (i64 kj = 0; kj < g.kw; ++kj) {
+                i64 tx = xx + g.pw - kj * g.dw;
+                if (tx < 0 || tx % g.sw != 0 || tx / g.sw >= g.ow) continue;
+                acc += col[(img * K + (c * g.kh + ki) * g.kw + kj) * L + (ty / g.sh) * g.ow + tx / g.sw];
+            }
+        }
+        x[i] = acc;
+    }
+}
+extern "C" __global__ void col2im(i64 total, Window g, i64 dt, const void* col, void* x) {
+    if (dt == 0) col2im_t(total, g, (const float*)col, (float*)x);
+    else col2im_t(total, g, (const double*)col, (double*)x);
+}
+EMU_EXPORT(col2im)
+
 """#
     /// emulation.h, byte for byte (the mock driver compiles kernels.cu under it).
     static let emulationHeader = #"""

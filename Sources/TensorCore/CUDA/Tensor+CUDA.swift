@@ -99,6 +99,11 @@ final class KernelArgs {
     @discardableResult func word(_ v: UInt64) -> KernelArgs { add(bytes: 8) { $0.storeBytes(of: v, as: UInt64.self) }; return self }
     @discardableResult func tensor(_ t: Tensor) -> KernelArgs { keep.append(t); return word(t.devicePointer) }
     @discardableResult func null() -> KernelArgs { word(0) }
+    /// A struct of int64 fields, as one parameter.
+    @discardableResult func words(_ values: [Int]) -> KernelArgs {
+        add(bytes: 8 * values.count) { p in for (i, v) in values.enumerated() { p.storeBytes(of: Int64(v), toByteOffset: 8 * i, as: Int64.self) } }
+        return self
+    }
     /// `struct Dims { i64 nd; i64 size[8]; }`
     @discardableResult func dims(_ shape: [Int]) -> KernelArgs {
         add(bytes: 72) { p in
@@ -373,5 +378,53 @@ extension Tensor {
         let added = noGrad { CUDAOps.scatterAdd(shape: shape, dim: d, index: idx, source: src.detach()) }
         let out = noGrad { self.detach() + added }
         return out.recorded("ScatterAddBackward0", [self, source]) { g in [g, g.gather(dim: d, index: idx)] }
+    }
+}
+
+extension KernelArgs {
+    /// `struct Window` of kernels.cu.
+    @discardableResult func window(_ g: ConvGeometry) -> KernelArgs {
+        words([g.channels, g.height, g.width, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.outH, g.outW])
+    }
+}
+
+extension Tensor {
+    /// im2col on the device: [N, C, H, W] → [N, C·kh·kw, outH·outW], `pad` outside the input;
+    /// differentiable (its backward is col2im).
+    static func cudaUnfold(_ x: Tensor, _ g: ConvGeometry, pad: Double) -> Tensor {
+        if !x.dtype.isFloatingPoint { usageError("convolution and pooling on \(x.device) need a floating point input, got \(x.dtype)") }
+        let xc = noGrad { x.contiguous() }.detach()
+        let ctx = CUDAOps.context(xc)
+        let n = x.shape[0], k = g.colRows, l = g.colCols
+        let col = Tensor(uninitialized: [n, k, l], dtype: x.dtype, context: ctx)
+        CUDAOps.launch(ctx, "im2col", count: col.numel,
+                       KernelArgs().int(col.numel).window(g).int(x.dtype.cudaCode).tensor(xc).tensor(col).double(pad))
+        let inShape = x.shape
+        return col.recorded("Im2ColBackward0", [x]) { grad in
+            let gc = grad.contiguous()
+            let dx = Tensor(uninitialized: inShape, dtype: gc.dtype, context: ctx)
+            CUDAOps.launch(ctx, "col2im", count: dx.numel, KernelArgs().int(dx.numel).window(g).int(gc.dtype.cudaCode).tensor(gc).tensor(dx))
+            return [dx]
+        }
+    }
+
+    /// conv2d on the device: im2col, one batched GEMM (cuBLAS StridedBatched), bias added.
+    static func cudaConv2d(_ x: Tensor, _ w: Tensor, _ b: Tensor?, _ g: ConvGeometry, dtype dt: DType) -> Tensor {
+        let ops = onOneDevice([x, w] + (b.map { [$0] } ?? []), "conv2d")
+        let col = cudaUnfold(ops[0].to(dt), g, pad: 0)
+        let outC = w.shape[0]
+        var y = ops[1].to(dt).reshape([outC, g.colRows]).matmul(col)
+        if b != nil { y = y + ops[2].to(dt).reshape([1, outC, 1]) }
+        return y.reshape([x.shape[0], outC, g.outH, g.outW])
+    }
+
+    /// Max (or average) pooling on the device: each plane unfolded, then reduced over the window.
+    static func cudaPool2d(_ x: Tensor, _ g: ConvGeometry, max: Bool) -> Tensor {
+        let n = x.shape[0], c = x.shape[1]
+        let plane = ConvGeometry(channels: 1, height: g.height, width: g.width, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw,
+                                 ph: g.ph, pw: g.pw, dh: g.dh, dw: g.dw)
+        let col = cudaUnfold(x.reshape([n * c, 1, g.height, g.width]), plane, pad: max ? -.infinity : 0)
+        let r = max ? col.max(dim: 1).values : col.mean(dim: 1)
+        return r.reshape([n, c, g.outH, g.outW])
     }
 }
