@@ -48,16 +48,19 @@ public protocol CUDADriver: AnyObject, Sendable {
 }
 
 /// Which driver CUDA tensors use: the task's (`withCUDADriver`), else the process's
-/// (`FERRY_CUDA_DRIVER=mock` selects the mock; otherwise libcuda.so.1 when it loads).
+/// (`FERRY_CUDA_DRIVER=mock` selects the mock, `none` no driver; otherwise libcuda.so.1 when it loads).
 public enum CUDARuntime {
     @TaskLocal static var taskDriver: (any CUDADriver)?
 
     /// The process driver, or why there is none.
     static let processDriver: Result<any CUDADriver, TensorError> = {
-        if let v = getenv("FERRY_CUDA_DRIVER").map({ String(cString: $0) }), v == "mock" {
-            return .success(MockCUDADriver.shared)
+        switch getenv("FERRY_CUDA_DRIVER").map({ String(cString: $0) }) ?? "" {
+        case "mock": return .success(MockCUDADriver.shared)
+        case "none": return .failure(.deviceUnavailable(device: "cuda", hint: "FERRY_CUDA_DRIVER=none turns CUDA off"))
+        case "", "cuda", "system": return SystemCUDADriver.load().map { $0 as any CUDADriver }
+        case let other:
+            return .failure(.deviceUnavailable(device: "cuda", hint: "FERRY_CUDA_DRIVER=\(other): expected mock, none or cuda"))
         }
-        return SystemCUDADriver.load().map { $0 as any CUDADriver }
     }()
 
     /// The driver in effect here, or why there is none.
