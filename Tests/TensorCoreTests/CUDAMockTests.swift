@@ -163,6 +163,8 @@ import Testing
         Self.check("contiguous of a permute", [x]) { $0[0].T.contiguous() * 1 }
         Self.check("reshape of a transpose", [x]) { $0[0].T.reshape([-1]) + 0 }
         Self.check("slice", [x]) { $0[0][1...] * 2 }
+        Self.check("view", [x]) { $0[0].view(4, 3) * 2 }
+        Self.check("expand", [Self.row4]) { $0[0].expand(3, 4) * Tensor.arange(12).to(.float32).reshape([3, 4]).to($0[0].device) }
         Self.check("cat", [x, Self.y34]) { Tensor.cat([$0[0], $0[1]], dim: 1) }
         Self.check("stack", [x, Self.y34]) { Tensor.stack([$0[0], $0[1]], dim: 0) }
         Self.check("gather", [x, Tensor([[0, 3], [1, 1], [2, 0]])]) { $0[0].gather(dim: 1, index: $0[1]) }
@@ -266,5 +268,94 @@ import Testing
         }
         let h = String(decoding: host.standardErrorContent, as: UTF8.self)
         #expect(h.contains("host access (pointer()) to a tensor on cuda:0"), "\(h.prefix(600))")
+    }
+}
+
+/// The gradcheck cases with their inputs moved to `.cuda(0)` (and the output back): the backward
+/// of a CUDA graph, and gradients across `to`/`cpu()`, against finite differences.
+@Suite(.serialized) struct CUDAGradcheckTests {
+    /// Cases whose function captures a host tensor constant (a target, an index, a weight): mixing
+    /// it with device tensors stops by design, as PyTorch's "same device" error.
+    static let hostConstants: Set<String> = [
+        "where with broadcast condition",
+        "view",
+        "view of a transposed tensor via reshape (copies)",
+        "expand",
+        "contiguous of a transposed view",
+        "gather",
+        "gather on a transposed view",
+        "scatterAdd (self and source)",
+        "crossEntropy class targets",
+        "crossEntropy ignoreIndex",
+        "crossEntropy weight",
+        "crossEntropy labelSmoothing",
+        "crossEntropy weight + ignoreIndex + labelSmoothing",
+        "crossEntropy reductions sum and none",
+        "crossEntropy [N, C, d] input",
+        "crossEntropy probability targets + labelSmoothing + weight",
+        "nllLoss",
+        "nllLoss weight + ignoreIndex",
+        "binaryCrossEntropyWithLogits weight + posWeight",
+    ]
+
+    static var deviceCases: [GradCase] { GradcheckCases.all.filter { !hostConstants.contains($0.name) } }
+
+    @Test("finite-difference gradcheck on cuda:0 (mock)", arguments: deviceCases)
+    func gradcheckOnDevice(_ c: GradCase) {
+        let mock = MockCUDADriver(devices: 1, memoryBytes: 64 << 20)
+        withCUDADriver(mock) {
+            gradcheck({ xs in c.f(xs.map { $0.cuda() }).cpu() }, inputs: c.inputs(), eps: c.eps, atol: c.atol, rtol: c.rtol)
+            // A view needs no kernel on a GPU either; everything else must have run on the device.
+            let views: Set<String> = ["view", "reshape", "flatten", "squeeze", "unsqueeze", "transpose", "T", "permute", "expand",
+                                      "subscript", "split", "chunk"]
+            #expect(mock.operationCount > 0 || Set(c.ops).isSubset(of: views), "\(c.name): no kernel launch or cuBLAS call")
+        }
+    }
+}
+
+/// Every op name of API.md's TensorCore block (read by the gradcheck coverage test's parser) runs
+/// on CUDA somewhere in these suites, or is classified as no device op.
+@Suite struct CUDACoverageTests {
+    /// Checked against the CPU by CUDAMockTests' value tests (beyond the device gradcheck cases).
+    static let checkedByValue: Set<String> = [
+        "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh", "gelu", "clamp",
+        "eq", "gt", "where", "sum", "mean", "max", "min", "argmax", "argmin", "var", "std", "mm", "dot", "matmul", "bmm",
+        "softmax", "logSoftmax", "contiguous", "reshape", "view", "expand", "cat", "stack", "gather", "indexSelect", "to",
+        "F.mseLoss", "F.crossEntropy", "F.nllLoss", "F.binaryCrossEntropyWithLogits", "F.conv2d", "F.maxPool2d", "F.linear",
+        "zeros", "ones", "full", "rand", "randn", "F.oneHot", "F.dropout", "F.softmax", "F.relu", "randint", "arange",
+    ]
+    /// Properties, host-side controls and I/O: nothing to run on a device.
+    static let noDeviceOp: Set<String> = [
+        "ndim", "shape", "dtype", "device", "numel", "scalars", "item", "isCUDAAvailable", "float32", "float64", "int64", "bool",
+        "cpu", "cuda", "all", "manualSeed", "writeNPY", "backward", "grad", "zeroGrad", "isLeaf", "gradFn", "detach",
+        "requiresGrad", "self",
+    ]
+
+    @Test func everyAPIOpRunsOnCUDA() {
+        let (names, source) = GradcheckCoverageTests.loadAPINames()
+        let gradchecked = Set(CUDAGradcheckTests.deviceCases.flatMap(\.ops))
+        let missing = names.subtracting(gradchecked).subtracting(Self.checkedByValue).subtracting(Self.noDeviceOp)
+        #expect(missing.isEmpty, "API.md (\(source)) names with no CUDA check: \(missing.sorted())")
+    }
+
+    /// The creation and functional names above that need a device argument or input, on the mock.
+    @Test func creationAndFunctionalNamesOnTheDevice() {
+        let mock = MockCUDADriver(devices: 1, memoryBytes: 64 << 20)
+        withCUDADriver(mock) {
+            let labels = Tensor([2, 0, 1]).cuda()
+            let hot = F.oneHot(labels, numClasses: 3)
+            #expect(hot.device == .cuda(0) && hot.scalars(as: Int64.self) == [0, 0, 1, 1, 0, 0, 0, 1, 0])
+            let x = Tensor.rand([4, 5], device: .cuda(0))
+            let before = mock.operationCount
+            let d = F.dropout(x, p: 0.5)
+            #expect(d.device == .cuda(0) && mock.operationCount > before)
+            let kept = zip(d.scalars(as: Float.self), x.scalars(as: Float.self)).filter { $0.0 != 0 }
+            #expect(kept.allSatisfy { Swift.abs($0.0 - 2 * $0.1) < 1e-6 })
+            #expect(F.softmax(x, dim: 1).sum(dim: 1).scalars(as: Float.self).allSatisfy { Swift.abs($0 - 1) < 1e-5 })
+            #expect(F.relu(x - 0.5).min().item() == 0)
+            #expect(x.argmin().device == .cuda(0))
+            #expect(Tensor.arange(5).cuda().sum().item() == 10)
+            #expect(Tensor.randint(3, shape: [4]).cuda().max().item() < 3)
+        }
     }
 }

@@ -26,7 +26,7 @@ extension F {
             if v < 0 || Int(v) >= c { shapeError("oneHot: class value \(v) is out of range for \(c) classes") }
             out[i * c + Int(v)] = 1
         }
-        return Tensor(shape: labels.shape + [c], scalars: out)
+        return Tensor(shape: labels.shape + [c], scalars: out).to(labels.device)
     }
 
     /// Zeroes elements with probability `p` and scales the rest by 1/(1-p) when training.
