@@ -359,3 +359,60 @@ import Testing
         }
     }
 }
+
+/// The emulated kernels under ThreadSanitizer: the block reduction of kernels.cu runs clean, and
+/// the same text with one `__syncthreads()` removed is reported as a data race.
+@Suite struct CUDAKernelRaceTests {
+    static let driver = """
+    #include <vector>
+    extern "C" void emu_sum_partials_f32(unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void**);
+    int main() {
+        std::vector<float> x(4096, 1.0f); std::vector<double> partials(2, 0);
+        long long n = 4096; const float* src = x.data(); double* out = partials.data();
+        void* params[] = {&n, &src, &out};
+        emu_sum_partials_f32(2, 1, 1, 32, 1, 1, params);
+        return partials[0] + partials[1] == 4096 ? 0 : 3;
+    }
+    """
+
+    /// Compiles `kernels` with TSan and runs it: (exit status, stderr).
+    static func runUnderTSan(_ kernels: String, in dir: URL) throws -> (Int32, String) {
+        try Data(kernels.utf8).write(to: dir.appendingPathComponent("kernels.cu"))
+        try Data(CUDAKernelSource.emulationHeader.utf8).write(to: dir.appendingPathComponent("emulation.h"))
+        try Data(driver.utf8).write(to: dir.appendingPathComponent("main.cpp"))
+        let exe = dir.appendingPathComponent("race").path
+        let cc = try run(["g++", "-std=c++20", "-O1", "-g", "-fsanitize=thread", "-pthread", "-include", dir.appendingPathComponent("emulation.h").path,
+                          "-x", "c++", dir.appendingPathComponent("kernels.cu").path, "-x", "c++", dir.appendingPathComponent("main.cpp").path, "-o", exe], env: [:])
+        #expect(cc.0 == 0, "g++ -fsanitize=thread failed: \(cc.1.prefix(2000))")
+        return try run([exe], env: ["TSAN_OPTIONS": "halt_on_error=1 exitcode=66"])
+    }
+
+    static func run(_ args: [String], env: [String: String]) throws -> (Int32, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = args
+        p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let data = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    static var hasCompiler: Bool { FileManager.default.isExecutableFile(atPath: "/usr/bin/g++") }
+
+    @Test(.enabled(if: hasCompiler)) func removedSyncthreadsIsCaught() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-tsan-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let clean = try Self.runUnderTSan(CUDAKernelSource.kernels, in: dir)
+        #expect(clean.0 == 0, "the committed kernels race under TSan:\n\(clean.1.prefix(2000))")
+        let barrier = "        if (threadIdx.x < w) acc[threadIdx.x] += acc[threadIdx.x + w];\n        __syncthreads();"
+        #expect(CUDAKernelSource.kernels.contains(barrier), "sum_partials_f32's tree step changed; update this test")
+        let broken = CUDAKernelSource.kernels.replacingOccurrences(of: barrier, with: "        if (threadIdx.x < w) acc[threadIdx.x] += acc[threadIdx.x + w];")
+        let racy = try Self.runUnderTSan(broken, in: dir)
+        #expect(racy.0 == 66 && racy.1.contains("ThreadSanitizer: data race"), "status \(racy.0):\n\(racy.1.prefix(2000))")
+    }
+}
