@@ -30,6 +30,12 @@ else
     swift test --skip-build --filter "$network"
     network_status=$?
     [ $status -ne 0 ] || status=$network_status
+    # The CUDA kernel text compiled by NVRTC 12 and 13 for sm_80/sm_90 (no GPU needed).
+    cstart=$(date +%s)
+    scripts/cuda-compile-check.sh
+    compile_status=$?
+    echo "test.sh: CUDA compile check took $(( $(date +%s) - cstart ))s, exit status $compile_status"
+    [ $status -ne 0 ] || status=$compile_status
 fi
 set -e
 echo "test.sh: tests took $(( $(date +%s) - start ))s, exit status $status"
