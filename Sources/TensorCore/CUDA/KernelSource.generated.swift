@@ -427,32 +427,6 @@ extern "C" __global__ void adam_step_f32(i64 n, float* p, const float* g, float*
 }
 EMU_EXPORT(adam_step_f32)
 
-// ---- Philox4x32-10: a counter-based generator (seed, counter) -> 4 words, for dropout and rand ----
-__device__ __forceinline__ void philox_round(unsigned& c0, unsigned& c1, unsigned& c2, unsigned& c3, unsigned k0, unsigned k1) {
-    u64 p0 = (u64)0xD2511F53u * c0, p1 = (u64)0xCD9E8D57u * c2;
-    unsigned h0 = (unsigned)(p0 >> 32), l0 = (unsigned)p0, h1 = (unsigned)(p1 >> 32), l1 = (unsigned)p1;
-    unsigned n0 = h1 ^ c1 ^ k0, n2 = h0 ^ c3 ^ k1;
-    c0 = n0; c1 = l1; c2 = n2; c3 = l0;
-}
-__device__ __forceinline__ unsigned philox_word(u64 seed, u64 counter, unsigned lane) {
-    unsigned c0 = (unsigned)counter, c1 = (unsigned)(counter >> 32), c2 = 0, c3 = 0;
-    unsigned k0 = (unsigned)seed, k1 = (unsigned)(seed >> 32);
-    for (int r = 0; r < 10; ++r) {
-        philox_round(c0, c1, c2, c3, k0, k1);
-        k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
-    }
-    return lane == 0 ? c0 : lane == 1 ? c1 : lane == 2 ? c2 : c3;
-}
-// Uniform [0, 1) floats: element i uses word (i % 4) of counter offset + i / 4.
-extern "C" __global__ void philox_uniform(i64 n, i64 dt, u64 seed, u64 offset, void* out) {
-    GRID_LOOP(i, n) {
-        unsigned w = philox_word(seed, offset + (u64)(i / 4), (unsigned)(i % 4));
-        if (dt == 0) ((float*)out)[i] = (float)(w >> 8) * (1.0f / 16777216.0f);
-        else ((double*)out)[i] = (double)w * (1.0 / 4294967296.0);
-    }
-}
-EMU_EXPORT(philox_uniform)
-
 // ---- convolution and pooling windows: im2col and its transpose ----
 // Geometry as one struct: C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, outH, outW.
 struct Window { i64 C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow; };

@@ -320,3 +320,45 @@ public enum CUDALibrarySearch {
         return names
     }
 }
+
+extension CUDALibrarySearch {
+    /// Where `soname` would load from: the first search directory that has it, or "loader cache"
+    /// when only the dynamic loader finds it; nil when nowhere.
+    public static func locate(_ soname: String) -> String? {
+        for d in directories() where access(d + "/" + soname, R_OK) == 0 { return d + "/" + soname }
+        if let h = dlopen(soname, RTLD_LAZY | RTLD_LOCAL) { dlclose(h); return "\(soname) (loader cache)" }
+        return nil
+    }
+
+    /// The cuBLAS and NVRTC sonames of the family a driver version needs (CUDA 13 from 13000 on).
+    public static func requiredLibraries(driverVersion: Int) -> (sonames: [String], install: String) {
+        driverVersion >= 13000
+            ? (["libcublas.so.13", "libnvrtc.so.13"], "python3 -m pip install --target \"$FERRY_HOME/cuda\" nvidia-cublas nvidia-cuda-nvrtc")
+            : (["libcublas.so.12", "libnvrtc.so.12"], "python3 -m pip install --target \"$FERRY_HOME/cuda\" nvidia-cublas-cu12 nvidia-cuda-nvrtc-cu12")
+    }
+}
+
+extension CUDARuntime {
+    /// What `ferry doctor` shows: the driver, each device with its memory, and for the real driver
+    /// where cuBLAS and NVRTC load from (or the one command that installs them).
+    public static func report() -> (available: Bool, lines: [String], missingLibraries: String?) {
+        let driver: any CUDADriver
+        switch current {
+        case .success(let d): driver = d
+        case .failure(let e): return (false, ["\(e)"], nil)
+        }
+        var lines = ["driver: \(driver.name)"]
+        for i in 0..<driver.deviceCount() {
+            let mem = driver.memoryInfo(device: i)
+            lines.append(String(format: "cuda:%d %@, %.1f GiB (%.1f GiB free)", i, driver.deviceName(i),
+                                Double(mem.total) / 1_073_741_824, Double(mem.free) / 1_073_741_824))
+        }
+        guard let system = driver as? SystemCUDADriver else { return (true, lines, nil) }
+        let need = CUDALibrarySearch.requiredLibraries(driverVersion: Int(system.driverVersion))
+        var missing = false
+        for name in need.sonames {
+            if let at = CUDALibrarySearch.locate(name) { lines.append("\(name): \(at)") } else { lines.append("\(name): not found"); missing = true }
+        }
+        return (true, lines, missing ? need.install : nil)
+    }
+}
