@@ -74,8 +74,8 @@ extension Tensor {
         if shape[1] != other.shape[0] {
             shapeError("mm: shapes \(shape) and \(other.shape) cannot be multiplied (\(shape[0])x\(shape[1]) and \(other.shape[0])x\(other.shape[1]))")
         }
-        let out = GEMM.product(self, other)
-        let a = self, b = other
+        let (a, b) = Tensor.onOneDevice(self, other, "mm")
+        let out = GEMM.product(a, b)
         let needA = a.requiresGradFlag, needB = b.requiresGradFlag
         return out.recorded("MmBackward0", [a, b]) { g in
             [needA ? g.mm(b.transpose(0, 1)).to(a.dtype) : nil, needB ? a.transpose(0, 1).mm(g).to(b.dtype) : nil]
@@ -100,6 +100,7 @@ extension Tensor {
             shapeError("bmm: shapes \(shape) and \(other.shape) cannot be multiplied (batch \(shape[0]) vs \(other.shape[0]), inner \(shape[2]) vs \(other.shape[1]))")
         }
         let batch = shape[0]
+        _ = Tensor.onOneDevice(self, other, "bmm")
         let dt = DType.promote(dtype, other.dtype)
         let out = Tensor(uninitialized: [batch, shape[1], other.shape[2]], dtype: dt, like: self)
         noGrad {
