@@ -416,3 +416,25 @@ import Testing
         #expect(racy.0 == 66 && racy.1.contains("ThreadSanitizer: data race"), "status \(racy.0):\n\(racy.1.prefix(2000))")
     }
 }
+
+/// The real driver's NVRTC path (SystemCUDADriver's `NVRTC`), which needs no GPU: with a libnvrtc
+/// from the wheels scripts/cuda-compile-check.sh caches, kernels.cu compiles to an ELF CUBIN.
+@Suite struct CUDANVRTCTests {
+    static var libraries: [String] {
+        let root = (ProcessInfo.processInfo.environment["FERRY_WHEEL_CACHE"]
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/ferry/wheels").path) + "/unpacked"
+        guard let e = FileManager.default.enumerator(atPath: root) else { return [] }
+        return e.compactMap { $0 as? String }.filter { $0.hasSuffix("/libnvrtc.so.12") || $0.hasSuffix("/libnvrtc.so.13") }.map { root + "/" + $0 }.sorted()
+    }
+
+    @Test(.enabled(if: !libraries.isEmpty, "run scripts/cuda-compile-check.sh once to cache the NVRTC wheels"))
+    func kernelsCompileToCUBINThroughTheDriversBindings() throws {
+        for path in Self.libraries {
+            let handle = try #require(dlopen(path, RTLD_NOW | RTLD_LOCAL), "\(path)")
+            let nvrtc = NVRTC(library: handle)
+            let bin = nvrtc.cubin(source: CUDAKernelSource.kernels, arch: 80)
+            #expect(bin.count > 100_000 && bin.prefix(4) == [0x7f, 0x45, 0x4c, 0x46], "\(path): \(bin.count) bytes")
+            #expect(nvrtc.cubin(source: CUDAKernelSource.kernels, arch: 80) == bin, "the on-disk cache gives the same CUBIN")
+        }
+    }
+}
