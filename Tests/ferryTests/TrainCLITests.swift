@@ -174,6 +174,30 @@ import TrainingTestSupport
         #expect(none.status == 2 && none.stderr.contains("--device cuda: no CUDA device is available (device cuda is not available — FERRY_CUDA_DRIVER=none turns CUDA off)"), "\(none.status) \(none.stderr)")
     }
 
+    /// On the (mock) GPU too, a run stopped after epoch 1 and resumed ends on the same weights, bit
+    /// for bit (the optimizer's device state is saved as CPU tensors and moved back on resume).
+    @Test(.enabled(if: fashionOrCI)) func resumeOnTheMockGPUIsBitIdentical() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let config = try fashionConfig(dir, arch: Self.lenet, limit: 200, batch: 32, epochs: 2).path
+        let args = ["--set", "trainer.verbosity=0", "--set", "n_gpu=1"]
+        let env = ["FERRY_CUDA_DRIVER": "mock"]
+        let whole = try ferry(["train", config, "--run-id", "whole"] + args, environment: env, in: dir.url)
+        #expect(whole.status == 0, "\(whole.stderr)")
+        let first = try ferry(["train", config, "--run-id", "parts", "--epochs", "1"] + args, environment: env, in: dir.url)
+        #expect(first.status == 0, "\(first.stderr)")
+        let parts = dir.path("saved/quick/parts")
+        let second = try ferry(["train", "--resume", parts.appendingPathComponent("checkpoints/last").path, "--epochs", "2"] + args,
+                               environment: env, in: dir.url)
+        #expect(second.status == 0, "\(second.stderr)")
+        let a = try SafeTensors.read(dir.path("saved/quick/whole/checkpoints/last/model.safetensors"))
+        let b = try SafeTensors.read(parts.appendingPathComponent("checkpoints/last/model.safetensors"))
+        #expect(!a.isEmpty)
+        for (k, v) in a { #expect(b[k]?.scalars(as: Float.self) == v.scalars(as: Float.self), "\(k) differs after resume") }
+        let record = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: parts.appendingPathComponent("run.json"))) as? [String: Any])
+        #expect(record["device"] as? String == "cuda:0")
+    }
+
     /// pytorch-template's LeNet has Dropout2d and dropout, the loader shuffles, StepLR halves the rate:
     /// stopping after epoch 2 of 4 and resuming must end on the same weights, bit for bit.
     @Test(.enabled(if: fashionOrCI)) func resumeIsBitIdentical() throws {
