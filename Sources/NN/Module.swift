@@ -106,6 +106,14 @@ extension Module {
         return self
     }
 
+    /// `model.cuda()`: `to(.cuda(device))`.
+    @discardableResult
+    public func cuda(_ device: Int = 0) -> Self { to(.cuda(device)) }
+
+    /// `model.cpu()`: `to(.cpu)`.
+    @discardableResult
+    public func cpu() -> Self { to(.cpu) }
+
     /// Clears the gradients of every parameter.
     public func zeroGrad() { for p in parameters() { p.zeroGrad() } }
 

@@ -30,7 +30,9 @@ import Optim
             opt.step()
             losses.append(loss.item())
         }
-        return (losses, model.parameters()[0].scalars(as: Float.self), same)
+        model.cpu()
+        let back = model.parameters().allSatisfy { $0.device == .cpu } && model.parameters().map(ObjectIdentifier.init) == before
+        return (losses, model.parameters()[0].scalars(as: Float.self), same && back)
     }
 
     @Test(arguments: ["sgd", "adam", "adamw"])

@@ -355,6 +355,9 @@ import Testing
             #expect(F.relu(x - 0.5).min().item() == 0)
             #expect(x.argmin().device == .cuda(0))
             #expect(Tensor.arange(5).cuda().sum().item() == 10)
+            #expect(Tensor.arange(5, device: .cuda(0)).device == .cuda(0))
+            #expect(Tensor.eye(3, device: .cuda(0)).sum().item() == 3)
+            #expect(Tensor.randint(4, shape: [6], device: .cuda(0)).device == .cuda(0))
             #expect(Tensor.randint(3, shape: [4]).cuda().max().item() < 3)
         }
     }

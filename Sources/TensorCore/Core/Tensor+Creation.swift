@@ -67,6 +67,13 @@ extension Tensor {
         return t
     }
 
+    /// `torch.arange(end, device=...)`.
+    public static func arange(_ end: Int, device: Device) -> Tensor { arange(end).to(device) }
+    /// `torch.randint(high, shape, device=...)` (host generator, copied).
+    public static func randint(_ high: Int, shape: [Int], device: Device) -> Tensor { randint(high, shape: shape).to(device) }
+    /// The identity matrix on `device`.
+    public static func eye(_ n: Int, dtype: DType = .float32, device: Device) -> Tensor { eye(n, dtype: dtype).to(device) }
+
     /// Standard normal samples on `device` (host generator, copied).
     public static func randn(_ shape: [Int], dtype: DType = .float32, requiresGrad: Bool = false, device: Device) -> Tensor {
         let t = randn(shape, dtype: dtype).to(device)
