@@ -97,6 +97,9 @@ import Testing
         Self.check("int64 add", [Tensor([[1, 2], [3, 4]]), Tensor([10, 20])]) { $0[0] + $0[1] * 3 }
         Self.check("int64 neg abs", [Tensor([-3, 0, 5])]) { (-$0[0]).abs() }
         Self.check("int / int -> float", [Tensor([1, 2, 3]), Tensor([2, 2, 2])]) { $0[0] / $0[1] }
+        Self.check("int64 pow", [Tensor([-3, 0, 5, 7])]) { $0[0].pow(3) }
+        Self.check("int64 pow tensor", [Tensor([2, 3, -2]), Tensor([10, 0, 3])]) { $0[0].pow($0[1]) }
+        Self.check("bool abs sign", [Tensor([1, 0, 2])]) { ($0[0] .> 0.5).abs().sign() }
     }
 
     @Test func unaryFunctions() {

@@ -120,6 +120,7 @@ __device__ __forceinline__ i64 int_binop(i64 op, i64 a, i64 b, i64 alpha) {
     case 2: return (i64)(ua * ub);
     case 4: return a > b ? a : b;
     case 5: return a < b ? a : b;
+    case 6: { u64 r = 1, base = ua; for (i64 k = b; k > 0; k >>= 1) { if (k & 1) r *= base; base *= base; } return (i64)r; }
     default: return (i64)(ua + (u64)alpha * ub);
     }
 }
@@ -170,7 +171,7 @@ EMU_EXPORT(compare)
 // ---- elementwise unary ----
 // op: 0 neg, 1 exp, 2 log, 3 sqrt, 4 abs, 5 relu, 6 sigmoid, 7 tanh, 8 gelu, 9 sign, 10 square,
 //     11 scale (p0 * x), 12 clamp (to [p0, p1]; a NaN bound is absent), 13 erf, 14 logical not,
-//     15 gelu backward (x; times grad by the caller), 16 log1p
+//     15 gelu backward (x; times grad by the caller), 16 log1p, 17 integer power p0 (int64)
 __device__ __forceinline__ float f_exp(float x) { return expf(x); }
 __device__ __forceinline__ double f_exp(double x) { return exp(x); }
 __device__ __forceinline__ float f_log(float x) { return logf(x); }
@@ -216,6 +217,7 @@ __device__ __forceinline__ i64 int_unop(i64 op, i64 x, i64 p0, i64 p1, int has0,
     case 9: return x > 0 ? 1 : (x < 0 ? -1 : 0);
     case 10: return (i64)((u64)x * (u64)x);
     case 11: return (i64)((u64)p0 * (u64)x);
+    case 17: { u64 r = 1; for (i64 k = 0; k < p0; ++k) r *= (u64)x; return (i64)r; }
     default: { i64 r = x; if (has0 && r < p0) r = p0; if (has1 && r > p1) r = p1; return r; }
     }
 }

@@ -248,7 +248,7 @@ extension Tensor {
         case .float32: Map.unary(self, out, AbsK<Float>())
         case .float64: Map.unary(self, out, AbsK<Double>())
         case .int64: if isCUDA { CUDAOps.unary(self, out, op: 4) } else { Map.unary(self, out, Int64.self, Int64.self) { $0 < 0 ? 0 &- $0 : $0 } }
-        case .bool: Map.unary(self, out, Bool.self, Bool.self) { $0 }
+        case .bool: if isCUDA { CUDAOps.convert(self, into: out) } else { Map.unary(self, out, Bool.self, Bool.self) { $0 } }
         }
         let x = self
         return out.recorded("AbsBackward0", [self]) { g in [g * x.sign()] }
@@ -261,7 +261,7 @@ extension Tensor {
         case .float32: Map.unary(self, out, SignK<Float>())
         case .float64: Map.unary(self, out, SignK<Double>())
         case .int64: if isCUDA { CUDAOps.unary(self, out, op: 9) } else { Map.unary(self, out, Int64.self, Int64.self) { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) } }
-        case .bool: Map.unary(self, out, Bool.self, Bool.self) { $0 }
+        case .bool: if isCUDA { CUDAOps.convert(self, into: out) } else { Map.unary(self, out, Bool.self, Bool.self) { $0 } }
         }
         return out
     }
@@ -360,8 +360,9 @@ extension Tensor {
     public func pow(_ exponent: Double) -> Tensor {
         if dtype == .int64 || dtype == .bool, exponent >= 0, exponent == exponent.rounded(), exponent < 64 {
             let e = Int(exponent)
-            let out = Tensor(uninitialized: shape, dtype: .int64)
+            let out = Tensor(uninitialized: shape, dtype: .int64, like: self)
             let x = to(.int64)
+            if x.isCUDA { CUDAOps.unary(x, out, op: 17, Double(e)); return out }
             Map.unary(x, out, Int64.self, Int64.self) { v in
                 var r: Int64 = 1
                 for _ in 0..<e { r = r &* v }
@@ -394,11 +395,12 @@ extension Tensor {
     public func pow(_ exponent: Tensor) -> Tensor {
         if !dtype.isFloatingPoint && !exponent.dtype.isFloatingPoint {
             // int ** int stays int64, as in PyTorch (which also rejects negative exponents).
-            let x = to(.int64), e = exponent.to(.int64)
+            let (x, e) = Tensor.onOneDevice(to(.int64), exponent.to(.int64), "pow")
             if let p = e.scalars(as: Int64.self).first(where: { $0 < 0 }) {
                 usageError("pow: integers to negative integer powers are not allowed (exponent \(p)); convert to float first")
             }
-            let out = Tensor(uninitialized: Tensor.broadcastShapes(shape, exponent.shape), dtype: .int64)
+            let out = Tensor(uninitialized: Tensor.broadcastShapes(shape, exponent.shape), dtype: .int64, like: x)
+            if x.isCUDA || e.isCUDA { CUDAOps.binary(x, e, out, op: 6); return out }
             Map.binary(x, e, out, Int64.self, Int64.self) { base, power in
                 var r: Int64 = 1, b = base, k = power
                 while k > 0 { if k & 1 == 1 { r = r &* b }; b = b &* b; k >>= 1 }
