@@ -71,4 +71,28 @@ import Optim
         #expect(Self.close(cpu.weight.map(Double.init), gpu.weight.map(Double.init), 1e-4))
         #expect(mock.launchCounts["im2col", default: 0] > 0 && mock.gemmCount > 0)
     }
+
+    /// The NN layers with state or randomness (BatchNorm, LayerNorm, Dropout, Embedding) on the
+    /// mock: outputs, gradients and running statistics as on the CPU.
+    @Test func layersOnTheDeviceMatchTheCPU() throws {
+        func build() -> (Sequential, Embedding) {
+            GlobalRandom.withSeed(3) {
+                (Sequential(Linear(6, 8), BatchNorm1d(8), GELU(), LayerNorm(8), Dropout(0.3), Linear(8, 4), Tanh()), Embedding(5, 6))
+            }
+        }
+        let ids = Tensor([[0, 4, 2], [1, 1, 3]])
+        func run(_ device: Device) -> [[Double]] {
+            let (net, emb) = build()
+            net.to(device); emb.to(device)
+            let x = emb(ids.to(device)).reshape([-1, 6])
+            let y = GlobalRandom.withSeed(9) { net(x) }
+            (y * y).sum().backward()
+            let bn = net.namedStates().filter { $0.0.hasPrefix("1.running") }.map { $0.1.scalars(as: Double.self) }
+            return [y.scalars(as: Double.self), emb.weight.grad!.scalars(as: Double.self), net.parameters()[0].grad!.scalars(as: Double.self)] + bn
+        }
+        let cpu = run(.cpu)
+        let gpu = withCUDADriver(MockCUDADriver(devices: 1, memoryBytes: 64 << 20)) { run(.cuda(0)) }
+        #expect(cpu.count == 5 && gpu.count == 5)
+        for (i, (a, b)) in zip(cpu, gpu).enumerated() { #expect(Self.close(a, b, 1e-4), "part \(i): \(b.prefix(6)) vs CPU \(a.prefix(6))") }
+    }
 }
