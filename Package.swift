@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "RunContract", dependencies: ["System"]),
 
         // Engine
-        .target(name: "TensorCore", dependencies: ["System", "CDNNL"], swiftSettings: engineFlags),
+        .target(name: "TensorCore", dependencies: ["System", "CDNNL"], exclude: ["CUDA/kernels.cu", "CUDA/emulation.h"], swiftSettings: engineFlags),
         .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: engineFlags),
         .target(name: "Optim", dependencies: ["TensorCore", "System"], swiftSettings: engineFlags),
         .target(name: "Data", dependencies: ["TensorCore", "CZlib"], swiftSettings: engineFlags),

@@ -98,6 +98,22 @@ extension Module {
     @discardableResult
     public func eval() -> Self { train(false) }
 
+    /// Moves every parameter and buffer to `device` in place (`model.to(device)`): the tensors keep
+    /// their identity, so an optimizer built before the move keeps working.
+    @discardableResult
+    public func to(_ device: Device) -> Self {
+        for (_, t) in namedStates() { t.moveStorage(to: device) }
+        return self
+    }
+
+    /// `model.cuda()`: `to(.cuda(device))`.
+    @discardableResult
+    public func cuda(_ device: Int = 0) -> Self { to(.cuda(device)) }
+
+    /// `model.cpu()`: `to(.cpu)`.
+    @discardableResult
+    public func cpu() -> Self { to(.cpu) }
+
     /// Clears the gradients of every parameter.
     public func zeroGrad() { for p in parameters() { p.zeroGrad() } }
 

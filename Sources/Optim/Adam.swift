@@ -41,7 +41,11 @@ public class Adam: OptimizerBase, Optimizer {
             let vmax = amsgrad ? buffer("max_exp_avg_sq", i, like: p) : nil
             let bc1 = 1 - Foundation_pow(b1, t), bc2 = 1 - Foundation_pow(b2, t)
             let stepSize = lr / bc1, bc2Sqrt = bc2.squareRoot()
-            if p.dtype == .float32 {
+            if p.dtype == .float32 && p.isCUDA {
+                CUDAOptimizerKernels.adamStep(p, grad: grad, expAvg: m, expAvgSq: v, maxExpAvgSq: vmax, beta1: b1, beta2: b2, eps: e,
+                                              weightDecay: wd, lr: lr, stepSize: stepSize, invBiasCorrection2Sqrt: 1 / bc2Sqrt,
+                                              decoupled: decoupled)
+            } else if p.dtype == .float32 {
                 let pp = SendablePointer(p.pointer(Float.self)), gp = SendablePointer(grad.pointer(Float.self))
                 let mp = SendablePointer(m.pointer(Float.self)), vp = SendablePointer(v.pointer(Float.self))
                 let xp = vmax.map { SendablePointer($0.pointer(Float.self)) }

@@ -96,8 +96,11 @@ public class OptimizerBase {
 
     /// A zero tensor like `p`, created once per state name.
     func buffer(_ name: String, _ index: Int, like p: Tensor) -> Tensor {
-        if let t = state[index][name] { return t }
-        let t = Tensor.zeros(p.shape, dtype: p.dtype)
+        if let t = state[index][name] {
+            if t.device != p.device { t.moveStorage(to: p.device) }   // state loaded or made before Module.to
+            return t
+        }
+        let t = Tensor.zeros(p.shape, dtype: p.dtype, device: p.device)
         state[index][name] = t
         return t
     }
@@ -105,7 +108,7 @@ public class OptimizerBase {
     public func stateDict() -> [String: Tensor] {
         var d: [String: Tensor] = [:]
         for (i, s) in state.enumerated() {
-            for (k, v) in s { d["state.\(i).\(k)"] = v.clone().detach() }
+            for (k, v) in s { d["state.\(i).\(k)"] = v.cpu().clone().detach() }
             if steps[i] > 0 { d["state.\(i).step"] = Tensor.full([], value: Double(steps[i]), dtype: .float64) }
         }
         for (g, group) in paramGroups.enumerated() {

@@ -31,7 +31,10 @@ public final class SGD: OptimizerBase, Optimizer {
             let first = steps[i] == 0
             steps[i] += 1
             let buf = mom != 0 ? buffer("momentum_buffer", i, like: p) : nil
-            if p.dtype == .float32 {
+            if p.dtype == .float32 && p.isCUDA {
+                CUDAOptimizerKernels.sgdStep(p, grad: grad, buffer: buf, lr: lr, momentum: mom, dampening: damp,
+                                             weightDecay: wd, nesterov: nesterov, first: first)
+            } else if p.dtype == .float32 {
                 let n = p.numel
                 let pp = SendablePointer(p.pointer(Float.self)), gp = SendablePointer(grad.pointer(Float.self))
                 let bp = buf.map { SendablePointer($0.pointer(Float.self)) }

@@ -17,26 +17,15 @@ public enum Device: Equatable, Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Whether the CUDA driver (`libcuda.so.1`) loads and initialises on this machine.
-    public static var isCUDAAvailable: Bool { cudaDriverStatus.available }
+    /// Whether a CUDA device is usable: the driver in effect (`withCUDADriver`, `FERRY_CUDA_DRIVER=mock`,
+    /// else `libcuda.so.1`) loads and has at least one device.
+    public static var isCUDAAvailable: Bool { cudaDeviceCount > 0 }
 
     /// What loading the CUDA driver said: available, or why not.
-    public static var cudaDriverStatus: (available: Bool, detail: String) { cudaProbe }
-
-    private static let cudaProbe: (available: Bool, detail: String) = {
-        guard let handle = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL) else {
-            let reason = dlerror().map { String(cString: $0) } ?? "libcuda.so.1 not found"
-            return (false, reason)
+    public static var cudaDriverStatus: (available: Bool, detail: String) {
+        switch CUDARuntime.current {
+        case .success(let d): return (d.deviceCount() > 0, "\(d.deviceCount()) CUDA device(s) under the \(d.name) driver")
+        case .failure(let e): return (false, "\(e)")
         }
-        typealias CuInit = @convention(c) (UInt32) -> Int32
-        typealias CuDeviceGetCount = @convention(c) (UnsafeMutablePointer<Int32>) -> Int32
-        guard let initSym = dlsym(handle, "cuInit"), let countSym = dlsym(handle, "cuDeviceGetCount") else {
-            return (false, "libcuda.so.1 lacks cuInit/cuDeviceGetCount")
-        }
-        let status = unsafeBitCast(initSym, to: CuInit.self)(0)
-        guard status == 0 else { return (false, "cuInit failed with CUDA error \(status)") }
-        var count: Int32 = 0
-        _ = unsafeBitCast(countSym, to: CuDeviceGetCount.self)(&count)
-        return (count > 0, "\(count) CUDA device(s)")
-    }()
+    }
 }

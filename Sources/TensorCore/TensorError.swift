@@ -5,6 +5,8 @@ public enum TensorError: Error, CustomStringConvertible, Equatable {
     case deviceUnavailable(device: String, hint: String)
     case invalidFile(path: String, reason: String)
     case invalidArgument(String)
+    /// A CUDA allocation failed even after the caching allocator freed its cache.
+    case cudaOutOfMemory(device: String, requested: Int, free: Int, cached: Int)
 
     public var description: String {
         switch self {
@@ -16,6 +18,8 @@ public enum TensorError: Error, CustomStringConvertible, Equatable {
             return "\(path): \(reason)"
         case .invalidArgument(let message):
             return message
+        case .cudaOutOfMemory(let device, let requested, let free, let cached):
+            return "CUDA out of memory on \(device): tried to allocate \(requested) bytes; \(free) bytes free, \(cached) bytes were cached by ferry's allocator (freed and retried once) — use a smaller batch or call CUDAMemory.emptyCache()"
         }
     }
 }

@@ -26,6 +26,8 @@ final class Trainer {
     private var metricsFile: LineFile?
     private var record = RunRecord()
     private var history: [EpochRecord] = []
+    /// Chosen when the run folder opens (the train log and run.json name it).
+    private(set) var device: Device = .cpu
 
     init(plan: TrainingPlan, run: RunDirectory, resumeFrom: URL?, request: TrainRequest) throws {
         self.plan = plan
@@ -64,7 +66,7 @@ final class Trainer {
         do {
             let parts = try prepare()
             events?.start(totalEpochs: config.trainer.epochs, startEpoch: state.epoch + 1, stepsPerEpoch: parts.trainLoader.count,
-                          runDirectory: run.url, runID: run.runID, environment: request.environment)
+                          runDirectory: run.url, runID: run.runID, device: device.description, environment: request.environment)
             status = try loop(parts)
         } catch {
             failure = error as? TrainingError ?? .data("\(error)")
@@ -82,6 +84,11 @@ final class Trainer {
             throw TrainingError.io(path: run.checkpoints.path, reason: "\(error)")
         }
         console.logFile = try LineFile(url: run.trainLog)
+        let status = Device.cudaDriverStatus
+        let choice = try DevicePlan.choose(nGPU: config.nGPU, requested: request.device, available: Device.cudaDeviceCount, driver: status.detail)
+        for w in choice.warnings { console.warning(w) }
+        for n in choice.notes { console.info(n + (choice.device == .cpu ? "" : " (\(status.detail))")) }
+        device = choice.device
         var resolved = config.json
         resolved["seed"] = .int(Int(state.seed))
         do { try AtomicFile.write(Data((JSONValue.object(resolved).serialized(pretty: true) + "\n").utf8), to: run.config.path) } catch {
@@ -114,6 +121,7 @@ final class Trainer {
         record.set("versions", .object(versions))
         record.set("seed", .int(Int(state.seed)))
         record.set("threads", .int(Threading.threadCount))
+        record.set("device", .string(device.description))
         record.set("resumed_from", resumeFrom.map { .string($0.path) } ?? .null)
         if let job = request.environment[RunEnvironment.jobID], !job.isEmpty { record.set("job_id", .string(job)) }
         record.set("epochs_planned", .int(config.trainer.epochs))
@@ -123,11 +131,6 @@ final class Trainer {
 
     /// Loads the data and builds model, optimizer and scheduler; on resume, loads their states.
     private func prepare() throws -> TrainingParts {
-        if config.nGPU > 0 {
-            console.warning(Device.isCUDAAvailable
-                ? "n_gpu is \(config.nGPU), but ferry's engine runs on the CPU for now; training on the CPU."
-                : "There's no GPU available on this machine, training will be performed on CPU.")
-        }
         let loaderArgs = config.dataLoader.args
         if let workers = loaderArgs.optionalInt("num_workers"), workers > 1 {
             console.warning("data_loader.args.num_workers is \(workers): ferry builds batches on one background thread (prefetch \(loaderArgs.int("prefetch"))), not \(workers) worker processes.")
@@ -165,11 +168,12 @@ final class Trainer {
         // Model, optimizer, scheduler, loss, metrics.
         Tensor.manualSeed(state.seed)   // the process-wide generator, or the run's own (scoped)
         let model = plan.buildModel()
+        model.to(device)   // in place, before the optimizer: its state is made on the device
         let optimizer = plan.buildOptimizer(for: model)
         let scheduler = plan.buildScheduler(for: optimizer)
         let scorer = plan.buildScorer()
         let parts = TrainingParts(model: model, optimizer: optimizer, scheduler: scheduler, scorer: scorer, trainLoader: trainLoader,
-                                  validLoader: validLoader,
+                                  validLoader: validLoader, device: device,
                                   step: TrainingStep(model: model, optimizer: optimizer, scheduler: scheduler, scorer: scorer,
                                                      gradClip: config.trainer.gradClip, schedulerInterval: config.schedulerInterval))
 
@@ -251,7 +255,8 @@ final class Trainer {
                     return .stopped
                 }
                 guard let batch = iterator.nextBatch() else { break }
-                let (x, y) = batch.tensors()
+                let (hx, hy) = batch.tensors()
+                let (x, y) = (hx.to(parts.device), hy.to(parts.device))
                 let (output, lossValue) = parts.step(x, y)
                 totals.add(batchSize: batch.count, meanLoss: lossValue, metricSums: scorer.metricSums(scores: output, labels: y))
                 batchIndex += 1
@@ -337,7 +342,8 @@ final class Trainer {
             var iterator = loader.batches(epoch: 0).makeIterator()
             while let batch = iterator.nextBatch() {
                 if stoppable && stop.isRequested { return nil }
-                let (x, y) = batch.tensors()
+                let (hx, hy) = batch.tensors()
+                let (x, y) = (hx.to(parts.device), hy.to(parts.device))
                 let output = model(x)
                 let loss = scorer.loss(output, y).item()
                 totals.add(batchSize: batch.count, meanLoss: loss, metricSums: scorer.metricSums(scores: output, labels: y))

@@ -81,6 +81,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable, Sendable {
     case scaffoldExists(path: String)
     /// A run id (`--run-id`, `$FERRY_JOB_ID`) that is not one folder name.
     case invalidRunID(source: String, id: String)
+    /// The requested device cannot be used here (`--device cuda` without a CUDA device).
+    case device(String)
 
     public var description: String {
         switch self {
@@ -106,6 +108,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(path) exists already and is not empty — choose another name or remove it"
         case .invalidRunID(let source, let id):
             return "\(source) \(id.debugDescription): a run id is one folder name (no `/`, not `.` or `..`); the run goes to save_dir/NAME/RUN_ID"
+        case .device(let message):
+            return message
         }
     }
 
@@ -118,7 +122,7 @@ extension TrainingError: ExitStatusError {
     public var exitStatus: ExitStatus {
         switch self {
         case .configUnreadable, .configSyntax, .invalidConfig, .invalidOverride, .nothingToResume, .runDirectoryExists, .scaffoldExists,
-             .checkpoint, .invalidRunID:
+             .checkpoint, .invalidRunID, .device:
             return .usage
         case .data, .io:
             return .failed

@@ -24,6 +24,8 @@ public struct TrainRequest {
     public var overrides: [ConfigOverride] = []
     public var resume: ResumeRequest?
     public var runID: String?
+    /// The engine's device from `ferry train --device cpu|cuda|cuda:N`; nil: the config's n_gpu chooses.
+    public var device: Device?
     /// Only check the config (`--check`): nothing is loaded, built or written. Data files missing
     /// here are warnings then (the runner checks on the laptop; the data is on the host).
     public var checkOnly = false

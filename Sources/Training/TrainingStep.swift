@@ -11,7 +11,36 @@ struct TrainingParts {
     let scorer: Scorer
     let trainLoader: DataLoader<AnyDataset>
     let validLoader: DataLoader<AnyDataset>?
+    /// Where the model lives and batches are moved to.
+    let device: Device
     let step: TrainingStep
+}
+
+/// The device a run trains on, as pytorch-template's `prepare_device`: n_gpu 0 is the CPU; more
+/// GPUs than there are is a warning and as many as there are (none: the CPU); ferry trains on one
+/// GPU, cuda:0. An explicit `--device` wins, and a CUDA device that is not there is an error.
+public enum DevicePlan {
+    public static func choose(nGPU: Int, requested: Device?, available: Int, driver: String) throws(TrainingError) -> (device: Device, notes: [String], warnings: [String]) {
+        if let requested {
+            if case .cuda(let n) = requested, n >= available {
+                throw .device("--device \(requested): \(available == 0 ? "no CUDA device is available (\(driver))" : "this machine has \(available) CUDA device(s)") — use --device cpu, or run on a GPU host")
+            }
+            return (requested, ["training on \(requested)"], [])
+        }
+        var use = nGPU, warnings: [String] = []
+        if use > 0 && available == 0 {
+            warnings.append("Warning: There's no GPU available on this machine, training will be performed on CPU.")
+            use = 0
+        }
+        if use > available {
+            warnings.append("Warning: The number of GPU's configured to use is \(use), but only \(available) are available on this machine.")
+            use = available
+        }
+        if use == 0 { return (.cpu, ["training on cpu"], warnings) }
+        var notes = ["training on cuda:0"]
+        if use > 1 { notes.append("n_gpu is \(use): ferry trains on one GPU (cuda:0); the others stay idle (no data parallelism)") }
+        return (.cuda(0), notes, warnings)
+    }
 }
 
 /// One optimizer step on one batch: forward, loss, backward, gradient clipping, the optimizer's

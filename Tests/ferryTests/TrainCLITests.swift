@@ -138,6 +138,66 @@ import TrainingTestSupport
         #expect(((testMetrics["accuracy"] ?? 0) * 500).rounded() == (testMetrics["accuracy"] ?? 0) * 500)
     }
 
+    /// n_gpu: 1 under the mock CUDA driver trains LeNet (conv, pooling, dropout) on cuda:0 with the
+    /// CPU run's numbers; the log and run.json name the device; the checkpoint is plain CPU tensors.
+    @Test(.enabled(if: fashionOrCI)) func trainsOnTheMockGPUAsOnTheCPU() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let config = try fashionConfig(dir, arch: Self.lenet, limit: 300, batch: 50, epochs: 1)
+        func train(_ gpus: Int, _ id: String) throws -> (metrics: [String: Double], run: URL, stdout: String) {
+            let output = dir.path("output-\(id)")
+            let r = try ferry(["train", config.path, "--set", "n_gpu=\(gpus)"], environment: [
+                "FERRY_OUTPUT": output.path, "FERRY_JOB_ID": id, "FERRY_CUDA_DRIVER": "mock",
+            ], in: dir.url)
+            #expect(r.status == 0, "\(r.stderr)")
+            let run = output.appendingPathComponent("quick/\(id)")
+            let lines = try jsonLines(run.appendingPathComponent("metrics.jsonl"))
+            let last = try #require(lines.last)
+            return (last.compactMapValues { $0 as? Double }, run, r.stdout + r.stderr)
+        }
+        let cpu = try train(0, "cpu"), gpu = try train(1, "gpu")
+        for key in ["loss", "val_loss", "accuracy", "val_accuracy"] {
+            let a = cpu.metrics[key] ?? .nan, b = gpu.metrics[key] ?? .nan
+            #expect(Swift.abs(a - b) <= 1e-4 * Swift.max(1, Swift.abs(a)), "\(key): cuda \(b) vs cpu \(a)")
+        }
+        let log = try String(contentsOf: gpu.run.appendingPathComponent("train.log"), encoding: .utf8)
+        #expect(log.contains("training on cuda:0 (1 CUDA device(s) under the mock driver)"), "\(log.prefix(800))")
+        let record = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: gpu.run.appendingPathComponent("run.json"))) as? [String: Any])
+        #expect(record["device"] as? String == "cuda:0")
+        let weights = try SafeTensors.read(gpu.run.appendingPathComponent("checkpoints/last/model.safetensors"))
+        #expect(!weights.isEmpty && weights.values.allSatisfy { $0.device == .cpu })
+        // Without a driver, n_gpu: 1 says so and trains on the CPU; --device cuda refuses.
+        let none = try ferry(["train", config.path, "--set", "n_gpu=1", "--device", "cuda"], environment: [
+            "FERRY_OUTPUT": dir.path("output-none").path, "FERRY_CUDA_DRIVER": "none",
+        ], in: dir.url)
+        #expect(!FileManager.default.fileExists(atPath: dir.path("output-none").path), "nothing ran")
+        #expect(none.status == 2 && none.stderr.contains("--device cuda: no CUDA device is available (device cuda is not available — FERRY_CUDA_DRIVER=none turns CUDA off)"), "\(none.status) \(none.stderr)")
+    }
+
+    /// On the (mock) GPU too, a run stopped after epoch 1 and resumed ends on the same weights, bit
+    /// for bit (the optimizer's device state is saved as CPU tensors and moved back on resume).
+    @Test(.enabled(if: fashionOrCI)) func resumeOnTheMockGPUIsBitIdentical() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let config = try fashionConfig(dir, arch: Self.lenet, limit: 200, batch: 32, epochs: 2).path
+        let args = ["--set", "trainer.verbosity=0", "--set", "n_gpu=1"]
+        let env = ["FERRY_CUDA_DRIVER": "mock"]
+        let whole = try ferry(["train", config, "--run-id", "whole"] + args, environment: env, in: dir.url)
+        #expect(whole.status == 0, "\(whole.stderr)")
+        let first = try ferry(["train", config, "--run-id", "parts", "--epochs", "1"] + args, environment: env, in: dir.url)
+        #expect(first.status == 0, "\(first.stderr)")
+        let parts = dir.path("saved/quick/parts")
+        let second = try ferry(["train", "--resume", parts.appendingPathComponent("checkpoints/last").path, "--epochs", "2"] + args,
+                               environment: env, in: dir.url)
+        #expect(second.status == 0, "\(second.stderr)")
+        let a = try SafeTensors.read(dir.path("saved/quick/whole/checkpoints/last/model.safetensors"))
+        let b = try SafeTensors.read(parts.appendingPathComponent("checkpoints/last/model.safetensors"))
+        #expect(!a.isEmpty)
+        for (k, v) in a { #expect(b[k]?.scalars(as: Float.self) == v.scalars(as: Float.self), "\(k) differs after resume") }
+        let record = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: parts.appendingPathComponent("run.json"))) as? [String: Any])
+        #expect(record["device"] as? String == "cuda:0")
+    }
+
     /// pytorch-template's LeNet has Dropout2d and dropout, the loader shuffles, StepLR halves the rate:
     /// stopping after epoch 2 of 4 and resuming must end on the same weights, bit for bit.
     @Test(.enabled(if: fashionOrCI)) func resumeIsBitIdentical() throws {

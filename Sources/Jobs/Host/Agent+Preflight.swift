@@ -78,6 +78,10 @@ extension Agent {
             } else if !engine.oneDNN.available {
                 problems.append("oneDNN does not load on the host: \(engine.oneDNN.detail)")
             }
+            // A GPU job never trains silently on the CPU: the engine must reach CUDA (driver, cuBLAS, NVRTC).
+            if let wanted = request.gpuCount, wanted > 0, !gpus.isEmpty, !engine.cuda.available {
+                problems.append("the job asks for \(wanted) GPU\(wanted == 1 ? "" : "s") but ferry's engine cannot use CUDA on this host: \(engine.cuda.detail)")
+            }
         }
         return PreflightReport(ferry: version, home: home, freeBytes: free, cpus: ProcessInfo.processInfo.activeProcessorCount,
                                gpus: gpus, nvidiaSmi: smiError, cuda: engine.cuda, oneDNN: engine.oneDNN, cpuMissing: engine.cpuMissing,

@@ -57,7 +57,7 @@ extension Tensor {
 
     /// A tensor sharing this one's storage with no autograd history (`t.detach()`).
     public func detach() -> Tensor {
-        Tensor(storage: storage, shape: shape, strides: strides, offset: offset, dtype: dtype, device: device)
+        Tensor(storage: storage, shape: shape, strides: strides, offset: offset, dtype: dtype)
     }
 
     /// Computes gradients of this tensor with respect to the leaves that require grad, accumulating
@@ -70,10 +70,10 @@ extension Tensor {
         let seed: Tensor
         if let gradient {
             if gradient.shape != shape { shapeError("backward(gradient:): gradient shape \(gradient.shape) does not match output shape \(shape)") }
-            seed = gradient.dtype == dtype ? gradient : gradient.to(dtype)
+            seed = (gradient.dtype == dtype ? gradient : gradient.to(dtype)).to(device)
         } else {
             if numel != 1 { shapeError("backward() needs gradient: for a non-scalar output of shape \(shape) (grad can be implicitly created only for scalar outputs)") }
-            seed = Tensor.ones(shape, dtype: dtype)
+            seed = Tensor.ones(shape, dtype: dtype, device: device)
         }
         noGrad { Autograd.run(root: self, seed: seed, retainGraph: retainGraph) }
     }

@@ -6,8 +6,14 @@ import Darwin
 
 extension Tensor {
     /// A tensor of `shape` with every element `value` in `dtype`.
-    public static func full(_ shape: [Int], value: Double, dtype: DType = .float32, requiresGrad: Bool = false) -> Tensor {
+    public static func full(_ shape: [Int], value: Double, dtype: DType = .float32, requiresGrad: Bool = false, device: Device = .cpu) -> Tensor {
         if shape.contains(where: { $0 < 0 }) { shapeError("negative dimension in shape \(shape)") }
+        if device != .cpu {
+            let t = Tensor(uninitialized: shape, dtype: dtype, device: device)
+            CUDAOps.fill(t, value)
+            if requiresGrad { t.requiresGrad = true }
+            return t
+        }
         let t = Tensor(uninitialized: shape, dtype: dtype)
         let n = t.numel
         switch dtype {
@@ -23,7 +29,13 @@ extension Tensor {
     }
 
     /// `torch.full(shape, 7)`: an integer fill value gives int64, as in PyTorch.
-    public static func full(_ shape: [Int], value: Int, dtype: DType = .int64, requiresGrad: Bool = false) -> Tensor {
+    public static func full(_ shape: [Int], value: Int, dtype: DType = .int64, requiresGrad: Bool = false, device: Device = .cpu) -> Tensor {
+        if device != .cpu {
+            let t = Tensor(uninitialized: shape, dtype: dtype, device: device)
+            CUDAOps.fill(t, Double(value), int: dtype == .int64 ? Int64(value) : nil)
+            if requiresGrad { t.requiresGrad = true }
+            return t
+        }
         if dtype == .int64 && !requiresGrad {
             // Directly, not through Double: integers beyond 2^53 stay exact.
             let t = full(shape, value: 0.0, dtype: .int64)
@@ -33,19 +45,41 @@ extension Tensor {
         return full(shape, value: Double(value), dtype: dtype, requiresGrad: requiresGrad)
     }
 
-    public static func zeros(_ shape: [Int], dtype: DType = .float32, requiresGrad: Bool = false) -> Tensor {
-        full(shape, value: 0.0, dtype: dtype, requiresGrad: requiresGrad)
+    public static func zeros(_ shape: [Int], dtype: DType = .float32, requiresGrad: Bool = false, device: Device = .cpu) -> Tensor {
+        full(shape, value: 0.0, dtype: dtype, requiresGrad: requiresGrad, device: device)
     }
     public static func zeros(_ shape: Int..., dtype: DType = .float32) -> Tensor { zeros(shape, dtype: dtype) }
 
-    public static func ones(_ shape: [Int], dtype: DType = .float32, requiresGrad: Bool = false) -> Tensor {
-        full(shape, value: 1.0, dtype: dtype, requiresGrad: requiresGrad)
+    public static func ones(_ shape: [Int], dtype: DType = .float32, requiresGrad: Bool = false, device: Device = .cpu) -> Tensor {
+        full(shape, value: 1.0, dtype: dtype, requiresGrad: requiresGrad, device: device)
     }
     public static func ones(_ shape: Int..., dtype: DType = .float32) -> Tensor { ones(shape, dtype: dtype) }
 
-    public static func zeros(like t: Tensor) -> Tensor { zeros(t.shape, dtype: t.dtype) }
-    public static func ones(like t: Tensor) -> Tensor { ones(t.shape, dtype: t.dtype) }
-    public static func full(like t: Tensor, value: Double) -> Tensor { full(t.shape, value: value, dtype: t.dtype) }
+    public static func zeros(like t: Tensor) -> Tensor { zeros(t.shape, dtype: t.dtype, device: t.device) }
+    public static func ones(like t: Tensor) -> Tensor { ones(t.shape, dtype: t.dtype, device: t.device) }
+    public static func full(like t: Tensor, value: Double) -> Tensor { full(t.shape, value: value, dtype: t.dtype, device: t.device) }
+
+    /// Uniform samples in [0, 1) on `device`: drawn from the global generator on the host (the
+    /// same values as on the CPU) and copied.
+    public static func rand(_ shape: [Int], dtype: DType = .float32, requiresGrad: Bool = false, device: Device) -> Tensor {
+        let t = rand(shape, dtype: dtype).to(device)
+        if requiresGrad { t.requiresGrad = true }
+        return t
+    }
+
+    /// `torch.arange(end, device=...)`.
+    public static func arange(_ end: Int, device: Device) -> Tensor { arange(end).to(device) }
+    /// `torch.randint(high, shape, device=...)` (host generator, copied).
+    public static func randint(_ high: Int, shape: [Int], device: Device) -> Tensor { randint(high, shape: shape).to(device) }
+    /// The identity matrix on `device`.
+    public static func eye(_ n: Int, dtype: DType = .float32, device: Device) -> Tensor { eye(n, dtype: dtype).to(device) }
+
+    /// Standard normal samples on `device` (host generator, copied).
+    public static func randn(_ shape: [Int], dtype: DType = .float32, requiresGrad: Bool = false, device: Device) -> Tensor {
+        let t = randn(shape, dtype: dtype).to(device)
+        if requiresGrad { t.requiresGrad = true }
+        return t
+    }
 
     /// The identity matrix.
     public static func eye(_ n: Int, dtype: DType = .float32) -> Tensor {

@@ -9,7 +9,8 @@ public final class Tensor {
     /// Offset of the first element in `storage`, in elements.
     public let offset: Int
     public let dtype: DType
-    public let device: Device
+    /// Where the elements are (`.cpu` or `.cuda(n)`); `Module.to(_:)` may move them in place.
+    public var device: Device { storage.isOnDevice ? storage.device : .cpu }
     /// Whether the elements are laid out row-major without gaps from `offset`.
     public let isContiguous: Bool
 
@@ -22,13 +23,12 @@ public final class Tensor {
     /// The number of elements.
     public let numel: Int
 
-    init(storage: TensorStorage, shape: [Int], strides: [Int], offset: Int, dtype: DType, device: Device = .cpu) {
+    init(storage: TensorStorage, shape: [Int], strides: [Int], offset: Int, dtype: DType) {
         self.storage = storage
         self.shape = shape
         self.strides = strides
         self.offset = offset
         self.dtype = dtype
-        self.device = device
         self.requiresGradFlag = false
         var n = 1
         for d in shape { n *= d }
@@ -45,7 +45,6 @@ public final class Tensor {
         self.strides = Tensor.contiguousStrides(shape)
         self.offset = 0
         self.dtype = dtype
-        self.device = .cpu
         self.requiresGradFlag = false
         self.numel = n
         self.isContiguous = true
@@ -113,12 +112,14 @@ public final class Tensor {
     /// Typed pointer to the first element of this view. The caller respects `strides`.
     @inline(__always)
     public func pointer<T>(_ type: T.Type) -> UnsafeMutablePointer<T> {
-        (storage.raw + offset * dtype.byteSize).assumingMemoryBound(to: T.self)
+        if storage.isOnDevice { hostAccessOnDevice() }
+        return (storage.raw + offset * dtype.byteSize).assumingMemoryBound(to: T.self)
     }
 
     /// Calls `body` with the elements of a contiguous float tensor (copied first when not contiguous).
     public func withUnsafeBufferPointer<T: TensorScalar, R>(as type: T.Type, _ body: (UnsafeBufferPointer<T>) throws -> R) rethrows -> R {
         let c = (dtype == T.dtype ? self : to(T.dtype)).contiguous()
+        if c.storage.isOnDevice { return try noGrad { c.movedCopy(to: .cpu) }.withUnsafeBufferPointer(as: T.self, body) }
         return try body(UnsafeBufferPointer(start: c.pointer(T.self), count: c.numel))
     }
 
@@ -128,6 +129,11 @@ public final class Tensor {
         if dtype != T.dtype { usageError("withUnsafeMutableBufferPointer(as: \(T.self)) on a \(dtype) tensor") }
         if !isContiguous { shapeError("withUnsafeMutableBufferPointer needs a contiguous tensor; call contiguous() first") }
         return try body(UnsafeMutableBufferPointer(start: pointer(T.self), count: numel))
+    }
+
+    @inline(never)
+    func hostAccessOnDevice() -> Never {
+        usageError("host access (pointer()) to a tensor on \(device): its elements are in device memory; this operation has no CUDA kernel yet — call .cpu() first, or use the CUDA ops")
     }
 
     // MARK: layout helpers

@@ -23,7 +23,7 @@ public enum NPY {
         let len = UInt16(header.utf8.count)
         data.append(contentsOf: [UInt8(len & 0xff), UInt8(len >> 8)])
         data.append(contentsOf: Array(header.utf8))
-        let c = t.contiguous()
+        let c = t.cpu().contiguous()
         data.append(Data(bytes: c.storage.raw + c.offset * c.dtype.byteSize, count: c.numel * c.dtype.byteSize))
         return data
     }

@@ -40,7 +40,7 @@ public enum SafeTensors {
         var offset = 0
         var blobs: [Tensor] = []
         for name in names {
-            let t = tensors[name]!.contiguous()
+            let t = tensors[name]!.cpu().contiguous()   // a checkpoint from a GPU run loads anywhere
             let size = t.numel * t.dtype.byteSize
             header[name] = ["dtype": code(t.dtype), "shape": t.shape, "data_offsets": [offset, offset + size]] as [String: Any]
             offset += size

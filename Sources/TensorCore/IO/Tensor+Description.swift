@@ -66,6 +66,7 @@ enum TensorFormatter {
     static func format(_ t: Tensor) -> String {
         let prefix = "tensor("
         var suffixes: [String] = []
+        if t.device != .cpu { suffixes.append("device='\(t.device)'") }
         let values = t.scalars(as: Double.self)
         let summarize = t.numel > threshold
         var body: String

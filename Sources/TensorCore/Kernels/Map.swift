@@ -4,6 +4,7 @@ import System
 enum Map {
     /// Closure form for cold paths (the closure stays an indirect call per element).
     static func unary<T, U>(_ a: Tensor, _ out: Tensor, _: T.Type, _: U.Type, _ f: (T) -> U) {
+        if out.storage.isOnDevice { CUDAOps.noKernel(out) }
         let plan = StridedPlan(shape: out.shape, strides: [out.strides, a.broadcastStrides(to: out.shape)])
         let o = out.pointer(U.self), s = a.pointer(T.self)
         plan.forEachRun(outer: 0..<plan.outerCount) { offs, n, st in
@@ -14,6 +15,7 @@ enum Map {
 
     /// Closure form for cold paths.
     static func binary<T, U>(_ a: Tensor, _ b: Tensor, _ out: Tensor, _: T.Type, _: U.Type, _ f: (T, T) -> U) {
+        if out.storage.isOnDevice { CUDAOps.noKernel(out) }
         let plan = StridedPlan(shape: out.shape, strides: [out.strides, a.broadcastStrides(to: out.shape), b.broadcastStrides(to: out.shape)])
         let o = out.pointer(U.self), pa0 = a.pointer(T.self), pb0 = b.pointer(T.self)
         plan.forEachRun(outer: 0..<plan.outerCount) { offs, n, st in
@@ -25,6 +27,7 @@ enum Map {
     static func unary<K: UnaryKernel>(_ a: Tensor, _ out: Tensor, _ f: K) {
         typealias T = K.Input
         typealias U = K.Output
+        if out.storage.isOnDevice { CUDAOps.mapped(f, [a], into: out); return }
         let plan = StridedPlan(shape: out.shape, strides: [out.strides, a.broadcastStrides(to: out.shape)])
         let o = SendablePointer(out.pointer(U.self)), s = SendablePointer(a.pointer(T.self))
         plan.parallelRuns { offs, n, st in
@@ -36,6 +39,7 @@ enum Map {
     static func binary<K: BinaryKernel>(_ a: Tensor, _ b: Tensor, _ out: Tensor, _ f: K) {
         typealias T = K.Input
         typealias U = K.Output
+        if out.storage.isOnDevice { CUDAOps.mapped(f, [a, b], into: out); return }
         let plan = StridedPlan(shape: out.shape, strides: [out.strides, a.broadcastStrides(to: out.shape), b.broadcastStrides(to: out.shape)])
         let o = SendablePointer(out.pointer(U.self)), pa0 = SendablePointer(a.pointer(T.self)), pb0 = SendablePointer(b.pointer(T.self))
         plan.parallelRuns { offs, n, st in
@@ -57,6 +61,7 @@ enum Map {
 
     /// out = cond ? a : b, all three broadcast.
     static func select<T>(_ cond: Tensor, _ a: Tensor, _ b: Tensor, _ out: Tensor, _: T.Type) {
+        if out.storage.isOnDevice { CUDAOps.select(cond, a, b, out); return }
         let plan = StridedPlan(shape: out.shape, strides: [out.strides, cond.broadcastStrides(to: out.shape),
                                                            a.broadcastStrides(to: out.shape), b.broadcastStrides(to: out.shape)])
         let o = SendablePointer(out.pointer(T.self)), pc0 = SendablePointer(cond.pointer(Bool.self))
@@ -70,6 +75,11 @@ enum Map {
 
     /// float32 through eight-lane SIMD functions; `a` is made contiguous first.
     static func simd<K: SIMDKernel>(_ a: Tensor, _ f: K) -> Tensor {
+        if a.storage.isOnDevice {
+            let out = Tensor(uninitialized: a.shape, dtype: .float32, like: a)
+            CUDAOps.mapped(f, [a], into: out)
+            return out
+        }
         let src = a.contiguous()
         let out = Tensor(uninitialized: a.shape, dtype: .float32)
         let s = SendablePointer(src.pointer(Float.self)), o = SendablePointer(out.pointer(Float.self))
@@ -81,6 +91,11 @@ enum Map {
 
     /// float32 binary through SIMD (same shapes, both made contiguous): used by fused backward rules.
     static func simd2<K: SIMDBinaryKernel>(_ a: Tensor, _ b: Tensor, _ f: K) -> Tensor {
+        if a.storage.isOnDevice || b.storage.isOnDevice {
+            let out = Tensor(uninitialized: a.shape, dtype: .float32, like: a)
+            CUDAOps.mapped(f, [a, b], into: out)
+            return out
+        }
         let sa = a.contiguous(), sb = b.contiguous()
         let out = Tensor(uninitialized: a.shape, dtype: .float32)
         let pa = SendablePointer(sa.pointer(Float.self)), pb = SendablePointer(sb.pointer(Float.self)), o = SendablePointer(out.pointer(Float.self))

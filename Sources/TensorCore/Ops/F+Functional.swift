@@ -26,7 +26,7 @@ extension F {
             if v < 0 || Int(v) >= c { usageError("oneHot: class value \(v) is out of range for \(c) classes") }
             out[i * c + Int(v)] = 1
         }
-        return Tensor(shape: labels.shape + [c], scalars: out)
+        return Tensor(shape: labels.shape + [c], scalars: out).to(labels.device)
     }
 
     /// Zeroes elements with probability `p` and scales the rest by 1/(1-p) when training.
@@ -35,7 +35,7 @@ extension F {
         if !training || p == 0 { return x }
         if p == 1 { return x * 0.0 }
         let mask = bernoulliMask(x.shape, keep: 1 - p, dtype: x.dtype)
-        return x * mask
+        return x * mask.to(x.device)
     }
 
     /// Zeroes whole channels of [N, C, H, W] with probability `p` (`dropout2d`).
@@ -43,7 +43,7 @@ extension F {
         if x.ndim != 4 && x.ndim != 3 { shapeError("dropout2d: expected a 3-d or 4-d input, got shape \(x.shape)") }
         if !training || p == 0 { return x }
         let maskShape = x.ndim == 4 ? [x.shape[0], x.shape[1], 1, 1] : [x.shape[0], 1, 1]
-        return x * bernoulliMask(maskShape, keep: 1 - p, dtype: x.dtype)
+        return x * bernoulliMask(maskShape, keep: 1 - p, dtype: x.dtype).to(x.device)
     }
 
     /// A mask of 1/keep (kept) and 0, drawn from the global generator.
@@ -148,7 +148,7 @@ extension F {
             let losses = per.sum(dim: 1)
             return reduce(losses, reduction)
         }
-        if input.ndim == 2 && input.dtype == .float32 && weight == nil && labelSmoothing == 0 {
+        if input.ndim == 2 && input.dtype == .float32 && weight == nil && labelSmoothing == 0 && !input.isCUDA {
             return FusedCrossEntropy.apply(input, target, ignoreIndex: ignoreIndex, reduction: reduction)
         }
         let logp = input.logSoftmax(dim: 1)

@@ -2,6 +2,7 @@ import System
 extension Tensor {
     /// Copies `src` (any layout, any dtype) into the contiguous `dst` of the same shape.
     static func copyConverting(_ src: Tensor, into dst: Tensor) {
+        if src.storage.isOnDevice || dst.storage.isOnDevice { CUDAOps.convert(src, into: dst); return }
         let plan = StridedPlan(shape: src.shape, strides: [dst.strides, src.strides])
         func same<T: TensorScalar>(_: T.Type) {
             let o = SendablePointer(dst.pointer(T.self)), s = SendablePointer(src.pointer(T.self))
@@ -61,14 +62,14 @@ extension Tensor {
     /// A contiguous tensor with the same values: `self` when already contiguous.
     public func contiguous() -> Tensor {
         if isContiguous { return self }
-        let out = Tensor(uninitialized: shape, dtype: dtype)
+        let out = Tensor(uninitialized: shape, dtype: dtype, like: self)
         Tensor.copyConverting(self, into: out)
         return out.recorded("CloneBackward0", [self]) { g in [g] }
     }
 
     /// A copy with its own storage (`t.clone()`), differentiable.
     public func clone() -> Tensor {
-        let out = Tensor(uninitialized: shape, dtype: dtype)
+        let out = Tensor(uninitialized: shape, dtype: dtype, like: self)
         Tensor.copyConverting(self, into: out)
         return out.recorded("CloneBackward0", [self]) { g in [g] }
     }
@@ -76,25 +77,23 @@ extension Tensor {
     /// The values converted to `dtype` (`self` when it already has it).
     public func to(_ dtype: DType) -> Tensor {
         if dtype == self.dtype { return self }
-        let out = Tensor(uninitialized: shape, dtype: dtype)
+        let out = Tensor(uninitialized: shape, dtype: dtype, like: self)
         Tensor.copyConverting(self, into: out)
         if !dtype.isFloatingPoint || !self.dtype.isFloatingPoint { return out }
         let from = self.dtype
         return out.recorded("ToCopyBackward0", [self]) { g in [g.to(from)] }
     }
 
-    /// The tensor on `device`. Only the CPU has kernels in this version: moving to CUDA stops with
-    /// a message that says so (check `Device.isCUDAAvailable` first).
+    /// The tensor on `device` (a copy; `self` when already there). Gradients flow back across.
     public func to(_ device: Device) -> Tensor {
         if device == self.device { return self }
-        switch device {
-        case .cpu: return self
-        case .cuda(let n):
-            if !Device.isCUDAAvailable {
-                usageError("to(.cuda(\(n))): CUDA is not available on this machine (\(Device.cudaDriverStatus.detail)); check Device.isCUDAAvailable and stay on .cpu")
-            }
-            usageError("to(.cuda(\(n))): this version of ferry's engine computes on the CPU only; CUDA kernels are not implemented yet")
+        if case .cuda(let n) = device, !Device.isCUDAAvailable {
+            usageError("to(.cuda(\(n))): CUDA is not available on this machine (\(Device.cudaDriverStatus.detail)); check Device.isCUDAAvailable and stay on .cpu")
         }
+        let out = movedCopy(to: device)
+        if !dtype.isFloatingPoint { return out }
+        let from = self.device
+        return out.recorded("ToCopyBackward0", [self]) { g in [g.to(from)] }
     }
 
     /// `torch.float()` / `double()` / `long()` shorthands.
@@ -104,6 +103,7 @@ extension Tensor {
 
     /// The elements in row-major order, converted to `T` (`t.numpy()` / `t.tolist()` flattened).
     public func scalars<T: TensorScalar>(as type: T.Type) -> [T] {
+        if storage.isOnDevice { return noGrad { movedCopy(to: .cpu) }.scalars(as: T.self) }
         let c = (dtype == T.dtype ? self : to(T.dtype)).contiguous()
         let p = c.pointer(T.self)
         return Array(UnsafeBufferPointer(start: p, count: c.numel))
@@ -112,6 +112,7 @@ extension Tensor {
     /// The single element as a Double (`t.item()`).
     public func item() -> Double {
         if numel != 1 { shapeError("item(): a tensor with \(numel) elements cannot be converted to a scalar (shape \(shape))") }
+        if storage.isOnDevice { return movedCopy(to: .cpu).item() }
         switch dtype {
         case .float32: return Double(pointer(Float.self).pointee)
         case .float64: return pointer(Double.self).pointee
@@ -123,6 +124,12 @@ extension Tensor {
     /// Copies `source` (broadcast to this shape) into this tensor's elements in place (`copy_`).
     /// Not recorded by autograd: use on leaves under `noGrad`, as optimizers and loaders do.
     public func copy(from source: Tensor) {
+        if storage.isOnDevice || source.storage.isOnDevice {
+            var src = source
+            if src.device != device { src = noGrad { src.to(device) } }
+            CUDAOps.convert(src.shape == shape ? src : src.expand(shape), into: self)
+            return
+        }
         let src = source.shape == shape ? source : source.expand(shape)
         if isContiguous {
             Tensor.copyConverting(src, into: self)

@@ -29,6 +29,7 @@ extension F {
         if let bias, bias.shape != [outC] { shapeError("conv2d: bias must have shape [\(outC)], got \(bias.shape)") }
         let dt = DType.promote(x.dtype, weight.dtype)
         if !dt.isFloatingPoint { usageError("conv2d: expected floating point tensors, got \(x.dtype) and \(weight.dtype)") }
+        if x.isCUDA || weight.isCUDA { return Tensor.cudaConv2d(x, weight, bias, geo, dtype: dt) }
         let xc = noGrad { x.to(dt).contiguous() }.detach(), wc = noGrad { weight.to(dt).contiguous() }.detach()
         let bc = bias.map { b in noGrad { b.to(dt).contiguous() }.detach() }
         let n = x.shape[0]
@@ -161,6 +162,7 @@ extension F {
     public static func maxPool2d(_ x: Tensor, kernelSize: Int, stride: Int? = nil, padding: Int = 0, dilation: Int = 1) -> Tensor {
         let geo = poolGeometry("maxPool2d", x, kernelSize, stride ?? kernelSize, padding, dilation)
         if padding * 2 > kernelSize { shapeError("maxPool2d: padding \(padding) should be at most half of the kernel size \(kernelSize)") }
+        if x.isCUDA { return Tensor.cudaPool2d(x, geo, max: true) }
         let xc = noGrad { x.contiguous() }.detach()
         let planes = x.shape[0] * x.shape[1]
         let out = Tensor(uninitialized: [x.shape[0], x.shape[1], geo.outH, geo.outW], dtype: x.dtype)
@@ -275,7 +277,7 @@ extension F {
         let inShape = x.shape
         return out.recorded("MaxPool2DWithIndicesBackward0", [x]) { g in
             let gc = g.contiguous()
-            let gx = Tensor.zeros(inShape, dtype: g.dtype)
+            let gx = Tensor.zeros(inShape, dtype: g.dtype, device: g.device)
             let arg = ab.pointer
             func back<T: Numeric>(_: T.Type) {
                 let gp = SendablePointer(gc.pointer(T.self)), xp = SendablePointer(gx.pointer(T.self)), ap = SendablePointer(arg)
@@ -296,6 +298,7 @@ extension F {
         if !x.dtype.isFloatingPoint { usageError("avgPool2d: expected a floating point input, got \(x.dtype)") }
         if padding * 2 > kernelSize { shapeError("avgPool2d: padding \(padding) should be at most half of the kernel size \(kernelSize)") }
         let geo = poolGeometry("avgPool2d", x, kernelSize, stride ?? kernelSize, padding, 1)
+        if x.isCUDA { return Tensor.cudaPool2d(x, geo, max: false) }
         let planes = x.shape[0] * x.shape[1]
         let xc = noGrad { x.contiguous() }.detach()
         let out = Tensor.zeros([x.shape[0], x.shape[1], geo.outH, geo.outW], dtype: x.dtype)
@@ -323,7 +326,7 @@ extension F {
         let inShape = x.shape
         return out.recorded("AvgPool2DBackward0", [x]) { g in
             let gc = g.contiguous()
-            let gx = Tensor.zeros(inShape, dtype: g.dtype)
+            let gx = Tensor.zeros(inShape, dtype: g.dtype, device: g.device)
             func back<T: BinaryFloatingPoint>(_: T.Type) {
                 let gp = gc.pointer(T.self), xp = gx.pointer(T.self)
                 for p in 0..<planes {

@@ -36,6 +36,7 @@ extension Tensor {
     }
 
     static func arithmetic(_ a: Tensor, _ b: Tensor, _ op: ArithmeticOp) -> Tensor {
+        let (a, b) = onOneDevice(a, b, "\(op)")
         let promoted = resultType(a, b)
         if promoted == .bool && op != .div {
             // bool with bool stays bool in PyTorch: + is or, * is and (max/min likewise); - is refused.
@@ -44,7 +45,7 @@ extension Tensor {
         }
         let dt = arithmeticType(promoted, promoted, op)
         let ca = a.to(dt), cb = b.to(dt)
-        let out = Tensor(uninitialized: broadcastShapes(a.shape, b.shape), dtype: dt)
+        let out = Tensor(uninitialized: broadcastShapes(a.shape, b.shape), dtype: dt, like: ca)
         @inline(__always) func float<T: BinaryFloatingPoint>(_: T.Type) {
             switch op {
             case .add: Map.binary(ca, cb, out, AddK<T>())
@@ -104,12 +105,12 @@ extension Tensor {
     /// A 0-d tensor holding `value` in the dtype PyTorch gives `tensor op python-scalar`.
     static func scalarOperand(_ value: Double, for t: Tensor) -> Tensor {
         let dt: DType = t.dtype.isFloatingPoint ? t.dtype : .float32
-        return Tensor.full([], value: value, dtype: dt)
+        return Tensor.full([], value: value, dtype: dt, device: t.device)
     }
 
     static func scalarOperand(_ value: Int, for t: Tensor) -> Tensor {
         let dt: DType = t.dtype == .bool ? .int64 : t.dtype
-        return Tensor.full([], value: value, dtype: dt)
+        return Tensor.full([], value: value, dtype: dt, device: t.device)
     }
 
     public static func + (a: Tensor, b: Tensor) -> Tensor { arithmetic(a, b, .add) }
@@ -148,7 +149,7 @@ extension Tensor {
     /// optimizer state; never on a tensor autograd saved.
     public func addInPlace(_ other: Tensor, alpha: Double = 1) {
         if !isContiguous { shapeError("addInPlace needs a contiguous tensor, got strides \(strides) for shape \(shape)") }
-        let src = other.to(dtype)
+        let src = Tensor.onOneDevice(self, other.to(dtype), "addInPlace").1
         _ = Tensor.broadcastShapes(shape, other.shape)
         if Tensor.broadcastShapes(shape, other.shape) != shape {
             shapeError("addInPlace: \(other.shape) cannot be broadcast to \(shape)")
@@ -192,6 +193,7 @@ extension Tensor {
     @inline(__always)
     func floatUnary<K: SIMDKernel>(_ name: String, simd: K?, f32: (Float) -> Float, f64: (Double) -> Double) -> Tensor {
         let x = dtype.isFloatingPoint ? self : to(.float32)
+        if x.storage.isOnDevice, let code = Tensor.cudaUnaryCodes[name] { return CUDAOps.unary(x, op: code) }
         switch x.dtype {
         case .float32:
             if let simd { return Map.simd(x, simd) }
@@ -205,12 +207,15 @@ extension Tensor {
         }
     }
 
+    /// kernels.cu `unary` codes of the float functions `floatUnary` applies.
+    static let cudaUnaryCodes: [String: Int] = ["exp": 1, "log": 2, "sigmoid": 6, "tanh": 7, "gelu": 8, "erf": 13, "log1p": 16]
+
     public func neg() -> Tensor {
-        let out = Tensor(uninitialized: shape, dtype: dtype == .bool ? .int64 : dtype)
+        let out = Tensor(uninitialized: shape, dtype: dtype == .bool ? .int64 : dtype, like: self)
         switch dtype {
         case .float32: Map.unary(self, out, NegK<Float>())
         case .float64: Map.unary(self, out, NegK<Double>())
-        case .int64: Map.unary(self, out, Int64.self, Int64.self) { 0 &- $0 }
+        case .int64: if isCUDA { CUDAOps.unary(self, out, op: 0) } else { Map.unary(self, out, Int64.self, Int64.self) { 0 &- $0 } }
         case .bool: usageError("negation of a bool tensor is not supported; use logicalNot()")
         }
         return out.recorded("NegBackward0", [self]) { g in [-g] }
@@ -231,19 +236,19 @@ extension Tensor {
     public func sqrt() -> Tensor {
         // Scalar Float.squareRoot() is the exact vsqrtps once the loop vectorises.
         let x = dtype.isFloatingPoint ? self : to(.float32)
-        let out = Tensor(uninitialized: x.shape, dtype: x.dtype)
+        let out = Tensor(uninitialized: x.shape, dtype: x.dtype, like: x)
         if x.dtype == .float32 { Map.unary(x, out, SqrtK<Float>()) } else { Map.unary(x, out, SqrtK<Double>()) }
         let saved = out.detach()
         return out.recorded("SqrtBackward0", [self]) { g in [g / (2 * saved)] }
     }
 
     public func abs() -> Tensor {
-        let out = Tensor(uninitialized: shape, dtype: dtype)
+        let out = Tensor(uninitialized: shape, dtype: dtype, like: self)
         switch dtype {
         case .float32: Map.unary(self, out, AbsK<Float>())
         case .float64: Map.unary(self, out, AbsK<Double>())
-        case .int64: Map.unary(self, out, Int64.self, Int64.self) { $0 < 0 ? 0 &- $0 : $0 }
-        case .bool: Map.unary(self, out, Bool.self, Bool.self) { $0 }
+        case .int64: if isCUDA { CUDAOps.unary(self, out, op: 4) } else { Map.unary(self, out, Int64.self, Int64.self) { $0 < 0 ? 0 &- $0 : $0 } }
+        case .bool: if isCUDA { CUDAOps.convert(self, into: out) } else { Map.unary(self, out, Bool.self, Bool.self) { $0 } }
         }
         let x = self
         return out.recorded("AbsBackward0", [self]) { g in [g * x.sign()] }
@@ -251,18 +256,18 @@ extension Tensor {
 
     /// -1, 0 or 1 per element (`torch.sign`).
     public func sign() -> Tensor {
-        let out = Tensor(uninitialized: shape, dtype: dtype)
+        let out = Tensor(uninitialized: shape, dtype: dtype, like: self)
         switch dtype {
         case .float32: Map.unary(self, out, SignK<Float>())
         case .float64: Map.unary(self, out, SignK<Double>())
-        case .int64: Map.unary(self, out, Int64.self, Int64.self) { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }
-        case .bool: Map.unary(self, out, Bool.self, Bool.self) { $0 }
+        case .int64: if isCUDA { CUDAOps.unary(self, out, op: 9) } else { Map.unary(self, out, Int64.self, Int64.self) { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) } }
+        case .bool: if isCUDA { CUDAOps.convert(self, into: out) } else { Map.unary(self, out, Bool.self, Bool.self) { $0 } }
         }
         return out
     }
 
     public func relu() -> Tensor {
-        let out = Tensor(uninitialized: shape, dtype: dtype)
+        let out = Tensor(uninitialized: shape, dtype: dtype, like: self)
         switch dtype {
         case .float32: Map.unary(self, out, ReluK<Float>())
         case .float64: Map.unary(self, out, ReluK<Double>())
@@ -332,7 +337,7 @@ extension Tensor {
         if dtype == .int64, [lo, hi].contains(where: { $0.map { $0 != $0.rounded() } ?? false }) {
             return to(.float32).clamp(min: lo, max: hi)
         }
-        let out = Tensor(uninitialized: shape, dtype: dtype)
+        let out = Tensor(uninitialized: shape, dtype: dtype, like: self)
         switch dtype {
         case .float32:
             Map.unary(self, out, ClampK<Float>(lo: Float(lo ?? -.infinity), hi: Float(hi ?? .infinity)))
@@ -344,7 +349,7 @@ extension Tensor {
         }
         let x = self
         return out.recorded("ClampBackward1", [self]) { g in
-            var mask = Tensor.ones(x.shape, dtype: .bool)
+            var mask = Tensor.ones(x.shape, dtype: .bool, device: x.device)
             if let lo { mask = mask.logicalAnd(x .>= lo) }
             if let hi { mask = mask.logicalAnd(x .<= hi) }
             return [g * mask.to(g.dtype)]
@@ -355,8 +360,9 @@ extension Tensor {
     public func pow(_ exponent: Double) -> Tensor {
         if dtype == .int64 || dtype == .bool, exponent >= 0, exponent == exponent.rounded(), exponent < 64 {
             let e = Int(exponent)
-            let out = Tensor(uninitialized: shape, dtype: .int64)
+            let out = Tensor(uninitialized: shape, dtype: .int64, like: self)
             let x = to(.int64)
+            if x.isCUDA { CUDAOps.unary(x, out, op: 17, Double(e)); return out }
             Map.unary(x, out, Int64.self, Int64.self) { v in
                 var r: Int64 = 1
                 for _ in 0..<e { r = r &* v }
@@ -365,8 +371,11 @@ extension Tensor {
             return out
         }
         let x = dtype.isFloatingPoint ? self : to(.float32)
-        let out = Tensor(uninitialized: shape, dtype: x.dtype)
-        if x.dtype == .float32 {
+        let out = Tensor(uninitialized: shape, dtype: x.dtype, like: x)
+        if x.storage.isOnDevice {
+            if exponent == 2 { CUDAOps.unary(x, out, op: 10) }
+            else { CUDAOps.binary(x, Tensor.full([], value: exponent, dtype: x.dtype, device: x.device), out, op: 6) }
+        } else if x.dtype == .float32 {
             let ef = Float(exponent)
             if exponent == 2 { Map.unary(x, out, SquareK<Float>()) }
             else if exponent == 3 { Map.unary(x, out, Float.self, Float.self) { $0 * $0 * $0 } }
@@ -386,11 +395,12 @@ extension Tensor {
     public func pow(_ exponent: Tensor) -> Tensor {
         if !dtype.isFloatingPoint && !exponent.dtype.isFloatingPoint {
             // int ** int stays int64, as in PyTorch (which also rejects negative exponents).
-            let x = to(.int64), e = exponent.to(.int64)
+            let (x, e) = Tensor.onOneDevice(to(.int64), exponent.to(.int64), "pow")
             if let p = e.scalars(as: Int64.self).first(where: { $0 < 0 }) {
                 usageError("pow: integers to negative integer powers are not allowed (exponent \(p)); convert to float first")
             }
-            let out = Tensor(uninitialized: Tensor.broadcastShapes(shape, exponent.shape), dtype: .int64)
+            let out = Tensor(uninitialized: Tensor.broadcastShapes(shape, exponent.shape), dtype: .int64, like: x)
+            if x.isCUDA || e.isCUDA { CUDAOps.binary(x, e, out, op: 6); return out }
             Map.binary(x, e, out, Int64.self, Int64.self) { base, power in
                 var r: Int64 = 1, b = base, k = power
                 while k > 0 { if k & 1 == 1 { r = r &* b }; b = b &* b; k >>= 1 }
@@ -398,11 +408,13 @@ extension Tensor {
             }
             return out
         }
-        let promoted = Tensor.resultType(self, exponent)
+        let (base, exponent) = Tensor.onOneDevice(self, exponent, "pow")
+        let promoted = Tensor.resultType(base, exponent)
         let dt = Tensor.arithmeticType(promoted, promoted, .div)
-        let x = to(dt), e = exponent.to(dt)
-        let out = Tensor(uninitialized: Tensor.broadcastShapes(shape, exponent.shape), dtype: dt)
-        if dt == .float32 { Map.binary(x, e, out, Float.self, Float.self) { Foundation_powf($0, $1) } }
+        let x = base.to(dt), e = exponent.to(dt)
+        let out = Tensor(uninitialized: Tensor.broadcastShapes(shape, exponent.shape), dtype: dt, like: x)
+        if x.storage.isOnDevice { CUDAOps.binary(x, e, out, op: 6) }
+        else if dt == .float32 { Map.binary(x, e, out, Float.self, Float.self) { Foundation_powf($0, $1) } }
         else { Map.binary(x, e, out, Double.self, Double.self) { Foundation_pow($0, $1) } }
         let saved = out.detach()
         let needX = x.requiresGradFlag, needE = e.requiresGradFlag
@@ -423,9 +435,10 @@ extension Tensor {
     enum Comparison { case eq, ne, lt, le, gt, ge }
 
     static func compare(_ a: Tensor, _ b: Tensor, _ op: Comparison) -> Tensor {
+        let (a, b) = onOneDevice(a, b, "\(op)")
         let dt = DType.promote(a.dtype, b.dtype)
         let ca = a.to(dt).detach(), cb = b.to(dt).detach()
-        let out = Tensor(uninitialized: broadcastShapes(a.shape, b.shape), dtype: .bool)
+        let out = Tensor(uninitialized: broadcastShapes(a.shape, b.shape), dtype: .bool, like: ca)
         @inline(__always) func run<T: Comparable>(_: T.Type) {
             switch op {
             case .eq: Map.binary(ca, cb, out, EqK<T>())
@@ -448,7 +461,7 @@ extension Tensor {
     }
 
     static func scalarLike(_ v: Double, _ t: Tensor) -> Tensor {
-        Tensor.full([], value: v, dtype: t.dtype.isFloatingPoint ? t.dtype : (v == v.rounded() ? .int64 : .float64))
+        Tensor.full([], value: v, dtype: t.dtype.isFloatingPoint ? t.dtype : (v == v.rounded() ? .int64 : .float64), device: t.device)
     }
 
     /// Elementwise equality (`torch.eq`), a bool tensor.
@@ -475,31 +488,35 @@ extension Tensor {
 
     /// Elementwise logical and of two bool tensors.
     public func logicalAnd(_ other: Tensor) -> Tensor {
-        let out = Tensor(uninitialized: Tensor.broadcastShapes(shape, other.shape), dtype: .bool)
-        Map.binary(to(.bool), other.to(.bool), out, AndK())
+        let (a, b) = Tensor.onOneDevice(self, other, "logicalAnd")
+        let out = Tensor(uninitialized: Tensor.broadcastShapes(shape, other.shape), dtype: .bool, like: a)
+        Map.binary(a.to(.bool), b.to(.bool), out, AndK())
         return out
     }
 
     /// Elementwise logical or of two bool tensors.
     public func logicalOr(_ other: Tensor) -> Tensor {
-        let out = Tensor(uninitialized: Tensor.broadcastShapes(shape, other.shape), dtype: .bool)
-        Map.binary(to(.bool), other.to(.bool), out, OrK())
+        let (a, b) = Tensor.onOneDevice(self, other, "logicalOr")
+        let out = Tensor(uninitialized: Tensor.broadcastShapes(shape, other.shape), dtype: .bool, like: a)
+        Map.binary(a.to(.bool), b.to(.bool), out, OrK())
         return out
     }
 
     /// Elementwise logical not.
     public func logicalNot() -> Tensor {
-        let out = Tensor(uninitialized: shape, dtype: .bool)
+        let out = Tensor(uninitialized: shape, dtype: .bool, like: self)
         Map.unary(to(.bool), out, NotK())
         return out
     }
 
     /// `torch.where(cond, a, b)`: elements of `a` where `cond`, else of `b`, broadcasting all three.
     public static func `where`(_ condition: Tensor, _ a: Tensor, _ b: Tensor) -> Tensor {
+        let ops = onOneDevice([condition, a, b], "where")
+        let condition = ops[0], a = ops[1], b = ops[2]
         let dt = resultType(a, b)
         let ca = a.to(dt), cb = b.to(dt), cond = condition.to(.bool)
         let shape = broadcastShapes(broadcastShapes(cond.shape, a.shape), b.shape)
-        let out = Tensor(uninitialized: shape, dtype: dt)
+        let out = Tensor(uninitialized: shape, dtype: dt, like: ca)
         switch dt {
         case .float32: Map.select(cond, ca, cb, out, Float.self)
         case .float64: Map.select(cond, ca, cb, out, Double.self)
@@ -508,7 +525,7 @@ extension Tensor {
         }
         let needA = ca.requiresGradFlag, needB = cb.requiresGradFlag
         return out.recorded("WhereBackward0", [ca, cb]) { g in
-            let zero = Tensor.zeros([], dtype: g.dtype)
+            let zero = Tensor.zeros([], dtype: g.dtype, device: g.device)
             return [needA ? Tensor.where(cond, g, zero).sumTo(ca.shape) : nil,
                     needB ? Tensor.where(cond, zero, g).sumTo(cb.shape) : nil]
         }

@@ -107,7 +107,7 @@ extension Tensor {
         let inShape = shape
         return makeView(shape: newShape, strides: newStrides, offset: off, "SliceBackward0") { g in
             // The same indices applied to zeros of the input's shape receive g.
-            let z = Tensor.zeros(inShape, dtype: g.dtype)
+            let z = Tensor.zeros(inShape, dtype: g.dtype, device: g.device)
             noGrad { z.applying(indices).copy(from: g) }
             return [z]
         }

@@ -50,7 +50,11 @@ enum GEMM {
     static func product(_ a: Tensor, _ b: Tensor) -> Tensor {
         let dt = DType.promote(a.dtype, b.dtype)
         let ca = a.dtype == dt ? a : noGrad { a.to(dt) }, cb = b.dtype == dt ? b : noGrad { b.to(dt) }
-        let out = Tensor(uninitialized: [a.shape[0], b.shape[1]], dtype: dt)
+        let out = Tensor(uninitialized: [a.shape[0], b.shape[1]], dtype: dt, like: ca)
+        if out.storage.isOnDevice {
+            if dt == .bool { CUDAOps.matmul(ca.to(.int64), cb.to(.int64), into: out) } else { CUDAOps.matmul(ca, cb, into: out) }
+            return out
+        }
         switch dt {
         case .float32: float(ca, cb, into: out)
         case .float64: generic(ca, cb, into: out, Double.self)
@@ -70,8 +74,8 @@ extension Tensor {
         if shape[1] != other.shape[0] {
             shapeError("mm: shapes \(shape) and \(other.shape) cannot be multiplied (\(shape[0])x\(shape[1]) and \(other.shape[0])x\(other.shape[1]))")
         }
-        let out = GEMM.product(self, other)
-        let a = self, b = other
+        let (a, b) = Tensor.onOneDevice(self, other, "mm")
+        let out = GEMM.product(a, b)
         let needA = a.requiresGradFlag, needB = b.requiresGradFlag
         return out.recorded("MmBackward0", [a, b]) { g in
             [needA ? g.mm(b.transpose(0, 1)).to(a.dtype) : nil, needB ? a.transpose(0, 1).mm(g).to(b.dtype) : nil]
@@ -96,10 +100,15 @@ extension Tensor {
             shapeError("bmm: shapes \(shape) and \(other.shape) cannot be multiplied (batch \(shape[0]) vs \(other.shape[0]), inner \(shape[2]) vs \(other.shape[1]))")
         }
         let batch = shape[0]
+        _ = Tensor.onOneDevice(self, other, "bmm")
         let dt = DType.promote(dtype, other.dtype)
-        let out = Tensor(uninitialized: [batch, shape[1], other.shape[2]], dtype: dt)
+        let out = Tensor(uninitialized: [batch, shape[1], other.shape[2]], dtype: dt, like: self)
         noGrad {
             let a = self.to(dt), b = other.to(dt)
+            if out.storage.isOnDevice {
+                CUDAOps.bmm(dt == .bool ? a.to(.int64) : a, dt == .bool ? b.to(.int64) : b, into: out)
+                return
+            }
             for i in 0..<batch {
                 let oi = out.select(dim: 0, index: i)
                 let ai = a.select(dim: 0, index: i), bi = b.select(dim: 0, index: i)
@@ -167,7 +176,7 @@ extension Tensor {
         if let b, b.shape != [outF] { shapeError("linear: bias must have shape [\(outF)], got \(b.shape)") }
         let batchShape = Array(x.shape.dropLast())
         let x2 = x.ndim == 2 ? x : x.reshape([-1, inF])
-        guard x.dtype == .float32, w.dtype == .float32, b == nil || b!.dtype == .float32 else {
+        guard x.dtype == .float32, w.dtype == .float32, b == nil || b!.dtype == .float32, !x.isCUDA, !w.isCUDA else {
             let y = x2.mm(w.transpose(0, 1))
             let r = b.map { y + $0 } ?? y
             return x.ndim == 2 ? r : r.reshape(batchShape + [outF])

@@ -29,7 +29,8 @@ extension Tensor {
         let outShape = reducedShape(ds, keepDim: keepDim)
         let layout = ReduceLayout(self, dims: ds)
         let outType: DType = dtype.isFloatingPoint ? dtype : .int64
-        let out = Tensor(uninitialized: outShape, dtype: outType)
+        let out = Tensor(uninitialized: outShape, dtype: outType, like: self)
+        if storage.isOnDevice { CUDAOps.reduce(layout, op: 0, into: out) } else {
         switch dtype {
         case .float32:
             Reduce.sumFloat(layout, into: out.pointer(Float.self))
@@ -42,6 +43,7 @@ extension Tensor {
         case .bool:
             var q = out.pointer(Int64.self)
             Reduce.fold(layout, Bool.self, initial: Int64(0), { $0 + ($1 ? 1 : 0) }) { q.pointee = $0; q += 1 }
+        }
         }
         let inShape = shape
         // PyTorch's names: SumBackward0 for the sum of all elements, SumBackward1 over dims.
@@ -101,12 +103,13 @@ extension Tensor {
     /// Values and first indices of the extreme along `dim`; NaN wins, as in PyTorch.
     func extreme(dim: Int, keepDim: Bool, max: Bool) -> (values: Tensor, indices: Tensor) {
         let d = normalizeDim(dim)
-        if shape.isEmpty { return (self, Tensor.zeros([], dtype: .int64)) }
+        if shape.isEmpty { return (self, Tensor.zeros([], dtype: .int64, device: device)) }
         if shape[d] == 0 { shapeError("\(max ? "max" : "min")(dim: \(dim)): cannot reduce an empty dimension (shape \(shape))") }
         let layout = ReduceLayout(self, dims: [d])
         let outShape = reducedShape([d], keepDim: keepDim)
-        let values = Tensor(uninitialized: outShape, dtype: dtype)
-        let indices = Tensor(uninitialized: outShape, dtype: .int64)
+        let values = Tensor(uninitialized: outShape, dtype: dtype, like: self)
+        let indices = Tensor(uninitialized: outShape, dtype: .int64, like: self)
+        if storage.isOnDevice && dtype != .bool { CUDAOps.reduce(layout, op: max ? 1 : 2, into: values, indices: indices) } else {
         func run<T: Comparable>(_: T.Type, isNaN: (T) -> Bool) {
             let src = layout.source.pointer(T.self), vp = values.pointer(T.self), ip = indices.pointer(Int64.self)
             var k = 0
@@ -132,11 +135,12 @@ extension Tensor {
         case .int64: run(Int64.self) { _ in false }
         case .bool: let r = to(.int64).extreme(dim: dim, keepDim: keepDim, max: max); return (r.values.to(.bool), r.indices)
         }
+        }
         let inShape = shape
         let idx = keepDim ? indices : indices.unsqueeze(d)
         let result = values.recorded(max ? "MaxBackward0" : "MinBackward0", [self]) { g in
             let gk = keepDim ? g : g.unsqueeze(d)
-            return [Tensor.zeros(inShape, dtype: g.dtype).scatterAdd(dim: d, index: idx, source: gk)]
+            return [Tensor.zeros(inShape, dtype: g.dtype, device: g.device).scatterAdd(dim: d, index: idx, source: gk)]
         }
         return (result, indices)
     }
@@ -217,10 +221,14 @@ extension Tensor {
 enum SoftmaxKernel {
     static func forward(_ x: Tensor, dim d: Int, log: Bool) -> Tensor {
         // Before any transpose: a 0-d tensor has no dims to swap (softmax of it is 1, as in PyTorch).
-        if x.ndim == 0 { return Tensor.full([], value: log ? 0 : 1, dtype: x.dtype) }
+        if x.ndim == 0 { return Tensor.full([], value: log ? 0 : 1, dtype: x.dtype, device: x.device) }
         let last = x.ndim - 1
         let moved = d == last ? x.contiguous() : x.transpose(d, last).contiguous()
         let rows = moved.numel / Swift.max(moved.shape.last ?? 1, 1), n = moved.shape.last ?? 1
+        if moved.storage.isOnDevice {
+            let out = CUDAOps.softmaxRows(moved, rows: rows, n: n, log: log)
+            return d == last ? out : out.transpose(d, last).contiguous()
+        }
         let out = Tensor(uninitialized: moved.shape, dtype: x.dtype)
         switch x.dtype {
         case .float32:

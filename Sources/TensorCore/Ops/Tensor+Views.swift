@@ -6,7 +6,7 @@ extension Tensor {
     /// A tensor sharing this storage with a new layout, recording `rule` for autograd.
     @inline(__always)
     func makeView(shape: [Int], strides: [Int], offset: Int, _ name: String, _ rule: @escaping (Tensor) -> [Tensor?]) -> Tensor {
-        let v = Tensor(storage: storage, shape: shape, strides: strides, offset: offset, dtype: dtype, device: device)
+        let v = Tensor(storage: storage, shape: shape, strides: strides, offset: offset, dtype: dtype)
         return v.recorded(name, [self], rule)
     }
 
@@ -186,7 +186,7 @@ extension Tensor {
         newShape[d] = length
         let inShape = shape
         return makeView(shape: newShape, strides: strides, offset: offset + s * strides[d], "NarrowBackward0") { g in
-            let z = Tensor.zeros(inShape, dtype: g.dtype)
+            let z = Tensor.zeros(inShape, dtype: g.dtype, device: g.device)
             z.narrow(dim: d, start: s, length: length).copy(from: g)
             return [z]
         }
@@ -201,7 +201,7 @@ extension Tensor {
         newShape.remove(at: d); newStrides.remove(at: d)
         let inShape = shape
         return makeView(shape: newShape, strides: newStrides, offset: offset + i * strides[d], "SelectBackward0") { g in
-            let z = Tensor.zeros(inShape, dtype: g.dtype)
+            let z = Tensor.zeros(inShape, dtype: g.dtype, device: g.device)
             z.select(dim: d, index: i).copy(from: g)
             return [z]
         }
@@ -209,6 +209,7 @@ extension Tensor {
 
     /// Concatenates along `dim`; all other dims must match.
     public static func cat(_ tensors: [Tensor], dim: Int = 0) -> Tensor {
+        let tensors = onOneDevice(tensors, "cat")
         guard let first = tensors.first else { shapeError("cat: expected a non-empty list of tensors") }
         let d = first.normalizeDim(dim)
         var dt = first.dtype
@@ -221,7 +222,7 @@ extension Tensor {
         }
         var outShape = first.shape
         outShape[d] = tensors.reduce(0) { $0 + $1.shape[d] }
-        let out = Tensor(uninitialized: outShape, dtype: dt)
+        let out = Tensor(uninitialized: outShape, dtype: dt, like: first)
         var start = 0
         var sizes: [Int] = []
         for t in tensors {
@@ -291,6 +292,12 @@ extension Tensor {
         }
         var outShape = shape
         outShape[d] = idx.count
+        if storage.isOnDevice {
+            // A gather by the index broadcast over the other dims.
+            let along = (0..<ndim).map { $0 == d ? idx.count : 1 }
+            let full = Tensor(shape: [idx.count], scalars: idx.map { Int64($0) }).reshape(along).to(device).expand(outShape).contiguous()
+            return gather(dim: d, index: full)
+        }
         let src = contiguous()
         let out = Tensor(uninitialized: outShape, dtype: dtype)
         let outer = shape[..<d].reduce(1, *), inner = shape[(d + 1)...].reduce(1, *)
@@ -303,7 +310,7 @@ extension Tensor {
         }
         let inShape = shape
         return out.recorded("IndexSelectBackward0", [self]) { g in
-            [Tensor.indexAdd(into: Tensor.zeros(inShape, dtype: g.dtype), dim: d, index: idx, source: g)]
+            [Tensor.indexAdd(into: Tensor.zeros(inShape, dtype: g.dtype, device: g.device), dim: d, index: idx, source: g)]
         }
     }
 
@@ -338,6 +345,7 @@ extension Tensor {
         for i in 0..<ndim where i != d && index.shape[i] > shape[i] {
             shapeError("gather: index shape \(index.shape) exceeds input shape \(shape) at dimension \(i)")
         }
+        if storage.isOnDevice || index.storage.isOnDevice { return cudaGather(dim: d, index: index) }
         let idx = index.contiguous()
         let out = Tensor(uninitialized: index.shape, dtype: dtype)
         let ip = idx.pointer(Int64.self)
@@ -370,7 +378,7 @@ extension Tensor {
         }
         let inShape = shape
         return out.recorded("GatherBackward0", [self]) { g in
-            [Tensor.zeros(inShape, dtype: g.dtype).scatterAdd(dim: d, index: idx, source: g)]
+            [Tensor.zeros(inShape, dtype: g.dtype, device: g.device).scatterAdd(dim: d, index: idx, source: g)]
         }
     }
 
@@ -382,6 +390,9 @@ extension Tensor {
             usageError("scatterAdd: index must be an int64 tensor with \(ndim) dims, got \(index.dtype) of shape \(index.shape)")
         }
         if index.shape != source.shape { shapeError("scatterAdd: index shape \(index.shape) must equal source shape \(source.shape)") }
+        if storage.isOnDevice || index.storage.isOnDevice || source.storage.isOnDevice {
+            return cudaScatterAdd(dim: d, index: index, source: source)
+        }
         let out = clone().detach()
         let idx = index.contiguous(), src = source.to(dtype).contiguous()
         let ip = idx.pointer(Int64.self)

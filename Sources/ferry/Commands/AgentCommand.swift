@@ -32,8 +32,10 @@ struct AgentCommand: ParsableCommand {
     /// TensorCore's own checks (the engine's CPU features, oneDNN, CUDA), for `preflight`.
     static let probes = AgentProbes {
         let missing = EngineGuard.missingFeatures
-        let cuda = Device.cudaDriverStatus
-        let cudaCheck = LibraryCheck(available: cuda.available, detail: cuda.detail)
+        // The driver, its devices, and cuBLAS/NVRTC: a GPU job needs all three.
+        let cuda = CUDARuntime.report()
+        let cudaCheck = LibraryCheck(available: cuda.available && cuda.missingLibraries == nil,
+                                     detail: cuda.lines.joined(separator: "; ") + (cuda.missingLibraries.map { " — install them with: \($0)" } ?? ""))
         guard missing.isEmpty else {
             return (missing, LibraryCheck(available: false, detail: "not checked: the CPU lacks \(missing.joined(separator: ", "))"), cudaCheck)
         }

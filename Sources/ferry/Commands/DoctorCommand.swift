@@ -76,10 +76,15 @@ struct DoctorCommand: ParsableCommand {
                 checks.append(Check(name: binary, status: .problem, detail: "not found on PATH or in /usr/sbin", fix: why, required: false))
             }
         }
-        let cuda = Device.cudaDriverStatus
-        checks.append(Check(name: "CUDA", status: .info,
-                            detail: cuda.available ? "libcuda.so.1 loads: \(cuda.detail) (GPU host)" : "not available: \(cuda.detail) (CPU-only host)",
-                            fix: nil, required: false))
+        let cuda = CUDARuntime.report()
+        if cuda.available {
+            // A GPU host: without cuBLAS or NVRTC a GPU config cannot train.
+            checks.append(Check(name: "CUDA", status: cuda.missingLibraries == nil ? .ok : .problem, detail: cuda.lines.joined(separator: "; "),
+                                fix: cuda.missingLibraries, required: false))
+        } else {
+            checks.append(Check(name: "CUDA", status: .info, detail: "not available: \(cuda.lines.joined(separator: "; ")) (CPU-only host)",
+                                fix: nil, required: false))
+        }
         let home = FerryHome.path
         if let free = FerryHome.freeBytes(at: home) {
             let gib = Double(free) / 1_073_741_824

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Training
+import TensorCore
 
 /// `ferry train CONFIG`: a pytorch-template config, trained by ferry's engine.
 struct TrainCommand: ParsableCommand {
@@ -68,9 +69,14 @@ struct TrainCommand: ParsableCommand {
         }
         if let device {
             if let first = device.first, first.isLetter {
-                // The engine's device. CUDA comes with the engine's CUDA backend; until then, say so.
-                guard device == "cpu" else {
-                    throw usage("--device \(device): ferry's engine trains on the CPU for now (it has no CUDA backend yet) — use --device cpu, or leave it out")
+                // The engine's device: cpu, cuda (= cuda:0) or cuda:N.
+                if device == "cpu" { request.device = .cpu }
+                else if device == "cuda" { request.device = .cuda(0) }
+                else if device.hasPrefix("cuda:"), let n = Int(device.dropFirst(5)), n >= 0 { request.device = .cuda(n) }
+                else { throw usage("--device \(device): give a device (cpu, cuda, cuda:N) or GPU indices (0,1)") }
+                if case .cuda(let n)? = request.device, n >= Device.cudaDeviceCount {
+                    let status = Device.cudaDriverStatus
+                    throw usage("--device \(device): \(status.available ? "this machine has \(Device.cudaDeviceCount) CUDA device(s)" : "no CUDA device is available (\(status.detail))") — use --device cpu, or run on a GPU host")
                 }
             } else {
                 guard !device.isEmpty, device.allSatisfy({ $0.isNumber || $0 == "," }) else {
