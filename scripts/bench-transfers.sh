@@ -78,6 +78,25 @@ for i in range(n):
 PY
 fresh_host small
 t0=$(now); id_small=$(launch small "$T/small"); f_first=$(since "$t0")
+# Where the first launch's time went, from the host's own files (works for any ferry version):
+# blobs written (first..last mtime), job folder made, work/ materialised, supervisor started.
+python3 - "$t0" "$T/remote/small" "$id_small" <<'PY' || true
+import os, sys
+t0, home, job = float(sys.argv[1]), sys.argv[2], sys.argv[3]
+def m(p): return os.lstat(p).st_mtime - t0
+blobs = [m(os.path.join(r, f)) for r, _, fs in os.walk(os.path.join(home, "blobs", "sha256")) for f in fs]
+jd = os.path.join(home, "jobs", job)
+work = [m(os.path.join(r, f)) for r, _, fs in os.walk(os.path.join(jd, "work")) for f in fs]
+print("  first launch on the host's clock (s after the command started): blobs stored %.2f..%.2f, job folder %.2f, "
+      "work/ files %.2f..%.2f, supervisor log %.2f" % (min(blobs), max(blobs), m(os.path.join(jd, "spec.json")), min(work), max(work),
+      m(os.path.join(jd, "supervisor.log")) if os.path.exists(os.path.join(jd, "supervisor.log")) else -1))
+PY
+# Packaging alone: a launch to a host whose port is closed stops right after hashing.
+if [ -n "${BENCH_PACKAGE:-1}" ]; then
+    "$FERRY" hosts add closed "$U:1" --host-key "$FERRY_TEST_SSH_HOST_FINGERPRINT" -i "$FERRY_TEST_SSH_KEY" >/dev/null
+    mkdir -p "$T/small-copy" && cp -r "$T/small/." "$T/small-copy/"
+    t0=$(now); (cd "$T/small-copy" && "$FERRY" launch --host closed --json -- true >/dev/null 2>&1 || true); echo "  package (hash $SMALL new files) + a refused connect: $(since "$t0") s"
+fi
 t0=$(now); rsync -a -e "$SSH" "$T/small/" "$U:$T/rsync-small/"; r_first=$(since "$t0")
 t0=$(now); tar -C "$T/small" -cf - . | $SSH "$U" "mkdir -p $T/tar-small && tar -C $T/tar-small -xf -"; tar_first=$(since "$t0")
 row "first launch, $SMALL × 10 kB" "$f_first" "rsync -a" "$r_first"
@@ -107,12 +126,14 @@ SH
 id_fetch=$( (cd "$T/fetchjob" && "$FERRY" launch --host small --json -- sh make.sh) | sed -n 's/.*"id" *: *"\([^"]*\)".*/\1/p')
 wait_job small "$id_fetch"
 jobdir=$T/remote/small/jobs/$id_fetch
-t0=$(now); "$FERRY" fetch $VERBOSE "$id_fetch" --what big.bin --dest "$T/fetched" >/dev/null; f_fetch=$(since "$t0")
+t0=$(now); "$FERRY" fetch $VERBOSE "$id_fetch" --what big.bin --dest "$T/fetched" >/dev/null 2>"$T/fetch.err" || { cat "$T/fetch.err" >&2; exit 1; }; f_fetch=$(since "$t0")
+[ -z "$VERBOSE" ] || grep -- '-v ' "$T/fetch.err" >&2
 t0=$(now); $SCP "$U:$jobdir/output/big.bin" "$T/scp-big.bin"; s_fetch=$(since "$t0")
 cmp -s "$T/scp-big.bin" "$T/fetched/big.bin" || { echo "fetched big.bin differs" >&2; exit 1; }
 row "fetch $FETCH_MB MB (sha256-verified)" "$f_fetch" "scp" "$s_fetch"
 echo "|   fetch speed against scp's: $(ratio "$s_fetch" "$f_fetch")× (goal ≥ 1.2×) | | | | |"
-t0=$(now); "$FERRY" fetch $VERBOSE "$id_fetch" --what many --dest "$T/fetched" >/dev/null; f_many=$(since "$t0")
+t0=$(now); "$FERRY" fetch $VERBOSE "$id_fetch" --what many --dest "$T/fetched" >/dev/null 2>"$T/fetch.err" || { cat "$T/fetch.err" >&2; exit 1; }; f_many=$(since "$t0")
+[ -z "$VERBOSE" ] || grep -- '-v ' "$T/fetch.err" >&2
 t0=$(now); rsync -a -e "$SSH" "$U:$jobdir/output/many/" "$T/rsync-many/"; r_many=$(since "$t0")
 diff -r "$T/small" "$T/fetched/many" >/dev/null || { echo "fetched many/ differs" >&2; exit 1; }
 row "fetch $SMALL small files" "$f_many" "rsync -a" "$r_many"

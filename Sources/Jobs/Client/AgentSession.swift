@@ -341,6 +341,10 @@ struct AgentProbe {
       pre=""
       printf '%s\n' "$out" | head -c 65536 | while IFS= read -r line; do printf 'out=%s\n' "$line"; done
     done
+    # A preflight no binary read: take it anyway (some servers, dropbear, drop a channel whose
+    # command left input unread, without its exit status).
+    [ -n "$pre" ] && cat > /dev/null
+    exit 0
     """#
 
     /// With `preflight` (a request's JSON), the first binary found also answers it.

@@ -59,8 +59,33 @@ struct BlobStore {
 
     private enum Received { case verified(Int64), failed, skipped }
 
+    /// Blobs from this size on are received into the shared, resumable partial; smaller ones into
+    /// a file of this process's own (one create and one rename each, no lock: a cut one is resent).
+    static let resumableSize: Int64 = 1 << 20
+
     private func receiveOne(_ hash: String, size: Int64, offset: Int64, from reader: ByteReader) throws -> Received {
         let count = size - offset
+        if size < BlobStore.resumableSize && offset == 0 {
+            if has(hash) { try reader.read(count: count) { _ in }; return .skipped }
+            let path = verifiedPath(hash)
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o444)
+            guard fd >= 0 else { throw JobsError.io(path: path, reason: SystemError.text(errno)) }
+            defer { close(fd) }
+            var hasher = SHA256()
+            var position: Int64 = 0
+            do {
+                try reader.read(count: count) { chunk in
+                    try JobsError.system { try FileIO.writeAll(fd, chunk, at: position, path: path) }
+                    position += Int64(chunk.count)
+                    hasher.update(bufferPointer: chunk)
+                }
+            } catch {
+                unlink(path)
+                throw error
+            }
+            guard HashCache.hex(hasher.finalize()) == hash else { unlink(path); return .failed }
+            return .verified(count)
+        }
         let partialPath = layout.partialBlob(hash)
         let fd = open(partialPath, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw JobsError.io(path: partialPath, reason: SystemError.text(errno)) }
@@ -95,7 +120,8 @@ struct BlobStore {
     }
 
     /// A verified blob waiting for the batch's sync, private to this process.
-    private func verifiedPath(_ hash: String) -> String { layout.partialBlob(hash) + ".ok.\(getpid())" }
+    private func verifiedPath(_ hash: String) -> String { layout.partialBlob(hash) + ".ok.\(BlobStore.pid)" }
+    private static let pid = getpid()
 
     /// One sync for the batch, then each verified partial renamed into its fan-out folder (each
     /// folder made once).
@@ -111,7 +137,8 @@ struct BlobStore {
             reply.stored += 1
             reply.bytes += bytes
         }
-        for folder in folders { FileIO.syncDirectory(folder) }
+        // The folders are not synced one by one: a name lost in a crash only means that blob is
+        // sent again; its content, synced above, is never wrong.
     }
 
     private func hashPrefix(_ path: String, bytes: Int64, into hasher: inout SHA256) throws {

@@ -26,6 +26,19 @@ enum FastFile {
     /// How a file was copied.
     enum CopyMethod: String, Sendable { case reflink, copyRange = "copy_file_range", sendfile }
 
+    /// Whether reflinks may work here: cleared by the first refusal, so ext4 pays one failed ioctl.
+    private static let reflinks = Flag(true)
+
+    final class Flag: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value: Bool
+        init(_ value: Bool) { self.value = value }
+        var works: Bool {
+            get { lock.lock(); defer { lock.unlock() }; return value }
+            set { lock.lock(); value = newValue; lock.unlock() }
+        }
+    }
+
     /// FICLONE: `_IOW(0x94, 9, int)`.
     private static let ficlone: UInt = 0x4004_9409
 
@@ -36,7 +49,11 @@ enum FastFile {
     @discardableResult
     static func copy(_ input: Int32, to output: Int32, size: Int64, allowReflink: Bool = true) throws -> CopyMethod {
         if size == 0 { return .copyRange }
-        if allowReflink, ioctl(output, ficlone, input) == 0 { return .reflink }
+        if allowReflink, reflinks.works {
+            if ioctl(output, ficlone, input) == 0 { return .reflink }
+            // This filesystem has none (ext4: EOPNOTSUPP; across filesystems: EXDEV): stop asking.
+            if errno == EOPNOTSUPP || errno == EXDEV || errno == EINVAL || errno == ENOTTY { reflinks.works = false }
+        }
         var method = CopyMethod.copyRange
         var done: Int64 = 0
         if let copyRange = copyRangeCall {
