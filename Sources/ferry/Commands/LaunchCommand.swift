@@ -46,6 +46,9 @@ struct LaunchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Start a stopped job again in its own folder (a train job continues from its last checkpoint).")
     var resume: String?
 
+    @Flag(name: [.customShort("v"), .long], help: "Say how the files travel and how long each step took.")
+    var verbose = false
+
     @Flag(name: .long, help: "Return once the job has started; do not follow its log.")
     var detach = false
 
@@ -87,7 +90,7 @@ struct LaunchCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await JobsCLI.run {
-            let context = JobsCLI.context()
+            let context = JobsCLI.context(verbose: verbose)
             let client: AgentSession
             let id: String
             if let resume {
