@@ -43,6 +43,21 @@ struct LaunchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Disk the job will write on the host, e.g. 20G (checked before anything is sent).")
     var disk: String?
 
+    @Option(name: .long, help: "On Slurm: the job's time limit (30, 2:00:00, 1-12); it gets USR2 min(2 min, time/4) before, stops with last/ written and is requeued when it made progress.")
+    var time: String?
+
+    @Option(name: .long, help: "On Slurm: nodes for a command that brings its own launcher (srun, torchrun).")
+    var nodes: Int?
+
+    @Option(name: .long, help: "On Slurm: the partition (default: the host's).")
+    var partition: String?
+
+    @Option(name: .customLong("max-restarts"), help: "On Slurm: how often a job stopped with progress (preemption, time limit) is requeued (default 3).")
+    var maxRestarts: Int?
+
+    @Flag(name: .long, help: "On Slurm: requeue a command job too when it stops with status 75 after USR2 (train jobs always are).")
+    var requeue = false
+
     @Option(name: .long, help: "Start a stopped job again in its own folder (a train job continues from its last checkpoint).")
     var resume: String?
 
@@ -73,6 +88,9 @@ struct LaunchCommand: AsyncParsableCommand {
             throw ValidationError("--gpus \(gpus): give a count (--gpus 2: the host picks) or GPU indices with a comma (--gpus 0,1; one GPU: --gpus 3,)")
         }
         if let disk, LaunchCommand.parseSize(disk) == nil { throw ValidationError("--disk \(disk): write a size like 500M or 20G") }
+        if let time, SlurmJob.seconds(ofTime: time) == nil { throw ValidationError("--time \(time): write Slurm's MM, MM:SS, HH:MM:SS, D-HH or D-HH:MM:SS") }
+        if let nodes, nodes < 1 { throw ValidationError("--nodes takes 1 or more") }
+        if let maxRestarts, !(0...100).contains(maxRestarts) { throw ValidationError("--max-restarts takes 0 to 100") }
         for pair in environment {
             let name = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]
             guard !name.isEmpty, name.utf8.allSatisfy({ $0 == 95 || ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) }),
@@ -96,7 +114,12 @@ struct LaunchCommand: AsyncParsableCommand {
                 JobsCLI.say("resumed \(id) on \(c.host) (attempt \(info.spec.attempt))")
                 if json { try JobsCLI.printJSON(["id": id, "host": c.host]); await client.close(); return }
             } else {
-                let request = try makeRequest()
+                var made = try makeRequest()
+                made.slurm = SlurmRequest(partition: partition, nodes: nodes, time: time, maxRestarts: maxRestarts, requeue: requeue)
+                let request = made
+                if let time, let seconds = SlurmJob.seconds(ofTime: time), seconds < 300 {
+                    JobsCLI.say("ferry: warning: --time \(time) is under 5 minutes: Slurm's warning signal may come up to a minute early, leaving little time to train")
+                }
                 let (result, c) = try await Launcher(context: context).launch(request) { event in
                     switch event {
                     case .recordedHost(let name, let target):
@@ -108,6 +131,9 @@ struct LaunchCommand: AsyncParsableCommand {
                         if !json { JobsCLI.say("\(host): agent \(agent)") }
                     case .preflight(let report):
                         if !json { JobsCLI.say(LaunchCommand.describe(report, host: request.host)) }
+                        if report.sbatch != nil, request.host != HostRecord.localName, (try? context.registry.host(request.host))?.slurm == nil {
+                            JobsCLI.say("ferry: \(request.host) has Slurm's sbatch: this job runs on it directly; to submit jobs to Slurm instead, add it with `ferry hosts add NAME TARGET --slurm`")
+                        }
                     case .uploading(let done, let total):
                         Progress.shared.update("uploading", done: done, total: total)
                     case .started:

@@ -71,6 +71,11 @@ struct StatusCommand: AsyncParsableCommand {
         }
         lines.append(head)
         lines.append("  command: \(spec.command.joined(separator: " "))")
+        if let slurmJob = status.schedulerJobId {
+            var line = "  Slurm job \(slurmJob)"
+            if let restarts = status.restarts { line += ", restarts: \(restarts)" + (spec.slurm.map { " (at most \($0.maxRestarts))" } ?? "") }
+            lines.append(line)
+        }
         if !progress.isEmpty { lines.append("  \(progress.line)") }
         if !progress.checkpoints.isEmpty {
             lines.append("  checkpoints: " + progress.checkpoints.keys.sorted().map { "\($0) → \(progress.checkpoints[$0] ?? "")" }.joined(separator: ", "))

@@ -1,0 +1,110 @@
+import FerryTestSupport
+import Foundation
+import System
+@testable import Jobs
+import JobsTestSupport
+import Testing
+
+/// `ferry` against a real one-node Slurm cluster (scripts/test-slurm.sh: two fake GPUs) whose login
+/// node is the test sshd. Serialized: the jobs of one test must not wait behind another's.
+@Suite(.serialized) struct JobsSlurmCLITests {
+    /// A sandbox with the test sshd added as `cluster`, a Slurm host; nil when there is no cluster.
+    static func cluster(_ name: String = #function, extra: [String] = []) throws -> (Sandbox, TestSlurm)? {
+        guard let slurm = try TestSlurm.shared(), let sshd = try TestSSHD.shared() else { return nil }
+        let box = try Sandbox(name)
+        try FileManager.default.createDirectory(atPath: box.remoteHome + "/bin", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: box.remoteHome + "/bin/ferry", withDestinationPath: TestFerry.binary)
+        let add = try TestFerry.run(["hosts", "add", "cluster", "\(sshd.user)@\(sshd.host):\(sshd.port)", "--identity", sshd.clientKey,
+                                     "--host-key", sshd.hostKeyFingerprint, "--ferry-home", box.remoteHome, "--slurm"] + extra, sandbox: box)
+        #expect(add.status == 0, "\(add.stderr)")
+        return (box, slurm)
+    }
+
+    /// Slurm's id of a ferry job, from its status on the login node.
+    static func slurmID(_ box: Sandbox, _ id: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: box.remoteJob(id).status),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+        return object["scheduler_job_id"] as? String
+    }
+
+    /// A shell job end to end: submitted, followed to its end (exit 0), `--gpus 1` visible as
+    /// CUDA_VISIBLE_DEVICES, status from the scheduler, fetch; a failing one ends with 1 and its code.
+    @Test func shellJobRunsFollowsAndFetches() throws {
+        guard let (box, _) = try Self.cluster() else { return }
+        defer { box.remove() }
+        try box.write("job.sh", """
+        echo "gpus=$CUDA_VISIBLE_DEVICES restart=$FERRY_RESTART_COUNT slurm=${SLURM_JOB_ID:-none}"
+        mkdir -p "$FERRY_OUTPUT/m"; echo w > "$FERRY_OUTPUT/m/weights.bin"
+
+        """)
+        let launched = try TestFerry.run(["launch", "--host", "cluster", "--gpus", "1", "--", "sh", "job.sh"], sandbox: box)
+        #expect(launched.status == 0, "\(launched.stdout)\n\(launched.stderr)")
+        #expect(launched.stdout.contains("gpus=0 restart=0 slurm="), "\(launched.stdout)")
+        #expect(!launched.stdout.contains("slurm=none"))
+        #expect(launched.stdout.contains("started on"), "the start is marked in the log: \(launched.stdout)")
+        let id = try #require(Registry(home: box.home).jobs().first?.id)
+        let status = try TestFerry.run(["status", id], sandbox: box)
+        #expect(status.status == 0)
+        #expect(status.stdout.contains("succeeded") && status.stdout.contains("Slurm job "), "\(status.stdout)")
+        let fetched = try TestFerry.run(["fetch", id, "--what", "all", "--dest", box.root + "/out"], sandbox: box)
+        #expect(fetched.status == 0, "\(fetched.stderr)")
+        #expect(fileText(box.root + "/out/m/weights.bin") == "w\n")
+
+        let failing = try TestFerry.run(["launch", "--host", "cluster", "--name", "failing", "--", "sh", "-c", "echo failing now; exit 3"], sandbox: box)
+        #expect(failing.status == 1, "\(failing.stdout)\n\(failing.stderr)")
+        #expect(failing.stdout.contains("failing now"))
+        #expect(failing.stderr.contains("failed (exit 3)"), "\(failing.stderr)")
+    }
+
+    /// What Slurm refuses at submission comes back in its words, and nothing is left behind; options
+    /// ferry owns are refused when the host is added.
+    @Test func refusalsComeBackWithSlurmsReason() throws {
+        guard let (box, slurm) = try Self.cluster() else { return }
+        defer { box.remove() }
+        let tooMany = try TestFerry.run(["launch", "--host", "cluster", "--gpus", "3", "--", "true"], sandbox: box)
+        #expect(tooMany.status == 1, "\(tooMany.stderr)")
+        #expect(tooMany.stderr.contains("Slurm on") && tooMany.stderr.contains("Requested node configuration is not available"), "\(tooMany.stderr)")
+        let noPartition = try TestFerry.run(["launch", "--host", "cluster", "--partition", "nosuch", "--", "true"], sandbox: box)
+        #expect(noPartition.status == 1)
+        #expect(noPartition.stderr.lowercased().contains("invalid partition"), "\(noPartition.stderr)")
+        // Nothing half-submitted: no job folder on the login node, nothing in the queue.
+        let jobs = (try? FileManager.default.contentsOfDirectory(atPath: box.remoteHome + "/jobs")) ?? []
+        #expect(jobs.isEmpty, "\(jobs)")
+        #expect(try slurm.run(["squeue", "-h", "-n", "true"]).stdout.isEmpty)
+
+        let owned = try TestFerry.run(["hosts", "add", "c2", "me@h", "--slurm", "--sbatch-arg=--output=x.log"], sandbox: box)
+        #expect(owned.status == 2)
+        #expect(owned.stderr.contains("ferry sends the job's output into its log"), "\(owned.stderr)")
+        let plain = try TestFerry.run(["launch", "--time", "10", "--", "true"], sandbox: box)
+        #expect(plain.status == 2)
+        #expect(plain.stderr.contains("not a Slurm host"), "\(plain.stderr)")
+    }
+
+    /// A job waits PENDING (with Slurm's reason) while the GPUs are taken; `ls` shows both; a
+    /// pending job is cancelled at once, a running one by TERM (launch/logs -f: 75).
+    @Test func pendingWhileBusyThenCancel() async throws {
+        guard let (box, slurm) = try Self.cluster() else { return }
+        defer { box.remove() }
+        let holder = try TestFerry.run(["launch", "--host", "cluster", "--detach", "--json", "--gpus", "2", "--name", "holder", "--",
+                                        "sh", "-c", "echo holding; sleep 300"], sandbox: box)
+        let a = try TestFerry.jobID(launched: holder)
+        #expect(try await eventually(30) { try TestFerry.run(["status", a], sandbox: box).stdout.contains("running on") })
+        let waiter = try TestFerry.run(["launch", "--host", "cluster", "--detach", "--json", "--gpus", "1", "--name", "waiter", "--", "true"], sandbox: box)
+        let b = try TestFerry.jobID(launched: waiter)
+        let pending = try TestFerry.run(["status", b], sandbox: box)
+        #expect(pending.stdout.contains("pending ("), "\(pending.stdout)")
+        let ls = try TestFerry.run(["ls"], sandbox: box)
+        #expect(ls.stdout.contains("pending (") && ls.stdout.contains("running on"), "\(ls.stdout)")
+
+        let cancelB = try TestFerry.run(["cancel", b], sandbox: box)
+        #expect(cancelB.status == 0, "\(cancelB.stderr)")
+        #expect(try TestFerry.run(["status", b], sandbox: box).stdout.contains("cancelled"))
+        let sidA = try #require(Self.slurmID(box, a))
+        let cancelA = try TestFerry.run(["cancel", a, "--grace", "5"], sandbox: box)
+        #expect(cancelA.status == 0, "\(cancelA.stderr)")
+        let follow = try TestFerry.run(["logs", "-f", a], sandbox: box)
+        #expect(follow.status == 75, "\(follow.stdout)\n\(follow.stderr)")
+        #expect(follow.stderr.contains("cancelled"))
+        #expect(try await eventually(20) { try slurm.run(["squeue", "-h", "-j", sidA]).stdout.isEmpty })
+    }
+}
