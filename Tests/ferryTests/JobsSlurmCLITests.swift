@@ -108,3 +108,76 @@ import Testing
         #expect(try await eventually(20) { try slurm.run(["squeue", "-h", "-j", sidA]).stdout.isEmpty })
     }
 }
+
+/// Preemption and time limits on the test cluster.
+extension JobsSlurmCLITests {
+    static let trainConfig = """
+    {
+      "name": "tiny", "n_gpu": 0, "seed": 0,
+      "arch": {"type": "MLP", "args": {"hidden": [64], "num_classes": 10}},
+      "data_loader": {"type": "FashionMnistDataLoader",
+        "args": {"data_dir": "/usr/share/datasets/fashion-mnist", "batch_size": 32, "shuffle": true,
+                 "validation_split": 0.25, "num_workers": 1, "limit": 2000}},
+      "optimizer": {"type": "Adam", "args": {"lr": 0.001}},
+      "loss": "cross_entropy", "metrics": ["accuracy"],
+      "trainer": {"epochs": 1, "save_dir": "saved/", "save_period": 1, "verbosity": 1, "monitor": "max val_accuracy",
+                  "early_stop": 0, "tensorboard": false, "save_last": true, "log_every_n_steps": 1}
+    }
+    """
+
+    /// A train job gets Slurm's USR2 (as at preemption): it finishes its step, writes last/ and
+    /// exits 75; the script requeues it; the restart continues with `--resume auto` in the same
+    /// log, and the finished model equals an unbroken run's, byte for byte.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") || TestPaths.isCI))
+    func trainJobPreemptedRequeuesAndResumes() async throws {
+        guard let (box, slurm) = try Self.cluster() else { return }
+        defer { box.remove() }
+        try box.write("tiny.json", Self.trainConfig)
+        let whole = try TestFerry.run(["train", "tiny.json", "--run-id", "whole"], sandbox: box)
+        #expect(whole.status == 0, "\(whole.stderr)")
+
+        let launched = try TestFerry.run(["launch", "--host", "cluster", "--detach", "--json", "tiny.json"], sandbox: box)
+        let id = try TestFerry.jobID(launched: launched)
+        let paths = box.remoteJob(id)
+        let steps = { fileText(paths.events).components(separatedBy: "\"event\":\"step\"").count - 1 }
+        #expect(await eventually(120) { steps() >= 5 }, "\(fileText(paths.log))")
+        let sid = try #require(Self.slurmID(box, id))
+        #expect(try slurm.run(["scancel", "--signal=USR2", "--batch", sid]).status == 0)
+        #expect(await eventually(60) { fileText(paths.log).contains("requeueing for restart 1") }, "\(fileText(paths.log))")
+        #expect(steps() < 47, "it stopped mid-epoch (\(steps()) steps)")
+        // The requeued job waits ~2 minutes for its BeginTime; start it now.
+        #expect(try await eventually(30) { try slurm.job(sid)["JobState"] == "PENDING" })
+        // Not within the second of the requeue: slurmd refuses a credential issued in the second its
+        // predecessor was revoked ("Job credential revoked").
+        try await Task.sleep(nanoseconds: 2_000_000_000)
+        #expect(try slurm.run(["scontrol", "update", "JobId=\(sid)", "StartTime=now"]).status == 0)
+
+        let follow = try TestFerry.run(["logs", "-f", "--since-start", id], sandbox: box)
+        #expect(follow.status == 0, "\(follow.stdout)\n\(follow.stderr)")
+        #expect(follow.stdout.contains("restart 1 of job \(id)") && follow.stdout.contains("continuing with: --resume auto"), "\(follow.stdout)")
+        let status = try TestFerry.run(["status", id], sandbox: box)
+        #expect(status.stdout.contains("succeeded") && status.stdout.contains("restarts: 1"), "\(status.stdout)")
+
+        let runs = try FileManager.default.contentsOfDirectory(atPath: paths.output + "/tiny")
+        #expect(runs.count == 1, "one run folder across the restart: \(runs)")
+        let resumed = try Data(contentsOf: URL(fileURLWithPath: "\(paths.output)/tiny/\(runs.first ?? "?")/checkpoints/last/model.safetensors"))
+        let unbroken = try Data(contentsOf: URL(fileURLWithPath: box.project + "/saved/tiny/whole/checkpoints/last/model.safetensors"))
+        #expect(resumed == unbroken, "the resumed run's model differs from an unbroken run's")
+    }
+}
+
+/// A time limit the job does not heed: Slurm ends it as TIMEOUT, shown as such, `logs -f` 75.
+/// Its own suite (not serialized with the others): it holds one CPU for about 80 s.
+@Suite struct JobsSlurmTimeLimitCLITests {
+    @Test func aJobOverItsTimeLimitEndsAsTimeout() throws {
+        guard let (box, _) = try JobsSlurmCLITests.cluster() else { return }
+        defer { box.remove() }
+        let launched = try TestFerry.run(["launch", "--host", "cluster", "--time", "1", "--name", "stubborn", "--",
+                                          "sh", "-c", "trap '' TERM USR2; echo ignoring; sleep 300"], sandbox: box)
+        #expect(launched.status == 75, "\(launched.stdout)\n\(launched.stderr)")
+        #expect(launched.stderr.contains("under 5 minutes"), "the warning: \(launched.stderr)")
+        #expect(launched.stderr.contains("timeout"), "\(launched.stderr)")
+        let id = try #require(Registry(home: box.home).jobs().first?.id)
+        #expect(try TestFerry.run(["status", id], sandbox: box).stdout.contains("timeout"))
+    }
+}

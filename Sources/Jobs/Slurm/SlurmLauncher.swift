@@ -165,7 +165,13 @@ struct SlurmLauncher: JobLauncher {
         let control = run(["scontrol", "show", "job", "-o", jobID], env, nil)
         if control.status == 0 {
             let fields = SlurmLauncher.keyValues(control.text)
-            if let state = fields["JobState"] { return .ended(state, exit: fields["ExitCode"]) }
+            if let state = fields["JobState"] {
+                // Between squeue's answers (a requeue in progress) scontrol may still see it queued.
+                if SlurmLauncher.pendingStates.contains(state) || SlurmLauncher.runningStates.contains(state) {
+                    return .queue(state, reason: fields["Reason"] ?? "", nodes: fields["NodeList"] ?? "", expected: nil)
+                }
+                return .ended(state, exit: fields["ExitCode"])
+            }
         }
         return .unknown
     }
@@ -184,7 +190,9 @@ struct SlurmLauncher: JobLauncher {
             s.pendingReason = nil; s.expectedStart = nil
             let code = record?.code ?? slurmExit.flatMap { Int32($0.split(separator: ":").first ?? "") }
             s.exitCode = code
-            let stoppedByUSR2 = record.map { $0.signal == "USR2" && $0.code == 75 } ?? false
+            let stoppedByUSR2 = record.map { $0.signal == "USR2" && $0.code == 75 && !$0.requeued } ?? false
+            // The script requeued the job but Slurm ended it before the script ran again.
+            let restartNeverRan = record?.requeued == true
             switch (slurmState ?? "", cancelled) {
             case (_, true):
                 s.state = .cancelled
@@ -204,6 +212,10 @@ struct SlurmLauncher: JobLauncher {
                 } else {
                     s.state = .preempted
                 }
+            case _ where restartNeverRan:
+                s.state = .failed
+                s.exitCode = nil
+                s.message = "requeued after a stop with last/ written, but its restart did not run" + (slurmState.map { $0.isEmpty ? "" : " (Slurm says \($0))" } ?? "") + " — resume it with `ferry launch --resume`"
             case ("COMPLETED", _): s.state = .succeeded
             case ("", _) where record == nil:
                 s.state = .lost
