@@ -166,6 +166,35 @@ extension JobsSlurmCLITests {
     }
 }
 
+extension JobsSlurmCLITests {
+    /// A command job that stops with 75 at USR2 is requeued only with --requeue and under
+    /// --max-restarts; otherwise it ends PREEMPTED (resumable), and `logs -f` says 75.
+    @Test func commandJobsRequeueOnlyWhenAskedAndUnderTheLimit() async throws {
+        guard let (box, slurm) = try Self.cluster() else { return }
+        defer { box.remove() }
+        try box.write("work.sh", """
+        trap 'echo "stopping at USR2"; exit 75' TERM
+        mkdir -p "$FERRY_OUTPUT"; echo working
+        while :; do date > "$FERRY_OUTPUT/progress"; sleep 0.2; done
+
+        """)
+        for (flags, why) in [([String](), "a command job is requeued only when launched with --requeue"),
+                             (["--requeue", "--max-restarts", "0"], "it was restarted 0 times already (--max-restarts 0)")] {
+            let launched = try TestFerry.run(["launch", "--host", "cluster", "--detach", "--json"] + flags + ["--", "sh", "work.sh"], sandbox: box)
+            let id = try TestFerry.jobID(launched: launched)
+            let paths = box.remoteJob(id)
+            #expect(await eventually(30) { fileText(paths.log).contains("working") }, "\(fileText(paths.log))")
+            try await Task.sleep(nanoseconds: 500_000_000)
+            let sid = try #require(Self.slurmID(box, id))
+            #expect(try slurm.run(["scancel", "--signal=USR2", "--batch", sid]).status == 0)
+            let follow = try TestFerry.run(["logs", "-f", "--since-start", id], sandbox: box)
+            #expect(follow.status == 75, "\(flags): \(follow.stdout)\n\(follow.stderr)")
+            #expect(follow.stdout.contains("not requeued: \(why)"), "\(flags): \(follow.stdout)")
+            #expect(follow.stderr.contains("preempted"), "\(flags): \(follow.stderr)")
+        }
+    }
+}
+
 /// A time limit the job does not heed: Slurm ends it as TIMEOUT, shown as such, `logs -f` 75.
 /// Its own suite (not serialized with the others): it holds one CPU for about 80 s.
 @Suite struct JobsSlurmTimeLimitCLITests {
