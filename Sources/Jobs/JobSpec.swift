@@ -27,6 +27,9 @@ public struct JobSpec: Codable, Sendable, Equatable {
     public var attempt: Int
     /// Set when the host is a Slurm cluster: the job is submitted with sbatch, not run by a supervisor.
     public var slurm: SlurmJob?
+    /// `--time` on a plain host: the supervisor sends SIGTERM after this many seconds of running
+    /// (then SIGKILL after the grace) and the job ends as `timeout`. On Slurm, `slurm.time` says it.
+    public var timeLimitSeconds: Int?
 
     public init(id: String, name: String, kind: String, needs: JobNeeds = JobNeeds(), command: [String], environment: [String: String] = [:],
                 directory: String = ".", gpus: String? = nil, graceSeconds: Int = 30, createdAt: Date = Date(),
@@ -37,7 +40,7 @@ public struct JobSpec: Codable, Sendable, Equatable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case id, name, kind, needs, command, environment, directory, gpus, graceSeconds, createdAt, client, attempt, slurm
+        case id, name, kind, needs, command, environment, directory, gpus, graceSeconds, createdAt, client, attempt, slurm, timeLimitSeconds
     }
 
     public init(from decoder: Decoder) throws {
@@ -57,6 +60,7 @@ public struct JobSpec: Codable, Sendable, Equatable {
         client = try c.decode(String.self, forKey: .client)
         attempt = try c.decode(Int.self, forKey: .attempt)
         slurm = try c.decodeIfPresent(SlurmJob.self, forKey: .slurm)
+        timeLimitSeconds = try c.decodeIfPresent(Int.self, forKey: .timeLimitSeconds)
     }
 
     /// The spec with every environment value replaced by `********`, for output (`status --json`):
@@ -92,6 +96,7 @@ public struct JobSpec: Codable, Sendable, Equatable {
         for arg in needs.resumeArguments where arg.utf8.contains(0) {
             throw JobsError.unsafePath(path: arg, reason: "a resume argument contains a NUL byte")
         }
+        if let limit = timeLimitSeconds, limit < 1 { throw JobsError.unsafePath(path: "--time", reason: "a time limit is 1 second or more") }
         if let slurm {
             try slurm.validate()
             if let gpus, case .list? = GPURequest(parsing: gpus) {

@@ -75,7 +75,7 @@ import Testing
         let owned = try TestFerry.run(["hosts", "add", "c2", "me@h", "--slurm", "--sbatch-arg=--output=x.log"], sandbox: box)
         #expect(owned.status == 2)
         #expect(owned.stderr.contains("ferry sends the job's output into its log"), "\(owned.stderr)")
-        let plain = try TestFerry.run(["launch", "--time", "10", "--", "true"], sandbox: box)
+        let plain = try TestFerry.run(["launch", "--partition", "gpu", "--", "true"], sandbox: box)
         #expect(plain.status == 2)
         #expect(plain.stderr.contains("not a Slurm host"), "\(plain.stderr)")
     }

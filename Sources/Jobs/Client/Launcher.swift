@@ -71,6 +71,12 @@ public struct Launcher: Sendable {
         var request = request
         request.job.slurm = try request.slurm.job(for: host)
         try request.job.slurm?.validate()
+        if request.job.slurm == nil, let time = request.slurm.time {
+            guard let seconds = SlurmJob.seconds(ofTime: time), seconds > 0 else {
+                throw JobsError.slurmOptionRefused(option: "--time \(time)", reason: "write MM, MM:SS, HH:MM:SS, D-HH or D-HH:MM:SS")
+            }
+            request.job.timeLimitSeconds = seconds
+        }
         guard let program = request.job.command.first, !program.isEmpty else { throw JobsError.emptyCommand }
         if request.job.directory != "." { try Names.validateRelativePath(request.job.directory) }
 

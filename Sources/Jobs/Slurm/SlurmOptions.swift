@@ -135,7 +135,8 @@ public struct SlurmRequest: Sendable, Equatable {
     /// The job's Slurm options on a Slurm host; nil on a plain host, which refuses Slurm's options.
     func job(for host: HostRecord) throws -> SlurmJob? {
         guard let slurm = host.slurm else {
-            let given = [partition.map { _ in "--partition" }, nodes.map { _ in "--nodes" }, time.map { _ in "--time" },
+            // --time alone is for any host (a plain host's supervisor enforces it).
+            let given = [partition.map { _ in "--partition" }, nodes.map { _ in "--nodes" },
                          maxRestarts.map { _ in "--max-restarts" }, requeue ? "--requeue" : nil].compactMap { $0 }
             if let first = given.first {
                 throw JobsError.slurmOptionRefused(option: first, reason: "\(host.name) is not a Slurm host (add one with `ferry hosts add NAME user@login --slurm`); \(given.joined(separator: ", ")) only mean something to Slurm")

@@ -43,7 +43,7 @@ struct LaunchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Disk the job will write on the host, e.g. 20G (checked before anything is sent).")
     var disk: String?
 
-    @Option(name: .long, help: "On Slurm: the job's time limit (30, 2:00:00, 1-12); it gets USR2 min(2 min, time/4) before, stops with last/ written and is requeued when it made progress.")
+    @Option(name: .long, help: "The job's time limit (30 minutes, 2:00:00, 1-12 as Slurm writes it). On a plain host: SIGTERM at the limit, SIGKILL after --grace; it ends as timeout. On Slurm: USR2 min(2 min, time/4) before the limit; a job that stops with progress is requeued.")
     var time: String?
 
     @Option(name: .long, help: "On Slurm: nodes for a command that brings its own launcher (srun, torchrun).")
@@ -117,7 +117,8 @@ struct LaunchCommand: AsyncParsableCommand {
                 var made = try makeRequest()
                 made.slurm = SlurmRequest(partition: partition, nodes: nodes, time: time, maxRestarts: maxRestarts, requeue: requeue)
                 let request = made
-                if let time, let seconds = SlurmJob.seconds(ofTime: time), seconds < 300 {
+                if let time, let seconds = SlurmJob.seconds(ofTime: time), seconds < 300,
+                   (try? context.registry.host(request.host))?.slurm != nil {
                     JobsCLI.say("ferry: warning: --time \(time) is under 5 minutes: Slurm's warning signal may come up to a minute early, leaving little time to train")
                 }
                 let (result, c) = try await Launcher(context: context).launch(request) { event in
