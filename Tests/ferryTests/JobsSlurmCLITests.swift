@@ -5,6 +5,16 @@ import System
 import JobsTestSupport
 import Testing
 
+/// Runs ferry on a thread of its own: a command that takes a minute (a followed job) must not hold
+/// one of the few cooperative threads the other suites' async tests need meanwhile.
+func ferryOffPool(_ arguments: [String], sandbox: Sandbox) async throws -> (status: Int32, stdout: String, stderr: String) {
+    let environment = TestFerry.environment(sandbox), directory = URL(fileURLWithPath: sandbox.project)
+    let result: Result<(status: Int32, stdout: String, stderr: String), Error> = await withCheckedContinuation { done in
+        Thread { done.resume(returning: Result { try runProcess(TestFerry.binary, arguments, environment: environment, currentDirectory: directory) }) }.start()
+    }
+    return try result.get()
+}
+
 /// `ferry` against a real one-node Slurm cluster (scripts/test-slurm.sh: two fake GPUs) whose login
 /// node is the test sshd. Serialized: the jobs of one test must not wait behind another's.
 @Suite(.serialized) struct JobsSlurmCLITests {
@@ -29,7 +39,7 @@ import Testing
 
     /// A shell job end to end: submitted, followed to its end (exit 0), `--gpus 1` visible as
     /// CUDA_VISIBLE_DEVICES, status from the scheduler, fetch; a failing one ends with 1 and its code.
-    @Test func shellJobRunsFollowsAndFetches() throws {
+    @Test func shellJobRunsFollowsAndFetches() async throws {
         guard let (box, _) = try Self.cluster() else { return }
         defer { box.remove() }
         try box.write("job.sh", """
@@ -37,7 +47,7 @@ import Testing
         mkdir -p "$FERRY_OUTPUT/m"; echo w > "$FERRY_OUTPUT/m/weights.bin"
 
         """)
-        let launched = try TestFerry.run(["launch", "--host", "cluster", "--gpus", "1", "--", "sh", "job.sh"], sandbox: box)
+        let launched = try await ferryOffPool(["launch", "--host", "cluster", "--gpus", "1", "--", "sh", "job.sh"], sandbox: box)
         #expect(launched.status == 0, "\(launched.stdout)\n\(launched.stderr)")
         #expect(launched.stdout.contains("gpus=0 restart=0 slurm="), "\(launched.stdout)")
         #expect(!launched.stdout.contains("slurm=none"))
@@ -50,7 +60,7 @@ import Testing
         #expect(fetched.status == 0, "\(fetched.stderr)")
         #expect(fileText(box.root + "/out/m/weights.bin") == "w\n")
 
-        let failing = try TestFerry.run(["launch", "--host", "cluster", "--name", "failing", "--", "sh", "-c", "echo failing now; exit 3"], sandbox: box)
+        let failing = try await ferryOffPool(["launch", "--host", "cluster", "--name", "failing", "--", "sh", "-c", "echo failing now; exit 3"], sandbox: box)
         #expect(failing.status == 1, "\(failing.stdout)\n\(failing.stderr)")
         #expect(failing.stdout.contains("failing now"))
         #expect(failing.stderr.contains("failed (exit 3)"), "\(failing.stderr)")
@@ -102,7 +112,7 @@ import Testing
         let sidA = try #require(Self.slurmID(box, a))
         let cancelA = try TestFerry.run(["cancel", a, "--grace", "5"], sandbox: box)
         #expect(cancelA.status == 0, "\(cancelA.stderr)")
-        let follow = try TestFerry.run(["logs", "-f", a], sandbox: box)
+        let follow = try await ferryOffPool(["logs", "-f", a], sandbox: box)
         #expect(follow.status == 75, "\(follow.stdout)\n\(follow.stderr)")
         #expect(follow.stderr.contains("cancelled"))
         #expect(try await eventually(20) { try slurm.run(["squeue", "-h", "-j", sidA]).stdout.isEmpty })
@@ -133,7 +143,7 @@ extension JobsSlurmCLITests {
         guard let (box, slurm) = try Self.cluster() else { return }
         defer { box.remove() }
         try box.write("tiny.json", Self.trainConfig)
-        let whole = try TestFerry.run(["train", "tiny.json", "--run-id", "whole"], sandbox: box)
+        let whole = try await ferryOffPool(["train", "tiny.json", "--run-id", "whole"], sandbox: box)
         #expect(whole.status == 0, "\(whole.stderr)")
 
         let launched = try TestFerry.run(["launch", "--host", "cluster", "--detach", "--json", "tiny.json"], sandbox: box)
@@ -152,7 +162,7 @@ extension JobsSlurmCLITests {
         try await Task.sleep(nanoseconds: 2_000_000_000)
         #expect(try slurm.run(["scontrol", "update", "JobId=\(sid)", "StartTime=now"]).status == 0)
 
-        let follow = try TestFerry.run(["logs", "-f", "--since-start", id], sandbox: box)
+        let follow = try await ferryOffPool(["logs", "-f", "--since-start", id], sandbox: box)
         #expect(follow.status == 0, "\(follow.stdout)\n\(follow.stderr)")
         #expect(follow.stdout.contains("restart 1 of job \(id)") && follow.stdout.contains("continuing with: --resume auto"), "\(follow.stdout)")
         let status = try TestFerry.run(["status", id], sandbox: box)
@@ -187,7 +197,7 @@ extension JobsSlurmCLITests {
             try await Task.sleep(nanoseconds: 500_000_000)
             let sid = try #require(Self.slurmID(box, id))
             #expect(try slurm.run(["scancel", "--signal=USR2", "--batch", sid]).status == 0)
-            let follow = try TestFerry.run(["logs", "-f", "--since-start", id], sandbox: box)
+            let follow = try await ferryOffPool(["logs", "-f", "--since-start", id], sandbox: box)
             #expect(follow.status == 75, "\(flags): \(follow.stdout)\n\(follow.stderr)")
             #expect(follow.stdout.contains("not requeued: \(why)"), "\(flags): \(follow.stdout)")
             #expect(follow.stderr.contains("preempted"), "\(flags): \(follow.stderr)")
@@ -198,10 +208,10 @@ extension JobsSlurmCLITests {
 /// A time limit the job does not heed: Slurm ends it as TIMEOUT, shown as such, `logs -f` 75.
 /// Its own suite (not serialized with the others): it holds one CPU for about 80 s.
 @Suite struct JobsSlurmTimeLimitCLITests {
-    @Test func aJobOverItsTimeLimitEndsAsTimeout() throws {
+    @Test func aJobOverItsTimeLimitEndsAsTimeout() async throws {
         guard let (box, _) = try JobsSlurmCLITests.cluster() else { return }
         defer { box.remove() }
-        let launched = try TestFerry.run(["launch", "--host", "cluster", "--time", "1", "--name", "stubborn", "--",
+        let launched = try await ferryOffPool(["launch", "--host", "cluster", "--time", "1", "--name", "stubborn", "--",
                                           "sh", "-c", "trap '' TERM USR2; echo ignoring; sleep 300"], sandbox: box)
         #expect(launched.status == 75, "\(launched.stdout)\n\(launched.stderr)")
         #expect(launched.stderr.contains("under 5 minutes"), "the warning: \(launched.stderr)")
