@@ -101,8 +101,12 @@ func ferryOffPool(_ arguments: [String], sandbox: Sandbox) async throws -> (stat
         #expect(try await eventually(30) { try TestFerry.run(["status", a], sandbox: box).stdout.contains("running on") })
         let waiter = try TestFerry.run(["launch", "--host", "cluster", "--detach", "--json", "--gpus", "1", "--name", "waiter", "--", "true"], sandbox: box)
         let b = try TestFerry.jobID(launched: waiter)
-        let pending = try TestFerry.run(["status", b], sandbox: box)
-        #expect(pending.stdout.contains("pending ("), "\(pending.stdout)")
+        // Slurm gives its reason once the scheduler has looked at the job (at once, or within a second).
+        var lastSeen = ""
+        #expect(try await eventually(20) {
+            lastSeen = try TestFerry.run(["status", b], sandbox: box).stdout
+            return lastSeen.contains("pending (")
+        }, "\(lastSeen)")
         let ls = try TestFerry.run(["ls"], sandbox: box)
         #expect(ls.stdout.contains("pending (") && ls.stdout.contains("running on"), "\(ls.stdout)")
 
@@ -110,6 +114,9 @@ func ferryOffPool(_ arguments: [String], sandbox: Sandbox) async throws -> (stat
         #expect(cancelB.status == 0, "\(cancelB.stderr)")
         #expect(try TestFerry.run(["status", b], sandbox: box).stdout.contains("cancelled"))
         let sidA = try #require(Self.slurmID(box, a))
+        // `ferry ssh JOBID` runs inside the job's allocation on its node (srun --jobid --overlap).
+        let inside = try TestFerry.run(["ssh", a, "--", "echo inside $SLURM_JOB_ID"], sandbox: box)
+        #expect(inside.status == 0 && inside.stdout.contains("inside \(sidA)"), "\(inside.stdout)\n\(inside.stderr)")
         let cancelA = try TestFerry.run(["cancel", a, "--grace", "5"], sandbox: box)
         #expect(cancelA.status == 0, "\(cancelA.stderr)")
         let follow = try await ferryOffPool(["logs", "-f", a], sandbox: box)
