@@ -132,13 +132,16 @@ public struct Launcher: Sendable {
         // A fresh id; on the rare collision with an existing job the host refuses and we draw again.
         var info: JobInfo?
         var spec = request.job
-        spec.id = Names.newJobID(name: spec.name)
+        // A preset id (a sweep's run) is used as it is; a clash with it is an error.
+        let preset = !spec.id.isEmpty
+        if !preset { spec.id = Names.newJobID(name: spec.name) }
+        try Names.validateJobID(spec.id)
         spec.createdAt = Date()
         for attempt in 0..<4 {
             do {
                 info = try await client.startJob(spec: spec, manifest: package.manifest, follow: request.follow ? 20 : nil)
                 break
-            } catch JobsError.jobExists where attempt < 3 {
+            } catch JobsError.jobExists where attempt < 3 && !preset {
                 spec.id = Names.newJobID(name: spec.name)
             }
         }

@@ -58,6 +58,9 @@ struct LaunchCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "On Slurm: requeue a command job too when it stops with status 75 after USR2 (train jobs always are).")
     var requeue = false
 
+    @Option(name: .long, help: ArgumentHelp("A sweep axis (repeatable): KEY=a,b or KEY=[a,b] (a JSON array), e.g. --sweep 'optimizer.args.lr=1e-3,3e-4'. Every combination is one run (`ferry train CONFIG --set KEY=VALUE …`), all started at once, detached; `ferry status SWEEP` tables them.", valueName: "KEY=VALUES"))
+    var sweep: [String] = []
+
     @Option(name: .long, help: "Start a stopped job again in its own folder (a train job continues from its last checkpoint).")
     var resume: String?
 
@@ -88,6 +91,10 @@ struct LaunchCommand: AsyncParsableCommand {
             throw ValidationError("--gpus \(gpus): give a count (--gpus 2: the host picks) or GPU indices with a comma (--gpus 0,1; one GPU: --gpus 3,)")
         }
         if let disk, LaunchCommand.parseSize(disk) == nil { throw ValidationError("--disk \(disk): write a size like 500M or 20G") }
+        if !sweep.isEmpty && config == nil { throw ValidationError("--sweep varies a config: give one (`ferry launch --sweep 'optimizer.args.lr=1e-3,3e-4' config.json`)") }
+        for axis in sweep {
+            do { _ = try Sweep.axis(parsing: axis) } catch { throw ValidationError("--sweep \(axis): \(error)") }
+        }
         if let time, SlurmJob.seconds(ofTime: time) == nil { throw ValidationError("--time \(time): write Slurm's MM, MM:SS, HH:MM:SS, D-HH or D-HH:MM:SS") }
         if let nodes, nodes < 1 { throw ValidationError("--nodes takes 1 or more") }
         if let maxRestarts, !(0...100).contains(maxRestarts) { throw ValidationError("--max-restarts takes 0 to 100") }
@@ -113,6 +120,9 @@ struct LaunchCommand: AsyncParsableCommand {
                 client = c; id = info.spec.id
                 JobsCLI.say("resumed \(id) on \(c.host) (attempt \(info.spec.attempt))")
                 if json { try JobsCLI.printJSON(["id": id, "host": c.host]); await client.close(); return }
+            } else if !sweep.isEmpty {
+                try await launchSweep(context: context)
+                return
             } else {
                 var made = try makeRequest()
                 made.slurm = SlurmRequest(partition: partition, nodes: nodes, time: time, maxRestarts: maxRestarts, requeue: requeue)
@@ -157,6 +167,32 @@ struct LaunchCommand: AsyncParsableCommand {
             JobsCLI.say("following its log — Ctrl-C detaches (the job keeps running)")
             try await LogsCommand.follow(id: id, host: try context.registry.host(client.host), context: context, from: 0, first: client)
         }
+    }
+
+    /// Every run of the grid as its own job, started at once and detached: ids `SWEEP-0`, `SWEEP-1`, …,
+    /// each with FERRY_SWEEP_ID and FERRY_RUN_INDEX.
+    func launchSweep(context: JobsContext) async throws {
+        let runs = try Sweep.grid(try sweep.map(Sweep.axis(parsing:)))
+        var base = try makeRequest()
+        base.slurm = SlurmRequest(partition: partition, nodes: nodes, time: time, maxRestarts: maxRestarts, requeue: requeue)
+        base.follow = false
+        let sweepID = Sweep.newID(name: base.job.name)
+        try Names.validateJobID(sweepID + "-\(runs.count - 1)")
+        JobsCLI.say("sweep \(sweepID): \(runs.count) runs on \(host)")
+        var started: [[String: String]] = []
+        for (index, overrides) in runs.enumerated() {
+            var request = base
+            request.job.id = "\(sweepID)-\(index)"
+            request.job.command += overrides.flatMap { ["--set", $0] }
+            request.job.environment["FERRY_SWEEP_ID"] = sweepID
+            request.job.environment["FERRY_RUN_INDEX"] = String(index)
+            let (result, client) = try await Launcher(context: context).launch(request)
+            await client.close()
+            started.append(["id": result.id, "overrides": overrides.joined(separator: " ")])
+            if !json { JobsCLI.say("  \(result.id)  \(overrides.joined(separator: " "))") }
+        }
+        if json { try JobsCLI.printJSON(["sweep": sweepID, "host": host, "runs": String(runs.count)]) }
+        JobsCLI.say("follow them with: ferry status \(sweepID)")
     }
 
     func makeRequest() throws -> LaunchRequest {
