@@ -212,6 +212,27 @@ extension JobsSlurmCLITests {
     }
 }
 
+extension JobsSlurmCLITests {
+    /// A sweep on the cluster: each combination is its own Slurm job (not yet one job array).
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") || TestPaths.isCI))
+    func aSweepOnTheCluster() async throws {
+        guard let (box, _) = try Self.cluster() else { return }
+        defer { box.remove() }
+        try box.write("tiny.json", Self.trainConfig)
+        let launched = try await ferryOffPool(["launch", "--host", "cluster", "--sweep", "optimizer.args.lr=1e-3,3e-4", "tiny.json"], sandbox: box)
+        #expect(launched.status == 0, "\(launched.stderr)")
+        let line = try #require(launched.stderr.split(separator: "\n").first { $0.hasPrefix("sweep ") }, "\(launched.stderr)")
+        let sweep = String(line.dropFirst(6).prefix { $0 != ":" })
+        var table = ""
+        #expect(try await eventually(180) {
+            table = try TestFerry.run(["status", sweep], sandbox: box).stdout
+            return table.components(separatedBy: "succeeded").count - 1 == 2
+        }, "\(table)")
+        #expect(table.contains("optimizer.args.lr=3e-4") && table.contains("val_accuracy"), "\(table)")
+        #expect(Self.slurmID(box, sweep + "-0") != nil && Self.slurmID(box, sweep + "-1") != nil)
+    }
+}
+
 /// A time limit the job does not heed: Slurm ends it as TIMEOUT, shown as such, `logs -f` 75.
 /// Its own suite (not serialized with the others): it holds one CPU for about 80 s.
 @Suite struct JobsSlurmTimeLimitCLITests {
