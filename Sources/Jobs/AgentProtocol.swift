@@ -132,10 +132,12 @@ public struct PreflightReport: Codable, Sendable {
     public var missing: BlobsMissingReply?
     /// Bytes of disk the job needs in all, as the host counted them.
     public var neededBytes: Int64
+    /// Where `sbatch` is on the host's PATH: a Slurm login node (then `hosts add --slurm` submits to it).
+    public var sbatch: String? = nil
 
     /// snake_case as everywhere (System's `JSONCoding`), but the library check is spelled "onednn".
     enum CodingKeys: String, CodingKey {
-        case ferry, home, cpus, gpus, cuda, problems, missing, neededBytes, freeBytes, nvidiaSmi, cpuMissing, missingPaths, missingLibraries
+        case ferry, home, cpus, gpus, cuda, problems, missing, neededBytes, freeBytes, nvidiaSmi, cpuMissing, missingPaths, missingLibraries, sbatch
         case oneDNN = "onednn"
     }
 }

@@ -18,6 +18,8 @@ public struct LaunchRequest: Sendable {
     /// Whether the caller follows the log next: then it starts streaming on the launch's own
     /// channel, and the first line needs no further command.
     public var follow: Bool
+    /// What this launch asks of a Slurm host (merged with the host's defaults); refused on a plain host.
+    public var slurm: SlurmRequest = SlurmRequest()
 
     public init(host: String, name: String, workingDirectory: String, kind: String, needs: JobNeeds = JobNeeds(), command: [String],
                 environment: [String: String] = [:], directory: String = ".", gpus: String? = nil, graceSeconds: Int = 30,
@@ -66,6 +68,15 @@ public struct Launcher: Sendable {
         try Names.validateJobName(request.job.name)
         let (host, recorded) = try context.registry.resolveHost(request.host, sshEnvironment: context.sshEnvironment)
         if recorded { events?(.recordedHost(name: host.name, target: host.target)) }
+        var request = request
+        request.job.slurm = try request.slurm.job(for: host)
+        try request.job.slurm?.validate()
+        if request.job.slurm == nil, let time = request.slurm.time {
+            guard let seconds = SlurmJob.seconds(ofTime: time), seconds > 0 else {
+                throw JobsError.slurmOptionRefused(option: "--time \(time)", reason: "write MM, MM:SS, HH:MM:SS, D-HH or D-HH:MM:SS")
+            }
+            request.job.timeLimitSeconds = seconds
+        }
         guard let program = request.job.command.first, !program.isEmpty else { throw JobsError.emptyCommand }
         if request.job.directory != "." { try Names.validateRelativePath(request.job.directory) }
 
@@ -80,7 +91,8 @@ public struct Launcher: Sendable {
 
         // The host answers the preflight (space, paths, which files it lacks) while its agent is found.
         var gpuCount: Int?
-        if let gpus = request.job.gpus, case .count(let n)? = GPURequest(parsing: gpus) { gpuCount = n }
+        // On Slurm the login node has no GPUs to count: the scheduler checks the request at submission.
+        if request.job.slurm == nil, let gpus = request.job.gpus, case .count(let n)? = GPURequest(parsing: gpus) { gpuCount = n }
         let preflight = PreflightRequest(neededBytes: request.reserveBytes, paths: request.hostPaths, needsEngine: request.job.needs.engine,
                                          blobs: package.manifest.blobs, gpuCount: gpuCount, modelBytes: request.modelBytes)
         let client = try await context.agent(host, install: true, preflight: preflight)
@@ -133,13 +145,16 @@ public struct Launcher: Sendable {
         // A fresh id; on the rare collision with an existing job the host refuses and we draw again.
         var info: JobInfo?
         var spec = request.job
-        spec.id = Names.newJobID(name: spec.name)
+        // A preset id (a sweep's run) is used as it is; a clash with it is an error.
+        let preset = !spec.id.isEmpty
+        if !preset { spec.id = Names.newJobID(name: spec.name) }
+        try Names.validateJobID(spec.id)
         spec.createdAt = Date()
         for attempt in 0..<4 {
             do {
                 info = try await client.startJob(spec: spec, manifest: package.manifest, follow: request.follow ? 20 : nil)
                 break
-            } catch JobsError.jobExists where attempt < 3 {
+            } catch JobsError.jobExists where attempt < 3 && !preset {
                 spec.id = Names.newJobID(name: spec.name)
             }
         }

@@ -8,10 +8,11 @@ import Glibc
 // cancel, status (the files a fetch may take: Agent+Files).
 
 extension Agent {
-    /// Who starts, observes and stops this job: the plain host's supervisor (a scheduler's launcher
-    /// will be chosen here by what the spec asks for).
+    /// Who starts, observes and stops this job: Slurm when the spec asks for it, else the plain
+    /// host's supervisor.
     func launcher(for spec: JobSpec) -> any JobLauncher {
-        SupervisorLauncher(store: store, home: home, binary: binary)
+        if spec.slurm != nil { return SlurmLauncher(store: store, home: home, binary: binary) }
+        return SupervisorLauncher(store: store, home: home, binary: binary)
     }
 
     /// The job's state as its launcher knows it.
