@@ -106,12 +106,12 @@ import Testing
         let config = box.path("config")
         let common = ["UserKnownHostsFile \(sshd.knownHosts)", "GlobalKnownHostsFile /dev/null", "BatchMode yes"]
         // A long ConnectTimeout: a refusal that waited for it (libssh polling the closed socket) shows.
-        try (Self.hostBlock("many", sshd, common + ["ConnectTimeout 60"]) + Self.hostBlock("only", sshd, common + ["IdentitiesOnly yes"]))
+        try (Self.hostBlock("many", sshd, common + ["ConnectTimeout 100"]) + Self.hostBlock("only", sshd, common + ["IdentitiesOnly yes"]))
             .write(toFile: config, atomically: true, encoding: .utf8)
 
         let refused = try Self.openSSH(["-F", config, "many", "true"], agent: socket)
         #expect(refused.status == 255 && refused.stderr.contains("Too many authentication failures"), "ssh: \(refused.stderr)")
-        // The hang-up ends the wait, not the 60 s connect timeout (connecting alone can take seconds
+        // The hang-up ends the wait, not the 100 s connect timeout (connecting alone can take seconds
         // while the whole network round runs beside this test).
         let started = Date()
         await #expect {
@@ -120,7 +120,7 @@ import Testing
             guard case SSHError.tooManyAuthenticationFailures = error else { return false }
             return "\(error)".hasPrefix("too many authentication failures: tried publickey (ssh-agent: 8 keys: extra-0, ")
         }
-        #expect(Date().timeIntervalSince(started) < 30, "the refusal took \(Date().timeIntervalSince(started)) s")
+        #expect(Date().timeIntervalSince(started) < 80, "the refusal took \(Date().timeIntervalSince(started)) s")
 
         #expect(try Self.openSSH(["-F", config, "only", "true"], agent: socket).status == 0)
         let session = try await SSHSession.connect("only", options: options(box, config: config, agent: socket))
