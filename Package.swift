@@ -20,6 +20,7 @@ let package = Package(
     products: [
         .executable(name: "ferry", targets: ["ferry"]),
         .executable(name: "Benchmarks", targets: ["Benchmarks"]),
+        .executable(name: "ferry-gpu-check", targets: ["ferry-gpu-check"]),
         .library(name: "System", targets: ["System"]),
         .library(name: "RunContract", targets: ["RunContract"]),
         .library(name: "TensorCore", targets: ["TensorCore"]),
@@ -69,6 +70,9 @@ let package = Package(
         ]),
         .executableTarget(name: "Benchmarks", dependencies: ["TensorCore", "NN", "Optim", "Data", "SSH", "Jobs"],
                           path: "Benchmarks", swiftSettings: engineFlags),
+        // The engine on a GPU against PyTorch on the same GPU: built here (static), run there by scripts/gpu-check.sh.
+        .executableTarget(name: "ferry-gpu-check", dependencies: ["TensorCore", "NN", "Optim", "Data"],
+                          path: "Tools/GPUCheck", swiftSettings: engineFlags),
 
         // Shared by the test targets: the repository's paths and the throwaway test sshd.
         .target(name: "FerryTestSupport", path: "Tests/FerryTestSupport"),

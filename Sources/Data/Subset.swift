@@ -8,7 +8,7 @@ public struct Subset<Base: Dataset>: Dataset {
     /// Every index must lie in `0..<dataset.count`.
     public init(_ dataset: Base, indices: [Int]) {
         if let bad = indices.first(where: { $0 < 0 || $0 >= dataset.count }) {
-            shapeError("Subset: index \(bad) is out of range for a dataset of \(dataset.count) samples")
+            usageError("Subset: index \(bad) is out of range for a dataset of \(dataset.count) samples")
         }
         self.dataset = dataset
         self.indices = indices

@@ -21,10 +21,10 @@ public class Adam: OptimizerBase, Optimizer {
 
     init(groups: [ParamGroup], lr: Double, betas: (Double, Double), eps: Double, weightDecay: Double, amsgrad: Bool, decoupled: Bool) {
         if !(0..<1).contains(betas.0) || !(0..<1).contains(betas.1) {
-            shapeError(OptimError.invalidHyperparameter("betas must be in [0, 1), got (\(betas.0), \(betas.1))").description)
+            usageError(OptimError.invalidHyperparameter("betas must be in [0, 1), got (\(betas.0), \(betas.1))").description)
         }
-        if eps < 0 { shapeError(OptimError.invalidHyperparameter("eps must be >= 0, got \(eps)").description) }
-        if weightDecay < 0 { shapeError(OptimError.invalidHyperparameter("weight_decay must be >= 0, got \(weightDecay)").description) }
+        if eps < 0 { usageError(OptimError.invalidHyperparameter("eps must be >= 0, got \(eps)").description) }
+        if weightDecay < 0 { usageError(OptimError.invalidHyperparameter("weight_decay must be >= 0, got \(weightDecay)").description) }
         beta1 = betas.0; beta2 = betas.1; self.eps = eps; self.weightDecay = weightDecay; self.amsgrad = amsgrad
         self.decoupled = decoupled
         super.init(groups: groups, defaultLR: lr)

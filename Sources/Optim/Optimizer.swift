@@ -69,9 +69,9 @@ public class OptimizerBase {
         var gs = groups
         for i in gs.indices {
             if gs[i].lr.isNaN { gs[i].lr = defaultLR; gs[i].initialLR = defaultLR }
-            if gs[i].lr < 0 { shapeError(OptimError.invalidHyperparameter("lr must be >= 0, got \(gs[i].lr)").description) }
+            if gs[i].lr < 0 { usageError(OptimError.invalidHyperparameter("lr must be >= 0, got \(gs[i].lr)").description) }
             for p in gs[i].params where !p.dtype.isFloatingPoint || !p.isContiguous {
-                shapeError(OptimError.invalidHyperparameter("parameters must be contiguous floating tensors, got \(p.dtype) \(p.shape)").description)
+                usageError(OptimError.invalidHyperparameter("parameters must be contiguous floating tensors, got \(p.dtype) \(p.shape)").description)
             }
         }
         paramGroups = gs

@@ -14,8 +14,8 @@ public final class SGD: OptimizerBase, Optimizer {
 
     public init(groups: [ParamGroup], lr: Double, momentum: Double = 0, dampening: Double = 0, weightDecay: Double = 0,
                 nesterov: Bool = false) {
-        if momentum < 0 { shapeError(OptimError.invalidHyperparameter("momentum must be >= 0, got \(momentum)").description) }
-        if weightDecay < 0 { shapeError(OptimError.invalidHyperparameter("weight_decay must be >= 0, got \(weightDecay)").description) }
+        if momentum < 0 { usageError(OptimError.invalidHyperparameter("momentum must be >= 0, got \(momentum)").description) }
+        if weightDecay < 0 { usageError(OptimError.invalidHyperparameter("weight_decay must be >= 0, got \(weightDecay)").description) }
         if nesterov && (momentum <= 0 || dampening != 0) {
             shapeError(OptimError.invalidHyperparameter("Nesterov momentum requires a momentum and zero dampening").description)
         }

@@ -17,8 +17,9 @@ struct Authenticator {
         let p = parameters
         var tried: [String] = []
         var askedServer = false
-        func check(_ rc: Int32) throws -> Bool {
+        func check(_ call: @autoclosure () -> Int32) throws -> Bool {
             askedServer = true
+            let rc = try answer(call)
             if rc == Authenticator.success { return true }
             // libssh 0.10 answers SSH_AUTH_AGAIN from ssh_userauth_agent when the server hung up mid-way.
             if rc == Authenticator.fatal || ssh_is_connected(session) == 0 {
@@ -80,10 +81,9 @@ struct Authenticator {
             // Ask the server about the public half first, so nobody types a passphrase for nothing.
             var pub: ssh_key?
             if ssh_pki_import_pubkey_file(path + ".pub", &pub) == SSH_OK, let pub {
-                let rc = ssh_userauth_try_publickey(session, nil, pub)
+                let accepted = try check(ssh_userauth_try_publickey(session, nil, pub))
                 ssh_key_free(pub)
-                askedServer = true
-                if rc != Authenticator.success {
+                if !accepted {
                     tried.append("publickey \(path) (server refused the key)")
                     continue
                 }
@@ -122,6 +122,29 @@ struct Authenticator {
             if try keyboardInteractive(password: password, tried: &tried) { return "keyboard-interactive" }
         }
         throw SSHError.authenticationFailed(user: p.user, host: p.port == 22 ? p.hostName : "\(p.hostName):\(p.port)", triedMethods: tried)
+    }
+
+    /// Runs one userauth call without blocking and waits for its reply here. libssh 0.10 in blocking
+    /// mode, when the server hangs up mid-way (sshd's MaxAuthTries after too many agent keys), polls
+    /// the closed socket until its whole timeout has passed; this loop sees the hang-up at once, and
+    /// gives a reply the connect timeout to come, as the blocking call did.
+    private func answer(_ call: () -> Int32) throws -> Int32 {
+        ssh_set_blocking(session, 0)
+        defer { ssh_set_blocking(session, 1) }
+        let p = parameters
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(1, p.connectTimeout)) * 1_000_000_000
+        var rc = call()
+        while rc == Int32(SSH_AUTH_AGAIN.rawValue) {
+            // A hang-up: the caller reads the disconnect message (too many authentication failures).
+            if ssh_is_connected(session) == 0 { return rc }
+            guard DispatchTime.now().uptimeNanoseconds < deadline else {
+                throw SSHError.connectTimedOut(host: p.hostName, port: p.port, seconds: p.connectTimeout)
+            }
+            var ready = pollfd(fd: ssh_get_fd(session), events: Int16(POLLIN), revents: 0)
+            _ = poll(&ready, 1, 50)
+            rc = call()
+        }
+        return rc
     }
 
     /// Answers echo-off prompts with the password; other prompts are asked on the terminal.

@@ -87,7 +87,7 @@ extension ComponentRegistry {
                   args: [ArgSpec("layers", .custom("a list of layers like [{\"type\": \"Linear\", \"args\": {...}}]"))],
                   check: { a, c in
                       checkLayerList(a["layers"], input: c.input, inputDescription: "the input", at: c.path + "args" + "layers",
-                                     reader: c.reader, registry: c.registry)?.output
+                                     reader: c.reader, registry: c.registry).map { c.noteModelBytes($0.modelBytes); return $0.output }
                   },
                   build: { a, input, registry in buildLayers(a["layers"], input: input, registry: registry) }),
 
@@ -98,6 +98,16 @@ extension ComponentRegistry {
                           c.reader.fail(c.path + "type", "MnistModel takes 1×28×28 images (its fc1 has 320 = 20×4×4 inputs); the data gives \(showShape(c.input))")
                           return nil
                       }
+                      let counts = [LayerShapes.conv2dParameters(inChannels: 1, outChannels: 10, kernel: (5, 5), bias: true),
+                                    LayerShapes.conv2dParameters(inChannels: 10, outChannels: 20, kernel: (5, 5), bias: true),
+                                    LayerShapes.linearParameters(inFeatures: 320, outFeatures: 50, bias: true),
+                                    LayerShapes.linearParameters(inFeatures: 50, outFeatures: a.int("num_classes"), bias: true)]
+                      guard let bytes = counts.reduce(Optional(0), { t, n in t.flatMap { t in n.flatMap { checkedProduct([$0, 4]) }.flatMap { t.addingReportingOverflow($0).overflow ? nil : t + $0 } } }),
+                            bytes <= maxModelBytes else {
+                          c.reader.fail(c.path + "args" + "num_classes", "MnistModel with these classes holds more than the \(maxModelBytes >> 30) GiB of parameters ferry allows; use fewer classes")
+                          return nil
+                      }
+                      c.noteModelBytes(bytes)
                       return [-1, a.int("num_classes")]
                   },
                   build: { a, _, _ in MnistModel(numClasses: a.int("num_classes")) }),
@@ -112,7 +122,7 @@ extension ComponentRegistry {
                       }
                       return checkLayerList(mlpLayers(inFeatures: features, hidden: a.intList("hidden"), numClasses: a.int("num_classes")),
                                             input: c.input, inputDescription: "the input", at: c.path, reader: c.reader,
-                                            registry: c.registry)?.output
+                                            registry: c.registry).map { c.noteModelBytes($0.modelBytes); return $0.output }
                   },
                   build: { a, input, registry in
                       buildLayers(mlpLayers(inFeatures: checkedProduct(Array(input.dropFirst())) ?? 1, hidden: a.intList("hidden"), numClasses: a.int("num_classes")),
@@ -132,7 +142,7 @@ extension ComponentRegistry {
                       }
                       return checkLayerList(cnnLayers(inChannels: c.input[1], flatFeatures: flat, numClasses: a.int("num_classes")),
                                             input: c.input, inputDescription: "the input", at: c.path, reader: c.reader,
-                                            registry: c.registry)?.output
+                                            registry: c.registry).map { c.noteModelBytes($0.modelBytes); return $0.output }
                   },
                   build: { a, input, registry in
                       buildLayers(cnnLayers(inChannels: input[1], flatFeatures: cnnFlatFeatures(input) ?? 1600, numClasses: a.int("num_classes")),

@@ -43,10 +43,7 @@ public struct ComponentRegistry: Sendable {
 }
 
 /// Why an input shape does not fit a layer.
-public struct ShapeProblem: Error, Sendable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-}
+public typealias ShapeProblem = LayerShapeError
 
 /// A layer usable in a declared layer list (`{"type": "Conv2d", "args": {...}}`).
 public struct LayerType: Sendable {
@@ -55,12 +52,16 @@ public struct LayerType: Sendable {
     /// The output shape for an input shape (both batch first, the batch as -1), or why the input
     /// does not fit; `source` names where the input comes from (`layers[6]`, `the input`).
     public let outputShape: @Sendable (_ args: Args, _ input: [Int], _ source: String) -> Result<[Int], ShapeProblem>
+    /// The values the layer holds (parameters and running statistics; nil when the count overflows)
+    /// and the argument to blame when they are too many; nil for layers that hold none.
+    public let parameters: (@Sendable (_ args: Args) -> (count: Int?, blame: String))?
     public let build: @Sendable (Args) -> any Module
 
     public init(name: String, args: [ArgSpec],
                 outputShape: @escaping @Sendable (Args, [Int], String) -> Result<[Int], ShapeProblem>,
+                parameters: (@Sendable (Args) -> (count: Int?, blame: String))? = nil,
                 build: @escaping @Sendable (Args) -> any Module) {
-        self.name = name; self.args = args; self.outputShape = outputShape; self.build = build
+        self.name = name; self.args = args; self.outputShape = outputShape; self.parameters = parameters; self.build = build
     }
 }
 
@@ -72,6 +73,16 @@ public struct ModelContext {
     public let registry: ComponentRegistry
     /// The shape of one batch from the data loader, batch first as -1 (`[-1, 1, 28, 28]`).
     public let input: [Int]
+    let tally = ModelTally()
+
+    /// Says how many bytes the model's values take (parameters and running statistics, float32),
+    /// counted without building it: what `ferry launch` asks the host's preflight to fit.
+    public func noteModelBytes(_ bytes: Int) { tally.bytes = bytes }
+}
+
+/// What a model's check counted (set once, read after the check).
+final class ModelTally {
+    var bytes: Int?
 }
 
 /// A model architecture (`arch.type`).
@@ -192,6 +203,4 @@ public struct MetricType: Sendable {
 }
 
 /// Shapes as people read them: without the batch dimension.
-func showShape(_ shape: [Int]) -> String {
-    "[" + shape.dropFirst().map { $0 < 0 ? "?" : String($0) }.joined(separator: ", ") + "]"
-}
+func showShape(_ shape: [Int]) -> String { LayerShapes.describe(shape) }

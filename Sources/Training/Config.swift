@@ -242,6 +242,7 @@ struct ConfigChecker {
         var modelOutput: [Int]?
         var arch: Component?
         var archEntry: ModelType?
+        var modelBytes: Int?
         if let (type, argsValue) = section("arch", what: "arch", known: Array(registry.models.keys), example: "\"CNN\""),
            let entry = registry.models[type],
            let args = reader.args(of: type, entry.args, from: argsValue, at: "arch.args") {
@@ -249,7 +250,9 @@ struct ConfigChecker {
             archEntry = entry
             if let facts {
                 let context = ModelContext(reader: reader, path: "arch", registry: registry, input: [-1] + facts.sampleShape)
-                if let out = entry.check(args, context) {
+                let output = entry.check(args, context)
+                modelBytes = context.tally.bytes
+                if let out = output {
                     let where_: ConfigPath = type == "Sequential" ? "arch.args.layers" : "arch"
                     if out.count != 2 {
                         reader.fail(where_, "the model gives \(showShape(out)) per sample; the loss needs one score per class — end with Flatten and a Linear to \(facts.classes) outputs")
@@ -299,7 +302,7 @@ struct ConfigChecker {
                                  warnings: reader.warnings)
         return TrainingPlan(config: config, registry: registry, model: archEntry, data: dataEntry, dataSplit: dataSplit,
                             optimizer: optimizerEntry, loss: loss.1, metrics: metrics.map(\.1), scheduler: schedulerChecked?.1,
-                            checkpoints: CheckpointPolicy(trainer))
+                            checkpoints: CheckpointPolicy(trainer), modelBytes: modelBytes)
     }
 
     /// pytorch-template's rule: an integer is a number of samples, anything else a fraction.

@@ -20,6 +20,10 @@ public struct TrainingPlan: Sendable {
     public let metrics: [MetricType]
     public let scheduler: SchedulerType?
     public let checkpoints: CheckpointPolicy
+    /// The bytes of the model's values at float32 (parameters and BatchNorm's running statistics),
+    /// counted by the check without building anything; nil for a registered model that does not
+    /// say (`ModelContext.noteModelBytes`). `ferry launch` sends it to the host's preflight.
+    public let modelBytes: Int?
 
     /// Samples trained on and validated on (after `limit` and `validation_split`).
     public var trainCount: Int { config.trainCount }
@@ -45,8 +49,9 @@ public struct TrainingPlan: Sendable {
     /// A fresh model (its weights drawn from the current generator).
     public func buildModel() -> any Module { model.build(config.arch.args, inputShape, registry) }
 
-    /// The bytes of the model's parameters (what `model.safetensors` holds, less its header). Builds
-    /// the model on a generator of its own, so the caller's random numbers are not disturbed.
+    /// The bytes of the built model's parameters (what `model.safetensors` holds, less its header and
+    /// buffers). Builds the model on a generator of its own, so the caller's random numbers are not
+    /// disturbed; `modelBytes` counts without building.
     public func parameterBytes() -> Int {
         GlobalRandom.withSeed(0) {
             buildModel().parameters().reduce(0) { $0 + $1.numel * $1.dtype.byteSize }

@@ -105,17 +105,22 @@ import Testing
         }
         let config = box.path("config")
         let common = ["UserKnownHostsFile \(sshd.knownHosts)", "GlobalKnownHostsFile /dev/null", "BatchMode yes"]
-        try (Self.hostBlock("many", sshd, common) + Self.hostBlock("only", sshd, common + ["IdentitiesOnly yes"]))
+        // A long ConnectTimeout: a refusal that waited for it (libssh polling the closed socket) shows.
+        try (Self.hostBlock("many", sshd, common + ["ConnectTimeout 60"]) + Self.hostBlock("only", sshd, common + ["IdentitiesOnly yes"]))
             .write(toFile: config, atomically: true, encoding: .utf8)
 
         let refused = try Self.openSSH(["-F", config, "many", "true"], agent: socket)
         #expect(refused.status == 255 && refused.stderr.contains("Too many authentication failures"), "ssh: \(refused.stderr)")
+        // The hang-up ends the wait, not the 60 s connect timeout (connecting alone can take seconds
+        // while the whole network round runs beside this test).
+        let started = Date()
         await #expect {
             _ = try await SSHSession.connect("many", options: options(box, config: config, agent: socket))
         } throws: { error in
             guard case SSHError.tooManyAuthenticationFailures = error else { return false }
             return "\(error)".hasPrefix("too many authentication failures: tried publickey (ssh-agent: 8 keys: extra-0, ")
         }
+        #expect(Date().timeIntervalSince(started) < 30, "the refusal took \(Date().timeIntervalSince(started)) s")
 
         #expect(try Self.openSSH(["-F", config, "only", "true"], agent: socket).status == 0)
         let session = try await SSHSession.connect("only", options: options(box, config: config, agent: socket))

@@ -44,6 +44,31 @@ import TrainingTestSupport
         #expect(plan.parameterBytes() == plan.parameterBytes())
     }
 
+    /// The check counts the model's bytes without building it; the count equals what building
+    /// allocates (parameters, plus BatchNorm's running mean and variance) for every built-in model.
+    @Test func theCheckCountsWhatBuildingAllocates() throws {
+        let bn = """
+        [{"type": "Conv2d", "args": {"in_channels": 1, "out_channels": 4, "kernel_size": [3, 5], "bias": false}},
+         {"type": "BatchNorm2d", "args": {"num_features": 4}}, "ReLU", {"type": "MaxPool2d", "args": {"kernel_size": 2}},
+         "Flatten", {"type": "LayerNorm", "args": {"normalized_shape": 624}},
+         {"type": "Linear", "args": {"in_features": 624, "out_features": 10}}]
+        """
+        let archs = [
+            #"{"type": "Sequential", "args": {"layers": \#(ComponentRegistry.cnnLayers().serialized(pretty: false))}}"#,
+            #"{"type": "Sequential", "args": {"layers": \#(bn)}}"#,
+            #"{"type": "MLP", "args": {"hidden": [64, 32]}}"#,
+            #"{"type": "CNN", "args": {}}"#,
+            #"{"type": "MnistModel", "args": {"num_classes": 12}}"#,
+        ]
+        for arch in archs {
+            let value = try #require(try json(arch))
+            let plan = try TrainingPlan.make(try fashionShapedConfig { $0.set("arch", value) }, file: "config.json", registry: TestRegistry.registry())
+            let model = plan.buildModel()
+            let buffers = model.namedBuffers().filter { $0.1.dtype == .float32 }.reduce(0) { $0 + $1.1.numel * 4 }
+            #expect(plan.modelBytes == model.parameterCount * 4 + buffers, "\(arch)")
+        }
+    }
+
     @Test func checkAFileInProcess() throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanUp() }

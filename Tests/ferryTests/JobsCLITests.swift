@@ -272,4 +272,36 @@ import Testing
         #expect(outside.status == 2)
         #expect(outside.stderr.contains("not inside the working directory"))
     }
+
+    /// On a CPU without AVX2 the engine's checker cannot run: launch checks nothing here (no
+    /// `ferry train --check` child, which would stop at the CPU too), says the host checks, and
+    /// the host's preflight speaks for the host's own CPU.
+    @Test func anOldCPULeavesTheCheckToTheHost() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        try box.write("tiny.json", TrainJobConfig.text(limit: 100, epochs: 1))
+        try box.write("cpuinfo", "processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 popcnt\n")
+        let result = try TestFerry.run(["launch", "--host", "local", "tiny.json"], sandbox: box,
+                                       extraEnvironment: ["FERRY_CPUINFO": box.project + "/cpuinfo"])
+        #expect(result.stderr.contains("this CPU lacks AVX2 and FMA, which ferry's engine needs: tiny.json is checked on the host when the job starts"),
+                "\(result.stderr)")
+        #expect(!result.stderr.contains("ferry train --check"), "\(result.stderr)")
+        // The local host is this CPU as the test plays it: its preflight refuses the engine job.
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("lacks avx2"), "\(result.stderr)")
+    }
+
+    /// The check counts the model's bytes without building it, and the host's preflight refuses a
+    /// model its memory cannot train before any file is sent.
+    @Test func aModelTooLargeForTheHostStopsAtPreflight() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        // MLP 784 → 30,000,000 → 10: about 2.4e10 float32 parameters, 94 GB; four copies to train.
+        try box.write("huge.json", TrainJobConfig.text(limit: 100, epochs: 1, hidden: 30_000_000))
+        let started = Date()
+        let result = try TestFerry.run(["launch", "--host", "local", "huge.json"], sandbox: box)
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("of parameters need about"), "\(result.stderr)")
+        #expect(result.stderr.contains("of memory"), "\(result.stderr)")
+        #expect(Date().timeIntervalSince(started) < 30, "the model was built, not counted")
+        #expect(!FileManager.default.fileExists(atPath: box.home + "/jobs"), "a job was started")
+    }
 }

@@ -105,7 +105,7 @@ import Testing
             try tmux.run(["new-session", "-d", "-s", "t", "-x", "150", "-y", "30", "env", "-i", "HOME=\(box.home)", "TERM=xterm",
                           "PATH=/usr/bin:/bin", "PS1=local$ ", "/bin/bash", "--norc", "--noprofile"])
             try tmux.run(["send-keys", "-t", "t", "\(ferry) ssh --known-hosts \(host.knownHosts) -i \(key) \(host.target) -- 'echo UNLOCKED-$((6*7))'", "Enter"])
-            #expect(try await tmux.waitFor("Enter passphrase for key"), "screen:\n\((try? tmux.screen()) ?? "")")
+            #expect(try await tmux.waitFor("Enter passphrase for key", timeout: 45), "screen:\n\((try? tmux.screen()) ?? "")")
             try tmux.run(["send-keys", "-t", "t", "sesame-42", "Enter"])
             // Generous: the whole suite runs beside it on two cores.
             #expect(try await tmux.waitFor("UNLOCKED-42", timeout: 45), "screen:\n\((try? tmux.screen()) ?? "")")

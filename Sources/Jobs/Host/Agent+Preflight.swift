@@ -70,7 +70,7 @@ extension Agent {
         if let modelBytes = request.modelBytes, let memory = FerryHome.physicalMemory,
            modelBytes < 0 || modelBytes.multipliedReportingOverflow(by: 4).overflow || modelBytes * 4 > memory {
             // Weights, gradients and two Adam moments: four copies at the least.
-            problems.append("the model's \(ByteCount.format(modelBytes)) of parameters need about \(ByteCount.format(modelBytes * 4)) to train; this host has \(ByteCount.format(memory)) of memory")
+            problems.append("the model's \(ByteCount.format(modelBytes)) of parameters need about \(ByteCount.format(modelBytes * 4)) to train; this host has \(ByteCount.format(memory)) of memory: use a smaller model or a host with more memory")
         }
         if request.needsEngine {
             if !engine.cpuMissing.isEmpty {

@@ -100,7 +100,7 @@ extension Tensor {
 
     /// `torch.arange(start, end, step)` over integers: int64.
     public static func arange(_ start: Int, _ end: Int, step: Int = 1) -> Tensor {
-        if step == 0 { shapeError("arange: step must be nonzero") }
+        if step == 0 { usageError("arange: step must be nonzero") }
         let n = Swift.max(0, (end - start + step - (step > 0 ? 1 : -1)) / step)
         let t = Tensor(uninitialized: [n], dtype: .int64)
         let p = t.pointer(Int64.self)
@@ -110,7 +110,7 @@ extension Tensor {
 
     /// `torch.arange(start, end, step)` with a fractional bound or step: float32 by default.
     public static func arange(_ start: Double, _ end: Double, step: Double = 1, dtype: DType = .float32) -> Tensor {
-        if step == 0 { shapeError("arange: step must be nonzero") }
+        if step == 0 { usageError("arange: step must be nonzero") }
         let n = Swift.max(0, Int(((end - start) / step).rounded(.up)))
         let values = (0..<n).map { start + Double($0) * step }
         return Tensor(shape: [n], scalars: values).to(dtype)
@@ -118,7 +118,7 @@ extension Tensor {
 
     /// `torch.linspace(start, end, steps)`.
     public static func linspace(_ start: Double, _ end: Double, steps: Int, dtype: DType = .float32) -> Tensor {
-        if steps < 0 { shapeError("linspace: steps must be non-negative") }
+        if steps < 0 { usageError("linspace: steps must be non-negative") }
         let values = (0..<steps).map { steps == 1 ? start : start + (end - start) * Double($0) / Double(steps - 1) }
         return Tensor(shape: [steps], scalars: values).to(dtype)
     }
@@ -172,7 +172,7 @@ extension Tensor {
 
     /// Uniform integers in `low..<high`, int64.
     public static func randint(low: Int, high: Int, shape: [Int]) -> Tensor {
-        if high <= low { shapeError("randint: high (\(high)) must be greater than low (\(low))") }
+        if high <= low { usageError("randint: high (\(high)) must be greater than low (\(low))") }
         let t = Tensor(uninitialized: shape, dtype: .int64)
         let p = t.pointer(Int64.self)
         let range = UInt64(high - low)

@@ -23,7 +23,7 @@ extension F {
         let c = numClasses ?? (values.max().map { Int($0) + 1 } ?? 0)
         var out = [Int64](repeating: 0, count: values.count * c)
         for (i, v) in values.enumerated() {
-            if v < 0 || Int(v) >= c { shapeError("oneHot: class value \(v) is out of range for \(c) classes") }
+            if v < 0 || Int(v) >= c { usageError("oneHot: class value \(v) is out of range for \(c) classes") }
             out[i * c + Int(v)] = 1
         }
         return Tensor(shape: labels.shape + [c], scalars: out).to(labels.device)
@@ -31,7 +31,7 @@ extension F {
 
     /// Zeroes elements with probability `p` and scales the rest by 1/(1-p) when training.
     public static func dropout(_ x: Tensor, p: Double = 0.5, training: Bool = true) -> Tensor {
-        if p < 0 || p > 1 { shapeError("dropout: probability has to be between 0 and 1, but got \(p)") }
+        if p < 0 || p > 1 { usageError("dropout: probability has to be between 0 and 1, but got \(p)") }
         if !training || p == 0 { return x }
         if p == 1 { return x * 0.0 }
         let mask = bernoulliMask(x.shape, keep: 1 - p, dtype: x.dtype)
@@ -135,7 +135,7 @@ extension F {
     /// Probability targets (float, same shape as the logits) are accepted too.
     public static func crossEntropy(_ input: Tensor, _ target: Tensor, weight: Tensor? = nil, ignoreIndex: Int = -100,
                                     reduction: Reduction = .mean, labelSmoothing: Double = 0) -> Tensor {
-        if labelSmoothing < 0 || labelSmoothing > 1 { shapeError("crossEntropy: labelSmoothing must be in [0, 1], got \(labelSmoothing)") }
+        if labelSmoothing < 0 || labelSmoothing > 1 { usageError("crossEntropy: labelSmoothing must be in [0, 1], got \(labelSmoothing)") }
         if target.dtype.isFloatingPoint {
             if target.shape != input.shape { shapeError("crossEntropy: probability targets must match the input shape \(input.shape), got \(target.shape)") }
             let c = Double(input.shape[1])

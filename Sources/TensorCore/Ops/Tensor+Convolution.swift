@@ -18,7 +18,7 @@ extension F {
             shapeError("conv2d: input has \(x.shape[1]) channels (shape \(x.shape)) but weight \(weight.shape) expects \(weight.shape[1])")
         }
         if stride.0 < 1 || stride.1 < 1 || dilation.0 < 1 || dilation.1 < 1 || padding.0 < 0 || padding.1 < 0 {
-            shapeError("conv2d: stride and dilation must be >= 1 and padding >= 0")
+            usageError("conv2d: stride and dilation must be >= 1 and padding >= 0")
         }
         let geo = ConvGeometry(channels: x.shape[1], height: x.shape[2], width: x.shape[3], kh: weight.shape[2], kw: weight.shape[3],
                                sh: stride.0, sw: stride.1, ph: padding.0, pw: padding.1, dh: dilation.0, dw: dilation.1)
@@ -351,7 +351,7 @@ extension F {
 
     static func poolGeometry(_ name: String, _ x: Tensor, _ k: Int, _ s: Int, _ p: Int, _ d: Int) -> ConvGeometry {
         if x.ndim != 4 { shapeError("\(name): expected a 4-d input [N, C, H, W], got shape \(x.shape)") }
-        if k < 1 || s < 1 || p < 0 || d < 1 { shapeError("\(name): kernel size, stride and dilation must be >= 1 and padding >= 0") }
+        if k < 1 || s < 1 || p < 0 || d < 1 { usageError("\(name): kernel size, stride and dilation must be >= 1 and padding >= 0") }
         let geo = ConvGeometry(channels: x.shape[1], height: x.shape[2], width: x.shape[3], kh: k, kw: k, sh: s, sw: s, ph: p, pw: p, dh: d, dw: d)
         if geo.outH <= 0 || geo.outW <= 0 { shapeError("\(name): kernel \(k) is larger than the input \(x.shape[2])x\(x.shape[3]) (shape \(x.shape))") }
         return geo

@@ -82,7 +82,7 @@ extension Tensor {
                 off += p * strides[d]
                 d += 1
             case .slice(let start, let end, let step):
-                if step <= 0 { shapeError("slice step must be positive, got \(step)") }
+                if step <= 0 { usageError("slice step must be positive, got \(step)") }
                 let size = shape[d]
                 func clampBound(_ b: Int?, _ def: Int) -> Int {
                     guard var v = b else { return def }

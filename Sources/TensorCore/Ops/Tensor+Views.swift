@@ -254,7 +254,7 @@ extension Tensor {
     /// Splits into pieces of `size` along `dim` (the last may be smaller); views.
     public func split(_ size: Int, dim: Int = 0) -> [Tensor] {
         let d = normalizeDim(dim)
-        if size <= 0 { shapeError("split: size must be positive, got \(size)") }
+        if size <= 0 { usageError("split: size must be positive, got \(size)") }
         var pieces: [Tensor] = []
         var start = 0
         repeat {
@@ -275,7 +275,7 @@ extension Tensor {
 
     /// Splits into `chunks` nearly equal pieces along `dim` (`torch.chunk`).
     public func chunk(_ chunks: Int, dim: Int = 0) -> [Tensor] {
-        if chunks <= 0 { shapeError("chunk: chunks must be positive, got \(chunks)") }
+        if chunks <= 0 { usageError("chunk: chunks must be positive, got \(chunks)") }
         let d = normalizeDim(dim)
         let size = (shape[d] + chunks - 1) / chunks
         return split(Swift.max(size, 1), dim: d)
@@ -287,7 +287,7 @@ extension Tensor {
         if index.ndim > 1 || index.dtype != .int64 { usageError("indexSelect: index must be a 1-d int64 tensor, got \(index.dtype) of shape \(index.shape)") }
         let idx = index.scalars(as: Int64.self).map { i -> Int in
             let v = Int(i) < 0 ? Int(i) + shape[d] : Int(i)
-            if v < 0 || v >= shape[d] { shapeError("indexSelect: index \(i) is out of range for dimension \(d) of size \(shape[d])") }
+            if v < 0 || v >= shape[d] { usageError("indexSelect: index \(i) is out of range for dimension \(d) of size \(shape[d])") }
             return v
         }
         var outShape = shape

@@ -152,10 +152,13 @@ struct LaunchCommand: AsyncParsableCommand {
             let jobName = try name ?? LaunchCommand.defaultName(configName: configName, file: relative)
             try Names.validateJobName(jobName)
             // ferry's trainer needs the engine's libraries on the host and continues from its last/.
-            return LaunchRequest(host: host, name: jobName, workingDirectory: root, kind: "train",
-                                 needs: JobNeeds(engine: true, resumeArguments: ["--resume", "auto"]), command: ["ferry", "train", relative],
-                                 environment: env, gpus: gpus, graceSeconds: grace, hostPaths: hostPaths,
-                                 reserveBytes: disk.flatMap(LaunchCommand.parseSize) ?? 0, follow: !detach && !json)
+            var request = LaunchRequest(host: host, name: jobName, workingDirectory: root, kind: "train",
+                                        needs: JobNeeds(engine: true, resumeArguments: ["--resume", "auto"]), command: ["ferry", "train", relative],
+                                        environment: env, gpus: gpus, graceSeconds: grace, hostPaths: hostPaths,
+                                        reserveBytes: disk.flatMap(LaunchCommand.parseSize) ?? 0, follow: !detach && !json)
+            // Counted by the check, nothing built: the host's preflight weighs it against its memory.
+            request.modelBytes = checked?.modelBytes.map(Int64.init)
+            return request
         }
         let jobName = name ?? Names.defaultJobName(from: command.dropFirst().first(where: { $0.contains(".") && !$0.hasPrefix("-") }) ?? command[0])
         try Names.validateJobName(jobName)
@@ -178,14 +181,14 @@ struct LaunchCommand: AsyncParsableCommand {
         return Names.defaultJobName(from: file)
     }
 
-    /// The config checked as `ferry train --check` would, in the working directory: a config that
-    /// would fail on the host stops here, before anything is sent. In this process when the CPU runs
-    /// the engine (the resolved config comes back); as a child `ferry train --check` otherwise, so
-    /// the runner's commands keep working on CPUs the engine cannot use.
+    /// The config checked as `ferry train --check` would, in this process and the working directory:
+    /// a config that would fail on the host stops here, before anything is sent, and the resolved
+    /// plan comes back. On a CPU the engine cannot run on (the checker is engine code) nothing is
+    /// checked here: the launch says so and the host checks the config when the job starts.
     func checkConfig(_ relative: String, root: String) throws -> TrainingPlan? {
-        guard EngineGuard.missingFeatures.isEmpty else {
-            let result = Subprocess.capture([JobsCLI.selfBinary, "train", "--check", relative], directory: root, timeout: 300)
-            guard result.status == 0 else { throw JobsError.configInvalid(config: relative, output: result.text) }
+        let missing = EngineGuard.missingFeatures
+        guard missing.isEmpty else {
+            JobsCLI.say("this CPU lacks \(missing.map { $0.uppercased() }.joined(separator: " and ")), which ferry's engine needs: \(relative) is checked on the host when the job starts")
             return nil
         }
         let fm = FileManager.default
