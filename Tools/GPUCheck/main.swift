@@ -209,7 +209,7 @@ if let (images, targets) = fashionSubset() {
     for kind in ["mlp", "cnn"] {
         Tensor.manualSeed(0)
         let model = referenceModel(kind)
-        // model.to(device) TEMP
+        model.to(device)
         var times: [Double] = []
         var lastLoss = 0.0
         for _ in 0..<(quick ? 1 : 3) {
