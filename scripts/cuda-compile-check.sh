@@ -4,12 +4,13 @@
 # NVRTC 13 and NVRTC 12 (PyTorch's pip wheels, the libraries ferry loads on hosts), and the PTX
 # through `ptxas -v` (only bin/ptxas of the nvidia-cuda-nvcc wheel), which reports registers and spills.
 #   scripts/cuda-compile-check.sh [FILE.cu ...]
-# Wheels are cached outside the clone in $FERRY_CUDA_WHEELS (default ~/.cache/ferry/cuda-wheels).
+# Wheels are cached outside the clone in $FERRY_WHEEL_CACHE (default ~/.cache/ferry/wheels); the
+# CUDA tests load the same NVRTC libraries from there (the real driver's bindings, no GPU needed).
 # A wheel that cannot be had skips the check with a message; with CI=true it fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CACHE="${FERRY_CUDA_WHEELS:-$HOME/.cache/ferry/cuda-wheels}"
+CACHE="${FERRY_WHEEL_CACHE:-$HOME/.cache/ferry/wheels}"
 WHEELS=(nvidia-cuda-nvrtc==13.5.37 nvidia-cuda-nvrtc-cu12==12.9.86 nvidia-cuda-nvcc==13.5.37)
 mkdir -p "$CACHE/unpacked"
 

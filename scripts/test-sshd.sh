@@ -5,7 +5,10 @@
 #   scripts/test-sshd.sh env     print the variables the tests read, as `export NAME=value` lines
 #   scripts/test-sshd.sh stop    stop it and remove its folder
 # FERRY_TEST_SSHD_DIR picks the folder (a second server for jump tests lives in its own);
-# FERRY_TEST_SSHD_EXTRA_CONFIG holds sshd_config lines put first (sshd takes a keyword's first value).
+# FERRY_TEST_SSHD_EXTRA_CONFIG holds sshd_config lines put first (sshd takes a keyword's first value);
+# FERRY_TEST_SSHD_NO_SFTP=1 leaves out the sftp Subsystem (a host where only exec channels work).
+# FERRY_TEST_SLURM_CONF (scripts/test-slurm.sh env) is passed to sessions as SLURM_CONF, so the
+# server is the test cluster's login node.
 set -euo pipefail
 
 DIR="${FERRY_TEST_SSHD_DIR:-${TMPDIR:-/tmp}/ferry-test-sshd-$(id -u)}"
@@ -49,8 +52,8 @@ PermitTTY yes
 MaxSessions 200
 MaxStartups 200:30:400
 LogLevel VERBOSE
-Subsystem sftp internal-sftp
-SetEnv FERRY_HOME=$DIR/host
+$([ "${FERRY_TEST_SSHD_NO_SFTP:-}" = 1 ] || echo "Subsystem sftp internal-sftp")
+SetEnv FERRY_HOME=$DIR/host${FERRY_TEST_SLURM_CONF:+ SLURM_CONF=$FERRY_TEST_SLURM_CONF}
 CONF
         "$SSHD" -t -f "$DIR/sshd_config"
         if "$SSHD" -f "$DIR/sshd_config" -E "$DIR/sshd.log"; then

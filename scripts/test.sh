@@ -15,8 +15,18 @@ start=$(date +%s)
 scripts/cuda-compile-check.sh
 echo "test.sh: CUDA compile checks took $(( $(date +%s) - start ))s"
 
+# The one-node Slurm cluster first: the test sshd is its login node (SLURM_CONF in its sessions).
+# Without Slurm installed its tests skip, saying so; under CI=true a cluster that fails to start fails the run.
+trap 'scripts/test-sshd.sh stop; scripts/test-slurm.sh stop' EXIT
+if scripts/test-slurm.sh start; then
+    eval "$(scripts/test-slurm.sh env)"
+elif [ "${CI:-}" = true ]; then
+    echo "test.sh: the test Slurm cluster did not start (CI=true)" >&2
+    exit 1
+else
+    echo "test.sh: no test Slurm cluster (scripts/install-deps.sh installs slurm-wlm and munge); the Slurm tests skip" >&2
+fi
 scripts/test-sshd.sh start
-trap 'scripts/test-sshd.sh stop' EXIT
 eval "$(scripts/test-sshd.sh env)"
 
 start=$(date +%s)

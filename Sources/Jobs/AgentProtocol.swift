@@ -9,8 +9,9 @@ import System
 /// The names below are the only spelling of the protocol's words, for both sides.
 public enum AgentProtocol {
     /// Bumped when a request changes incompatibly; the client reinstalls an agent that differs.
-    /// 2: typed requests on stdin (1 had verbs and --flags in argv).
-    public static let version = 2
+    /// 2: typed requests on stdin (1 had verbs and --flags in argv). 3: `filesGet` (fetch through
+    /// the agent's stream, no SFTP), listings with modes and local paths, `--what` path rules.
+    public static let version = 3
     /// `ferry agent`: the CLI's subcommand that is the agent.
     public static let subcommand = "agent"
     public static let homeFlag = "--home"
@@ -39,8 +40,10 @@ enum AgentRequest: Codable, Sendable {
     case jobLogs(id: String, offset: Int64, wait: Double)
     /// SIGTERM to the job's group, SIGKILL after `grace` seconds (the spec's when nil).
     case jobCancel(id: String, grace: Int?)
-    /// `best`, `last`, `all`, or a path under the job's output.
+    /// `best`, `last`, `all`, `log`, `events`, or a path P: `work/P`, else `output/P` (both: an error).
     case jobFiles(id: String, what: String)
+    /// Listed files of a job, streamed back as `FilesFrame`s (each from its offset: a resume).
+    case filesGet(id: String, files: [FileWant])
 
     /// For messages: `job_logs`.
     var name: String {
@@ -55,6 +58,7 @@ enum AgentRequest: Codable, Sendable {
         case .jobLogs: return "job_logs"
         case .jobCancel: return "job_cancel"
         case .jobFiles: return "job_files"
+        case .filesGet: return "files_get"
         }
     }
 }
@@ -128,10 +132,12 @@ public struct PreflightReport: Codable, Sendable {
     public var missing: BlobsMissingReply?
     /// Bytes of disk the job needs in all, as the host counted them.
     public var neededBytes: Int64
+    /// Where `sbatch` is on the host's PATH: a Slurm login node (then `hosts add --slurm` submits to it).
+    public var sbatch: String? = nil
 
     /// snake_case as everywhere (System's `JSONCoding`), but the library check is spelled "onednn".
     enum CodingKeys: String, CodingKey {
-        case ferry, home, cpus, gpus, cuda, problems, missing, neededBytes, freeBytes, nvidiaSmi, cpuMissing, missingPaths, missingLibraries
+        case ferry, home, cpus, gpus, cuda, problems, missing, neededBytes, freeBytes, nvidiaSmi, cpuMissing, missingPaths, missingLibraries, sbatch
         case oneDNN = "onednn"
     }
 }
@@ -170,10 +176,20 @@ public struct FileListing: Codable, Sendable {
         public var size: Int64
         public var sha256: String
         public var modified: Date
+        /// Its permission bits on the host (a fetched copy gets them, never wider).
+        public var mode: Int?
+        /// Where it lands, relative to the destination (`--what P` lands at `DEST/P/…`).
+        public var local: String?
     }
     public var root: String
     public var files: [Entry]
     public var state: JobState
+}
+
+/// One file a `filesGet` asks for: its path in the job's folder, and the bytes already here.
+struct FileWant: Codable, Sendable, Equatable {
+    var path: String
+    var offset: Int64
 }
 
 struct AgentErrorReply: Codable {

@@ -25,6 +25,11 @@ public struct JobSpec: Codable, Sendable, Equatable {
     public var client: String
     /// How many times it was started (1, then +1 for each `launch --resume`).
     public var attempt: Int
+    /// Set when the host is a Slurm cluster: the job is submitted with sbatch, not run by a supervisor.
+    public var slurm: SlurmJob?
+    /// `--time` on a plain host: the supervisor sends SIGTERM after this many seconds of running
+    /// (then SIGKILL after the grace) and the job ends as `timeout`. On Slurm, `slurm.time` says it.
+    public var timeLimitSeconds: Int?
 
     public init(id: String, name: String, kind: String, needs: JobNeeds = JobNeeds(), command: [String], environment: [String: String] = [:],
                 directory: String = ".", gpus: String? = nil, graceSeconds: Int = 30, createdAt: Date = Date(),
@@ -35,7 +40,7 @@ public struct JobSpec: Codable, Sendable, Equatable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case id, name, kind, needs, command, environment, directory, gpus, graceSeconds, createdAt, client, attempt
+        case id, name, kind, needs, command, environment, directory, gpus, graceSeconds, createdAt, client, attempt, slurm, timeLimitSeconds
     }
 
     public init(from decoder: Decoder) throws {
@@ -54,6 +59,8 @@ public struct JobSpec: Codable, Sendable, Equatable {
         createdAt = try c.decode(Date.self, forKey: .createdAt)
         client = try c.decode(String.self, forKey: .client)
         attempt = try c.decode(Int.self, forKey: .attempt)
+        slurm = try c.decodeIfPresent(SlurmJob.self, forKey: .slurm)
+        timeLimitSeconds = try c.decodeIfPresent(Int.self, forKey: .timeLimitSeconds)
     }
 
     /// The spec with every environment value replaced by `********`, for output (`status --json`):
@@ -88,6 +95,13 @@ public struct JobSpec: Codable, Sendable, Equatable {
         }
         for arg in needs.resumeArguments where arg.utf8.contains(0) {
             throw JobsError.unsafePath(path: arg, reason: "a resume argument contains a NUL byte")
+        }
+        if let limit = timeLimitSeconds, limit < 1 { throw JobsError.unsafePath(path: "--time", reason: "a time limit is 1 second or more") }
+        if let slurm {
+            try slurm.validate()
+            if let gpus, case .list? = GPURequest(parsing: gpus) {
+                throw JobsError.slurmOptionRefused(option: "--gpus \(gpus)", reason: "on Slurm the scheduler picks the GPUs: give a count (--gpus 2)")
+            }
         }
     }
 }
@@ -151,7 +165,10 @@ public struct JobStatus: Codable, Sendable, Equatable {
     /// Why a pending job waits (a scheduler's reason: `Resources`, `Priority`) and when it expects to start.
     public var pendingReason: String?
     public var expectedStart: Date?
-
+    /// A scheduler's job id (Slurm's), the nodes it runs on, and how often the scheduler requeued it.
+    public var schedulerJobId: String?
+    public var nodes: String?
+    public var restarts: Int?
 
     public init(id: String, state: JobState, attempt: Int = 1) {
         self.id = id; self.state = state; self.attempt = attempt; self.cancelRequested = false
@@ -174,6 +191,11 @@ public struct JobStatus: Codable, Sendable, Equatable {
         case .nodeFailed: return "node failed" + (message.map { " (\($0))" } ?? "")
         case .timeout: return "timeout (out of time; resumable)"
         case .preempted: return "preempted (resumable)"
+        case .running:
+            var text = "running"
+            if let nodes, !nodes.isEmpty { text += " on \(nodes)" }
+            if let restarts, restarts > 0 { text += " (restart \(restarts))" }
+            return text
         default: return state.rawValue
         }
     }

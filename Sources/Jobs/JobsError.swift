@@ -37,6 +37,10 @@ public enum JobsError: Error, CustomStringConvertible, Equatable, Sendable, Coda
     case jobExists(String)
     /// The host has no ferry agent of this version and the command only reads (ls, status, logs, fetch).
     case noAgent(host: String, detail: String)
+    /// An sbatch option ferry sets itself, or one it cannot pass on.
+    case slurmOptionRefused(option: String, reason: String)
+    /// Slurm refused the job at submission (its own words); nothing was left behind.
+    case slurmRefused(host: String, reason: String)
 
     public var description: String {
         switch self {
@@ -104,6 +108,10 @@ public enum JobsError: Error, CustomStringConvertible, Equatable, Sendable, Coda
             return "a job \(id) already exists on the host"
         case .noAgent(let host, let detail):
             return "\(host) has no ferry agent of this version (\(detail)), so it has no jobs of this ferry to show — `ferry launch --host \(host) …` installs one"
+        case .slurmOptionRefused(let option, let reason):
+            return "refusing \(option.debugDescription): \(reason)"
+        case .slurmRefused(let host, let reason):
+            return "Slurm on \(host) refused the job (nothing was submitted): \(reason)"
         }
     }
 }
@@ -125,7 +133,7 @@ extension JobsError: ExitStatusError {
     public var exitStatus: ExitStatus {
         switch self {
         case .unknownHost, .unknownJob, .invalidHostName, .invalidJobName, .invalidJobID, .invalidTarget, .hostExists,
-             .configOutsideWorkingDirectory, .configInvalid, .noSuchFile, .emptyCommand, .unsafePath:
+             .configOutsideWorkingDirectory, .configInvalid, .noSuchFile, .emptyCommand, .unsafePath, .slurmOptionRefused:
             return .usage
         default:
             return .failed

@@ -17,10 +17,11 @@ public final class StopFlag: Sendable {
     @discardableResult
     public func request() -> Int { count.add(1, ordering: .acquiringAndReleasing).newValue }
 
-    /// Routes SIGTERM and SIGINT to this flag: the first finishes the current step, writes
-    /// `last/` and ends with status 75; a second SIGINT exits at once (status 130).
+    /// Routes SIGTERM, SIGINT and SIGUSR2 (a scheduler's warning before preemption or the time
+    /// limit, as Slurm's `--signal=USR2@…` sends it) to this flag: the first finishes the current
+    /// step, writes `last/` and ends with status 75; a second SIGINT exits at once (status 130).
     public func installSignalHandlers(message: @escaping @Sendable (String) -> Void) {
-        for sig in [SIGTERM, SIGINT] {
+        for sig in [SIGTERM, SIGINT, SIGUSR2] {
             signal(sig, SIG_IGN)   // the dispatch source sees the signal; the default action must not end the process first
             let source = DispatchSource.makeSignalSource(signal: sig, queue: SignalSources.queue)
             source.setEventHandler { [self] in
@@ -28,7 +29,7 @@ public final class StopFlag: Sendable {
                 var total = 0
                 for _ in 0..<deliveries { total = request() }
                 if total == deliveries {
-                    message("\(sig == SIGTERM ? "SIGTERM" : "SIGINT"): stopping after this step and saving last/ (Ctrl-C again to quit at once)")
+                    message("\(sig == SIGTERM ? "SIGTERM" : sig == SIGUSR2 ? "SIGUSR2" : "SIGINT"): stopping after this step and saving last/ (Ctrl-C again to quit at once)")
                 }
                 if total > 1 && sig == SIGINT {
                     message("SIGINT again: quitting without saving")

@@ -10,6 +10,8 @@ public struct TestSSHD: Sendable {
     public let knownHosts: String
     public let hostKeyFingerprint: String
     public let directory: String
+    /// The script that started it (and stops it): test-sshd.sh, or test-dropbear.sh.
+    public var script = "scripts/test-sshd.sh"
 
     public enum Unavailable: Error, CustomStringConvertible {
         case notInstalled(String)
@@ -40,12 +42,35 @@ public struct TestSSHD: Sendable {
     /// Starts (or reuses) a throwaway sshd in `directory` (the shared one when nil) with its own host
     /// key, client key and port. Tests that need a second server (a jump host) start one in a
     /// directory of their own and `stop()` it when done.
-    /// `extraConfig` lines go first in its sshd_config (e.g. `LogLevel DEBUG1`, `PermitOpen none`).
-    public static func start(directory: String?, extraConfig: [String] = []) throws -> TestSSHD {
+    /// `extraConfig` lines go first in its sshd_config (e.g. `LogLevel DEBUG1`, `PermitOpen none`);
+    /// `noSFTP` leaves out the sftp Subsystem (a host where only exec channels work).
+    public static func start(directory: String?, extraConfig: [String] = [], noSFTP: Bool = false) throws -> TestSSHD {
         let script = TestPaths.repoRoot.appendingPathComponent("scripts/test-sshd.sh").path
         var environment = ProcessInfo.processInfo.environment
         if let directory { environment["FERRY_TEST_SSHD_DIR"] = directory }
         environment["FERRY_TEST_SSHD_EXTRA_CONFIG"] = extraConfig.joined(separator: "\n")
+        environment["FERRY_TEST_SSHD_NO_SFTP"] = noSFTP ? "1" : nil
+        return try launch(script: "scripts/test-sshd.sh", environment: environment)
+    }
+
+    /// A dropbear without sftp-server in `directory` (scripts/test-dropbear.sh); nil where it cannot
+    /// run (not root, no dropbear) outside CI.
+    public static func startDropbear(directory: String) throws -> TestSSHD? {
+        var environment = ProcessInfo.processInfo.environment
+        environment["FERRY_TEST_DROPBEAR_DIR"] = directory
+        do {
+            var server = try launch(script: "scripts/test-dropbear.sh", environment: environment)
+            server.script = "scripts/test-dropbear.sh"
+            return server
+        } catch {
+            if TestPaths.isCI && getuid() == 0 { throw error }
+            print("test dropbear unavailable: \(error)")
+            return nil
+        }
+    }
+
+    private static func launch(script relative: String, environment: [String: String]) throws -> TestSSHD {
+        let script = TestPaths.repoRoot.appendingPathComponent(relative).path
         let start = try runProcess("/bin/bash", [script, "start"], environment: environment)
         guard start.status == 0 else { throw Unavailable.notInstalled(start.stderr + start.stdout) }
         let printed = try runProcess("/bin/bash", [script, "env"], environment: environment)
@@ -65,9 +90,10 @@ public struct TestSSHD: Sendable {
     /// Stops a server started with `start(directory:)` and removes its directory. Never call it on
     /// `shared()`: other test processes use that one.
     public func stop() {
-        let script = TestPaths.repoRoot.appendingPathComponent("scripts/test-sshd.sh").path
+        let script = TestPaths.repoRoot.appendingPathComponent(self.script).path
         var environment = ProcessInfo.processInfo.environment
         environment["FERRY_TEST_SSHD_DIR"] = directory
+        environment["FERRY_TEST_DROPBEAR_DIR"] = directory
         _ = try? runProcess("/bin/bash", [script, "stop"], environment: environment)
     }
 

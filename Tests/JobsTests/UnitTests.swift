@@ -332,13 +332,15 @@ import Glibc
     @Test func fetchPathsStayInTheDestination() throws {
         let box = try Sandbox(); defer { box.remove() }
         let dest = box.root + "/dest"
-        #expect(try Fetcher.localPath(for: "output/M/r/checkpoints/best/model.safetensors", in: dest) == dest + "/M/r/checkpoints/best/model.safetensors")
-        #expect(try Fetcher.localPath(for: "work/results.csv", in: dest) == dest + "/work/results.csv")
+        // The listing says where each file lands (`--what P` lands at DEST/P); the path is only checked.
+        #expect(try Fetcher.localPath(for: "M/r/checkpoints/best/model.safetensors", in: dest) == dest + "/M/r/checkpoints/best/model.safetensors")
+        #expect(try Fetcher.localPath(for: "results.csv", in: dest) == dest + "/results.csv")
+        #expect(try Fetcher.localPath(for: "out/a.txt", in: dest) == dest + "/out/a.txt")
         for hostile in ["../x", "output/../../x", "/etc/passwd", "output/./x", "a//b", ""] {
             #expect(throws: JobsError.self) { try Fetcher.localPath(for: hostile, in: dest) }
         }
         try FileManager.default.createDirectory(atPath: dest, withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: dest + "/link", withDestinationPath: "/tmp")
-        #expect(throws: JobsError.self) { try Fetcher.localPath(for: "output/link/x", in: dest) }
+        #expect(throws: JobsError.self) { try Fetcher.localPath(for: "link/x", in: dest) }
     }
 }

@@ -35,7 +35,8 @@ let opsDir = out.appendingPathComponent("ops")
 try FileManager.default.createDirectory(at: opsDir, withIntermediateDirectories: true)
 
 var report: [String: Any] = ["device": deviceName, "cuda_available": Device.isCUDAAvailable,
-                             "cuda_driver": Device.cudaDriverStatus.detail]
+                             "cuda_driver": Device.cudaDriverStatus.detail, "cuda_devices": Device.cudaDeviceCount,
+                             "cuda_report": CUDARuntime.report().lines]
 if case .cuda = device, !Device.isCUDAAvailable {
     report["error"] = "CUDA is not available: \(Device.cudaDriverStatus.detail)"
     try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys]).write(to: out.appendingPathComponent("ferry.json"))
@@ -142,6 +143,9 @@ func maxAbsDiff(_ a: Tensor, _ b: Tensor) -> Double {
     return (a.to(.float64) - b.to(.float64)).abs().max().item()
 }
 
+func say(_ text: String) { FileHandle.standardError.write(Data("ferry-gpu-check: \(text)\n".utf8)) }
+
+say("device \(deviceName): \(Device.cudaDriverStatus.detail)")
 var opReports: [[String: Any]] = []
 var failures = 0
 for c in cases {
@@ -168,23 +172,33 @@ for c in cases {
     opReports.append(entry)
 }
 report["ops"] = opReports
+say("\(cases.count) op cases, \(failures) differ from the CPU")
 report["ops_cpu_mismatches"] = failures
 
 // MARK: - GEMM
 
-var gemm: [[String: Any]] = []
-for n in quick ? [256, 512] : [1024, 2048, 4096, 8192] {
-    let a = Tensor.randn([n, n]).to(device), b = Tensor.randn([n, n]).to(device)
-    _ = a.mm(b).sum().item()                                // warm-up (and, on CUDA, the handle and kernels)
-    let reps = Swift.max(2, Int(4e11 / Double(2 * n * n * n)))
-    let started = now()
-    var c = a.mm(b)
-    for _ in 1..<reps { c = a.mm(b) }
-    _ = c[0, 0].item()                                      // synchronises
-    let seconds = now() - started
-    gemm.append(["n": n, "reps": reps, "gflops": Double(2 * n * n * n) * Double(reps) / seconds / 1e9])
+/// GFLOP/s of n×n float32 GEMMs on the device (FP32, or TF32 where `tf32` and the device allow it).
+func gemmRates(tf32: Bool) -> [[String: Any]] {
+    Tensor.allowTF32 = tf32
+    defer { Tensor.allowTF32 = false }
+    var gemm: [[String: Any]] = []
+    for n in quick ? [256, 512] : [1024, 2048, 4096, 8192] {
+        let a = Tensor.randn([n, n]).to(device), b = Tensor.randn([n, n]).to(device)
+        _ = a.mm(b).sum().item()                                // warm-up (and, on CUDA, the handle and kernels)
+        let reps = Swift.max(2, Int(4e11 / Double(2 * n * n * n)))
+        let started = now()
+        var c = a.mm(b)
+        for _ in 1..<reps { c = a.mm(b) }
+        _ = c[0, 0].item()                                      // synchronises
+        let seconds = now() - started
+        gemm.append(["n": n, "reps": reps, "gflops": Double(2 * n * n * n) * Double(reps) / seconds / 1e9])
+    }
+    return gemm
 }
+let gemm = gemmRates(tf32: false)
+say("sgemm: " + gemm.map { "\($0["n"]!): \(Int(($0["gflops"] as? Double) ?? 0)) GFLOP/s" }.joined(separator: ", "))
 report["sgemm_fp32"] = gemm
+if case .cuda = device { report["sgemm_tf32"] = gemmRates(tf32: true) }
 
 // MARK: - One epoch of the reference MLP and CNN
 
@@ -200,7 +214,9 @@ func fashionSubset() -> (Tensor, Tensor)? {
     let root = option("--data") ?? FashionMNISTFiles.defaultRoot
     guard let ds = try? FashionMNIST(root: root, train: false, normalize: .fashionMNIST) else { return nil }
     let (x, y) = ds.data.tensors()
-    return (x.reshape([-1, 1, 28, 28]), y)
+    // --quick (a rehearsal on the mock driver or the CPU): the first 1,024 images.
+    let n = quick ? Swift.min(1024, y.shape[0]) : y.shape[0]
+    return (x.reshape([-1, 1, 28, 28])[..<n], y[..<n])
 }
 
 if let (images, targets) = fashionSubset() {
@@ -228,12 +244,19 @@ if let (images, targets) = fashionSubset() {
             times.append(now() - started)
         }
         epochs[kind] = ["epoch_s": times.min() ?? 0, "epoch_s_all": times, "last_loss": lastLoss]
+        say("\(kind) epoch over \(images.shape[0]) images: \(times.map { String(format: "%.3f", $0) }.joined(separator: ", ")) s")
     }
     report["epochs"] = epochs
 } else {
     report["epochs_error"] = "no Fashion-MNIST files (pass --data DIR holding t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz)"
 }
 
+if case .cuda(let n) = device {
+    let stats = CUDAMemory.stats(device: n)
+    report["allocator"] = ["allocated_bytes": stats.allocatedBytes, "peak_allocated_bytes": stats.peakAllocatedBytes,
+                           "cached_bytes": stats.cachedBytes, "driver_allocations": stats.driverAllocations,
+                           "cache_hits": stats.cacheHits, "oom_retries": stats.oomRetries]
+}
 try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys]).write(to: out.appendingPathComponent("ferry.json"))
 print("ferry-gpu-check: \(cases.count) ops (\(failures) differ from ferry's CPU), \(gemm.count) GEMM sizes → \(out.path)/ferry.json")
 exit(failures == 0 ? 0 : 1)

@@ -114,6 +114,7 @@ def idx(path):
 def epochs(device, data, repeats):
     x = torch.tensor(idx(os.path.join(data, "t10k-images-idx3-ubyte.gz")), dtype=torch.float32) / 255.0
     y = torch.tensor(idx(os.path.join(data, "t10k-labels-idx1-ubyte.gz")), dtype=torch.int64)
+    if repeats == 1: x, y = x[:1024], y[:1024]    # --quick: the rehearsal's 1,024 images, as ferry-gpu-check --quick
     x = ((x - 0.2860) / 0.3530).unsqueeze(1).to(device); y = y.to(device)
     result = {}
     for kind in ["mlp", "cnn"]:
@@ -162,6 +163,10 @@ def main():
                "sgemm_ratio": [{"n": f["n"], "ferry_gflops": round(f["gflops"], 1), "torch_gflops": round(t["gflops"], 1),
                                 "ratio": round(f["gflops"] / t["gflops"], 3)}
                                for f, t in zip(ferry.get("sgemm_fp32", []), torch_side["sgemm_fp32"])],
+               "sgemm_tf32_ratio": [{"n": f["n"], "ferry_gflops": round(f["gflops"], 1), "torch_gflops": round(t["gflops"], 1),
+                                     "ratio": round(f["gflops"] / t["gflops"], 3)}
+                                    for f, t in zip(ferry.get("sgemm_tf32", []), torch_side["sgemm_tf32"])],
+               "allocator": ferry.get("allocator"), "cuda_report": ferry.get("cuda_report"),
                "epoch_ratio": {k: {"ferry_s": round(ferry["epochs"][k]["epoch_s"], 3), "torch_s": round(v["epoch_s"], 3),
                                    "ratio": round(ferry["epochs"][k]["epoch_s"] / v["epoch_s"], 3)}
                                for k, v in torch_side.get("epochs", {}).items() if k in ferry.get("epochs", {})}}

@@ -11,9 +11,23 @@ public struct AgentInstaller: Sendable {
     public var binary: String
     /// `(what, bytes done, bytes total)` while uploading.
     public var progress: (@Sendable (String, Int64, Int64) -> Void)?
+    /// Details for `-v` (how each file went).
+    public var note: (@Sendable (String) -> Void)?
 
-    public init(binary: String, progress: (@Sendable (String, Int64, Int64) -> Void)? = nil) {
-        self.binary = binary; self.progress = progress
+    public init(binary: String, progress: (@Sendable (String, Int64, Int64) -> Void)? = nil, note: (@Sendable (String) -> Void)? = nil) {
+        self.binary = binary; self.progress = progress; self.note = note
+    }
+
+    /// Sends one file through an exec channel (works with or without SFTP on the host), sha256-checked there.
+    func put(_ local: String, to remote: String, what: String, transport: any Transport) async throws {
+        let size = POSIX.fileSize(local) ?? 0
+        let report = progress
+        let started = Date()
+        let outcome = try await StreamUpload.put(local, to: remote, mode: 0o755, via: transport) { done in report?(what, done, size) }
+        let seconds = Date().timeIntervalSince(started)
+        note?("install: \(what) (\(ByteCount.format(size))) through an exec-channel stream (sh/cat, no SFTP needed) in \(String(format: "%.2f", seconds)) s"
+              + (outcome.report.resumedFrom > 0 ? ", resumed at \(ByteCount.format(outcome.report.resumedFrom))" : "")
+              + (outcome.verifiedOnHost ? ", sha256 verified on the host" : ", the host has no sha256 tool: its loader checks it"))
     }
 
     func install(on transport: any Transport, host: String, home: String, version: String) async throws -> AgentSession {
@@ -24,9 +38,7 @@ public struct AgentInstaller: Sendable {
         let lib = (home as NSString).appendingPathComponent("lib")
         try await run(transport, ["sh", "-c", #"umask 077; mkdir -p "$1" "$2" "$3""#, "sh", home, bin, lib], host: host)
         let target = (bin as NSString).appendingPathComponent("ferry")
-        let size = POSIX.fileSize(binary) ?? 0
-        let report = progress
-        _ = try await transport.upload(binary, to: target, mode: 0o755) { done in report?("ferry \(version)", done, size) }
+        try await put(binary, to: target, what: "ferry \(version)", transport: transport)
         var withLibraries = false
         var sent: [String] = []
         for _ in 0..<16 {
@@ -54,9 +66,7 @@ public struct AgentInstaller: Sendable {
         for name in names {
             guard let local = locator.find(name) else { unavailable.append(name); continue }
             let remote = ((home as NSString).appendingPathComponent("lib") as NSString).appendingPathComponent(name)
-            let size = POSIX.fileSize(local) ?? 0
-            let report = progress
-            _ = try await transport.upload(local, to: remote, mode: 0o755) { done in report?(name, done, size) }
+            try await put(local, to: remote, what: name, transport: transport)
             sent.append(name)
         }
         if !unavailable.isEmpty { throw JobsError.hostLacksLibraries(host: host, libraries: unavailable) }

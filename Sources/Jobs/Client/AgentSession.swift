@@ -1,6 +1,9 @@
 import Foundation
 import System
 import SSH
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A session with a host's agent over one transport: finds (or, for a launch, installs) a ferry of
 /// this version on the host, then sends it requests. The protocol's latency shortcuts live here and
@@ -116,6 +119,9 @@ public final class AgentSession: Sendable {
         return error
     }
 
+    /// Whether the probe's answer to the preflight is still waiting here (no command for it).
+    var hasPreflight: Bool { slots.take { $0.preflight != nil } }
+
     /// The host's checks: disk, GPUs, libraries, data paths, which files it lacks. The probe that
     /// found the agent may have answered it already (one command fewer per launch): then that answer.
     public func preflight(_ request: PreflightRequest) async throws -> PreflightReport {
@@ -135,26 +141,48 @@ public final class AgentSession: Sendable {
         // Read the answer while writing, so neither side waits on the other.
         let reader = Task { try await command.collect() }
         var sent: Int64 = 0
+        // Frames go out in writes of about 1 MiB: many small blobs share one write (one trip
+        // through the SSH channel), a large one is cut into 1 MiB pieces.
+        let frameBytes = 1 << 20
+        var pending = Data(capacity: frameBytes + 4096)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: frameBytes, alignment: 16)
+        defer { buffer.deallocate() }
+        func flush() async throws {
+            guard !pending.isEmpty else { return }
+            try await command.write(pending)
+            pending.removeAll(keepingCapacity: true)
+            progress?(sent)
+        }
         do {
             for blob in blobs {
-                guard let handle = FileHandle(forReadingAtPath: blob.path) else { throw JobsError.io(path: blob.path, reason: "cannot read it") }
-                defer { try? handle.close() }
-                let size = Int64((try? handle.seekToEnd()) ?? 0)
-                try handle.seek(toOffset: UInt64(min(blob.offset, size)))
-                try await command.write(Data("\(blob.hash) \(size) \(min(blob.offset, size))\n".utf8))
-                var left = size - min(blob.offset, size)
-                while left > 0 {
-                    try Task.checkCancellation()
-                    let chunk = try handle.read(upToCount: Int(min(left, 256 * 1024))) ?? Data()
-                    guard !chunk.isEmpty else { throw JobsError.io(path: blob.path, reason: "it shrank while being sent; launch again") }
-                    try await command.write(chunk)
-                    left -= Int64(chunk.count)
-                    sent += Int64(chunk.count)
-                    progress?(sent)
+                try Task.checkCancellation()
+                let fd = open(blob.path, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { throw JobsError.io(path: blob.path, reason: "cannot read it (\(SystemError.text(errno)))") }
+                defer { Glibc.close(fd) }
+                var st = stat()
+                guard fstat(fd, &st) == 0 else { throw JobsError.io(path: blob.path, reason: SystemError.text(errno)) }
+                let size = Int64(st.st_size)
+                var position = min(blob.offset, size)
+                pending.append(contentsOf: Array("\(blob.hash) \(size) \(position)\n".utf8))
+                while position < size {
+                    let room = max(64 << 10, frameBytes - pending.count)
+                    let want = Int(min(Int64(room), size - position))
+                    let n = FileIO.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), at: position)
+                    guard n > 0 else { throw JobsError.io(path: blob.path, reason: "it shrank while being sent; launch again") }
+                    pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                    position += Int64(n)
+                    sent += Int64(n)
+                    if pending.count >= frameBytes { try await flush() }
                 }
             }
+            try await flush()
             try await command.closeInput()
         } catch {
+            // The agent may have ended first (a full disk, a missing library): its answer says why.
+            if !(error is CancellationError), let answer = try? await reader.value,
+               let reply = try? JSONCoding.decoder().decode(AgentErrorReply.self, from: answer.stdout) {
+                throw reply.error ?? .agentFailed(host: host, verb: AgentRequest.blobPut.name, message: reply.message)
+            }
             command.cancel()
             reader.cancel()
             throw error
@@ -313,13 +341,19 @@ struct AgentProbe {
       pre=""
       printf '%s\n' "$out" | head -c 65536 | while IFS= read -r line; do printf 'out=%s\n' "$line"; done
     done
+    # A preflight no binary read: take it anyway (some servers, dropbear, drop a channel whose
+    # command left input unread, without its exit status).
+    [ -n "$pre" ] && cat > /dev/null
+    exit 0
     """#
 
     /// With `preflight` (a request's JSON), the first binary found also answers it.
     static func run(_ transport: any Transport, remoteHome: String?, preflight: Data? = nil) async throws -> AgentProbe {
         let command = try await transport.start(ShellQuote.join(["sh", "-c", script, "sh", remoteHome ?? "", preflight == nil ? "0" : "1"]))
-        if let preflight { try await command.write(preflight) }
-        try await command.closeInput()
+        // A host without a ferry to ask ends the script before it reads stdin (its channel may close
+        // before this write): its output says what it found, so a refused write is no error.
+        if let preflight { try? await command.write(preflight) }
+        try? await command.closeInput()
         let (out, err, status) = try await command.collect()
         var probe = AgentProbe(home: "", hasLibraries: false, candidates: [])
         for line in String(decoding: out, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false) {

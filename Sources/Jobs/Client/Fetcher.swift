@@ -21,19 +21,27 @@ public enum FetchEvent: Sendable {
     case file(path: String, done: Int64, total: Int64)
     case fetched(FetchedFile)
     case waiting(state: JobState)
+    /// The whole fetch so far: files landed and bytes received, of those it sends (unchanged files
+    /// are not counted).
+    case progress(files: Int, totalFiles: Int, bytes: Int64, totalBytes: Int64)
 }
 
-/// Brings a job's files home: resumable (a `.ferry-partial` continues), sha256-verified against the
-/// host's listing, landed by rename. Every path of the listing is checked: nothing is written outside
-/// the destination, whatever the host says.
+/// Brings a job's files home in one stream from the host's agent (`filesGet`: no SFTP needed, no
+/// round trip per file): resumable (a `.ferry-partial` continues from its size), sha256-checked
+/// while it arrives against the host's listing, given the host's permission bits (never wider),
+/// synced and landed by rename. Every path of the listing is checked: nothing is written outside
+/// the destination or through a link, whatever the host says; the host follows no link either.
 public struct Fetcher: Sendable {
     public let client: AgentSession
-    public init(client: AgentSession) { self.client = client }
+    /// Details for `-v`.
+    public var note: (@Sendable (String) -> Void)?
+    public init(client: AgentSession, note: (@Sendable (String) -> Void)? = nil) { self.client = client; self.note = note }
 
-    /// The local place of a listed path: `output/…` drops its `output/`.
-    public static func localPath(for remote: String, in destination: String) throws -> String {
-        var parts = try Names.validateRelativePath(remote)
-        if parts.count > 1 && parts[0] == "output" { parts.removeFirst() }
+    /// Where a listed file lands: the destination plus the listing's landing path (`--what P`:
+    /// `P/…`; the output's files without `output/`). Refuses anything that would leave the
+    /// destination or write through a symlink there.
+    public static func localPath(for landing: String, in destination: String) throws -> String {
+        let parts = try Names.validateRelativePath(landing)
         var path = destination
         for (i, part) in parts.enumerated() {
             path = (path as NSString).appendingPathComponent(part)
@@ -49,54 +57,92 @@ public struct Fetcher: Sendable {
         return path
     }
 
-    /// Fetches `what` (best, last, all, or a path in the job's folder) into `destination`.
-    public func fetch(_ id: String, what: String, into destination: String,
-                      events: (@Sendable (FetchEvent) -> Void)? = nil) async throws -> [FetchedFile] {
-        var listing = try await client.files(id, what: what)
-        // Check the whole listing before writing anything.
-        for entry in listing.files { _ = try Fetcher.localPath(for: entry.path, in: destination) }
-        guard !listing.files.isEmpty else { throw JobsError.nothingToFetch(id: id, what: what) }
-        var results: [FetchedFile] = []
-        var retries = 0
-        var index = 0
-        while index < listing.files.count {
-            let entry = listing.files[index]
-            do {
-                results.append(try await fetchOne(entry, root: listing.root, destination: destination, events: events))
-                index += 1
-            } catch JobsError.checksumMismatch(let path, let expected, let actual) {
-                // The host replaced the file while we read it (a checkpoint rewritten): list again.
-                retries += 1
-                guard retries <= 3 else { throw JobsError.checksumMismatch(path: path, expected: expected, actual: actual) }
-                listing = try await client.files(id, what: what)
-                for entry in listing.files { _ = try Fetcher.localPath(for: entry.path, in: destination) }
-                results.removeAll()
-                index = 0
-            }
-        }
-        return results
+    /// A listing entry's landing path (an agent of protocol 3 states it; the output's files
+    /// otherwise lose their `output/`).
+    static func landing(of entry: FileListing.Entry) -> String {
+        if let local = entry.local, !local.isEmpty { return local }
+        let parts = entry.path.split(separator: "/", omittingEmptySubsequences: false)
+        return parts.count > 1 && parts[0] == "output" ? parts.dropFirst().joined(separator: "/") : entry.path
     }
 
-    func fetchOne(_ entry: FileListing.Entry, root: String, destination: String,
-                  events: (@Sendable (FetchEvent) -> Void)?) async throws -> FetchedFile {
-        let local = try Fetcher.localPath(for: entry.path, in: destination)
-        if POSIX.fileSize(local) == entry.size, (try? HashCache.hashFile(local)) == entry.sha256 {
-            let file = FetchedFile(remotePath: entry.path, localPath: local, size: entry.size, transferredBytes: 0, resumedFrom: 0,
-                                   unchanged: true, sha256: entry.sha256)
-            events?(.fetched(file))
-            return file
+    /// Fetches `what` (best, last, all, log, events, or a path: `work/P`, else `output/P`) into `destination`.
+    public func fetch(_ id: String, what: String, into destination: String,
+                      events: (@Sendable (FetchEvent) -> Void)? = nil) async throws -> [FetchedFile] {
+        var retries = 0
+        while true {
+            let listing = try await client.files(id, what: what)
+            // Check the whole listing before writing anything.
+            let locals = try listing.files.map { try Fetcher.localPath(for: Fetcher.landing(of: $0), in: destination) }
+            guard !listing.files.isEmpty else { throw JobsError.nothingToFetch(id: id, what: what) }
+            do {
+                return try await receive(id, listing: listing, locals: locals, events: events)
+            } catch JobsError.checksumMismatch(let path, let expected, let actual) {
+                // The host replaced a file while we read it (a checkpoint rewritten): list again.
+                retries += 1
+                guard retries <= 3 else { throw JobsError.checksumMismatch(path: path, expected: expected, actual: actual) }
+            }
         }
-        try POSIX.makeDirectory((local as NSString).deletingLastPathComponent)
-        let remote = (root as NSString).appendingPathComponent(entry.path)
-        let size = entry.size
-        let path = entry.path
-        let report = try await client.transport.download(remote, to: local, expectedSHA256: entry.sha256) { done in
-            events?(.file(path: path, done: done, total: size))
+    }
+
+    /// Skips files already here, asks for the rest in one `filesGet` and lands each as it completes.
+    func receive(_ id: String, listing: FileListing, locals: [String],
+                 events: (@Sendable (FetchEvent) -> Void)?) async throws -> [FetchedFile] {
+        var results = [FetchedFile?](repeating: nil, count: listing.files.count)
+        var wants: [FetchReceiver.Want] = []
+        var made = Set<String>()
+        for (i, entry) in listing.files.enumerated() {
+            let local = locals[i]
+            if POSIX.fileSize(local) == entry.size, (try? HashCache.hashFile(local)) == entry.sha256 {
+                let file = FetchedFile(remotePath: entry.path, localPath: local, size: entry.size, transferredBytes: 0, resumedFrom: 0,
+                                       unchanged: true, sha256: entry.sha256)
+                events?(.fetched(file))
+                results[i] = file
+                continue
+            }
+            let folder = (local as NSString).deletingLastPathComponent
+            if made.insert(folder).inserted { try POSIX.makeDirectory(folder) }
+            let partial = local + partialSuffix
+            var offset: Int64 = 0
+            var st = stat()
+            if lstat(partial, &st) == 0 {
+                if (st.st_mode & S_IFMT) == S_IFREG && Int64(st.st_size) <= entry.size { offset = Int64(st.st_size) } else { unlink(partial) }
+            }
+            wants.append(FetchReceiver.Want(listed: i, entry: entry, local: local, offset: offset))
         }
-        let file = FetchedFile(remotePath: entry.path, localPath: local, size: report.totalBytes, transferredBytes: report.transferredBytes,
-                               resumedFrom: report.resumedFrom, unchanged: false, sha256: report.sha256 ?? entry.sha256)
-        events?(.fetched(file))
-        return file
+        let started = Date()
+        defer {
+            let sent = wants.reduce(Int64(0)) { $0 + $1.entry.size - $1.offset }
+            note?("fetch: \(wants.count) of \(listing.files.count) files (\(ByteCount.format(sent))) in one exec-channel stream from the agent (files_get, no SFTP), sha256 checked as they arrived, in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
+        }
+        if !wants.isEmpty {
+            let receiver = FetchReceiver(wants: wants, events: events)
+            let command = try await client.send(.filesGet(id: id, files: wants.map { FileWant(path: $0.entry.path, offset: $0.offset) }))
+            do {
+                try await command.closeInput()
+                var errors = Data()
+                for try await chunk in command.output {
+                    try Task.checkCancellation()
+                    switch chunk {
+                    case .stdout(let data): try receiver.feed(data)
+                    case .stderr(let data): if errors.count < 4096 { errors.append(data) }
+                    }
+                }
+                try await receiver.landAll()
+                guard receiver.complete else {
+                    let status = try await command.exitStatus()
+                    let text = String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                    throw JobsError.transferFailed(path: id, reason: "the host's file stream ended early (exit status \(status)) \(text.prefix(300))")
+                }
+            } catch {
+                command.cancel()
+                receiver.abandon()
+                try? await receiver.landAll()
+                if let error = error as? FilesStreamError { throw JobsError.protocolViolation(host: client.host, detail: error.description) }
+                throw error
+            }
+            for (want, file) in zip(wants, receiver.fetched) { results[want.listed] = file }
+        }
+        return results.compactMap { $0 }
     }
 
     /// Fetches again every `interval` seconds while the job runs (new checkpoints trickle down),

@@ -25,6 +25,8 @@ public struct JobsContext: Sendable {
     public var connectTimeout: Int
     /// Progress of self-installation: `(what, done, total)`.
     public var installProgress: (@Sendable (String, Int64, Int64) -> Void)?
+    /// Details for `-v`: which way files travel, how long each step took.
+    public var verbose: (@Sendable (String) -> Void)?
 
     public init(home: String, version: String, agentBinary: String,
                 localEnvironment: [String: String] = ProcessInfo.processInfo.environment,
@@ -61,7 +63,7 @@ public struct JobsContext: Sendable {
         if let known { return AgentSession(transport: transport, host: host.name, known: known) }
         do {
             return try await AgentSession.connect(transport, host: host.name, version: version, remoteHome: host.ferryHome,
-                                                  install: install ? AgentInstaller(binary: agentBinary, progress: installProgress) : nil,
+                                                  install: install ? AgentInstaller(binary: agentBinary, progress: installProgress, note: verbose) : nil,
                                                   preflight: preflight)
         } catch {
             await transport.close()

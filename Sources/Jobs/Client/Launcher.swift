@@ -18,6 +18,8 @@ public struct LaunchRequest: Sendable {
     /// Whether the caller follows the log next: then it starts streaming on the launch's own
     /// channel, and the first line needs no further command.
     public var follow: Bool
+    /// What this launch asks of a Slurm host (merged with the host's defaults); refused on a plain host.
+    public var slurm: SlurmRequest = SlurmRequest()
 
     public init(host: String, name: String, workingDirectory: String, kind: String, needs: JobNeeds = JobNeeds(), command: [String],
                 environment: [String: String] = [:], directory: String = ".", gpus: String? = nil, graceSeconds: Int = 30,
@@ -66,19 +68,35 @@ public struct Launcher: Sendable {
         try Names.validateJobName(request.job.name)
         let (host, recorded) = try context.registry.resolveHost(request.host, sshEnvironment: context.sshEnvironment)
         if recorded { events?(.recordedHost(name: host.name, target: host.target)) }
+        var request = request
+        request.job.slurm = try request.slurm.job(for: host)
+        try request.job.slurm?.validate()
+        if request.job.slurm == nil, let time = request.slurm.time {
+            guard let seconds = SlurmJob.seconds(ofTime: time), seconds > 0 else {
+                throw JobsError.slurmOptionRefused(option: "--time \(time)", reason: "write MM, MM:SS, HH:MM:SS, D-HH or D-HH:MM:SS")
+            }
+            request.job.timeLimitSeconds = seconds
+        }
         guard let program = request.job.command.first, !program.isEmpty else { throw JobsError.emptyCommand }
         if request.job.directory != "." { try Names.validateRelativePath(request.job.directory) }
 
+        let note = context.verbose
+        var clock = Date()
+        /// Seconds since the last lap, for `-v`.
+        func lap() -> String { let now = Date(); defer { clock = now }; return String(format: "%.2f s", now.timeIntervalSince(clock)) }
         let package = try Packager.package(request.workingDirectory, cacheFile: context.registry.hashCachePath(for: request.workingDirectory))
         try package.manifest.validate()
+        note?("package: \(package.fileCount) files, \(ByteCount.format(package.totalBytes)), hashed or from the hash cache in \(lap())")
         events?(.packaged(files: package.fileCount, bytes: package.totalBytes, skipped: package.skipped.map { "\($0.path) (\($0.reason))" }))
 
         // The host answers the preflight (space, paths, which files it lacks) while its agent is found.
         var gpuCount: Int?
-        if let gpus = request.job.gpus, case .count(let n)? = GPURequest(parsing: gpus) { gpuCount = n }
+        // On Slurm the login node has no GPUs to count: the scheduler checks the request at submission.
+        if request.job.slurm == nil, let gpus = request.job.gpus, case .count(let n)? = GPURequest(parsing: gpus) { gpuCount = n }
         let preflight = PreflightRequest(neededBytes: request.reserveBytes, paths: request.hostPaths, needsEngine: request.job.needs.engine,
                                          blobs: package.manifest.blobs, gpuCount: gpuCount, modelBytes: request.modelBytes)
         let client = try await context.agent(host, install: true, preflight: preflight)
+        note?("connect: \(host.name) (\(client.transport.label)), agent found\(client.hasPreflight ? " and preflight answered by the same command" : "") in \(lap())")
         do {
             events?(.connected(host: host.name, agent: client.hello.binary))
             let result = try await launch(request, package: package, client: client, preflight: preflight, events: events)
@@ -93,9 +111,12 @@ public struct Launcher: Sendable {
                 events: (@Sendable (LaunchEvent) -> Void)?) async throws -> LaunchResult {
         var client = initial
         let blobs = package.manifest.blobs
+        let note = context.verbose
+        var clock = Date()
+        func lap() -> String { let now = Date(); defer { clock = now }; return String(format: "%.2f s", now.timeIntervalSince(clock)) }
         var report = try await client.preflight(preflightRequest)
         if request.job.needs.engine && !report.missingLibraries.isEmpty {
-            (client, report) = try await AgentInstaller(binary: context.agentBinary, progress: context.installProgress)
+            (client, report) = try await AgentInstaller(binary: context.agentBinary, progress: context.installProgress, note: context.verbose)
                 .supplyEngineLibraries(client, report: report, request: preflightRequest)
         }
         events?(.preflight(report))
@@ -114,23 +135,31 @@ public struct Launcher: Sendable {
         if !missing.missing.isEmpty {
             let list = missing.missing.compactMap { hash in package.sources[hash].map { (hash: hash, path: $0, offset: missing.partial[hash] ?? 0) } }
             events?(.uploading(done: 0, total: toSend))
-            _ = try await client.putBlobs(list) { done in events?(.uploading(done: done, total: toSend)) }
+            _ = lap()
+            let stored = try await client.putBlobs(list) { done in events?(.uploading(done: done, total: toSend)) }
+            note?("upload: \(stored.stored) of \(blobs.count) distinct contents, \(ByteCount.format(stored.bytes)), in one exec-channel stream to the agent (blob_put: hashed as received, one sync) in \(lap())")
+        } else {
+            note?("upload: nothing to send (the host has all \(blobs.count) contents); preflight \(lap())")
         }
 
         // A fresh id; on the rare collision with an existing job the host refuses and we draw again.
         var info: JobInfo?
         var spec = request.job
-        spec.id = Names.newJobID(name: spec.name)
+        // A preset id (a sweep's run) is used as it is; a clash with it is an error.
+        let preset = !spec.id.isEmpty
+        if !preset { spec.id = Names.newJobID(name: spec.name) }
+        try Names.validateJobID(spec.id)
         spec.createdAt = Date()
         for attempt in 0..<4 {
             do {
                 info = try await client.startJob(spec: spec, manifest: package.manifest, follow: request.follow ? 20 : nil)
                 break
-            } catch JobsError.jobExists where attempt < 3 {
+            } catch JobsError.jobExists where attempt < 3 && !preset {
                 spec.id = Names.newJobID(name: spec.name)
             }
         }
         guard let info else { throw JobsError.supervisorDidNotStart(id: spec.id, detail: "no free job id") }
+        note?("start: work/ materialised from the store and the supervisor started in \(lap())")
         try context.registry.saveJob(JobRecord(id: spec.id, name: spec.name, host: client.host, kind: spec.kind, command: spec.command,
                                                createdAt: spec.createdAt, directory: info.directory, workingDirectory: package.root,
                                                status: info.status, progress: nil, seenAt: Date()))

@@ -43,6 +43,8 @@ public enum Packager {
         var sources: [String: String] = [:]
         var skipped: [(String, String)] = []
         var links: [(path: String, target: String)] = []
+        // Files in walk order; hashed after the walk, those the cache does not know on several threads.
+        var found: [(path: String, full: String, stat: stat)] = []
 
         func walk(_ relative: String, rules inherited: IgnoreRules) throws {
             let full = relative.isEmpty ? root : (root as NSString).appendingPathComponent(relative)
@@ -72,10 +74,7 @@ public enum Packager {
                 case S_IFREG:
                     if rules.isIgnored(path, isDirectory: false) { continue }
                     guard access(fullPath, R_OK) == 0 else { skipped.append((path, "unreadable")); continue }
-                    let sha = try cache?.sha256(of: fullPath, key: path) ?? HashCache.hashFile(fullPath)
-                    manifest.files.append(Manifest.File(path: path, sha256: sha, size: Int64(st.st_size),
-                                                        executable: st.st_mode & S_IXUSR != 0))
-                    if sources[sha] == nil { sources[sha] = fullPath }
+                    found.append((path, fullPath, st))
                     keptAny = true
                 case S_IFLNK:
                     if rules.isIgnored(path, isDirectory: false) { continue }
@@ -91,6 +90,12 @@ public enum Packager {
             if !keptAny && !relative.isEmpty { manifest.directories.append(relative) }
         }
         try walk("", rules: IgnoreRules())
+        let hashes = try hash(found, cache: cache)
+        for (file, sha) in zip(found, hashes) {
+            manifest.files.append(Manifest.File(path: file.path, sha256: sha, size: Int64(file.stat.st_size),
+                                                executable: file.stat.st_mode & S_IXUSR != 0))
+            if sources[sha] == nil { sources[sha] = file.full }
+        }
         let linkPaths = Set(links.map(\.path))
         for link in links {
             if Names.symlinkStaysInside(linkPath: link.path, target: link.target, otherLinks: linkPaths) {
@@ -102,4 +107,38 @@ public enum Packager {
         cache?.save()
         return JobPackage(root: root, manifest: manifest, sources: sources, skipped: skipped)
     }
+
+    /// The sha256 of each file: the cache's when size, mtime and inode match, else read, on as many
+    /// threads as there are cores.
+    static func hash(_ files: [(path: String, full: String, stat: stat)], cache: HashCache?) throws -> [String] {
+        var hashes = files.map { cache?.cached(key: $0.path, stat: $0.stat) }
+        let todo = hashes.indices.filter { hashes[$0] == nil }
+        guard !todo.isEmpty else { return hashes.map { $0 ?? "" } }
+        let results = HashResults(count: todo.count)
+        let lanes = max(1, min(8, ProcessInfo.processInfo.activeProcessorCount, todo.count))
+        DispatchQueue.concurrentPerform(iterations: lanes) { lane in
+            var i = lane
+            while i < todo.count, !results.failure.isSet {
+                do { results.set(i, try HashCache.hashFile(files[todo[i]].full)) } catch { results.failure.set(error) }
+                i += lanes
+            }
+        }
+        if let error = results.failure.value { throw error }
+        for (k, index) in todo.enumerated() {
+            let sha = results.value(k)
+            hashes[index] = sha
+            cache?.record(key: files[index].path, stat: files[index].stat, sha256: sha)
+        }
+        return hashes.map { $0 ?? "" }
+    }
+}
+
+/// Hashes computed on several threads, each slot written once.
+final class HashResults: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [String]
+    let failure = FirstError()
+    init(count: Int) { values = Array(repeating: "", count: count) }
+    func set(_ i: Int, _ v: String) { lock.lock(); values[i] = v; lock.unlock() }
+    func value(_ i: Int) -> String { lock.lock(); defer { lock.unlock() }; return values[i] }
 }

@@ -24,6 +24,8 @@ public struct HostRecord: Codable, Sendable, Equatable {
     /// fingerprint, proxyJump and proxyCommand above come from it; it also pins the relay's key.
     public var connectionString: String?
     public var addedAt: Date
+    /// Set for a Slurm cluster's login node: jobs are submitted to Slurm there.
+    public var slurm: SlurmHost?
 
 
     public init(name: String, target: String, fingerprint: String? = nil, identityFile: String? = nil, proxyJump: String? = nil,

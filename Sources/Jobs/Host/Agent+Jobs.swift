@@ -5,13 +5,14 @@ import Glibc
 #endif
 
 // The job lifecycle on the host: start (materialise work/, hand over to a supervisor), resume,
-// cancel, status, and the files a fetch may take.
+// cancel, status (the files a fetch may take: Agent+Files).
 
 extension Agent {
-    /// Who starts, observes and stops this job: the plain host's supervisor (a scheduler's launcher
-    /// will be chosen here by what the spec asks for).
+    /// Who starts, observes and stops this job: Slurm when the spec asks for it, else the plain
+    /// host's supervisor.
     func launcher(for spec: JobSpec) -> any JobLauncher {
-        SupervisorLauncher(store: store, home: home, binary: binary)
+        if spec.slurm != nil { return SlurmLauncher(store: store, home: home, binary: binary) }
+        return SupervisorLauncher(store: store, home: home, binary: binary)
     }
 
     /// The job's state as its launcher knows it.
@@ -86,57 +87,6 @@ extension Agent {
         let spec = try store.spec(id)
         try launcher(for: spec).cancel(id, grace: min(max(grace ?? spec.graceSeconds, 0), 3600))
         return try info(id)
-    }
-
-    func files(_ id: String, what: String) throws -> FileListing {
-        let paths = try store.paths(id)
-        let status = try status(id)
-        let root = paths.directory
-        var roots: [String] = []   // relative to the job folder
-        switch what {
-        case "all":
-            roots = ["output"]
-        case "best", "last":
-            let progress = JobProgress.read(eventsFile: paths.events)
-            if let relative = progress.checkpoints[what], (try? Names.validateRelativePath(relative)) != nil {
-                roots = ["output/" + relative]
-            } else if let found = Agent.newestDirectory(named: what, under: paths.output) {
-                roots = ["output/" + found]
-            }
-        default:
-            try Names.validateRelativePath(what)
-            if POSIX.exists((paths.output as NSString).appendingPathComponent(what)) { roots = ["output/" + what] }
-            else if POSIX.exists((root as NSString).appendingPathComponent(what)) { roots = [what] }
-        }
-        var entries: [FileListing.Entry] = []
-        let cache = HashCache(path: (root as NSString).appendingPathComponent(".hashes.json"))
-        for relative in roots {
-            for file in Agent.regularFiles(under: relative, in: root) {
-                let full = (root as NSString).appendingPathComponent(file)
-                var st = stat()
-                guard lstat(full, &st) == 0 else { continue }
-                let sha = try cache.sha256(of: full, key: file)
-                entries.append(FileListing.Entry(path: file, size: Int64(st.st_size), sha256: sha,
-                                                 modified: Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec))))
-            }
-        }
-        cache.save()
-        return FileListing(root: root, files: entries, state: status.state)
-    }
-
-    /// Regular files under `relative` (itself a file or a folder) inside `root`, never following symlinks.
-    static func regularFiles(under relative: String, in root: String) -> [String] {
-        let full = (root as NSString).appendingPathComponent(relative)
-        var st = stat()
-        guard lstat(full, &st) == 0 else { return [] }
-        if (st.st_mode & S_IFMT) == S_IFREG { return [relative] }
-        guard (st.st_mode & S_IFMT) == S_IFDIR else { return [] }
-        var out: [String] = []
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: full)) ?? []).sorted()
-        for name in names where !name.hasSuffix(".ferry-partial") {
-            out += regularFiles(under: relative + "/" + name, in: root)
-        }
-        return out
     }
 
     /// The most recently modified folder called `name` under `directory` (relative to it).

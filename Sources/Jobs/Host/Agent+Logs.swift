@@ -22,6 +22,10 @@ extension Agent {
         defer { if fd >= 0 { close(fd) } }
         var buffer = [UInt8](repeating: 0, count: 256 * 1024)
         var lastStatusCheck = Date.distantPast
+        // A scheduler is asked less often than a status file is read; on a network filesystem
+        // inotify misses other clients' writes, so the log is polled (fstat) every 100 ms.
+        let statusInterval = ((try? store.spec(id))?.slurm != nil) ? 1.0 : 0.25
+        let pollSeconds = POSIX.isNetworkFilesystem(paths.directory) ? 0.1 : 0.25
         while true {
             if fd < 0 { fd = open(paths.log, O_RDONLY | O_CLOEXEC) }
             var size: Int64 = 0
@@ -50,7 +54,7 @@ extension Agent {
                 }
             }
             // At the end of what is written: is the job over?
-            if Date().timeIntervalSince(lastStatusCheck) > 0.25 || watcher.sawStatusChange {
+            if Date().timeIntervalSince(lastStatusCheck) > statusInterval || watcher.sawStatusChange {
                 lastStatusCheck = Date()
                 if let status = try? status(id), status.state.isFinal {
                     // The supervisor wrote its status after the command ended, so the log is complete
@@ -68,7 +72,7 @@ extension Agent {
                 writeFrame("T {\"offset\":\(offset)}\n")
                 return 0
             }
-            watcher.wait(milliseconds: Int32(min(left, 0.25) * 1000))
+            watcher.wait(milliseconds: Int32(min(left, pollSeconds) * 1000))
         }
     }
 

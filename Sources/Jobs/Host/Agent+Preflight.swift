@@ -83,10 +83,12 @@ extension Agent {
                 problems.append("the job asks for \(wanted) GPU\(wanted == 1 ? "" : "s") but ferry's engine cannot use CUDA on this host: \(engine.cuda.detail)")
             }
         }
-        return PreflightReport(ferry: version, home: home, freeBytes: free, cpus: ProcessInfo.processInfo.activeProcessorCount,
-                               gpus: gpus, nvidiaSmi: smiError, cuda: engine.cuda, oneDNN: engine.oneDNN, cpuMissing: engine.cpuMissing,
-                               missingPaths: missingPaths, missingLibraries: Agent.missingLibraries(in: engine.oneDNN.available ? "" : engine.oneDNN.detail),
-                               problems: problems, missing: missing, neededBytes: needed)
+        var report = PreflightReport(ferry: version, home: home, freeBytes: free, cpus: ProcessInfo.processInfo.activeProcessorCount,
+                                     gpus: gpus, nvidiaSmi: smiError, cuda: engine.cuda, oneDNN: engine.oneDNN, cpuMissing: engine.cpuMissing,
+                                     missingPaths: missingPaths, missingLibraries: Agent.missingLibraries(in: engine.oneDNN.available ? "" : engine.oneDNN.detail),
+                                     problems: problems, missing: missing, neededBytes: needed)
+        report.sbatch = Spawn.searchPath("sbatch", in: ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        return report
     }
 
     /// `libgomp.so.1` from the loader's "libgomp.so.1: cannot open shared object file: ..." (or "file

@@ -98,10 +98,20 @@ struct Supervisor {
         var waitStatus: Int32 = 0
         var killDeadline: Date?
         var cancelRequested = false
+        let timeLimit = spec.timeLimitSeconds.map { Date().addingTimeInterval(TimeInterval($0)) }
+        var timedOut = false
         while true {
             let r = Syscall.retrying { waitpid(pid, &waitStatus, WNOHANG) }
             if r == pid || r < 0 { break }
             usleep(50_000)
+            if let timeLimit, killDeadline == nil, Date() >= timeLimit {
+                // --time: TERM at the limit (ferry train writes last/ and exits 75), KILL after the grace.
+                timedOut = true
+                note(paths, "time limit of \(spec.timeLimitSeconds ?? 0) s reached: SIGTERM to the job's process group, SIGKILL in \(spec.graceSeconds) s")
+                try? FileIO.writeAll(logFD, Data("ferry: time limit reached (--time); stopping the job\n".utf8), path: paths.log)
+                kill(-pid, SIGTERM)
+                killDeadline = Date().addingTimeInterval(TimeInterval(spec.graceSeconds))
+            }
             let signal = supervisorReceivedSignal
             if signal > 0 && killDeadline == nil {
                 cancelRequested = POSIX.exists(paths.cancel)
@@ -122,7 +132,7 @@ struct Supervisor {
         let (code, signal) = Spawn.decodeWaitStatus(waitStatus)
         cancelRequested = cancelRequested || POSIX.exists(paths.cancel)
         let state: JobState
-        if code == 0 && signal == nil { state = .succeeded } else if cancelRequested { state = .cancelled } else { state = .failed }
+        if code == 0 && signal == nil { state = .succeeded } else if cancelRequested { state = .cancelled } else if timedOut { state = .timeout } else { state = .failed }
         finish(store, paths, state: state, code: signal == nil ? code : nil, signal: signal.map(POSIX.signalName), message: nil)
         return 0
     }

@@ -44,6 +44,40 @@ final class HashCache {
         return digest
     }
 
+    /// The remembered hash of `key` when its size, mtime and inode are those of `st`.
+    func cached(key: String, stat st: stat) -> String? {
+        let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        used.insert(key)
+        guard let e = entries[key], e.size == Int64(st.st_size), e.mtimeNanos == mtime, e.inode == UInt64(st.st_ino) else { return nil }
+        return e.sha256
+    }
+
+    /// Remembers `sha256` for `key` as of `st`.
+    func record(key: String, stat st: stat, sha256: String) {
+        let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        used.insert(key)
+        entries[key] = Entry(size: Int64(st.st_size), mtimeNanos: mtime, inode: UInt64(st.st_ino), sha256: sha256)
+        changed = true
+    }
+
+    /// The hash of an open file (its `stat` from fstat), from the cache when its size, mtime and
+    /// inode are unchanged; read from the descriptor otherwise (no path is opened again).
+    func sha256(of fd: Int32, stat st: stat, key: String) throws -> String {
+        let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        used.insert(key)
+        if let e = entries[key], e.size == Int64(st.st_size), e.mtimeNanos == mtime, e.inode == UInt64(st.st_ino) {
+            return e.sha256
+        }
+        var hasher = SHA256()
+        do { try FileIO.readChunks(fd, from: 0, path: key) { hasher.update(bufferPointer: $0) } } catch let error as SystemError {
+            throw JobsError(error)
+        }
+        let digest = HashCache.hex(hasher.finalize())
+        entries[key] = Entry(size: Int64(st.st_size), mtimeNanos: mtime, inode: UInt64(st.st_ino), sha256: digest)
+        changed = true
+        return digest
+    }
+
     /// Writes the cache back (entries not asked for this time are dropped). Best effort.
     func save() {
         let stale = Set(entries.keys).subtracting(used)

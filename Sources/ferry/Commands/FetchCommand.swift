@@ -9,15 +9,20 @@ struct FetchCommand: AsyncParsableCommand {
         commandName: "fetch",
         abstract: "Bring a job's checkpoints (best, last, all, or a path) home, resumably and verified.",
         discussion: """
-        Files land in --dest (default ./ferry-runs/ID/) under their path in the job's output; each \
-        is checked against the host's sha256, and an interrupted fetch continues where it stopped \
-        when run again. --follow keeps fetching new checkpoints while the job runs.
+        --what P takes work/P (the folder you sent, as the job left it) or else output/P (both \
+        existing is an error: write work/P or output/P); its files land in --dest (default \
+        ./ferry-runs/ID/) as P/...; --what all lands the job's output there, best/last the newest \
+        such checkpoint, log and events the job's output.log and events.jsonl. Files come in one \
+        stream from the host's agent (no SFTP needed), each checked against the host's sha256 \
+        as it arrives, with the host's permission bits (never wider); no symlink is followed on \
+        either side. An interrupted fetch continues where it stopped when run again. --follow \
+        keeps fetching new checkpoints while the job runs.
         """)
 
     @Argument(help: "The job id (see `ferry ls`).")
     var id: String
 
-    @Option(name: .long, help: "best, last, all (the job's whole output), or a path in the job's output or folder.")
+    @Option(name: .long, help: "best, last, all (the job's whole output), log, events, or a path P: work/P (the folder you sent), else output/P.")
     var what: String = "best"
 
     @Option(name: .long, help: "Where to put the files (default ./ferry-runs/ID).")
@@ -26,23 +31,28 @@ struct FetchCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Keep fetching new checkpoints until the job ends.")
     var follow = false
 
+    @Flag(name: [.customShort("v"), .long], help: "Say how the files travel and how long it took.")
+    var verbose = false
+
     @Flag(name: .long, help: "Print the fetched files as JSON.")
     var json = false
 
     func run() async throws {
         try await JobsCLI.run {
-            let context = JobsCLI.context()
+            let context = JobsCLI.context(verbose: verbose)
             try Names.validateJobID(id)
-            if !["best", "last", "all"].contains(what) { try Names.validateRelativePath(what) }
+            if !["best", "last", "all", "log", "events"].contains(what) { try Names.validateRelativePath(what) }
             let destination = URL(fileURLWithPath: dest ?? "ferry-runs/\(id)",
                                   relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
             let client = try await JobsClient(context: context).agent(for: id)
-            let fetcher = Fetcher(client: client)
+            let fetcher = Fetcher(client: client, note: context.verbose)
             let quiet = json
             let events: @Sendable (FetchEvent) -> Void = { event in
                 switch event {
-                case .file(let path, let done, let total):
-                    Progress.shared.update((path as NSString).lastPathComponent, done: done, total: total)
+                case .file:
+                    break
+                case .progress(let files, let totalFiles, let bytes, let totalBytes):
+                    Progress.shared.update("fetching", done: bytes, total: totalBytes, files: (files, totalFiles))
                 case .fetched(let file):
                     guard !quiet else { return }
                     let how = file.unchanged ? "unchanged" : file.resumedFrom > 0 ? "resumed from \(ByteCount.format(file.resumedFrom))" : "sha256 ok"

@@ -50,6 +50,30 @@ struct HostsCommand: ParsableCommand {
         @Flag(name: .long, help: "Replace a host of the same name.")
         var replace = false
 
+        @Flag(name: .long, help: "The host is a Slurm cluster's login node: jobs are submitted with sbatch there.")
+        var slurm = false
+
+        @Option(name: .long, help: "With --slurm: the partition jobs go to unless `ferry launch --partition` says otherwise.")
+        var partition: String?
+
+        @Option(name: .long, help: "With --slurm: the account jobs are charged to.")
+        var account: String?
+
+        @Option(name: .long, help: ArgumentHelp("With --slurm: a shell line run before every job (repeatable), e.g. 'module load cuda'.", valueName: "LINE"))
+        var setup: [String] = []
+
+        @Option(name: .customLong("sbatch-arg"), parsing: .unconditionalSingleValue,
+                help: ArgumentHelp("With --slurm: an sbatch option for every job (repeatable), e.g. --sbatch-arg=--qos=high. Options ferry sets itself (--output, --signal, --requeue, --open-mode, --array) are refused.", valueName: "ARG"))
+        var sbatchArguments: [String] = []
+
+        /// The Slurm part of the record, or nil for a plain host.
+        func slurmHost() throws -> SlurmHost? {
+            guard slurm else { return nil }
+            let host = SlurmHost(partition: partition, account: account, setup: setup, sbatchArguments: sbatchArguments)
+            try SlurmJob(host: host, partition: nil, nodes: nil, time: nil, maxRestarts: nil, requeue: false).validate()
+            return host
+        }
+
         func validate() throws {
             if target.hasPrefix(ConnectionString.scheme) && (hostKey != nil || jump != nil || proxyCommand != nil) {
                 throw ValidationError("a connection string already says the host key, jump and proxy: leave out --host-key, --jump and --proxy-command")
@@ -60,6 +84,10 @@ struct HostsCommand: ParsableCommand {
             if let ferryHome, !(ferryHome.hasPrefix("/") || ferryHome.hasPrefix("~/")) {
                 throw ValidationError("--ferry-home takes an absolute path (or ~/...) on the host")
             }
+            if !slurm && (partition != nil || account != nil || !setup.isEmpty || !sbatchArguments.isEmpty) {
+                throw ValidationError("--partition, --account, --setup and --sbatch-arg are for a Slurm host: add --slurm")
+            }
+            do { _ = try slurmHost() } catch let error as JobsError { throw ValidationError("\(error)") }
         }
 
         func run() async throws {
@@ -76,9 +104,11 @@ struct HostsCommand: ParsableCommand {
                     return
                 }
                 try HostsCommand.validateTarget(target)
-                try registry.addHost(HostRecord(name: name, target: target, fingerprint: hostKey, identityFile: identityPath,
-                                                proxyJump: jump, proxyCommand: proxyCommand, ferryHome: ferryHome), replace: replace)
-                print("added \(name) → \(target)" + (hostKey.map { " (host key pinned: \($0))" } ?? ""))
+                var record = HostRecord(name: name, target: target, fingerprint: hostKey, identityFile: identityPath,
+                                        proxyJump: jump, proxyCommand: proxyCommand, ferryHome: ferryHome)
+                record.slurm = try slurmHost()
+                try registry.addHost(record, replace: replace)
+                print("added \(name) → \(target)" + (hostKey.map { " (host key pinned: \($0))" } ?? "") + (slurm ? " (Slurm: jobs are submitted with sbatch)" : ""))
             } catch let error as JobsError {
                 FileHandle.standardError.write(Data("ferry: \(error)\n".utf8))
                 throw ExitCode(2)
@@ -97,10 +127,12 @@ struct HostsCommand: ParsableCommand {
             do {
                 let pinned = try await HostPinning.pin(name: name, connection: connection, identityFile: identity,
                                                        environment: context.sshEnvironment, connectTimeout: context.connectTimeout)
-                try registry.addHost(HostRecord(name: name, target: connection.target.description, fingerprint: connection.hostKey,
-                                                identityFile: identity, proxyJump: connection.jump?.description,
-                                                proxyCommand: connection.proxyCommand, ferryHome: ferryHome,
-                                                connectionString: connection.description), replace: replace)
+                var record = HostRecord(name: name, target: connection.target.description, fingerprint: connection.hostKey,
+                                        identityFile: identity, proxyJump: connection.jump?.description,
+                                        proxyCommand: connection.proxyCommand, ferryHome: ferryHome,
+                                        connectionString: connection.description)
+                record.slurm = try slurmHost()
+                try registry.addHost(record, replace: replace)
                 var line = "added \(name) → \(connection.target)"
                 if let jump = connection.jump { line += " via \(jump)" }
                 line += " (host key pinned: \(pinned.hostKey.fingerprint)"
@@ -130,6 +162,7 @@ struct HostsCommand: ParsableCommand {
                 if let fp = h.fingerprint { line += "  key \(fp)" }
                 if let j = h.proxyJump { line += "  via \(j)" }
                 if let home = h.ferryHome { line += "  ferry home \(home)" }
+                if let slurm = h.slurm { line += "  Slurm" + (slurm.partition.map { " partition \($0)" } ?? "") + (slurm.account.map { " account \($0)" } ?? "") }
                 print(line)
             }
         }

@@ -12,7 +12,9 @@ enum JobShell {
         let registry = context.registry
         var host: HostRecord?
         var directory: String?
+        var slurmJobID: String?
         if Names.isValidJobID(target), let job = try? registry.job(target) {
+            slurmJobID = job.status?.schedulerJobId
             host = try? registry.host(job.host)
             directory = job.directory.map { ($0 as NSString).appendingPathComponent("work") }
             if host == nil {
@@ -23,7 +25,12 @@ enum JobShell {
             host = record
         }
         guard let host else { return nil }
-        let line: String? = command.isEmpty ? nil : command.count == 1 ? command[0] : ShellQuote.join(command)
+        var line: String? = command.isEmpty ? nil : command.count == 1 ? command[0] : ShellQuote.join(command)
+        if host.slurm != nil, let slurmJobID {
+            // On a cluster the job runs on a compute node: a shell there, inside its allocation.
+            let inner = line.map { ["bash", "-lc", $0] } ?? ["bash", "-l"]
+            line = ShellQuote.join(["srun", "--jobid=\(slurmJobID)", "--overlap"] + (command.isEmpty || pty == true ? ["--pty"] : []) + inner)
+        }
         if host.isLocal {
             return try local(directory: directory, command: line)
         }

@@ -8,7 +8,8 @@ import Jobs
 /// error reporting, exit codes, Ctrl-C, progress bars.
 enum JobsCLI {
     /// FERRY_HOME, this binary for `--host local`, `FERRY_AGENT_BINARY` (else this binary) for hosts.
-    static func context() -> JobsContext {
+    /// With `verbose` (`-v`), the steps' details and times go to stderr.
+    static func context(verbose: Bool = false) -> JobsContext {
         var context = JobsContext(home: FerryHome.path, version: FerryVersion.string,
                                   agentBinary: JobsContext.defaultAgentBinary())
         context.localBinary = selfBinary
@@ -19,6 +20,7 @@ enum JobsCLI {
             if announced.first(what) { say("installing \(what) on the host (\(ByteCount.format(total))): it has none of this version") }
             Progress.shared.update("installing \(what)", done: done, total: total)
         }
+        if verbose { context.verbose = { say("  -v " + $0) } }
         return context
     }
 
@@ -134,24 +136,45 @@ final class Progress: @unchecked Sendable {
     private var last = Date.distantPast
     let enabled = isatty(2) != 0
 
-    func update(_ label: String, done: Int64, total: Int64) {
+    private var started: Date?
+
+    /// Draws `label [bar] done/total`, with `files` (landed of all) when given, the rate since the
+    /// first update and the time left at that rate.
+    func update(_ label: String, done: Int64, total: Int64, files: (done: Int, total: Int)? = nil) {
         guard enabled else { return }
         lock.lock(); defer { lock.unlock() }
         let now = Date()
+        if started == nil { started = now }
         guard done >= total || now.timeIntervalSince(last) > 0.1 else { return }
         last = now
         let width = 30
         let fraction = total > 0 ? min(1, Double(done) / Double(total)) : 1
         let filled = Int(fraction * Double(width))
         let bar = String(repeating: "=", count: filled) + (filled < width ? ">" : "") + String(repeating: " ", count: max(0, width - filled - 1))
-        let line = "\r\u{1B}[K\(label) [\(bar)] \(ByteCount.format(done))/\(ByteCount.format(total))"
+        var line = "\r\u{1B}[K\(label) [\(bar)] \(ByteCount.format(done))/\(ByteCount.format(total))"
+        if let files { line += ", \(files.done)/\(files.total) files" }
+        let elapsed = now.timeIntervalSince(started ?? now)
+        if elapsed > 0.3, done > 0 {
+            let rate = Double(done) / elapsed
+            line += "  \(ByteCount.format(Int64(rate)))/s"
+            if done < total { line += "  ETA \(Progress.duration(Double(total - done) / rate))" }
+        }
         FileHandle.standardError.write(Data(line.utf8))
         visible = true
+    }
+
+    /// `42s`, `3m07s`, `1h02m`.
+    static func duration(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded(.up))
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return String(format: "%dm%02ds", s / 60, s % 60) }
+        return String(format: "%dh%02dm", s / 3600, (s % 3600) / 60)
     }
 
     func clear() {
         guard enabled else { return }
         lock.lock(); defer { lock.unlock() }
         if visible { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)); visible = false }
+        started = nil
     }
 }

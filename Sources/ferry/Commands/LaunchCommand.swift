@@ -43,8 +43,29 @@ struct LaunchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Disk the job will write on the host, e.g. 20G (checked before anything is sent).")
     var disk: String?
 
+    @Option(name: .long, help: "The job's time limit (30 minutes, 2:00:00, 1-12 as Slurm writes it). On a plain host: SIGTERM at the limit, SIGKILL after --grace; it ends as timeout. On Slurm: USR2 min(2 min, time/4) before the limit; a job that stops with progress is requeued.")
+    var time: String?
+
+    @Option(name: .long, help: "On Slurm: nodes for a command that brings its own launcher (srun, torchrun).")
+    var nodes: Int?
+
+    @Option(name: .long, help: "On Slurm: the partition (default: the host's).")
+    var partition: String?
+
+    @Option(name: .customLong("max-restarts"), help: "On Slurm: how often a job stopped with progress (preemption, time limit) is requeued (default 3).")
+    var maxRestarts: Int?
+
+    @Flag(name: .long, help: "On Slurm: requeue a command job too when it stops with status 75 after USR2 (train jobs always are).")
+    var requeue = false
+
+    @Option(name: .long, help: ArgumentHelp("A sweep axis (repeatable): KEY=a,b or KEY=[a,b] (a JSON array), e.g. --sweep 'optimizer.args.lr=1e-3,3e-4'. Every combination is one run (`ferry train CONFIG --set KEY=VALUE …`), all started at once, detached; `ferry status SWEEP` tables them.", valueName: "KEY=VALUES"))
+    var sweep: [String] = []
+
     @Option(name: .long, help: "Start a stopped job again in its own folder (a train job continues from its last checkpoint).")
     var resume: String?
+
+    @Flag(name: [.customShort("v"), .long], help: "Say how the files travel and how long each step took.")
+    var verbose = false
 
     @Flag(name: .long, help: "Return once the job has started; do not follow its log.")
     var detach = false
@@ -73,6 +94,13 @@ struct LaunchCommand: AsyncParsableCommand {
             throw ValidationError("--gpus \(gpus): give a count (--gpus 2: the host picks) or GPU indices with a comma (--gpus 0,1; one GPU: --gpus 3,)")
         }
         if let disk, LaunchCommand.parseSize(disk) == nil { throw ValidationError("--disk \(disk): write a size like 500M or 20G") }
+        if !sweep.isEmpty && config == nil { throw ValidationError("--sweep varies a config: give one (`ferry launch --sweep 'optimizer.args.lr=1e-3,3e-4' config.json`)") }
+        for axis in sweep {
+            do { _ = try Sweep.axis(parsing: axis) } catch { throw ValidationError("--sweep \(axis): \(error)") }
+        }
+        if let time, SlurmJob.seconds(ofTime: time) == nil { throw ValidationError("--time \(time): write Slurm's MM, MM:SS, HH:MM:SS, D-HH or D-HH:MM:SS") }
+        if let nodes, nodes < 1 { throw ValidationError("--nodes takes 1 or more") }
+        if let maxRestarts, !(0...100).contains(maxRestarts) { throw ValidationError("--max-restarts takes 0 to 100") }
         for pair in environment {
             let name = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]
             guard !name.isEmpty, name.utf8.allSatisfy({ $0 == 95 || ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) }),
@@ -87,7 +115,7 @@ struct LaunchCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await JobsCLI.run {
-            let context = JobsCLI.context()
+            let context = JobsCLI.context(verbose: verbose)
             let client: AgentSession
             let id: String
             if let resume {
@@ -95,8 +123,17 @@ struct LaunchCommand: AsyncParsableCommand {
                 client = c; id = info.spec.id
                 JobsCLI.say("resumed \(id) on \(c.host) (attempt \(info.spec.attempt))")
                 if json { try JobsCLI.printJSON(["id": id, "host": c.host]); await client.close(); return }
+            } else if !sweep.isEmpty {
+                try await launchSweep(context: context)
+                return
             } else {
-                let request = try makeRequest()
+                var made = try makeRequest()
+                made.slurm = SlurmRequest(partition: partition, nodes: nodes, time: time, maxRestarts: maxRestarts, requeue: requeue)
+                let request = made
+                if let time, let seconds = SlurmJob.seconds(ofTime: time), seconds < 300,
+                   (try? context.registry.host(request.host))?.slurm != nil {
+                    JobsCLI.say("ferry: warning: --time \(time) is under 5 minutes: Slurm's warning signal may come up to a minute early, leaving little time to train")
+                }
                 let (result, c) = try await Launcher(context: context).launch(request) { event in
                     switch event {
                     case .recordedHost(let name, let target):
@@ -108,6 +145,9 @@ struct LaunchCommand: AsyncParsableCommand {
                         if !json { JobsCLI.say("\(host): agent \(agent)") }
                     case .preflight(let report):
                         if !json { JobsCLI.say(LaunchCommand.describe(report, host: request.host)) }
+                        if report.sbatch != nil, request.host != HostRecord.localName, (try? context.registry.host(request.host))?.slurm == nil {
+                            JobsCLI.say("ferry: \(request.host) has Slurm's sbatch: this job runs on it directly; to submit jobs to Slurm instead, add it with `ferry hosts add NAME TARGET --slurm`")
+                        }
                     case .uploading(let done, let total):
                         Progress.shared.update("uploading", done: done, total: total)
                     case .started:
@@ -130,6 +170,32 @@ struct LaunchCommand: AsyncParsableCommand {
             JobsCLI.say("following its log — Ctrl-C detaches (the job keeps running)")
             try await LogsCommand.follow(id: id, host: try context.registry.host(client.host), context: context, from: 0, first: client)
         }
+    }
+
+    /// Every run of the grid as its own job, started at once and detached: ids `SWEEP-0`, `SWEEP-1`, …,
+    /// each with FERRY_SWEEP_ID and FERRY_RUN_INDEX.
+    func launchSweep(context: JobsContext) async throws {
+        let runs = try Sweep.grid(try sweep.map(Sweep.axis(parsing:)))
+        var base = try makeRequest()
+        base.slurm = SlurmRequest(partition: partition, nodes: nodes, time: time, maxRestarts: maxRestarts, requeue: requeue)
+        base.follow = false
+        let sweepID = Sweep.newID(name: base.job.name)
+        try Names.validateJobID(sweepID + "-\(runs.count - 1)")
+        JobsCLI.say("sweep \(sweepID): \(runs.count) runs on \(host)")
+        var started: [[String: String]] = []
+        for (index, overrides) in runs.enumerated() {
+            var request = base
+            request.job.id = "\(sweepID)-\(index)"
+            request.job.command += overrides.flatMap { ["--set", $0] }
+            request.job.environment["FERRY_SWEEP_ID"] = sweepID
+            request.job.environment["FERRY_RUN_INDEX"] = String(index)
+            let (result, client) = try await Launcher(context: context).launch(request)
+            await client.close()
+            started.append(["id": result.id, "overrides": overrides.joined(separator: " ")])
+            if !json { JobsCLI.say("  \(result.id)  \(overrides.joined(separator: " "))") }
+        }
+        if json { try JobsCLI.printJSON(["sweep": sweepID, "host": host, "runs": String(runs.count)]) }
+        JobsCLI.say("follow them with: ferry status \(sweepID)")
     }
 
     func makeRequest() throws -> LaunchRequest {

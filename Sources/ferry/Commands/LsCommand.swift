@@ -46,6 +46,13 @@ struct LsCommand: AsyncParsableCommand {
                 }
             }
             rows.sort { $0.createdAt < $1.createdAt }
+            // A sweep's runs stay together (at its first run's place), under one line naming it.
+            var grouped: [Row] = [], sweepsPlaced = Set<String>()
+            for row in rows {
+                guard let sweep = Sweep.sweepID(ofRun: row.id) else { grouped.append(row); continue }
+                if sweepsPlaced.insert(sweep).inserted { grouped += rows.filter { Sweep.sweepID(ofRun: $0.id) == sweep } }
+            }
+            rows = grouped
             if json {
                 try JobsCLI.printJSON(rows)
             } else if rows.isEmpty {
@@ -55,7 +62,12 @@ struct LsCommand: AsyncParsableCommand {
                 let hostWidth = max(4, rows.map(\.host.count).max() ?? 4)
                 print("ID".padding(toLength: idWidth, withPad: " ", startingAt: 0) + "  " +
                       "HOST".padding(toLength: hostWidth, withPad: " ", startingAt: 0) + "  STARTED              STATE")
+                var sweepShown: String?
                 for row in rows {
+                    if let sweep = Sweep.sweepID(ofRun: row.id), sweep != sweepShown {
+                        sweepShown = sweep
+                        print("sweep \(sweep): \(rows.filter { Sweep.sweepID(ofRun: $0.id) == sweep }.count) runs (ferry status \(sweep))")
+                    }
                     var line = row.id.padding(toLength: idWidth, withPad: " ", startingAt: 0) + "  " +
                         row.host.padding(toLength: hostWidth, withPad: " ", startingAt: 0) + "  " +
                         JobsCLI.time(row.createdAt) + "  " + row.summary

@@ -19,6 +19,11 @@ struct StatusCommand: AsyncParsableCommand {
         try await JobsCLI.run {
             let context = JobsCLI.context()
             try Names.validateJobID(id)
+            let runs = context.registry.jobs().filter { Sweep.sweepID(ofRun: $0.id) == id }
+            if (try? context.registry.job(id)) == nil, !runs.isEmpty {
+                try await sweepTable(runs, context: context)
+                return
+            }
             do {
                 let info = try await JobsClient(context: context).status(id)
                 if json {
@@ -47,6 +52,30 @@ struct StatusCommand: AsyncParsableCommand {
         }
     }
 
+    /// `ferry status SWEEP`: one row a run — its overrides, state, and its latest epoch metrics.
+    func sweepTable(_ runs: [JobRecord], context: JobsContext) async throws {
+        struct Row: Encodable { var id: String; var overrides: String; var state: String; var summary: String; var metrics: [String: Double] }
+        var rows: [Row] = []
+        for run in runs.sorted(by: { Int($0.id.split(separator: "-").last ?? "") ?? 0 < Int($1.id.split(separator: "-").last ?? "") ?? 0 }) {
+            let info = try? await JobsClient(context: context).status(run.id)
+            let command = info?.spec.command ?? run.command
+            var overrides: [String] = []
+            for (i, word) in command.enumerated() where word == "--set" && i + 1 < command.count { overrides.append(command[i + 1]) }
+            let status = info?.status ?? run.status
+            rows.append(Row(id: run.id, overrides: overrides.joined(separator: " "), state: status?.state.rawValue ?? "unknown",
+                            summary: (status?.summary ?? "unknown") + (info == nil ? " (last seen)" : ""),
+                            metrics: info?.progress.metrics ?? run.progress?.metrics ?? [:]))
+        }
+        if json { try JobsCLI.printJSON(rows); return }
+        let idWidth = max(3, rows.map(\.id.count).max() ?? 3), overridesWidth = max(9, rows.map(\.overrides.count).max() ?? 9)
+        print("RUN".padding(toLength: idWidth, withPad: " ", startingAt: 0) + "  " + "OVERRIDES".padding(toLength: overridesWidth, withPad: " ", startingAt: 0) + "  STATE / METRICS")
+        for row in rows {
+            let metrics = row.metrics.keys.sorted().map { "\($0) \(String(format: "%.4g", row.metrics[$0] ?? 0))" }.joined(separator: "  ")
+            print(row.id.padding(toLength: idWidth, withPad: " ", startingAt: 0) + "  " + row.overrides.padding(toLength: overridesWidth, withPad: " ", startingAt: 0)
+                  + "  " + row.summary + (metrics.isEmpty ? "" : "  " + metrics))
+        }
+    }
+
     struct StatusReport: Encodable {
         var id: String
         var host: String
@@ -71,6 +100,11 @@ struct StatusCommand: AsyncParsableCommand {
         }
         lines.append(head)
         lines.append("  command: \(spec.command.joined(separator: " "))")
+        if let slurmJob = status.schedulerJobId {
+            var line = "  Slurm job \(slurmJob)"
+            if let restarts = status.restarts { line += ", restarts: \(restarts)" + (spec.slurm.map { " (at most \($0.maxRestarts))" } ?? "") }
+            lines.append(line)
+        }
         if !progress.isEmpty { lines.append("  \(progress.line)") }
         if !progress.checkpoints.isEmpty {
             lines.append("  checkpoints: " + progress.checkpoints.keys.sorted().map { "\($0) → \(progress.checkpoints[$0] ?? "")" }.joined(separator: ", "))

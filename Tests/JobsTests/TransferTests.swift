@@ -1,0 +1,288 @@
+import Crypto
+import FerryTestSupport
+import Foundation
+import System
+@testable import Jobs
+import JobsTestSupport
+import Testing
+
+/// Frames for `BlobStore.receive`, written to a file and read back as the agent reads its stdin.
+private struct PackStream {
+    var bytes = Data()
+    mutating func blob(_ content: Data, offset: Int = 0, claiming hash: String? = nil) {
+        bytes.append(Data("\(hash ?? sha256(content)) \(content.count) \(offset)\n".utf8))
+        bytes.append(content[offset...])
+    }
+    func reader(in dir: String, cutAt cut: Int? = nil) throws -> (ByteReader, Int32) {
+        let path = dir + "/frames-\(UUID().uuidString.prefix(6))"
+        try bytes.prefix(cut ?? bytes.count).write(to: URL(fileURLWithPath: path))
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        return (ByteReader(fd: fd), fd)
+    }
+}
+
+private func sha256(_ data: Data) -> String { HashCache.hex(SHA256.hash(data: data)) }
+
+private func randomData(_ count: Int) -> Data {
+    var g = SystemRandomNumberGenerator()
+    return Data((0..<count).map { _ in UInt8.random(in: 0...255, using: &g) })
+}
+
+/// The pack stream into the host's store, the store's safety, and fetch's path, link and mode rules.
+@Suite struct TransferTests {
+    @Test func packStreamCutMidwayResumesFromThePartial() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        let store = BlobStore(layout: HostLayout(home: box.root + "/host"))
+        let small = randomData(3000), large = randomData(1 << 20)
+        var stream = PackStream()
+        stream.blob(small)
+        stream.blob(large)
+        // Cut 300 kB into the large blob: the small one is stored, the large one's bytes wait in its partial.
+        let (reader, fd) = try stream.reader(in: box.root, cutAt: stream.bytes.count - (1 << 20) + 300_000)
+        #expect(throws: JobsError.self) { _ = try store.receive(from: reader) }
+        close(fd)
+        #expect(store.has(sha256(small)))
+        #expect(!store.has(sha256(large)))
+        let (missing, partial) = try store.missing([sha256(small), sha256(large)])
+        #expect(missing == [sha256(large)])
+        #expect(partial[sha256(large)] == 300_000)
+
+        var rest = PackStream()
+        rest.blob(large, offset: 300_000)
+        let (again, fd2) = try rest.reader(in: box.root)
+        defer { close(fd2) }
+        let reply = try store.receive(from: again)
+        #expect(reply.stored == 1 && reply.failed.isEmpty)
+        #expect(reply.bytes == Int64((1 << 20) - 300_000))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: store.layout.blob(sha256(large)))) == large)
+        #expect(try store.missing([sha256(large)]).missing.isEmpty)
+    }
+
+    @Test func corruptedBlobIsRefusedAndCanBeSentAgain() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        let store = BlobStore(layout: HostLayout(home: box.root + "/host"))
+        let content = randomData(50_000)
+        var damaged = content
+        damaged[1234] ^= 0xFF
+        var stream = PackStream()
+        stream.blob(damaged, claiming: sha256(content))
+        let (reader, fd) = try stream.reader(in: box.root)
+        let reply = try store.receive(from: reader)
+        close(fd)
+        #expect(reply.failed == [sha256(content)])
+        #expect(reply.stored == 0)
+        #expect(!store.has(sha256(content)))
+        #expect(try store.missing([sha256(content)]).partial.isEmpty, "a refused blob leaves no partial to resume")
+
+        var good = PackStream()
+        good.blob(content)
+        let (reader2, fd2) = try good.reader(in: box.root)
+        defer { close(fd2) }
+        #expect(try store.receive(from: reader2).stored == 1)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: store.layout.blob(sha256(content)))) == content)
+    }
+
+    /// A job that rewrites a file of work/ in place — as root here, so the store's 0444 would not
+    /// stop it — changes only its own copy.
+    @Test func rewritingAWorkFileInPlaceNeverChangesTheStore() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        let store = BlobStore(layout: HostLayout(home: box.root + "/host"))
+        let content = randomData(200_000)
+        var stream = PackStream()
+        stream.blob(content)
+        let (reader, fd) = try stream.reader(in: box.root)
+        _ = try store.receive(from: reader)
+        close(fd)
+        let hash = sha256(content)
+        var manifest = Manifest()
+        manifest.files = [Manifest.File(path: "data/train.bin", sha256: hash, size: Int64(content.count), executable: false),
+                          Manifest.File(path: "copy.bin", sha256: hash, size: Int64(content.count), executable: true)]
+        let work = box.root + "/work"
+        try store.materialise(manifest, into: work)
+        let blobPath = store.layout.blob(hash)
+        var blobStat = stat(), workStat = stat()
+        #expect(stat(blobPath, &blobStat) == 0 && stat(work + "/data/train.bin", &workStat) == 0)
+        #expect(blobStat.st_ino != workStat.st_ino, "work/ holds a copy, not a hard link")
+        #expect(blobStat.st_nlink == 1)
+        #expect(workStat.st_mode & 0o777 == 0o644)
+        // In place: no truncation, no new inode; then through the other copy too.
+        for file in ["data/train.bin", "copy.bin"] {
+            let out = open(work + "/" + file, O_WRONLY | O_CLOEXEC)
+            #expect(out >= 0)
+            let junk = [UInt8](repeating: 0x41, count: 4096)
+            #expect(pwrite(out, junk, junk.count, 1000) == junk.count)
+            close(out)
+        }
+        #expect(try HashCache.hashFile(blobPath) == hash)
+        #expect(try HashCache.hashFile(work + "/data/train.bin") != hash)
+        if getuid() == 0 {
+            // Root can open the store's 0444 file for writing: only a copy keeps it safe, which is what work/ has.
+            #expect(blobStat.st_mode & 0o777 == 0o444)
+        }
+    }
+
+    @Test func tenThousandFilesArriveByteIdentical() async throws {
+        let box = try Sandbox(); defer { box.remove() }
+        var g = SystemRandomNumberGenerator()
+        for i in 0..<10_000 {
+            let dir = box.project + "/d\(i / 500)"
+            if i % 500 == 0 { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+            var data = Data(count: 64 + i % 200)
+            data.withUnsafeMutableBytes { raw in for j in 0..<raw.count { raw[j] = UInt8.random(in: 0...255, using: &g) } }
+            if i % 1000 == 7 { data = Data("same content in several files\n".utf8) }
+            try data.write(to: URL(fileURLWithPath: dir + "/f\(i).bin"))
+        }
+        let context = box.context()
+        let (result, client) = try await Launcher(context: context).launch(
+            LaunchRequest(host: "local", name: "many", workingDirectory: box.project, kind: "command", command: ["true"], follow: false))
+        await client.close()
+        #expect(result.files == 10_000)
+        let work = box.localJob(result.id).work
+        let diff = Subprocess.capture(["diff", "-r", box.project, work], timeout: 120)
+        #expect(diff.status == 0, "\(diff.text.prefix(500))")
+    }
+
+    @Test func fetchPathRulesLinksAndModesLocally() async throws {
+        let box = try Sandbox(); defer { box.remove() }
+        try await TransferScenarios.fetchRules(box, host: "local", context: box.context())
+    }
+
+    @Test func fetchPathRulesLinksAndModesOverSSH() async throws {
+        guard let sshd = try TestSSHD.shared() else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        try box.addSSHHost(sshd)
+        try await TransferScenarios.fetchRules(box, host: "box", context: box.sshContext(sshd))
+    }
+
+    /// sshd without an sftp Subsystem: the agent is installed, files go up and come home, ls works —
+    /// all through exec channels, within a deadline (it used to spin forever).
+    @Test func hostWithoutSFTP() async throws {
+        guard try TestSSHD.shared() != nil else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        let sshd = try TestSSHD.start(directory: box.root + "/sshd-nosftp", noSFTP: true)
+        defer { sshd.stop() }
+        try box.addSSHHost(sshd, preinstalled: false)
+        nonisolated(unsafe) let sandbox = box
+        let context = box.sshContext(sshd)
+        try await TransferScenarios.withDeadline(120) { try await TransferScenarios.roundTrip(sandbox, host: "box", context: context) }
+    }
+
+    /// dropbear without sftp-server (a minimal image's SSH server).
+    @Test func dropbearWithoutSFTP() async throws {
+        guard try TestSSHD.shared() != nil else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        guard let dropbear = try TestSSHD.startDropbear(directory: box.root + "/dropbear") else {
+            print("dropbearWithoutSFTP: skipped (needs root and dropbear-bin: scripts/install-deps.sh)")
+            return
+        }
+        defer { dropbear.stop() }
+        try box.addSSHHost(dropbear, preinstalled: false)
+        nonisolated(unsafe) let sandbox = box
+        let context = box.sshContext(dropbear)
+        try await TransferScenarios.withDeadline(120) { try await TransferScenarios.roundTrip(sandbox, host: "box", context: context) }
+    }
+}
+
+enum TransferScenarios {
+    /// `--what P`: work/P, then output/P, both an error naming both; log and events; a link on the
+    /// way refused; links inside left out; the host's modes kept.
+    static func fetchRules(_ box: Sandbox, host: String, context: JobsContext) async throws {
+        try box.write("out/a.txt", "sent\n")
+        try box.write("both/x.txt", "from work\n")
+        let outside = box.root + "/outside"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        try Data("not yours\n".utf8).write(to: URL(fileURLWithPath: outside + "/secret.txt"))
+        try box.write("make.sh", """
+        mkdir -p "$FERRY_OUTPUT/res" "$FERRY_OUTPUT/both" "$FERRY_OUTPUT/ck"
+        echo b > "$FERRY_OUTPUT/res/b.txt"
+        echo y > "$FERRY_OUTPUT/both/y.txt"
+        echo w > "$FERRY_OUTPUT/ck/w.bin"
+        umask 077; echo token > "$FERRY_OUTPUT/creds.txt"; umask 022
+        printf '#!/bin/sh\\n' > "$FERRY_OUTPUT/run.sh"; chmod 750 "$FERRY_OUTPUT/run.sh"
+        ln -s \(outside) "$FERRY_OUTPUT/link"
+        ln -s \(outside)/secret.txt "$FERRY_OUTPUT/ck/secret-link"
+        echo '{"event":"start","time":1}' >> "$FERRY_EVENTS"
+        echo done
+        """)
+        let (result, client) = try await Launcher(context: context).launch(
+            LaunchRequest(host: host, name: "rules", workingDirectory: box.project, kind: "command", command: ["sh", "make.sh"]))
+        let follower = JobsClient(context: context).follower(result.id, host: try context.registry.host(host))
+        #expect(try await follower.resume(from: 0, first: client, onData: { _ in })?.state == .succeeded)
+        let dest = box.root + "/dest"
+        func fetch(_ what: String) async throws -> [FetchedFile] {
+            let c = try await JobsClient(context: context).agent(for: result.id)
+            return try await c.using { try await Fetcher(client: $0).fetch(result.id, what: what, into: dest) }
+        }
+        func mode(_ path: String) -> Int { var st = stat(); return lstat(path, &st) == 0 ? Int(st.st_mode & 0o777) : -1 }
+
+        _ = try await fetch("out")
+        #expect(fileText(dest + "/out/a.txt") == "sent\n")
+        _ = try await fetch("res")
+        #expect(fileText(dest + "/res/b.txt") == "b\n")
+        _ = try await fetch("out/a.txt")
+        #expect(fileText(dest + "/out/a.txt") == "sent\n")
+        do {
+            _ = try await fetch("both")
+            Issue.record("--what both should name work/both and output/both")
+        } catch let error as JobsError {
+            #expect(error.description.contains("work/both") && error.description.contains("output/both"), "\(error)")
+        }
+        _ = try await fetch("output/both")   // the job folder's own path still works
+        #expect(fileText(dest + "/output/both/y.txt") == "y\n")
+        _ = try await fetch("log")
+        #expect(fileText(dest + "/output.log").contains("done"))
+        _ = try await fetch("events")
+        #expect(fileText(dest + "/events.jsonl").contains("\"start\""))
+
+        // A link on the way is refused, on the host, before anything is written here.
+        await #expect(throws: JobsError.self) { _ = try await fetch("link/secret.txt") }
+        await #expect(throws: JobsError.self) { _ = try await fetch("link") }
+        #expect(!FileManager.default.fileExists(atPath: dest + "/link"))
+        // Links inside a fetched folder are left out; modes are the host's, never wider.
+        let all = try await fetch("all")
+        #expect(!all.contains { $0.remotePath.contains("link") })
+        #expect(!FileManager.default.fileExists(atPath: dest + "/ck/secret-link"))
+        #expect(fileText(dest + "/ck/w.bin") == "w\n")
+        #expect(mode(dest + "/creds.txt") == 0o600)
+        #expect(mode(dest + "/run.sh") == 0o750)
+        #expect(mode(dest + "/res/b.txt") == 0o644)
+    }
+
+    /// Install (no agent there), launch with files to send, follow, fetch, list.
+    static func roundTrip(_ box: Sandbox, host: String, context: JobsContext) async throws {
+        try box.writeRandom("data/blob.bin", bytes: 3 << 20)
+        for i in 0..<50 { try box.write("src/f\(i).txt", "file \(i)\n") }
+        try box.write("run.sh", """
+        cp data/blob.bin "$FERRY_OUTPUT/blob.bin"; umask 077; echo key > "$FERRY_OUTPUT/creds.txt"; echo ran
+        """)
+        let (result, client) = try await Launcher(context: context).launch(
+            LaunchRequest(host: host, name: "nosftp", workingDirectory: box.project, kind: "command", command: ["sh", "run.sh"]))
+        #expect(result.files == 52)
+        let jobs = JobsClient(context: context)
+        let follower = jobs.follower(result.id, host: try context.registry.host(host))
+        #expect(try await follower.resume(from: 0, first: client, onData: { _ in })?.state == .succeeded)
+        let c = try await jobs.agent(for: result.id)
+        let files = try await c.using { try await Fetcher(client: $0).fetch(result.id, what: "all", into: box.root + "/got") }
+        #expect(Set(files.map(\.remotePath)) == ["output/blob.bin", "output/creds.txt"])
+        #expect(try HashCache.hashFile(box.root + "/got/blob.bin") == HashCache.hashFile(box.project + "/data/blob.bin"))
+        var st = stat()
+        #expect(lstat(box.root + "/got/creds.txt", &st) == 0 && st.st_mode & 0o777 == 0o600)
+        let listed = await jobs.list()
+        #expect(listed.first { $0.host == host }?.jobs.contains { $0.spec.id == result.id } == true)
+    }
+
+    struct Deadline: Error, CustomStringConvertible {
+        var seconds: Double
+        var description: String { "still running after \(seconds) s" }
+    }
+
+    /// Runs `body`, failing after `seconds` instead of hanging.
+    static func withDeadline(_ seconds: Double, _ body: @escaping @Sendable () async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await body() }
+            group.addTask { try await Task.sleep(nanoseconds: UInt64(seconds * 1e9)); throw Deadline(seconds: seconds) }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+}
