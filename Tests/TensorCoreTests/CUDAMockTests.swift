@@ -427,9 +427,8 @@ import Testing
 /// from the wheels scripts/cuda-compile-check.sh caches, kernels.cu compiles to an ELF CUBIN.
 @Suite struct CUDANVRTCTests {
     static var libraries: [String] {
-        // Where scripts/cuda-compile-check.sh unpacks the wheels.
-        let root = (ProcessInfo.processInfo.environment["FERRY_CUDA_WHEELS"]
-            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/ferry/cuda-wheels").path) + "/unpacked"
+        let root = (ProcessInfo.processInfo.environment["FERRY_WHEEL_CACHE"]
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/ferry/wheels").path) + "/unpacked"
         guard let e = FileManager.default.enumerator(atPath: root) else { return [] }
         return e.compactMap { $0 as? String }.filter { $0.hasSuffix("/libnvrtc.so.12") || $0.hasSuffix("/libnvrtc.so.13") }.map { root + "/" + $0 }.sorted()
     }
