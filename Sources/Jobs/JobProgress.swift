@@ -20,6 +20,8 @@ public struct JobProgress: Codable, Sendable, Equatable {
     public var etaSeconds: Double?
     /// The `end` event's status (succeeded, failed, stopped), once written.
     public var endStatus: String?
+    /// The engine's device the run trains on (`cpu`, `cuda:0`), from the `start` event.
+    public var device: String?
 
 
     public init() { metrics = [:]; checkpoints = [:] }
@@ -53,6 +55,7 @@ public struct JobProgress: Codable, Sendable, Equatable {
                 p.stepsPerEpoch = e.stepsPerEpoch ?? p.stepsPerEpoch
                 p.epoch = e.startEpoch ?? p.epoch
                 p.runDirectory = e.runDir ?? p.runDirectory
+                p.device = e.device ?? p.device
                 p.endStatus = nil
                 firstStep = nil; lastStep = nil
             case .step(let e):
@@ -102,6 +105,8 @@ public struct JobProgress: Codable, Sendable, Equatable {
         }
         if let fraction { parts.append(String(format: "%.0f%%", fraction * 100)) }
         if let eta = etaSeconds, endStatus == nil { parts.append("ETA " + JobProgress.duration(eta)) }
+        // A GPU run says so; the CPU, the default, goes unsaid.
+        if let device, device != "cpu", !parts.isEmpty { parts.append("on \(device)") }
         return parts.joined(separator: "  ")
     }
 

@@ -46,8 +46,18 @@ final class SystemCUDADriver: CUDADriver, @unchecked Sendable {
         _ = unsafeBitCast(v, to: FI.self)(&version)
         _ = unsafeBitCast(c, to: FI.self)(&n)
         if n <= 0 { return .failure(.deviceUnavailable(device: "cuda", hint: "the CUDA driver reports no devices")) }
+        // Every entry point this driver calls, by its versioned name (CUDA 13's cuda.h maps the
+        // plain names onto these): a driver that lacks one is refused here, not mid-training.
+        let missing = requiredSymbols.filter { dlsym(h, $0) == nil }
+        if !missing.isEmpty {
+            return .failure(.deviceUnavailable(device: "cuda", hint: "libcuda.so.1 (driver \(version)) lacks \(missing.joined(separator: ", ")); update the NVIDIA driver"))
+        }
         return .success(SystemCUDADriver(handle: h, version: version, count: Int(n)))
     }
+
+    static let requiredSymbols = ["cuDeviceGet", "cuDevicePrimaryCtxRetain", "cuCtxSetCurrent", "cuDeviceGetName", "cuMemGetInfo_v2",
+                                  "cuMemAlloc_v2", "cuMemFree_v2", "cuMemcpyHtoD_v2", "cuMemcpyDtoH_v2", "cuMemcpyDtoD_v2",
+                                  "cuCtxSynchronize", "cuDeviceGetAttribute", "cuModuleLoadData", "cuModuleGetFunction", "cuLaunchKernel"]
 
     private func sym<T>(_ lib: UnsafeMutableRawPointer, _ name: String, _: T.Type) -> T {
         guard let s = dlsym(lib, name) else { usageError("CUDA: symbol \(name) not found") }
