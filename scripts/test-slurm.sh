@@ -5,7 +5,8 @@
 # (scripts/install-deps.sh installs slurm-wlm and munge).
 #   scripts/test-slurm.sh start   start it (or reuse the one running)
 #   scripts/test-slurm.sh env     print the variables the tests read, as `export NAME=value` lines
-#   scripts/test-slurm.sh stop    stop its daemons by their pids and remove its folder
+#   scripts/test-slurm.sh stop    stop its slurmctld and slurmd by their pids and remove its folder
+#                                 (munged, shared by every cluster on the machine, keeps running)
 # FERRY_TEST_SLURM_DIR picks the folder.
 set -euo pipefail
 
@@ -32,12 +33,13 @@ start() {
     stop_daemons
     rm -rf "$DIR"
     mkdir -p "$DIR/state" "$DIR/spool" "$DIR/gpu"
-    # munge: the system's key (the package made it), its socket under /run/munge; one munged serves all.
-    if ! pgrep -x munged >/dev/null 2>&1; then
+    # munge: the system's key (the package made it), its socket under /run/munge. One munged serves
+    # every cluster on the machine, so it is started when none answers and never stopped here.
+    if ! munge -n < /dev/null > /dev/null 2>&1; then
         [ -f /etc/munge/munge.key ] || { echo "/etc/munge/munge.key missing: reinstall munge" >&2; exit 1; }
         mkdir -p /run/munge /var/log/munge /var/lib/munge; chown munge: /run/munge /var/log/munge /var/lib/munge
-        runuser -u munge -- /usr/sbin/munged
-        echo started > "$DIR/munged-started-here"
+        runuser -u munge -- /usr/sbin/munged --force
+        for _ in $(seq 1 50); do munge -n < /dev/null > /dev/null 2>&1 && break; sleep 0.1; done
     fi
     mknod -m 666 "$DIR/gpu/nvidia0" c 1 3
     mknod -m 666 "$DIR/gpu/nvidia1" c 1 3
@@ -113,10 +115,6 @@ stop_daemons() {
             kill -9 "$pid" 2>/dev/null || true
         fi
     done
-    # munged only when this script started it.
-    if [ -f "$DIR/munged-started-here" ] && [ -f /run/munge/munged.pid ]; then
-        kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
-    fi
 }
 
 stop() {

@@ -213,14 +213,19 @@ extension JobsSlurmCLITests {
 }
 
 extension JobsSlurmCLITests {
-    /// A sweep on the cluster: each combination is its own Slurm job (not yet one job array).
+    /// A sweep on the cluster is one job array (`--array=0-1%1` with --max-parallel 1): each run its
+    /// own folder, log and state (`ARRAY_i`), both succeed, `status SWEEP` tables them.
     @Test(.enabled(if: FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") || TestPaths.isCI))
     func aSweepOnTheCluster() async throws {
         guard let (box, _) = try Self.cluster() else { return }
         defer { box.remove() }
         try box.write("tiny.json", Self.trainConfig)
-        let launched = try await ferryOffPool(["launch", "--host", "cluster", "--sweep", "optimizer.args.lr=1e-3,3e-4", "tiny.json"], sandbox: box)
-        #expect(launched.status == 0, "\(launched.stderr)")
+        // Refused at submission: no run of it is left behind (the first runs' folders went too).
+        let refused = try TestFerry.run(["launch", "--host", "cluster", "--gpus", "3", "--sweep", "optimizer.args.lr=1e-3,3e-4", "tiny.json"], sandbox: box)
+        #expect(refused.status == 1 && refused.stderr.contains("Requested node configuration is not available"), "\(refused.stderr)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: box.remoteHome + "/jobs")) ?? []).isEmpty)
+        let launched = try await ferryOffPool(["launch", "--host", "cluster", "--sweep", "optimizer.args.lr=1e-3,3e-4", "--max-parallel", "1", "tiny.json"], sandbox: box)
+        try #require(launched.status == 0, "\(launched.stderr)")
         let line = try #require(launched.stderr.split(separator: "\n").first { $0.hasPrefix("sweep ") }, "\(launched.stderr)")
         let sweep = String(line.dropFirst(6).prefix { $0 != ":" })
         var table = ""
@@ -229,7 +234,9 @@ extension JobsSlurmCLITests {
             return table.components(separatedBy: "succeeded").count - 1 == 2
         }, "\(table)")
         #expect(table.contains("optimizer.args.lr=3e-4") && table.contains("val_accuracy"), "\(table)")
-        #expect(Self.slurmID(box, sweep + "-0") != nil && Self.slurmID(box, sweep + "-1") != nil)
+        let first = try #require(Self.slurmID(box, sweep + "-0")), second = try #require(Self.slurmID(box, sweep + "-1"))
+        #expect(first.hasSuffix("_0") && second == first.dropLast(2) + "_1", "one array: \(first) \(second)")
+        #expect(fileText(box.remoteJob(sweep + "-1").log).contains("started on"))
     }
 }
 

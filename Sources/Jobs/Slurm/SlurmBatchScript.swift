@@ -1,4 +1,5 @@
 import Foundation
+import RunContract
 import SSH
 
 /// The batch script ferry submits for a job (`slurm.sh` in the job's folder). Slurm runs it on the
@@ -42,6 +43,11 @@ struct SlurmBatchScript {
             "may_requeue=\(mayRequeue ? 1 : 0)",
             "command=(\(command.map(q).joined(separator: " ")))",
             "resume_args=(\(resume.map(q).joined(separator: " ")))",
+            // ferry's variables, set here: an array's runs share one submission's environment.
+            "export FERRY_JOB_ID=\(q(spec.id)) FERRY_EVENTS=\(q(paths.events)) FERRY_OUTPUT=\(q(paths.output)) FERRY_JOB_DIR=\(q(paths.directory)) FERRY_ATTEMPT=\(spec.attempt)",
+        ] + [RunEnvironment.sweepID, RunEnvironment.runIndex].compactMap { name in
+            spec.environment[name].map { "export \(name)=\(q($0))" }
+        } + [
             "restart=${SLURM_RESTART_COUNT:-0}",
             "export FERRY_RESTART_COUNT=$restart",
             "node=$(hostname -s 2>/dev/null || hostname)",

@@ -1,4 +1,5 @@
 import Foundation
+import SSH
 import System
 #if canImport(Glibc)
 import Glibc
@@ -26,6 +27,10 @@ struct SlurmLauncher: JobLauncher {
         let body = Data(SlurmBatchScript(spec: spec, paths: paths, ferryBinary: binary).text.utf8)
         try JobsError.system { try AtomicFile.write(body, to: script, mode: .exact(0o700)) }
         unlink((paths.directory as NSString).appendingPathComponent(SlurmBatchScript.exitFile))
+        if let member = slurm.array, spec.attempt == 1 {
+            try startArrayMember(id, member: member, spec: spec, slurm: slurm, paths: paths)
+            return
+        }
         let arguments = SlurmLauncher.sbatchArguments(spec: spec, slurm: slurm, paths: paths, script: script)
         let result = run(arguments, submitEnvironment(spec, paths), paths.directory)
         let text = result.text.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -42,10 +47,52 @@ struct SlurmLauncher: JobLauncher {
         }
     }
 
+    /// A sweep's run: its folder and script wait until the last run arrives, which submits them all
+    /// as one job array whose task i runs `jobs/SWEEP-i/slurm.sh` with its log as output. A refusal
+    /// removes every run's folder: nothing half-submitted.
+    private func startArrayMember(_ id: String, member: SlurmArrayMember, spec: JobSpec, slurm: SlurmJob, paths: JobPaths) throws {
+        guard member.index == member.count - 1 else {
+            _ = try store.update(id) { s in
+                s.state = .pending
+                s.pendingReason = "waiting for the rest of its sweep (\(member.count) runs) to be sent"
+            }
+            return
+        }
+        let runs = (0..<member.count).map { member.runID($0) }
+        let jobs = store.layout.jobsDirectory
+        for run in runs where !POSIX.exists(store.layout.job(run).spec) {
+            throw JobsError.slurmRefused(host: POSIX.hostName, reason: "run \(run) of the sweep never arrived; launch the sweep again")
+        }
+        let arrayScript = (paths.directory as NSString).appendingPathComponent("slurm-array.sh")
+        let prefix = (jobs as NSString).appendingPathComponent(member.sweepId)
+        let body = "#!/bin/bash\n# Written by ferry: task i of the sweep's job array runs its run's own script.\nexec /bin/bash \(ShellQuote.quote(prefix))-\"$SLURM_ARRAY_TASK_ID\"/\(SlurmBatchScript.scriptFile)\n"
+        try JobsError.system { try AtomicFile.write(Data(body.utf8), to: arrayScript, mode: .exact(0o700)) }
+        var arguments = SlurmLauncher.sbatchArguments(spec: spec, slurm: slurm, output: prefix + "-%a/output.log", directory: jobs,
+                                                      name: member.sweepId, script: arrayScript)
+        arguments.insert("--array=0-\(member.count - 1)" + (member.maxParallel.map { "%\($0)" } ?? ""), at: arguments.count - 1)
+        let result = run(arguments, submitEnvironment(spec, paths), jobs)
+        let text = result.text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard result.status == 0, let arrayID = SlurmLauncher.parseJobID(text) else {
+            for run in runs.dropLast() { try? FileManager.default.removeItem(atPath: store.layout.job(run).directory) }
+            throw JobsError.slurmRefused(host: POSIX.hostName, reason: SlurmLauncher.reason(text, status: result.status))
+        }
+        for (index, run) in runs.enumerated() {
+            _ = try store.update(run) { s in
+                s.state = .pending
+                s.schedulerJobId = "\(arrayID)_\(index)"
+                s.pendingReason = nil; s.expectedStart = nil
+            }
+        }
+    }
+
     /// sbatch's argv (no shell between: every value reaches Slurm as it is).
     static func sbatchArguments(spec: JobSpec, slurm: SlurmJob, paths: JobPaths, script: String) -> [String] {
-        var arguments = ["sbatch", "--parsable", "--job-name=\(spec.name)", "--output=\(paths.log)", "--open-mode=append",
-                         "--chdir=\(paths.directory)", "--signal=B:USR2@\(slurm.warningSeconds)",
+        sbatchArguments(spec: spec, slurm: slurm, output: paths.log, directory: paths.directory, name: spec.name, script: script)
+    }
+
+    static func sbatchArguments(spec: JobSpec, slurm: SlurmJob, output: String, directory: String, name: String, script: String) -> [String] {
+        var arguments = ["sbatch", "--parsable", "--job-name=\(name)", "--output=\(output)", "--open-mode=append",
+                         "--chdir=\(directory)", "--signal=B:USR2@\(slurm.warningSeconds)",
                          (!spec.needs.resumeArguments.isEmpty || slurm.requeue) ? "--requeue" : "--no-requeue"]
         if let gpus = spec.gpus, case .count(let n)? = GPURequest(parsing: gpus), n > 0 { arguments.append("--gres=gpu:\(n)") }
         if let time = slurm.time { arguments.append("--time=\(time)") }

@@ -58,6 +58,8 @@ public struct SlurmJob: Codable, Sendable, Equatable {
     public var maxRestarts: Int
     /// Whether a command job (not ferry train) is requeued too; train jobs always may be.
     public var requeue: Bool
+    /// A run of a sweep: its runs are one job array, submitted with the last run's start.
+    public var array: SlurmArrayMember?
 
     public init(partition: String? = nil, account: String? = nil, setup: [String] = [], sbatchArguments: [String] = [],
                 nodes: Int? = nil, time: String? = nil, maxRestarts: Int = 3, requeue: Bool = false) {
@@ -125,12 +127,15 @@ public struct SlurmRequest: Sendable, Equatable {
     public var time: String?
     public var maxRestarts: Int?
     public var requeue: Bool
+    /// Set by `ferry launch --sweep` for each run: on Slurm the runs are one job array.
+    public var array: SlurmArrayMember?
 
-    public init(partition: String? = nil, nodes: Int? = nil, time: String? = nil, maxRestarts: Int? = nil, requeue: Bool = false) {
+    public init(partition: String? = nil, nodes: Int? = nil, time: String? = nil, maxRestarts: Int? = nil, requeue: Bool = false,
+                array: SlurmArrayMember? = nil) {
         self.partition = partition; self.nodes = nodes; self.time = time; self.maxRestarts = maxRestarts; self.requeue = requeue
+        self.array = array
     }
 
-    var isEmpty: Bool { self == SlurmRequest() }
 
     /// The job's Slurm options on a Slurm host; nil on a plain host, which refuses Slurm's options.
     func job(for host: HostRecord) throws -> SlurmJob? {
@@ -143,6 +148,22 @@ public struct SlurmRequest: Sendable, Equatable {
             }
             return nil
         }
-        return SlurmJob(host: slurm, partition: partition, nodes: nodes, time: time, maxRestarts: maxRestarts, requeue: requeue)
+        var job = SlurmJob(host: slurm, partition: partition, nodes: nodes, time: time, maxRestarts: maxRestarts, requeue: requeue)
+        job.array = array
+        return job
     }
+}
+
+/// A sweep's run on Slurm: index `index` of `count` in one job array (`--array=0-N-1%K`).
+public struct SlurmArrayMember: Codable, Sendable, Equatable {
+    public var sweepId: String
+    public var index: Int
+    public var count: Int
+    /// `--max-parallel`: at most this many runs at once (`%K`).
+    public var maxParallel: Int?
+    public init(sweepID: String, index: Int, count: Int, maxParallel: Int?) {
+        self.sweepId = sweepID; self.index = index; self.count = count; self.maxParallel = maxParallel
+    }
+    /// The job id of run `index` of this sweep.
+    public func runID(_ index: Int) -> String { "\(sweepId)-\(index)" }
 }

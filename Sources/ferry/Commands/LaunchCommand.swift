@@ -61,6 +61,9 @@ struct LaunchCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("A sweep axis (repeatable): KEY=a,b or KEY=[a,b] (a JSON array), e.g. --sweep 'optimizer.args.lr=1e-3,3e-4'. Every combination is one run (`ferry train CONFIG --set KEY=VALUE …`), all started at once, detached; `ferry status SWEEP` tables them.", valueName: "KEY=VALUES"))
     var sweep: [String] = []
 
+    @Option(name: .customLong("max-parallel"), help: "With --sweep on Slurm: at most this many runs at once (the job array's %K).")
+    var maxParallel: Int?
+
     @Option(name: .long, help: "Start a stopped job again in its own folder (a train job continues from its last checkpoint).")
     var resume: String?
 
@@ -94,6 +97,7 @@ struct LaunchCommand: AsyncParsableCommand {
             throw ValidationError("--gpus \(gpus): give a count (--gpus 2: the host picks) or GPU indices with a comma (--gpus 0,1; one GPU: --gpus 3,)")
         }
         if let disk, LaunchCommand.parseSize(disk) == nil { throw ValidationError("--disk \(disk): write a size like 500M or 20G") }
+        if let maxParallel, sweep.isEmpty || maxParallel < 1 { throw ValidationError("--max-parallel \(maxParallel): a count of 1 or more, with --sweep") }
         if !sweep.isEmpty && config == nil { throw ValidationError("--sweep varies a config: give one (`ferry launch --sweep 'optimizer.args.lr=1e-3,3e-4' config.json`)") }
         for axis in sweep {
             do { _ = try Sweep.axis(parsing: axis) } catch { throw ValidationError("--sweep \(axis): \(error)") }
@@ -189,6 +193,7 @@ struct LaunchCommand: AsyncParsableCommand {
             request.job.command += overrides.flatMap { ["--set", $0] }
             request.job.environment["FERRY_SWEEP_ID"] = sweepID
             request.job.environment["FERRY_RUN_INDEX"] = String(index)
+            request.slurm.array = SlurmArrayMember(sweepID: sweepID, index: index, count: runs.count, maxParallel: maxParallel)
             let (result, client) = try await Launcher(context: context).launch(request)
             await client.close()
             started.append(["id": result.id, "overrides": overrides.joined(separator: " ")])
