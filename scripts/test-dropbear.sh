@@ -57,7 +57,8 @@ VARS
 }
 
 stop() {
-    if running; then kill "$(cat "$DIR/pid")" 2>/dev/null || true; fi
+    # KILL: started from a test process, it may have SIGTERM blocked (a mask children inherit).
+    if running; then kill -KILL "$(cat "$DIR/pid")" 2>/dev/null || true; fi
     rm -rf "$DIR"
 }
 
