@@ -4,8 +4,10 @@
 #   scripts/bench.sh                   every case (sgemm elementwise mlp cnn ssh jobs) + the PyTorch load check
 #   scripts/bench.sh sgemm mlp         chosen cases;  --epochs N, --threads N pass through
 #   FERRY_BENCH_PYTHON=/path/to/venv/bin/python scripts/bench.sh   compare against PyTorch
+#   scripts/bench.sh transfers [-v]     launch/fetch against rsync, tar|ssh and scp (scripts/bench-transfers.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = transfers ]; then shift; exec scripts/bench-transfers.sh "$@"; fi
 scripts/install-deps.sh >/dev/null
 swift build -c release --product Benchmarks
 swift build -c release --product ferry

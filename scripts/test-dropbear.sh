@@ -57,7 +57,10 @@ VARS
 }
 
 stop() {
-    if running; then kill "$(cat "$DIR/pid")" 2>/dev/null || true; fi
+    # KILL: started from a test process, it may have SIGTERM blocked (a mask children inherit).
+    if running; then kill -KILL "$(cat "$DIR/pid")" 2>/dev/null || true; fi
+    # Its session processes (same command line, this folder's host key) outlive the listener.
+    for pid in $(pgrep -f -- "-r $DIR/host_key " 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
     rm -rf "$DIR"
 }
 

@@ -19,11 +19,11 @@ public struct AgentInstaller: Sendable {
     }
 
     /// Sends one file through an exec channel (works with or without SFTP on the host), sha256-checked there.
-    func put(_ local: String, to remote: String, what: String, transport: any Transport) async throws {
+    func put(_ local: String, to remote: String, what: String, transport: any Transport, partialSize: Int64? = 0) async throws {
         let size = POSIX.fileSize(local) ?? 0
         let report = progress
         let started = Date()
-        let outcome = try await StreamUpload.put(local, to: remote, mode: 0o755, via: transport) { done in report?(what, done, size) }
+        let outcome = try await StreamUpload.put(local, to: remote, mode: 0o755, via: transport, partialSize: partialSize) { done in report?(what, done, size) }
         let seconds = Date().timeIntervalSince(started)
         note?("install: \(what) (\(ByteCount.format(size))) through an exec-channel stream (sh/cat, no SFTP needed) in \(String(format: "%.2f", seconds)) s"
               + (outcome.report.resumedFrom > 0 ? ", resumed at \(ByteCount.format(outcome.report.resumedFrom))" : "")
@@ -36,9 +36,12 @@ public struct AgentInstaller: Sendable {
         }
         let bin = (home as NSString).appendingPathComponent("bin")
         let lib = (home as NSString).appendingPathComponent("lib")
-        try await run(transport, ["sh", "-c", #"umask 077; mkdir -p "$1" "$2" "$3""#, "sh", home, bin, lib], host: host)
         let target = (bin as NSString).appendingPathComponent("ferry")
-        try await put(binary, to: target, what: "ferry \(version)", transport: transport)
+        // The folders, and what a cut upload of the binary left (it continues from there): one command.
+        let made = try await run(transport, ["sh", "-c", #"umask 077; mkdir -p "$1" "$2" "$3" && { wc -c < "$4.ferry-partial" || echo 0; } 2>/dev/null && echo ok"#,
+                                             "sh", home, bin, lib, target], host: host)
+        let partial = Int64(String(decoding: made, as: UTF8.self).split(separator: "\n").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? "") ?? 0
+        try await put(binary, to: target, what: "ferry \(version)", transport: transport, partialSize: partial)
         var withLibraries = false
         var sent: [String] = []
         for _ in 0..<16 {
@@ -97,14 +100,18 @@ public struct AgentInstaller: Sendable {
         return (client, report)
     }
 
-    private func run(_ transport: any Transport, _ arguments: [String], host: String) async throws {
+    /// Runs a command on the host; its stdout.
+    @discardableResult
+    private func run(_ transport: any Transport, _ arguments: [String], host: String) async throws -> Data {
         let command = try await transport.start(ShellQuote.join(arguments))
         try await command.closeInput()
         let (out, err, status) = try await command.collect()
-        guard status == 0 else {
+        // 255 with the script's closing `ok`: the server lost the exit status (dropbear under load), not the work.
+        guard status == 0 || (status == 255 && String(decoding: out, as: UTF8.self).hasSuffix("ok\n")) else {
             let text = String(decoding: err + out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             throw JobsError.agentUnavailable(host: host, reason: "`\(arguments.prefix(1).joined())` failed (status \(status)): \(text.prefix(300))")
         }
+        return out
     }
 }
 

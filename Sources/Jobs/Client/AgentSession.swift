@@ -69,7 +69,8 @@ public final class AgentSession: Sendable {
         let command = try await transport.start(prefix + " " + AgentProtocol.helloVerb)
         try await command.closeInput()
         let (out, err, status) = try await command.collect()
-        guard status == 0, let hello = try? JSONCoding.decoder().decode(AgentHello.self, from: out) else {
+        // 255: the channel closed without an exit status (dropbear under load can); the answer itself counts.
+        guard status == 0 || status == 255, let hello = try? JSONCoding.decoder().decode(AgentHello.self, from: out) else {
             let text = String(decoding: err + out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             throw JobsError.agentUnavailable(host: host, reason: "`ferry agent hello` failed (status \(status)): \(text.prefix(500))")
         }
@@ -104,7 +105,8 @@ public final class AgentSession: Sendable {
     }
 
     func decodeReply<T: Decodable>(_ verb: String, out: Data, err: Data, status: Int32) throws -> T {
-        if status == 0, let value = try? JSONCoding.decoder().decode(T.self, from: out) { return value }
+        // 255: closed without an exit status (dropbear under load can lose it); a whole answer still counts.
+        if status == 0 || status == 255, let value = try? JSONCoding.decoder().decode(T.self, from: out) { return value }
         if let reply = try? JSONCoding.decoder().decode(AgentErrorReply.self, from: out) {
             throw hostError(reply.error ?? .agentFailed(host: host, verb: verb, message: reply.message))
         }
@@ -344,6 +346,7 @@ struct AgentProbe {
     # A preflight no binary read: take it anyway (some servers, dropbear, drop a channel whose
     # command left input unread, without its exit status).
     [ -n "$pre" ] && cat > /dev/null
+    printf 'end=1\n'
     exit 0
     """#
 
@@ -372,7 +375,9 @@ struct AgentProbe {
                 }
             }
         }
-        guard status == 0, probe.home.hasPrefix("/") else {
+        // The script's last line stands for its exit status, which some servers (dropbear under load) lose.
+        let ended = String(decoding: out, as: UTF8.self).hasSuffix("end=1\n")
+        guard status == 0 || (status == 255 && ended), probe.home.hasPrefix("/") else {
             let text = String(decoding: err + out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             throw JobsError.agentUnavailable(host: transport.label, reason: "the host's shell did not run ferry's probe (status \(status)): \(text.prefix(400)) — ferry needs a POSIX sh on the host")
         }

@@ -123,11 +123,20 @@ struct BlobStore {
     private func verifiedPath(_ hash: String) -> String { layout.partialBlob(hash) + ".ok.\(BlobStore.pid)" }
     private static let pid = getpid()
 
-    /// One sync for the batch, then each verified partial renamed into its fan-out folder (each
+    /// One sync for the batch (fsyncs for a few blobs), then each verified partial renamed into its fan-out folder (each
     /// folder made once).
     private func store(_ verified: [(hash: String, bytes: Int64)], into reply: inout BlobPutReply) throws {
         guard !verified.isEmpty else { return }
-        FastFile.syncFilesystem(containing: layout.partialBlobsDirectory)
+        if verified.count <= 32 {
+            // A few blobs (one edited file): their own fsyncs, not a sync of the whole filesystem,
+            // which on a busy disk waits for everyone's dirty pages.
+            for (hash, _) in verified {
+                let fd = open(verifiedPath(hash), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                if fd >= 0 { fsync(fd); close(fd) }
+            }
+        } else {
+            FastFile.syncFilesystem(containing: layout.partialBlobsDirectory)
+        }
         var folders = Set<String>()
         for (hash, bytes) in verified {
             let final = layout.blob(hash)

@@ -32,13 +32,17 @@ enum StreamUpload {
     echo "sha256=${sum:-none}"
     """#
 
-    static func put(_ localPath: String, to remotePath: String, mode: UInt32, via transport: any Transport,
+    /// `partialSize`: the bytes of `remotePath`'s `.ferry-partial` on the host when the caller already
+    /// asked (one command fewer); nil asks first.
+    static func put(_ localPath: String, to remotePath: String, mode: UInt32, via transport: any Transport, partialSize: Int64? = nil,
                     progress: (@Sendable (Int64) -> Void)?) async throws -> Outcome {
         let sha = try HashCache.hashFile(localPath)
         for attempt in 0..<2 {
             // The partial a cut upload left: continue after its bytes (the sha256 at the end judges them).
             var offset: Int64 = 0
-            if attempt == 0 {
+            if attempt == 0, let partialSize {
+                offset = partialSize
+            } else if attempt == 0 {
                 let probe = try await transport.start(ShellQuote.join(["sh", "-c", #"wc -c < "$1.ferry-partial" 2>/dev/null || echo 0"#, "sh", remotePath]))
                 try await probe.closeInput()
                 let (out, _, _) = try await probe.collect()
@@ -64,7 +68,8 @@ enum StreamUpload {
             }
             let (out, err, status) = try await reader.value
             let text = String(decoding: out, as: UTF8.self)
-            if status == 0, let line = text.split(separator: "\n").last(where: { $0.hasPrefix("sha256=") }) {
+            // The closing `sha256=` line stands for the exit status, which a server may lose (255).
+            if status == 0 || status == 255, let line = text.split(separator: "\n").last(where: { $0.hasPrefix("sha256=") }) {
                 let onHost = String(line.dropFirst(7))
                 return Outcome(report: TransferReport(totalBytes: size, transferredBytes: size - offset, resumedFrom: offset, sha256: sha),
                                verifiedOnHost: onHost == sha)
