@@ -250,7 +250,7 @@ enum CUDAOps {
             return
         }
         // Row-major out = a·b is column-major outᵀ = bᵀ·aᵀ: cuBLAS's A is b, its B is a.
-        let oa = DeviceGEMMOperand(a), ob = DeviceGEMMOperand(b)
+        let oa = GEMMOperand(a), ob = GEMMOperand(b)   // the same layout rule as the CPU GEMM (its pointer is not used here)
         let call = CUDAGemmCall(dtype: a.dtype, transA: ob.transposed, transB: oa.transposed, m: n, n: m, k: k, alpha: 1, beta: 0,
                                 a: ob.tensor.devicePointer, lda: ob.ld, strideA: 0, b: oa.tensor.devicePointer, ldb: oa.ld, strideB: 0,
                                 c: out.devicePointer, ldc: n, strideC: 0, batch: 1, allowTF32: Tensor.allowTF32)
@@ -303,24 +303,6 @@ enum CUDAOps {
             .tensor(idx).int(count * inner).int(inner).int(1).tensor(out)
         launch(ctx, "scatter_add", count: out.numel, args)
         return out
-    }
-}
-
-/// A 2-d operand as cuBLAS takes it (row-major view, possibly transposed), like GEMMOperand.
-struct DeviceGEMMOperand {
-    let tensor: Tensor
-    let transposed: Bool
-    let ld: Int
-
-    init(_ t: Tensor) {
-        let r = t.shape[0], c = t.shape[1]
-        if (t.strides[1] == 1 || c == 1) && t.strides[0] >= Swift.max(c, 1) {
-            tensor = t; transposed = false; ld = Swift.max(t.strides[0], 1)
-        } else if (t.strides[0] == 1 || r == 1) && t.strides[1] >= Swift.max(r, 1) {
-            tensor = t; transposed = true; ld = Swift.max(t.strides[1], 1)
-        } else {
-            tensor = noGrad { t.contiguous() }; transposed = false; ld = Swift.max(c, 1)
-        }
     }
 }
 

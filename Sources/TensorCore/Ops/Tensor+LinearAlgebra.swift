@@ -1,4 +1,4 @@
-/// A 2-d float32 operand as `dnnl_sgemm` takes it: a pointer, whether to transpose, and the
+/// A 2-d operand as `dnnl_sgemm` and cuBLAS take it: the storage, whether to transpose, and the
 /// leading dimension. A transposed view is passed as a flag, never copied.
 struct GEMMOperand {
     let tensor: Tensor      // keeps the storage alive
