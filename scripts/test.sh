@@ -35,17 +35,27 @@ if [ $# -gt 0 ]; then
     swift test --skip-build "$@"
     status=$?
 else
-    # Two rounds: the engine's CPU-bound tests keep both cores (and both of Swift's cooperative
+    # Three rounds: the engine's CPU-bound tests keep both cores (and both of Swift's cooperative
     # threads on a 2-core machine) busy for seconds at a time; the SSH, jobs and tunnel tests
     # measure time-outs, keepalives and reconnects, so they run on their own afterwards, with the
-    # end-to-end tests of the commands over them (Tests/ferryTests suites named SSH*, Jobs*, Tunnels*).
+    # end-to-end tests of the commands over them (Tests/ferryTests suites named SSH*, Jobs*, Tunnels*);
+    # last, the long jobs that would crowd those timings: the Slurm cluster's jobs, sweeps, time
+    # limits and the 10,000-file transfers.
     network='^((SSHTests|JobsTests|TunnelsTests)\.|ferryTests\.(SSH|Jobs|Tunnels))'
+    long='^(JobsTests\.TransferTests|ferryTests\.(JobsSlurm|JobsSweep|JobsTimeLimit))'
     swift test --skip-build --skip "$network"
     status=$?
     echo "test.sh: engine and CLI tests took $(( $(date +%s) - start ))s, exit status $status"
-    swift test --skip-build --filter "$network"
+    round=$(date +%s)
+    swift test --skip-build --filter "$network" --skip "$long"
     network_status=$?
+    echo "test.sh: SSH, jobs and tunnel tests took $(( $(date +%s) - round ))s, exit status $network_status"
     [ $status -ne 0 ] || status=$network_status
+    round=$(date +%s)
+    swift test --skip-build --filter "$long"
+    long_status=$?
+    echo "test.sh: Slurm, sweep, time-limit and transfer tests took $(( $(date +%s) - round ))s, exit status $long_status"
+    [ $status -ne 0 ] || status=$long_status
 fi
 set -e
 echo "test.sh: tests took $(( $(date +%s) - start ))s, exit status $status"

@@ -51,7 +51,9 @@ import Tunnels
         let reason = await waiter.value
         let took = ContinuousClock.now - started
         #expect(reason.contains("no answer to 2 keepalives"), "\(reason)")
-        #expect(took < .seconds(10), "took \(took) to notice")
+        // Two missed 1 s keepalives notice it in about 3 s; the bound leaves room for a loaded 2-core
+        // machine (12 s seen in a full network round), far below TCP's own hours.
+        #expect(took < .seconds(20), "took \(took) to notice")
         await connection.close()
     }
 }
