@@ -35,7 +35,7 @@ import Testing
 
     @Test func ctrlCStopsFollowingAndLeavesTheJobRunning() throws {
         let box = try Sandbox(); defer { box.remove() }
-        let launched = try TestFerry.run(["launch", "--host", "local", "--detach", "--", "sleep", "30"], sandbox: box)
+        let launched = try TestFerry.run(["launch", "--host", "local", "-d", "--", "sleep", "30"], sandbox: box)
         #expect(launched.status == 0, "\(launched.stderr)")
         let id = try #require(Registry(home: box.home).jobs().first?.id)
         let followed = try interrupt(["logs", "-f", id], sandbox: box, after: 1.0)

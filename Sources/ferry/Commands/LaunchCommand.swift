@@ -70,7 +70,7 @@ struct LaunchCommand: AsyncParsableCommand {
     @Flag(name: [.customShort("v"), .long], help: "Say how the files travel and how long each step took.")
     var verbose = false
 
-    @Flag(name: .long, help: "Return once the job has started; do not follow its log.")
+    @Flag(name: [.customShort("d"), .long], help: "Return once the job has started; do not follow its log (SkyPilot's -d).")
     var detach = false
 
     @Flag(name: .long, help: "Print one JSON object (id, host, uploaded_bytes, reused_bytes) once started; implies --detach.")
