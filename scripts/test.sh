@@ -26,6 +26,8 @@ elif [ "${CI:-}" = true ]; then
 else
     echo "test.sh: no test Slurm cluster (scripts/install-deps.sh installs slurm-wlm and munge); the Slurm tests skip" >&2
 fi
+# A fresh test sshd: one left running by an earlier `swift test` lacks this run's SLURM_CONF.
+scripts/test-sshd.sh stop
 scripts/test-sshd.sh start
 eval "$(scripts/test-sshd.sh env)"
 
