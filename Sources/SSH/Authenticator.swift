@@ -81,9 +81,8 @@ struct Authenticator {
             // Ask the server about the public half first, so nobody types a passphrase for nothing.
             var pub: ssh_key?
             if ssh_pki_import_pubkey_file(path + ".pub", &pub) == SSH_OK, let pub {
-                let accepted = try check(ssh_userauth_try_publickey(session, nil, pub))
-                ssh_key_free(pub)
-                if !accepted {
+                defer { ssh_key_free(pub) }
+                if try !check(ssh_userauth_try_publickey(session, nil, pub)) {
                     tried.append("publickey \(path) (server refused the key)")
                     continue
                 }

@@ -102,8 +102,12 @@ extension ComponentRegistry {
                                     LayerShapes.conv2dParameters(inChannels: 10, outChannels: 20, kernel: (5, 5), bias: true),
                                     LayerShapes.linearParameters(inFeatures: 320, outFeatures: 50, bias: true),
                                     LayerShapes.linearParameters(inFeatures: 50, outFeatures: a.int("num_classes"), bias: true)]
-                      guard let bytes = counts.reduce(Optional(0), { t, n in t.flatMap { t in n.flatMap { checkedProduct([$0, 4]) }.flatMap { t.addingReportingOverflow($0).overflow ? nil : t + $0 } } }),
-                            bytes <= maxModelBytes else {
+                      // At float32's 4 bytes each; nil once anything overflows.
+                      let parameters = counts.reduce(Optional(0)) { total, n in
+                          guard let total, let n, case let (sum, false) = total.addingReportingOverflow(n) else { return nil }
+                          return sum
+                      }
+                      guard let bytes = parameters.flatMap({ checkedProduct([$0, 4]) }), bytes <= maxModelBytes else {
                           c.reader.fail(c.path + "args" + "num_classes", "MnistModel with these classes holds more than the \(maxModelBytes >> 30) GiB of parameters ferry allows; use fewer classes")
                           return nil
                       }
