@@ -20,6 +20,8 @@ public enum AgentProtocol {
     static let requestVerb = "request"
     /// The detached supervisor the agent starts on its own host.
     static let superviseVerb = "supervise"
+    /// A Slurm job's batch script runs it on the compute node before the payload.
+    static let nodeCheckVerb = "node-check"
     /// A request line holds at most a job's manifest.
     static let requestLineLimit = 256 << 20
     /// Log bytes one `jobLogs` round sends before it ends with `M` (more: ask again at once).

@@ -73,7 +73,7 @@ import Glibc
                            command: ["sh", "-c", payload])
         spec.slurm = SlurmJob(maxRestarts: 3)
         let script = box.root + "/slurm.sh"
-        try Data(SlurmBatchScript(spec: spec, paths: paths, ferryBinary: "/nonexistent/ferry").text.utf8).write(to: URL(fileURLWithPath: script))
+        try Data(SlurmBatchScript(spec: spec, paths: paths, ferryBinary: "/nonexistent/ferry", home: box.root + "/host").text.utf8).write(to: URL(fileURLWithPath: script))
         var env = ProcessInfo.processInfo.environment
         env["PATH"] = bin + ":" + (env["PATH"] ?? "/usr/bin:/bin")
         env["SLURM_JOB_ID"] = "42"
@@ -94,5 +94,64 @@ import Glibc
         if signal == "USR2" && !requeued {
             #expect(text.contains(restart >= 3 ? "restarted 3 times already" : "made no progress"), "\(text)")
         }
+    }
+
+    /// A train job's script runs `ferry agent --home H node-check ID` on the compute node after the
+    /// setup lines and before the payload: a failing check ends the job with status 1, the payload
+    /// never started, `check_failed` in the exit record; a passing one lets the payload run.
+    @Test(arguments: [false, true])
+    func theNodeCheckRunsBeforeThePayload(passes: Bool) async throws {
+        let box = try Sandbox()
+        defer { box.remove() }
+        let paths = JobPaths(directory: box.root + "/job")
+        try FileManager.default.createDirectory(atPath: paths.work, withIntermediateDirectories: true)
+        let calls = box.root + "/ferry-calls", fake = box.root + "/ferry"
+        try Data("#!/bin/sh\necho \"$@\" >> \(calls)\necho \"check says \(passes ? "ok" : "no CUDA")\"\nexit \(passes ? 0 : 1)\n".utf8)
+            .write(to: URL(fileURLWithPath: fake))
+        chmod(fake, 0o755)
+        var spec = JobSpec(id: "t-20250101-000000-abcd", name: "t", kind: "train", needs: JobNeeds(engine: true, resumeArguments: ["--resume", "auto"]),
+                           command: ["sh", "-c", "echo payload ran"], gpus: "1")
+        spec.slurm = SlurmJob(setup: ["echo setup ran"])
+        let script = box.root + "/slurm.sh"
+        try Data(SlurmBatchScript(spec: spec, paths: paths, ferryBinary: fake, home: box.root + "/host").text.utf8).write(to: URL(fileURLWithPath: script))
+        let log = box.root + "/log"
+        var env = ProcessInfo.processInfo.environment
+        env["SLURM_JOB_ID"] = "42"
+        let pid = try Spawn.start(["/bin/bash", script], environment: env, stdout: .file(log, append: false), stderr: .file(log, append: true))
+        let code = await Task.detached { Spawn.decodeWaitStatus(Spawn.wait(pid)).code }.value
+        let text = fileText(log)
+        #expect(fileText(calls) == "agent --home \(box.root)/host node-check \(spec.id)\n", "\(text)")
+        let record = try JSONDecoder().decode(SlurmExitRecord.self, from: Data(contentsOf: URL(fileURLWithPath: paths.directory + "/" + SlurmBatchScript.exitFile)))
+        let setupAt = text.range(of: "setup ran")?.lowerBound, checkAt = text.range(of: "check says")?.lowerBound
+        #expect(setupAt != nil && checkAt != nil && setupAt! < checkAt!, "the setup lines first: \(text)")
+        #expect(code == (passes ? 0 : 1) && record.checkFailed == !passes, "\(text) \(record)")
+        #expect(text.contains("payload ran") == passes, "\(text)")
+        // A command job (not ferry's engine) is not checked.
+        spec.kind = "command"; spec.needs = JobNeeds()
+        #expect(!SlurmBatchScript(spec: spec, paths: paths, ferryBinary: fake, home: box.root + "/host").text.contains("node-check"))
+    }
+
+    /// `ferry agent node-check ID` on the node: a GPU job where the engine cannot reach CUDA fails,
+    /// with the reason in `slurm-check.txt`; a CPU job, or CUDA that loads, passes.
+    @Test func theAgentsNodeCheck() throws {
+        let box = try Sandbox()
+        defer { box.remove() }
+        let layout = HostLayout(home: box.root + "/host")
+        let id = "t-20250101-000000-abcd"
+        try FileManager.default.createDirectory(atPath: layout.job(id).output, withIntermediateDirectories: true)
+        func check(gpus: String?, cuda: Bool) throws -> (Int32, String) {
+            let spec = JobSpec(id: id, name: "t", kind: "train", needs: JobNeeds(engine: true), command: ["ferry", "train", "c.json"], gpus: gpus)
+            try JSON.write(spec, to: layout.job(id).spec)
+            let probes = AgentProbes { ([], LibraryCheck(available: true, detail: "v3.0"),
+                                        LibraryCheck(available: cuda, detail: cuda ? "driver 12.4" : "libcuda.so.1: cannot open shared object file")) }
+            let status = try Agent(home: layout.home, version: "t", probes: probes).nodeCheck(id)
+            return (status, fileText(layout.job(id).directory + "/" + SlurmBatchScript.checkFile))
+        }
+        let (failed, why) = try check(gpus: "1", cuda: false)
+        #expect(failed == 1 && why.contains("asks for 1 GPU but ferry's engine cannot use CUDA here: libcuda.so.1: cannot open shared object file"), "\(why)")
+        let (passed, left) = try check(gpus: "1", cuda: true)
+        #expect(passed == 0 && left.isEmpty, "a passing check removes the old reason: \(left)")
+        #expect(try check(gpus: nil, cuda: false).0 == 0)
+        #expect(try check(gpus: "0,1", cuda: false).0 == 1)
     }
 }

@@ -64,6 +64,23 @@ import Testing
         #expect(try silent.status(id).state == state)
     }
 
+    /// The engine check failed on the compute node: final, failed with its reason (not an exit
+    /// code, not a requeue), whatever Slurm says of the script's exit.
+    @Test func aFailedNodeCheckIsFinalWithItsReason() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        let (launcher, id) = try launcher(box, ["squeue": Self.forgotten, "sacct": (0, "FAILED|1:0\n")],
+                                          exit: #"{"code":1,"signal":"","restart":0,"started":1,"ended":2,"requeued":false,"check_failed":true}"#)
+        let paths = try JobStore(layout: HostLayout(home: box.root + "/host")).paths(id)
+        try Data("on node n1: the job asks for 1 GPU but ferry's engine cannot use CUDA here: libcuda.so.1 missing\n".utf8)
+            .write(to: URL(fileURLWithPath: paths.directory + "/" + SlurmBatchScript.checkFile))
+        let s = try launcher.status(id)
+        #expect(s.state == .failed && s.exitCode == nil, "\(s)")
+        #expect(s.summary == "failed (engine check failed at job start, nothing ran: on node n1: the job asks for 1 GPU but ferry's engine cannot use CUDA here: libcuda.so.1 missing)", "\(s.summary)")
+        // An exit record from before the check existed decodes as it did.
+        let old = try JSONDecoder().decode(SlurmExitRecord.self, from: Data(#"{"code":0,"signal":"","restart":0,"started":1,"ended":2,"requeued":false}"#.utf8))
+        #expect(old.checkFailed == nil)
+    }
+
     @Test func withoutAccountingScontrolThenTheExitFile() throws {
         let box = try Sandbox(); defer { box.remove() }
         let (a, id) = try launcher(box, ["squeue": Self.forgotten, "sacct": Self.noAccounting,

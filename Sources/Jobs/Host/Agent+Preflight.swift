@@ -91,6 +91,53 @@ extension Agent {
         return report
     }
 
+    /// `node-check ID`, run by a Slurm job's batch script on its compute node before the payload (the
+    /// login node that answered the launch's preflight often has no GPU, or other libraries): can
+    /// this node run ferry's engine (CPU features, oneDNN), and CUDA when the job asks for GPUs? The
+    /// verdict goes to stdout (the job's log); on a failure the problems also go to
+    /// `slurm-check.txt` beside the script, for `ferry status`, and the status is 1.
+    func nodeCheck(_ id: String) throws -> Int32 {
+        let paths = try store.paths(id)
+        let spec = try store.spec(id)
+        let file = (paths.directory as NSString).appendingPathComponent(SlurmBatchScript.checkFile)
+        let node = POSIX.hostName
+        guard spec.needs.engine else {
+            unlink(file)
+            return 0
+        }
+        let engine = probes.engine()
+        var wanted = 0
+        switch spec.gpus.flatMap(GPURequest.init(parsing:)) {
+        case .count(let n)?: wanted = n
+        case .list(let list)?: wanted = list.split(separator: ",").count
+        case nil: wanted = 0
+        }
+        var problems: [String] = []
+        if !engine.cpuMissing.isEmpty {
+            problems.append("the CPU lacks \(engine.cpuMissing.joined(separator: ", ")), which ferry's engine needs")
+        } else if !engine.oneDNN.available {
+            problems.append("oneDNN does not load: \(engine.oneDNN.detail)")
+        }
+        // Slurm gave the job its GPUs: a GPU job never trains silently on the CPU.
+        if wanted > 0, !engine.cuda.available {
+            problems.append("the job asks for \(wanted) GPU\(wanted == 1 ? "" : "s") but ferry's engine cannot use CUDA here: \(engine.cuda.detail)")
+        }
+        if problems.isEmpty {
+            unlink(file)
+            let cuda = wanted > 0 ? ", CUDA ok" : ""
+            FileHandle.standardOutput.write(Data("ferry: engine check on \(node): oneDNN \(engine.oneDNN.detail)\(cuda)\n".utf8))
+            return 0
+        }
+        let text = "on node \(node): " + problems.joined(separator: "; ")
+        try JobsError.system { try AtomicFile.write(Data((text + "\n").utf8), to: file, mode: .exact(0o644)) }
+        FileHandle.standardOutput.write(Data("""
+            ferry: engine check failed \(text)
+            ferry: the job ends here without running; install what is missing on the compute nodes or load it with the host's setup lines (`ferry hosts add NAME TARGET --slurm --setup 'module load cuda'`), or launch without --gpus
+
+            """.utf8))
+        return 1
+    }
+
     /// `libgomp.so.1` from the loader's "libgomp.so.1: cannot open shared object file: ..." (or "file
     /// too short", "invalid ELF header": a library present but unusable), as ld.so and dlerror say it.
     static func missingLibraries(in text: String) -> [String] {

@@ -28,6 +28,7 @@ public struct Agent: Sendable {
                   preflight, blobs_missing, blob_put, job_start, job_resume, job_status,
                   job_list, job_logs, job_cancel, job_files, files_get (protocol \(AgentProtocol.version))
       \(AgentProtocol.superviseVerb) ID   (internal: the detached supervisor)
+      \(AgentProtocol.nodeCheckVerb) ID   (internal: a Slurm job's engine check on its compute node)
     """
 
     /// Runs one verb; returns the exit status.
@@ -60,6 +61,10 @@ public struct Agent: Sendable {
                 guard args.count == 1, let id = args.first else { throw JobsError.agentFailed(host: "agent", verb: verb, message: "expects one job id") }
                 try Names.validateJobID(id)
                 return Supervisor(layout: layout, id: id, ferryBinary: binary).run()
+            case AgentProtocol.nodeCheckVerb:
+                guard args.count == 1, let id = args.first else { throw JobsError.agentFailed(host: "agent", verb: verb, message: "expects one job id") }
+                try Names.validateJobID(id)
+                return try nodeCheck(id)
             default:
                 throw JobsError.agentFailed(host: "agent", verb: verb, message: "unknown verb (this ferry is \(version), protocol \(AgentProtocol.version)); see `ferry agent --help`")
             }

@@ -5,7 +5,8 @@ import SSH
 /// The batch script ferry submits for a job (`slurm.sh` in the job's folder). Slurm runs it on the
 /// compute node with the job's log as its stdout and stderr. It:
 /// - marks each start in the log (one log across restarts) and notes it in `slurm-start`;
-/// - runs the host's setup lines, then the payload in the background (bash runs a trap only after
+/// - runs the host's setup lines, then (for ferry's trainer) the engine check on the compute node —
+///   a failure ends the job there, with the reason in the log and `slurm-check.txt` —, then the payload in the background (bash runs a trap only after
 ///   its foreground child exits) and forwards USR2/TERM/INT to it as TERM;
 /// - writes the payload's exit status to `slurm-exit.json` (results never depend on accounting);
 /// - requeues itself (`scontrol requeue`) only when it got USR2 itself (preemption, the time limit),
@@ -17,10 +18,14 @@ struct SlurmBatchScript {
     let paths: JobPaths
     /// The ferry binary a leading `ferry` in the command stands for (the agent's, on the shared filesystem).
     let ferryBinary: String
+    /// The agent's FERRY_HOME on the shared filesystem (the node check's `--home`).
+    let home: String
 
     static let startFile = "slurm-start"
     static let exitFile = "slurm-exit.json"
     static let scriptFile = "slurm.sh"
+    /// Why the compute node cannot run the job (written by `ferry agent node-check`).
+    static let checkFile = "slurm-check.txt"
 
     var text: String {
         let q = ShellQuote.quote
@@ -54,9 +59,9 @@ struct SlurmBatchScript {
             "started=$(date +%s)",
             "rm -f \"$exit_file\"",
             "printf '%s %s %s %s\\n' \"$restart\" \"$node\" \"$started\" \"${SLURM_JOB_ID:-}\" > \"$start_file.tmp\" && mv -f \"$start_file.tmp\" \"$start_file\"",
-            "finish() {  # code, signal, requeued",
-            "    printf '{\"code\":%d,\"signal\":\"%s\",\"restart\":%d,\"started\":%d,\"ended\":%d,\"requeued\":%s}\\n' \\",
-            "        \"$1\" \"$2\" \"$restart\" \"$started\" \"$(date +%s)\" \"$3\" > \"$exit_file.tmp\" && mv -f \"$exit_file.tmp\" \"$exit_file\"",
+            "finish() {  # code, signal, requeued[, the node check failed]",
+            "    printf '{\"code\":%d,\"signal\":\"%s\",\"restart\":%d,\"started\":%d,\"ended\":%d,\"requeued\":%s,\"check_failed\":%s}\\n' \\",
+            "        \"$1\" \"$2\" \"$restart\" \"$started\" \"$(date +%s)\" \"$3\" \"${4:-false}\" > \"$exit_file.tmp\" && mv -f \"$exit_file.tmp\" \"$exit_file\"",
             "}",
             "if [ \"$restart\" -gt 0 ]; then",
             "    echo \"ferry: ---- restart $restart of job \(spec.id) on $node (Slurm job ${SLURM_JOB_ID:-?}) ----\"",
@@ -68,6 +73,15 @@ struct SlurmBatchScript {
         if !slurm.setup.isEmpty {
             lines.append("# The host's setup lines (ferry hosts add --setup), as written.")
             lines += slurm.setup
+        }
+        if spec.needs.engine {
+            // The login node that answered the launch's preflight often has no GPU: the engine and
+            // CUDA are checked here, on the node Slurm picked, after the setup lines (module load
+            // cuda). A failure is final: no payload, no requeue.
+            let check = [ferryBinary, AgentProtocol.subcommand, AgentProtocol.homeFlag, home, AgentProtocol.nodeCheckVerb, spec.id].map(q).joined(separator: " ")
+            lines += [
+                "\(check) || { check=$?; finish \"$check\" '' false true; exit 1; }",
+            ]
         }
         lines += [
             "cd \(q(directory)) || { echo \"ferry: cannot enter \(directory)\"; finish 1 '' false; exit 1; }",
@@ -127,4 +141,8 @@ struct SlurmExitRecord: Codable {
     var started: Int
     var ended: Int
     var requeued: Bool
+    /// The engine check on the compute node failed: the payload never ran.
+    var checkFailed: Bool?
+
+    enum CodingKeys: String, CodingKey { case code, signal, restart, started, ended, requeued, checkFailed = "check_failed" }
 }

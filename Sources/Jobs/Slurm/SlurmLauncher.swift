@@ -24,9 +24,10 @@ struct SlurmLauncher: JobLauncher {
         let spec = try store.spec(id)
         let slurm = spec.slurm ?? SlurmJob()
         let script = (paths.directory as NSString).appendingPathComponent(SlurmBatchScript.scriptFile)
-        let body = Data(SlurmBatchScript(spec: spec, paths: paths, ferryBinary: binary).text.utf8)
+        let body = Data(SlurmBatchScript(spec: spec, paths: paths, ferryBinary: binary, home: home).text.utf8)
         try JobsError.system { try AtomicFile.write(body, to: script, mode: .exact(0o700)) }
         unlink((paths.directory as NSString).appendingPathComponent(SlurmBatchScript.exitFile))
+        unlink((paths.directory as NSString).appendingPathComponent(SlurmBatchScript.checkFile))
         if let member = slurm.array, spec.attempt == 1 {
             try startArrayMember(id, member: member, spec: spec, slurm: slurm, paths: paths)
             return
@@ -243,6 +244,13 @@ struct SlurmLauncher: JobLauncher {
             switch (slurmState ?? "", cancelled) {
             case (_, true):
                 s.state = .cancelled
+            case _ where record?.checkFailed == true:
+                // Final, never requeued: the node cannot run ferry's engine (or CUDA for a GPU job).
+                s.state = .failed
+                s.exitCode = nil
+                let why = POSIX.read((paths.directory as NSString).appendingPathComponent(SlurmBatchScript.checkFile))
+                    .map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
+                s.message = "engine check failed at job start, nothing ran: " + (why ?? "the check could not run (status \(record?.code ?? -1)); see the job's log")
             case ("TIMEOUT", _): s.state = .timeout
             case ("OUT_OF_MEMORY", _): s.state = .outOfMemory
             case ("NODE_FAIL", _): s.state = .nodeFailed
