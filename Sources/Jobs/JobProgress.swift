@@ -22,7 +22,9 @@ public struct JobProgress: Codable, Sendable, Equatable {
     public var endStatus: String?
     /// The engine's device the run trains on (`cpu`, `cuda:0`), from the `start` event.
     public var device: String?
-
+    /// The metric the trainer watches (`min val_loss`, `max val_accuracy`) and its best value so far.
+    public var monitor: String?
+    public var best: Double?
 
     public init() { metrics = [:]; checkpoints = [:] }
 
@@ -70,6 +72,14 @@ public struct JobProgress: Codable, Sendable, Equatable {
             case .epoch(let e):
                 p.epoch = e.epoch
                 p.metrics.merge(e.metrics ?? [:]) { $1 }
+                if let monitor = e.monitor { p.monitor = monitor }
+                if let best = e.best {
+                    p.best = best
+                } else if let monitor = p.monitor.flatMap(Monitored.init), let value = e.metrics?[monitor.metric],
+                          p.best.map({ monitor.improves(value, on: $0) }) ?? true {
+                    // An event without the trainer's best: the best of the epochs read here.
+                    p.best = value
+                }
             case .checkpoint(let e):
                 p.checkpoints[e.kind] = e.path
             case .end(let e):
@@ -116,4 +126,18 @@ public struct JobProgress: Codable, Sendable, Equatable {
         if s < 3600 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
         return "\(s / 3600)h\(String(format: "%02d", (s % 3600) / 60))m"
     }
+}
+
+/// A trainer's `monitor` as its events write it: `min val_loss`, `max val_accuracy`.
+public struct Monitored: Sendable, Equatable {
+    public var lowerIsBetter: Bool
+    public var metric: String
+
+    public init?(_ text: String) {
+        let words = text.split(separator: " ")
+        guard words.count == 2, words[0] == "min" || words[0] == "max", !words[1].isEmpty else { return nil }
+        lowerIsBetter = words[0] == "min"; metric = String(words[1])
+    }
+
+    public func improves(_ value: Double, on best: Double) -> Bool { lowerIsBetter ? value < best : value > best }
 }

@@ -27,4 +27,31 @@ import Testing
         #expect(Sweep.sweepID(ofRun: "tiny-20250101-000000-abcd") == nil)
         #expect(Sweep.sweepID(ofRun: id) == nil || Sweep.sweepID(ofRun: id) != id)
     }
+
+    /// A run's progress keeps the trainer's monitored metric and its best value (the trainer's own
+    /// `best`, else the best epoch read), not only the latest metrics.
+    @Test func progressKeepsTheBestMonitoredValue() {
+        let events = """
+        {"event":"epoch","epoch":1,"metrics":{"val_loss":0.9},"monitor":"min val_loss","best":0.9}
+        {"event":"epoch","epoch":2,"metrics":{"val_loss":0.5},"monitor":"min val_loss","best":0.5}
+        {"event":"epoch","epoch":3,"metrics":{"val_loss":0.7},"monitor":"min val_loss","best":0.5}
+
+        """
+        let p = JobProgress.parse(Data(events.utf8))
+        #expect(p.monitor == "min val_loss" && p.best == 0.5 && p.metrics["val_loss"] == 0.7, "\(p)")
+        // Events without `best`: the best of the epochs read, in the monitor's direction.
+        let bare = """
+        {"event":"epoch","epoch":1,"metrics":{"val_accuracy":0.6},"monitor":"max val_accuracy"}
+        {"event":"epoch","epoch":2,"metrics":{"val_accuracy":0.8},"monitor":"max val_accuracy"}
+        {"event":"epoch","epoch":3,"metrics":{"val_accuracy":0.7},"monitor":"max val_accuracy"}
+
+        """
+        let q = JobProgress.parse(Data(bare.utf8))
+        #expect(q.monitor == "max val_accuracy" && q.best == 0.8, "\(q)")
+        #expect(Monitored("min val_loss")?.improves(0.1, on: 0.2) == true && Monitored("max acc")?.improves(0.1, on: 0.2) == false)
+        #expect(Monitored("off") == nil && Monitored("median val_loss") == nil)
+        // Sent by the agent to an older client and back: the new fields are optional.
+        let old = try? JSONDecoder().decode(JobProgress.self, from: Data(#"{"metrics":{},"checkpoints":{}}"#.utf8))
+        #expect(old?.best == nil && old?.monitor == nil)
+    }
 }

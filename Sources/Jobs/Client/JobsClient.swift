@@ -20,24 +20,32 @@ public struct JobsClient: Sendable {
     /// The host of job `id`: from the registry, else by asking every known host (a job launched
     /// from another machine), which is then remembered.
     public func host(of id: String) async throws -> HostRecord {
+        let (host, session) = try await locate(id)
+        await session?.close()
+        return host
+    }
+
+    /// The host of job `id`, and the session that found it when the hosts had to be asked.
+    func locate(_ id: String) async throws -> (HostRecord, AgentSession?) {
         try Names.validateJobID(id)
-        if let record = try? context.registry.job(id) { return try context.registry.host(record.host) }
+        if let record = try? context.registry.job(id) { return (try context.registry.host(record.host), nil) }
         for host in [HostRecord.local] + context.registry.hosts() {
             if host.isLocal && !POSIX.exists(HostLayout(home: context.home).job(id).spec) { continue }
             guard let client = try? await withDeadline(seconds: Double(context.connectTimeout), { try await context.agent(host) }) else { continue }
-            let info = try? await client.status(id)
-            await client.close()
-            if let info {
-                try context.registry.remember(info, host: host.name)
-                return host
+            if let info = try? await client.status(id) {
+                try? context.registry.remember(info, host: host.name)
+                return (host, client)
             }
+            await client.close()
         }
         throw JobsError.unknownJob(id)
     }
 
-    /// A connected agent for job `id`'s host.
+    /// A connected agent for job `id`'s host (the one connection the command uses).
     public func agent(for id: String) async throws -> AgentSession {
-        try await context.agent(try await host(of: id))
+        let (host, found) = try await locate(id)
+        if let found { return found }
+        return try await context.agent(host)
     }
 
     public func status(_ id: String) async throws -> JobInfo {
@@ -45,6 +53,38 @@ public struct JobsClient: Sendable {
         let info = try await client.using { try await $0.status(id) }
         try context.registry.remember(info, host: client.host)
         return info
+    }
+
+    /// The status of several jobs (a sweep's runs), each host asked over one connection: one
+    /// authentication per host. A job whose host could not be asked maps to the error.
+    public func statuses(_ ids: [String]) async -> [String: Result<JobInfo, any Error>] {
+        var byHost: [String: [String]] = [:]
+        var results: [String: Result<JobInfo, any Error>] = [:]
+        for id in ids {
+            if let record = try? context.registry.job(id) { byHost[record.host, default: []].append(id) } else {
+                do { results[id] = .success(try await status(id)) } catch { results[id] = .failure(error) }
+            }
+        }
+        for (name, jobs) in byHost {
+            let client: AgentSession
+            do {
+                client = try await context.agent(try context.registry.host(name))
+            } catch {
+                for id in jobs { results[id] = .failure(error) }
+                continue
+            }
+            for id in jobs {
+                do {
+                    let info = try await client.status(id)
+                    try? context.registry.remember(info, host: name)
+                    results[id] = .success(info)
+                } catch {
+                    results[id] = .failure(error)
+                }
+            }
+            await client.close()
+        }
+        return results
     }
 
     /// Every job on every known host (hosts asked at once; an unreachable one reports its error).

@@ -65,6 +65,37 @@ public struct Launcher: Sendable {
     public init(context: JobsContext) { self.context = context }
 
     public func launch(_ request: LaunchRequest, events: (@Sendable (LaunchEvent) -> Void)? = nil) async throws -> (LaunchResult, AgentSession) {
+        let (host, prepared, package, preflight) = try prepare(request, events: events)
+        let note = context.verbose
+        let started = Date()
+        let client = try await context.agent(host, install: true, preflight: preflight)
+        note?("connect: \(host.name) (\(client.transport.label)), agent found\(client.hasPreflight ? " and preflight answered by the same command" : "") in \(String(format: "%.2f s", Date().timeIntervalSince(started)))")
+        do {
+            events?(.connected(host: host.name, agent: client.hello.binary))
+            let result = try await launch(prepared, package: package, client: client, preflight: preflight, events: events)
+            return (result, client)
+        } catch {
+            await client.close()
+            throw error
+        }
+    }
+
+    /// Another launch over a session already open to the request's host (a sweep's next run): the
+    /// same connection, so no second authentication (login nodes behind 2FA prompt once per command).
+    /// The caller keeps the session and closes it.
+    public func launch(_ request: LaunchRequest, over client: AgentSession,
+                       events: (@Sendable (LaunchEvent) -> Void)? = nil) async throws -> LaunchResult {
+        let (host, prepared, package, preflight) = try prepare(request, events: events)
+        guard host.name == client.host else {
+            throw JobsError.agentFailed(host: host.name, verb: "launch", message: "the open session is to \(client.host), not \(host.name)")
+        }
+        return try await launch(prepared, package: package, client: client, preflight: preflight, events: events)
+    }
+
+    /// Checks the request and packages its folder: the host, the request as it will be sent, the
+    /// package and the preflight to ask.
+    func prepare(_ request: LaunchRequest, events: (@Sendable (LaunchEvent) -> Void)?) throws
+        -> (HostRecord, LaunchRequest, JobPackage, PreflightRequest) {
         try Names.validateJobName(request.job.name)
         let (host, recorded) = try context.registry.resolveHost(request.host, sshEnvironment: context.sshEnvironment)
         if recorded { events?(.recordedHost(name: host.name, target: host.target)) }
@@ -81,12 +112,10 @@ public struct Launcher: Sendable {
         if request.job.directory != "." { try Names.validateRelativePath(request.job.directory) }
 
         let note = context.verbose
-        var clock = Date()
-        /// Seconds since the last lap, for `-v`.
-        func lap() -> String { let now = Date(); defer { clock = now }; return String(format: "%.2f s", now.timeIntervalSince(clock)) }
+        let clock = Date()
         let package = try Packager.package(request.workingDirectory, cacheFile: context.registry.hashCachePath(for: request.workingDirectory))
         try package.manifest.validate()
-        note?("package: \(package.fileCount) files, \(ByteCount.format(package.totalBytes)), hashed or from the hash cache in \(lap())")
+        note?("package: \(package.fileCount) files, \(ByteCount.format(package.totalBytes)), hashed or from the hash cache in \(String(format: "%.2f s", Date().timeIntervalSince(clock)))")
         events?(.packaged(files: package.fileCount, bytes: package.totalBytes, skipped: package.skipped.map { "\($0.path) (\($0.reason))" }))
 
         // The host answers the preflight (space, paths, which files it lacks) while its agent is found.
@@ -95,16 +124,7 @@ public struct Launcher: Sendable {
         if request.job.slurm == nil, let gpus = request.job.gpus, case .count(let n)? = GPURequest(parsing: gpus) { gpuCount = n }
         let preflight = PreflightRequest(neededBytes: request.reserveBytes, paths: request.hostPaths, needsEngine: request.job.needs.engine,
                                          blobs: package.manifest.blobs, gpuCount: gpuCount, modelBytes: request.modelBytes)
-        let client = try await context.agent(host, install: true, preflight: preflight)
-        note?("connect: \(host.name) (\(client.transport.label)), agent found\(client.hasPreflight ? " and preflight answered by the same command" : "") in \(lap())")
-        do {
-            events?(.connected(host: host.name, agent: client.hello.binary))
-            let result = try await launch(request, package: package, client: client, preflight: preflight, events: events)
-            return (result, client)
-        } catch {
-            await client.close()
-            throw error
-        }
+        return (host, request, package, preflight)
     }
 
     func launch(_ request: LaunchRequest, package: JobPackage, client initial: AgentSession, preflight preflightRequest: PreflightRequest,

@@ -187,18 +187,31 @@ struct LaunchCommand: AsyncParsableCommand {
         try Names.validateJobID(sweepID + "-\(runs.count - 1)")
         JobsCLI.say("sweep \(sweepID): \(runs.count) runs on \(host)")
         var started: [[String: String]] = []
-        for (index, overrides) in runs.enumerated() {
-            var request = base
-            request.job.id = "\(sweepID)-\(index)"
-            request.job.command += overrides.flatMap { ["--set", $0] }
-            request.job.environment["FERRY_SWEEP_ID"] = sweepID
-            request.job.environment["FERRY_RUN_INDEX"] = String(index)
-            request.slurm.array = SlurmArrayMember(sweepID: sweepID, index: index, count: runs.count, maxParallel: maxParallel)
-            let (result, client) = try await Launcher(context: context).launch(request)
-            await client.close()
-            started.append(["id": result.id, "overrides": overrides.joined(separator: " ")])
-            if !json { JobsCLI.say("  \(result.id)  \(overrides.joined(separator: " "))") }
+        // One connection for every run: one authentication for the whole sweep.
+        var client: AgentSession?
+        do {
+            for (index, overrides) in runs.enumerated() {
+                var request = base
+                request.job.id = "\(sweepID)-\(index)"
+                request.job.command += overrides.flatMap { ["--set", $0] }
+                request.job.environment["FERRY_SWEEP_ID"] = sweepID
+                request.job.environment["FERRY_RUN_INDEX"] = String(index)
+                request.slurm.array = SlurmArrayMember(sweepID: sweepID, index: index, count: runs.count, maxParallel: maxParallel)
+                let result: LaunchResult
+                if let open = client {
+                    result = try await Launcher(context: context).launch(request, over: open)
+                } else {
+                    let (first, opened) = try await Launcher(context: context).launch(request)
+                    result = first; client = opened
+                }
+                started.append(["id": result.id, "overrides": overrides.joined(separator: " ")])
+                if !json { JobsCLI.say("  \(result.id)  \(overrides.joined(separator: " "))") }
+            }
+        } catch {
+            await client?.close()
+            throw error
         }
+        await client?.close()
         if json { try JobsCLI.printJSON(["sweep": sweepID, "host": host, "runs": String(runs.count)]) }
         JobsCLI.say("follow them with: ferry status \(sweepID)")
     }

@@ -52,28 +52,54 @@ struct StatusCommand: AsyncParsableCommand {
         }
     }
 
-    /// `ferry status SWEEP`: one row a run — its overrides, state, and its latest epoch metrics.
+    /// `ferry status SWEEP`: one row a run — its overrides, state, and the best value of the metric
+    /// its trainer monitors (`min val_loss`), the best run marked. Each host is asked over one
+    /// connection for all its runs.
     func sweepTable(_ runs: [JobRecord], context: JobsContext) async throws {
-        struct Row: Encodable { var id: String; var overrides: String; var state: String; var summary: String; var metrics: [String: Double] }
+        struct Row: Encodable {
+            var id: String; var overrides: String; var state: String; var summary: String
+            /// The latest epoch's metrics.
+            var metrics: [String: Double]
+            var monitor: String?; var best: Double?
+            /// Whether this run has the sweep's best monitored value.
+            var bestRun: Bool
+        }
+        let ordered = runs.sorted { Int($0.id.split(separator: "-").last ?? "") ?? 0 < Int($1.id.split(separator: "-").last ?? "") ?? 0 }
+        let answers = await JobsClient(context: context).statuses(ordered.map(\.id))
         var rows: [Row] = []
-        for run in runs.sorted(by: { Int($0.id.split(separator: "-").last ?? "") ?? 0 < Int($1.id.split(separator: "-").last ?? "") ?? 0 }) {
-            let info = try? await JobsClient(context: context).status(run.id)
+        for run in ordered {
+            let info = try? answers[run.id]?.get()
             let command = info?.spec.command ?? run.command
             var overrides: [String] = []
             for (i, word) in command.enumerated() where word == "--set" && i + 1 < command.count { overrides.append(command[i + 1]) }
             let status = info?.status ?? run.status
+            let progress = info?.progress ?? run.progress
             rows.append(Row(id: run.id, overrides: overrides.joined(separator: " "), state: status?.state.rawValue ?? "unknown",
                             summary: (status?.summary ?? "unknown") + (info == nil ? " (last seen)" : ""),
-                            metrics: info?.progress.metrics ?? run.progress?.metrics ?? [:]))
+                            metrics: progress?.metrics ?? [:], monitor: progress?.monitor, best: progress?.best, bestRun: false))
+        }
+        // The best run: by the monitor most runs state (they share one config), in its direction.
+        let monitor = Dictionary(grouping: rows.compactMap(\.monitor), by: { $0 }).max { $0.value.count < $1.value.count }?.key
+        if let monitor, let direction = Monitored(monitor) {
+            var winner: Int?
+            for (i, row) in rows.enumerated() where row.monitor == monitor {
+                guard let value = row.best else { continue }
+                if let w = winner, let current = rows[w].best, !direction.improves(value, on: current) { continue }
+                winner = i
+            }
+            if let winner { rows[winner].bestRun = true }
         }
         if json { try JobsCLI.printJSON(rows); return }
         let idWidth = max(3, rows.map(\.id.count).max() ?? 3), overridesWidth = max(9, rows.map(\.overrides.count).max() ?? 9)
-        print("RUN".padding(toLength: idWidth, withPad: " ", startingAt: 0) + "  " + "OVERRIDES".padding(toLength: overridesWidth, withPad: " ", startingAt: 0) + "  STATE / METRICS")
-        for row in rows {
-            let metrics = row.metrics.keys.sorted().map { "\($0) \(String(format: "%.4g", row.metrics[$0] ?? 0))" }.joined(separator: "  ")
-            print(row.id.padding(toLength: idWidth, withPad: " ", startingAt: 0) + "  " + row.overrides.padding(toLength: overridesWidth, withPad: " ", startingAt: 0)
-                  + "  " + row.summary + (metrics.isEmpty ? "" : "  " + metrics))
+        let bestHeader = monitor.map { "BEST \($0)" } ?? "BEST (no monitored metric yet)"
+        let values = rows.map { row in row.best.map { String(format: "%.4g", $0) + (row.bestRun ? " *" : "") } ?? "-" }
+        let bestWidth = max(bestHeader.count, values.map(\.count).max() ?? 0)
+        func pad(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count), withPad: " ", startingAt: 0) }
+        print(pad("RUN", idWidth) + "  " + pad("OVERRIDES", overridesWidth) + "  " + pad(bestHeader, bestWidth) + "  STATE")
+        for (row, value) in zip(rows, values) {
+            print(pad(row.id, idWidth) + "  " + pad(row.overrides, overridesWidth) + "  " + pad(value, bestWidth) + "  " + row.summary)
         }
+        if rows.contains(where: \.bestRun) { print("* the best \(monitor ?? "value") so far") }
     }
 
     struct StatusReport: Encodable {
