@@ -3,7 +3,8 @@
 set -euo pipefail
 
 PACKAGES=(libssh-dev libcurl4-openssl-dev libdnnl-dev zlib1g-dev pkg-config openssh-server openssh-client
-          dataset-fashion-mnist iproute2 tmux rsync dropbear-bin slurm-wlm munge)
+          dataset-fashion-mnist iproute2 tmux rsync dropbear-bin slurm-wlm munge
+          slurmdbd mariadb-server)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
