@@ -4,6 +4,9 @@ import System
 @testable import Jobs
 import JobsTestSupport
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs ferry on a thread of its own: a command that takes a minute (a followed job) must not hold
 /// one of the few cooperative threads the other suites' async tests need meanwhile.
@@ -19,12 +22,12 @@ func ferryOffPool(_ arguments: [String], sandbox: Sandbox) async throws -> (stat
 /// node is the test sshd. Serialized: the jobs of one test must not wait behind another's.
 @Suite(.serialized) struct JobsSlurmCLITests {
     /// A sandbox with the test sshd added as `cluster`, a Slurm host; nil when there is no cluster.
-    static func cluster(_ name: String = #function, extra: [String] = []) throws -> (Sandbox, TestSlurm)? {
+    static func cluster(_ name: String = #function, extra: [String] = [], identity: String? = nil) throws -> (Sandbox, TestSlurm)? {
         guard let slurm = try TestSlurm.shared(), let sshd = try TestSSHD.shared() else { return nil }
         let box = try Sandbox(name)
         try FileManager.default.createDirectory(atPath: box.remoteHome + "/bin", withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: box.remoteHome + "/bin/ferry", withDestinationPath: TestFerry.binary)
-        let add = try TestFerry.run(["hosts", "add", "cluster", "\(sshd.user)@\(sshd.host):\(sshd.port)", "--identity", sshd.clientKey,
+        let add = try TestFerry.run(["hosts", "add", "cluster", "\(sshd.user)@\(sshd.host):\(sshd.port)", "--identity", identity ?? sshd.clientKey,
                                      "--host-key", sshd.hostKeyFingerprint, "--ferry-home", box.remoteHome, "--slurm"] + extra, sandbox: box)
         #expect(add.status == 0, "\(add.stderr)")
         return (box, slurm)
@@ -233,7 +236,15 @@ extension JobsSlurmCLITests {
             table = try TestFerry.run(["status", sweep], sandbox: box).stdout
             return table.components(separatedBy: "succeeded").count - 1 == 2
         }, "\(table)")
-        #expect(table.contains("optimizer.args.lr=3e-4") && table.contains("val_accuracy"), "\(table)")
+        #expect(table.contains("optimizer.args.lr=3e-4") && table.contains("BEST max val_accuracy"), "\(table)")
+        // The best monitored value of each run (the config's `max val_accuracy`), the best run marked.
+        let json = try TestFerry.run(["status", sweep, "--json"], sandbox: box)
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]], "\(json.stdout)")
+        let bests = rows.compactMap { $0["best"] as? Double }
+        #expect(bests.count == 2 && rows.allSatisfy { $0["monitor"] as? String == "max val_accuracy" }, "\(json.stdout)")
+        let marked = rows.filter { $0["best_run"] as? Bool == true || $0["bestRun"] as? Bool == true }
+        #expect(marked.count == 1 && (marked.first?["best"] as? Double) == bests.max(), "\(json.stdout)")
+        #expect(table.split(separator: "\n").filter { $0.contains(" * ") }.count == 1, "\(table)")
         let first = try #require(Self.slurmID(box, sweep + "-0")), second = try #require(Self.slurmID(box, sweep + "-1"))
         #expect(first.hasSuffix("_0") && second == first.dropLast(2) + "_1", "one array: \(first) \(second)")
         #expect(fileText(box.remoteJob(sweep + "-1").log).contains("started on"))
@@ -253,5 +264,142 @@ extension JobsSlurmCLITests {
         #expect(launched.stderr.contains("timeout"), "\(launched.stderr)")
         let id = try #require(Registry(home: box.home).jobs().first?.id)
         #expect(try TestFerry.run(["status", id], sandbox: box).stdout.contains("timeout"))
+    }
+}
+
+/// One authentication per command (login nodes behind 2FA prompt once): the test's own client key,
+/// authorized on the test sshd, whose log (LogLevel VERBOSE) says "Accepted publickey … SHA256:…"
+/// once per authentication — counted apart from the other suites' connections.
+extension JobsSlurmCLITests {
+    /// A fresh key authorized on the shared test sshd, and its fingerprint.
+    static func ownKey(_ box: Sandbox, sshd: TestSSHD) throws -> (path: String, fingerprint: String) {
+        let key = box.root + "/own_ed25519"
+        let made = try runProcess("/usr/bin/env", ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ferry-auth-count", "-f", key])
+        try #require(made.status == 0, "\(made.stderr)")
+        let listed = try runProcess("/usr/bin/env", ["ssh-keygen", "-l", "-E", "sha256", "-f", key + ".pub"]).stdout
+        let fingerprint = try #require(listed.split(separator: " ").dropFirst().first.map(String.init))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: sshd.directory + "/authorized_keys"))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(fileText(key + ".pub").utf8))
+        try handle.close()
+        return (key, fingerprint)
+    }
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") || TestPaths.isCI))
+    func oneAuthenticationPerCommand() async throws {
+        guard let sshd = try TestSSHD.shared() else { return }
+        let keys = try Sandbox("own-key")
+        defer { keys.remove() }
+        let (key, fingerprint) = try Self.ownKey(keys, sshd: sshd)
+        guard let (box, slurm) = try Self.cluster(identity: key) else { return }
+        defer { box.remove() }
+        let plain = try TestFerry.run(["hosts", "add", "plain", "\(sshd.user)@\(sshd.host):\(sshd.port)", "--identity", key,
+                                       "--host-key", sshd.hostKeyFingerprint, "--ferry-home", box.remoteHome], sandbox: box)
+        try #require(plain.status == 0, "\(plain.stderr)")
+        try box.write("tiny.json", Self.trainConfig)
+        let log = sshd.directory + "/sshd.log"
+        func authentications() -> Int {
+            // sshd -E ends its lines with \r\n: one Character, which is not "\n".
+            fileText(log).split(whereSeparator: \.isNewline).filter { $0.contains("Accepted publickey") && $0.contains(fingerprint) }.count
+        }
+        var counts: [String: Int] = [:]
+        var trace: [String] = []
+        func counted(_ what: String, _ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+            let before = authentications()
+            let result = try await ferryOffPool(arguments, sandbox: box)
+            counts[what] = authentications() - before
+            trace.append("\(what): \(before)→\(authentications()) of \(fileText(log).count) bytes")
+            return result
+        }
+
+        let launched = try await counted("launch", ["launch", "--host", "cluster", "--name", "once", "--",
+                                                    "sh", "-c", "mkdir -p \"$FERRY_OUTPUT\"; echo kept > \"$FERRY_OUTPUT/f.txt\"; echo done"])
+        #expect(launched.status == 0 && launched.stdout.contains("done"), "\(launched.stdout)\n\(launched.stderr)")
+        let id = try #require(Registry(home: box.home).jobs().first { $0.name == "once" }?.id)
+        let status = try await counted("status", ["status", id])
+        #expect(status.status == 0 && status.stdout.contains("succeeded"), "\(status.stdout)")
+        let fetched = try await counted("fetch", ["fetch", id, "--what", "all", "--dest", box.root + "/out"])
+        #expect(fetched.status == 0 && fileText(box.root + "/out/f.txt") == "kept\n", "\(fetched.stderr)")
+
+        var sweeps: [String: String] = [:]
+        for host in ["cluster", "plain"] {
+            let swept = try await counted("sweep on \(host)", ["launch", "--host", host, "--sweep", "optimizer.args.lr=1e-3,3e-4,1e-4"]
+                                          + (host == "cluster" ? ["--max-parallel", "1"] : []) + ["tiny.json"])
+            try #require(swept.status == 0, "\(host): \(swept.stderr)")
+            let line = try #require(swept.stderr.split(separator: "\n").first { $0.hasPrefix("sweep ") }, "\(swept.stderr)")
+            sweeps[host] = String(line.dropFirst(6).prefix { $0 != ":" })
+            #expect(swept.stderr.contains("3 runs on \(host)"), "\(swept.stderr)")
+        }
+        let table = try await counted("status SWEEP", ["status", try #require(sweeps["cluster"])])
+        #expect(table.stdout.components(separatedBy: sweeps["cluster"]! + "-").count - 1 == 3, "\(table.stdout)")
+        #expect(counts == ["launch": 1, "status": 1, "fetch": 1, "sweep on cluster": 1, "sweep on plain": 1, "status SWEEP": 1], "\(trace)")
+
+        // Done counting: stop the sweeps' runs (the plain host's three train at once).
+        if let array = Self.slurmID(box, sweeps["cluster"]! + "-0")?.split(separator: "_").first { _ = try slurm.run(["scancel", String(array)]) }
+        for index in 0..<3 { _ = try TestFerry.run(["cancel", sweeps["plain"]! + "-\(index)", "--grace", "5"], sandbox: box) }
+    }
+
+    /// The engine check runs on the compute node at the job's start: a GPU train job on a node where
+    /// the engine cannot reach CUDA (these machines have no libcuda) fails there, before training,
+    /// with the reason in its log and in `ferry status`, and is not requeued.
+    @Test(.enabled(if: (FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") || TestPaths.isCI)
+                   && dlopen("libcuda.so.1", RTLD_NOW) == nil))
+    func aGPUTrainJobOnANodeWithoutCUDAFailsAtStart() async throws {
+        guard let (box, slurm) = try Self.cluster() else { return }
+        defer { box.remove() }
+        try box.write("tiny.json", Self.trainConfig)
+        let launched = try await ferryOffPool(["launch", "--host", "cluster", "--gpus", "1", "tiny.json"], sandbox: box)
+        #expect(launched.status == 1, "\(launched.stdout)\n\(launched.stderr)")
+        #expect(launched.stdout.contains("ferry: engine check failed on node ") && launched.stdout.contains("cannot use CUDA"), "\(launched.stdout)")
+        #expect(launched.stderr.contains("failed (engine check failed at job start, nothing ran: on node "), "\(launched.stderr)")
+        let id = try #require(Registry(home: box.home).jobs().first?.id)
+        let status = try TestFerry.run(["status", id], sandbox: box)
+        #expect(status.status == 0 && status.stdout.contains("engine check failed at job start") && status.stdout.contains("asks for 1 GPU"), "\(status.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: box.remoteJob(id).events), "the trainer never started")
+        let logs = try TestFerry.run(["logs", id], sandbox: box)
+        #expect(logs.stdout.contains("engine check failed") && !logs.stdout.contains("requeueing"), "\(logs.stdout)")
+        let sid = try #require(Self.slurmID(box, id))
+        #expect(try slurm.run(["squeue", "-h", "-j", sid]).stdout.isEmpty, "not requeued")
+    }
+}
+
+/// With accounting (FERRY_TEST_SLURM_ACCOUNTING=1: slurmdbd and MariaDB; test.sh's last round): a
+/// finished job's state comes from sacct once squeue and scontrol forgot it (MinJobAge=2 there),
+/// even with the batch script's exit file gone — without sacct such a job would be lost.
+@Suite(.serialized) struct JobsSlurmAccountingCLITests {
+    @Test func finishedJobsComeFromSacct() async throws {
+        guard ProcessInfo.processInfo.environment["FERRY_TEST_SLURM_ACCOUNTING"] == "1" else {
+            FileHandle.standardError.write(Data("skipping the accounting test: the test cluster has no slurmdbd (FERRY_TEST_SLURM_ACCOUNTING=1 scripts/test-slurm.sh start)\n".utf8))
+            return
+        }
+        guard let (box, slurm) = try JobsSlurmCLITests.cluster() else { return }
+        defer { box.remove() }
+        var ids: [String: String] = [:]
+        for (name, command) in [("completes", "echo fine"), ("fails", "echo failing; exit 3"), ("cancelled", "echo waiting; sleep 300")] {
+            let launched = try TestFerry.run(["launch", "--host", "cluster", "--detach", "--json", "--name", name, "--", "sh", "-c", command], sandbox: box)
+            ids[name] = try TestFerry.jobID(launched: launched)
+        }
+        let sids = try ids.mapValues { try #require(JobsSlurmCLITests.slurmID(box, $0)) }
+        #expect(await eventually(30) { fileText(box.remoteJob(ids["cancelled"]!).log).contains("waiting") })
+        // Cancelled by Slurm itself (an administrator), not through ferry: only the scheduler knows.
+        #expect(try slurm.run(["scancel", sids["cancelled"]!]).status == 0)
+        // Slurm forgets them (the next purge after MinJobAge); nothing asked ferry meanwhile.
+        #expect(try await eventually(90) { try sids.values.allSatisfy { try slurm.run(["scontrol", "show", "job", $0]).status != 0 } }, "scontrol still knows them")
+        for sid in sids.values { #expect(try slurm.run(["squeue", "-h", "-j", sid]).stdout.isEmpty) }
+        for id in ids.values {
+            // No final state was written while Slurm still knew the job: the next read decides.
+            let raw = fileText(box.remoteJob(id).status)
+            #expect(raw.contains("\"pending\"") || raw.contains("\"running\""), "\(raw)")
+            try? FileManager.default.removeItem(atPath: box.remoteJob(id).directory + "/slurm-exit.json")
+        }
+
+        let completed = try TestFerry.run(["status", ids["completes"]!], sandbox: box).stdout
+        #expect(completed.contains("succeeded"), "\(completed)")
+        let failed = try TestFerry.run(["status", ids["fails"]!], sandbox: box).stdout
+        #expect(failed.contains("failed (exit 3)"), "sacct's ExitCode 3:0: \(failed)")
+        let cancelled = try TestFerry.run(["status", ids["cancelled"]!], sandbox: box).stdout
+        #expect(cancelled.contains("cancelled") && cancelled.contains("cancelled by Slurm"), "\(cancelled)")
+        let follow = try await ferryOffPool(["logs", "-f", ids["fails"]!], sandbox: box)
+        #expect(follow.status == 1 && follow.stderr.contains("failed (exit 3)"), "\(follow.stderr)")
     }
 }
