@@ -129,6 +129,24 @@ import Testing
         #expect(try c.status(id3).state == .cancelled)
     }
 
+    /// Accounting that exists but does not answer (slurmdbd down) leaves a forgotten job as it was,
+    /// saying why, instead of ending it as lost; once sacct answers, its state.
+    @Test func accountingThatDoesNotAnswerIsNotLost() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        let down = "sacct: error: Sending PersistInit msg: Connection refused\nsacct: error: Problem talking to the database: Connection refused"
+        let (a, id) = try launcher(box, ["squeue": (1, "slurm_load_jobs error: Invalid job id specified"), "sacct": (1, down),
+                                         "scontrol": (1, "slurm_load_jobs error: Invalid job id specified")])
+        let s = try a.status(id)
+        #expect(s.state == .pending && (s.message ?? "").contains("Problem talking to the database"), "\(s)")
+        var back = a
+        back.run = { arguments, _, _ in
+            let answers: [String: (Int32, String)] = ["squeue": (1, "slurm_load_jobs error: Invalid job id specified"), "sacct": (0, "COMPLETED|0:0\n")]
+            let (status, text) = answers[arguments[0]] ?? (1, "not answered")
+            return Subprocess.Result(status: status, output: Data(text.utf8))
+        }
+        #expect(try back.status(id).state == .succeeded)
+    }
+
     @Test func slurmThatDoesNotAnswerLeavesTheJobAsItWas() throws {
         let box = try Sandbox(); defer { box.remove() }
         let (a, id) = try launcher(box, ["squeue": (1, "slurm_load_jobs error: Unable to contact slurm controller (connect failure)")])

@@ -131,7 +131,7 @@ struct SlurmLauncher: JobLauncher {
     static func reason(_ output: String, status: Int32) -> String {
         let lines = output.split(separator: "\n").map { line -> String in
             var l = String(line)
-            for prefix in ["sbatch: error: ", "sbatch: fatal: ", "scancel: error: "] where l.hasPrefix(prefix) { l.removeFirst(prefix.count) }
+            for prefix in ["sbatch: error: ", "sbatch: fatal: ", "scancel: error: ", "sacct: error: "] where l.hasPrefix(prefix) { l.removeFirst(prefix.count) }
             return l
         }
         if status == 127 { return "sbatch is not on this host's PATH (is it the cluster's login node?): \(lines.joined(separator: "; "))" }
@@ -210,6 +210,10 @@ struct SlurmLauncher: JobLauncher {
                 return .ended(String(state), exit: f[1])
             }
         }
+        // Accounting that exists but does not answer (slurmdbd or its database down) is not "no
+        // accounting": a job nobody else remembers then waits for it rather than ending as lost.
+        let accountingText = accounting.text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let accountingDown = accounting.status != 0 && accounting.status != 127 && !accountingText.contains("accounting storage is disabled")
         let control = run(["scontrol", "show", "job", "-o", jobID], env, nil)
         if control.status == 0 {
             let fields = SlurmLauncher.keyValues(control.text)
@@ -220,6 +224,9 @@ struct SlurmLauncher: JobLauncher {
                 }
                 return .ended(state, exit: fields["ExitCode"])
             }
+        }
+        if accountingDown {
+            return .unreachable("sacct: " + (accountingText.isEmpty ? "ended with status \(accounting.status)" : SlurmLauncher.reason(accountingText, status: accounting.status)))
         }
         return .unknown
     }
