@@ -320,6 +320,8 @@ extension JobsSlurmCLITests {
         #expect(status.status == 0 && status.stdout.contains("succeeded"), "\(status.stdout)")
         let fetched = try await counted("fetch", ["fetch", id, "--what", "all", "--dest", box.root + "/out"])
         #expect(fetched.status == 0 && fileText(box.root + "/out/f.txt") == "kept\n", "\(fetched.stderr)")
+        let logs = try await counted("logs", ["logs", id])
+        #expect(logs.status == 0 && logs.stdout.contains("done"), "\(logs.stdout)\n\(logs.stderr)")
 
         var sweeps: [String: String] = [:]
         for host in ["cluster", "plain"] {
@@ -332,11 +334,13 @@ extension JobsSlurmCLITests {
         }
         let table = try await counted("status SWEEP", ["status", try #require(sweeps["cluster"])])
         #expect(table.stdout.components(separatedBy: sweeps["cluster"]! + "-").count - 1 == 3, "\(table.stdout)")
-        #expect(counts == ["launch": 1, "status": 1, "fetch": 1, "sweep on cluster": 1, "sweep on plain": 1, "status SWEEP": 1], "\(trace)")
-
-        // Done counting: stop the sweeps' runs (the plain host's three train at once).
+        // Done: stop the sweeps' runs (the plain host's three train at once), the first cancel counted.
         if let array = Self.slurmID(box, sweeps["cluster"]! + "-0")?.split(separator: "_").first { _ = try slurm.run(["scancel", String(array)]) }
-        for index in 0..<3 { _ = try TestFerry.run(["cancel", sweeps["plain"]! + "-\(index)", "--grace", "5"], sandbox: box) }
+        let cancelled = try await counted("cancel", ["cancel", sweeps["plain"]! + "-0", "--grace", "5"])
+        #expect(cancelled.status == 0, "\(cancelled.stderr)")
+        for index in 1..<3 { _ = try TestFerry.run(["cancel", sweeps["plain"]! + "-\(index)", "--grace", "5"], sandbox: box) }
+        #expect(counts == ["launch": 1, "status": 1, "fetch": 1, "logs": 1, "sweep on cluster": 1, "sweep on plain": 1, "status SWEEP": 1, "cancel": 1],
+                "\(trace)")
     }
 
     /// The engine check runs on the compute node at the job's start: a GPU train job on a node where
@@ -367,11 +371,9 @@ extension JobsSlurmCLITests {
 /// finished job's state comes from sacct once squeue and scontrol forgot it (MinJobAge=2 there),
 /// even with the batch script's exit file gone — without sacct such a job would be lost.
 @Suite(.serialized) struct JobsSlurmAccountingCLITests {
-    @Test func finishedJobsComeFromSacct() async throws {
-        guard ProcessInfo.processInfo.environment["FERRY_TEST_SLURM_ACCOUNTING"] == "1" else {
-            FileHandle.standardError.write(Data("skipping the accounting test: the test cluster has no slurmdbd (FERRY_TEST_SLURM_ACCOUNTING=1 scripts/test-slurm.sh start)\n".utf8))
-            return
-        }
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["FERRY_TEST_SLURM_ACCOUNTING"] == "1",
+                   "the test cluster has no slurmdbd: FERRY_TEST_SLURM_ACCOUNTING=1 scripts/test-slurm.sh start (scripts/test.sh's last round)"))
+    func finishedJobsComeFromSacct() async throws {
         guard let (box, slurm) = try JobsSlurmCLITests.cluster() else { return }
         defer { box.remove() }
         var ids: [String: String] = [:]
