@@ -72,8 +72,7 @@ public struct Launcher: Sendable {
         note?("connect: \(host.name) (\(client.transport.label)), agent found\(client.hasPreflight ? " and preflight answered by the same command" : "") in \(String(format: "%.2f s", Date().timeIntervalSince(started)))")
         do {
             events?(.connected(host: host.name, agent: client.hello.binary))
-            let result = try await launch(prepared, package: package, client: client, preflight: preflight, events: events)
-            return (result, client)
+            return try await launch(prepared, package: package, client: client, preflight: preflight, events: events)
         } catch {
             await client.close()
             throw error
@@ -82,9 +81,10 @@ public struct Launcher: Sendable {
 
     /// Another launch over a session already open to the request's host (a sweep's next run): the
     /// same connection, so no second authentication (login nodes behind 2FA prompt once per command).
-    /// The caller keeps the session and closes it.
+    /// Returns the session to use next (the same connection; with the engine's libraries on the
+    /// agent's path when this launch supplied them), which the caller keeps and closes.
     public func launch(_ request: LaunchRequest, over client: AgentSession,
-                       events: (@Sendable (LaunchEvent) -> Void)? = nil) async throws -> LaunchResult {
+                       events: (@Sendable (LaunchEvent) -> Void)? = nil) async throws -> (LaunchResult, AgentSession) {
         let (host, prepared, package, preflight) = try prepare(request, events: events)
         guard host.name == client.host else {
             throw JobsError.agentFailed(host: host.name, verb: "launch", message: "the open session is to \(client.host), not \(host.name)")
@@ -127,8 +127,10 @@ public struct Launcher: Sendable {
         return (host, request, package, preflight)
     }
 
+    /// The launch over an open session; also the session it ended with (another prefix on the same
+    /// connection when it supplied the engine's libraries).
     func launch(_ request: LaunchRequest, package: JobPackage, client initial: AgentSession, preflight preflightRequest: PreflightRequest,
-                events: (@Sendable (LaunchEvent) -> Void)?) async throws -> LaunchResult {
+                events: (@Sendable (LaunchEvent) -> Void)?) async throws -> (LaunchResult, AgentSession) {
         var client = initial
         let blobs = package.manifest.blobs
         let note = context.verbose
@@ -185,9 +187,9 @@ public struct Launcher: Sendable {
                                                status: info.status, progress: nil, seenAt: Date()))
         events?(.started(id: spec.id))
         let uploaded = toSend
-        return LaunchResult(id: spec.id, host: client.host, uploadedBytes: uploaded, reusedBytes: package.totalBytes - uploaded,
-                            files: package.fileCount, transportBytesSent: client.transport.counters.sent,
-                            directory: info.directory, state: info.status.state)
+        return (LaunchResult(id: spec.id, host: client.host, uploadedBytes: uploaded, reusedBytes: package.totalBytes - uploaded,
+                             files: package.fileCount, transportBytesSent: client.transport.counters.sent,
+                             directory: info.directory, state: info.status.state), client)
     }
 
     /// Starts a stopped job again in its own folder, with the resume arguments its spec states (a

@@ -197,13 +197,12 @@ struct LaunchCommand: AsyncParsableCommand {
                 request.job.environment["FERRY_SWEEP_ID"] = sweepID
                 request.job.environment["FERRY_RUN_INDEX"] = String(index)
                 request.slurm.array = SlurmArrayMember(sweepID: sweepID, index: index, count: runs.count, maxParallel: maxParallel)
-                let result: LaunchResult
-                if let open = client {
-                    result = try await Launcher(context: context).launch(request, over: open)
+                let (result, session) = if let open = client {
+                    try await Launcher(context: context).launch(request, over: open)
                 } else {
-                    let (first, opened) = try await Launcher(context: context).launch(request)
-                    result = first; client = opened
+                    try await Launcher(context: context).launch(request)
                 }
+                client = session
                 started.append(["id": result.id, "overrides": overrides.joined(separator: " ")])
                 if !json { JobsCLI.say("  \(result.id)  \(overrides.joined(separator: " "))") }
             }
