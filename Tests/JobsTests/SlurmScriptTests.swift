@@ -85,7 +85,7 @@ import Glibc
         kill(pid, signal == "USR2" ? SIGUSR2 : SIGTERM)
         let code = await Task.detached { Spawn.decodeWaitStatus(Spawn.wait(pid)).code }.value
         let text = fileText(log)
-        let record = try JSONDecoder().decode(SlurmExitRecord.self, from: Data(contentsOf: URL(fileURLWithPath: paths.directory + "/" + SlurmBatchScript.exitFile)))
+        let record = try JSONCoding.decoder().decode(SlurmExitRecord.self, from: Data(contentsOf: URL(fileURLWithPath: paths.directory + "/" + SlurmBatchScript.exitFile)))
         #expect(record.code == 75 && record.signal == signal && record.restart == restart, "\(record)")
         #expect(record.requeued == requeued, "\(text)")
         #expect(fileText(calls) == (requeued ? "requeue 42\n" : ""), "\(text)")
@@ -121,7 +121,7 @@ import Glibc
         let code = await Task.detached { Spawn.decodeWaitStatus(Spawn.wait(pid)).code }.value
         let text = fileText(log)
         #expect(fileText(calls) == "agent --home \(box.root)/host node-check \(spec.id)\n", "\(text)")
-        let record = try JSONDecoder().decode(SlurmExitRecord.self, from: Data(contentsOf: URL(fileURLWithPath: paths.directory + "/" + SlurmBatchScript.exitFile)))
+        let record = try JSONCoding.decoder().decode(SlurmExitRecord.self, from: Data(contentsOf: URL(fileURLWithPath: paths.directory + "/" + SlurmBatchScript.exitFile)))
         let setupAt = text.range(of: "setup ran")?.lowerBound, checkAt = text.range(of: "check says")?.lowerBound
         #expect(setupAt != nil && checkAt != nil && setupAt! < checkAt!, "the setup lines first: \(text)")
         #expect(code == (passes ? 0 : 1) && record.checkFailed == !passes, "\(text) \(record)")

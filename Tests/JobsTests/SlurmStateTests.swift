@@ -77,7 +77,7 @@ import Testing
         #expect(s.state == .failed && s.exitCode == nil, "\(s)")
         #expect(s.summary == "failed (engine check failed at job start, nothing ran: on node n1: the job asks for 1 GPU but ferry's engine cannot use CUDA here: libcuda.so.1 missing)", "\(s.summary)")
         // An exit record from before the check existed decodes as it did.
-        let old = try JSONDecoder().decode(SlurmExitRecord.self, from: Data(#"{"code":0,"signal":"","restart":0,"started":1,"ended":2,"requeued":false}"#.utf8))
+        let old = try JSONCoding.decoder().decode(SlurmExitRecord.self, from: Data(#"{"code":0,"signal":"","restart":0,"started":1,"ended":2,"requeued":false}"#.utf8))
         #expect(old.checkFailed == nil)
     }
 

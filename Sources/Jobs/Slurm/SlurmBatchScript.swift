@@ -143,6 +143,4 @@ struct SlurmExitRecord: Codable {
     var requeued: Bool
     /// The engine check on the compute node failed: the payload never ran.
     var checkFailed: Bool?
-
-    enum CodingKeys: String, CodingKey { case code, signal, restart, started, ended, requeued, checkFailed = "check_failed" }
 }

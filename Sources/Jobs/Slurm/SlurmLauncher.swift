@@ -235,7 +235,7 @@ struct SlurmLauncher: JobLauncher {
     private func finish(_ id: String, _ paths: JobPaths, spec: JobSpec, slurmState: String?, slurmExit: String?,
                         start: (restart: Int, node: String, epoch: Int)?) throws -> JobStatus {
         let record = POSIX.read((paths.directory as NSString).appendingPathComponent(SlurmBatchScript.exitFile))
-            .flatMap { try? JSONDecoder().decode(SlurmExitRecord.self, from: $0) }
+            .flatMap { try? JSONCoding.decoder().decode(SlurmExitRecord.self, from: $0) }
         let cancelled = POSIX.exists(paths.cancel)
         return try store.update(id) { s in
             guard !s.state.isFinal else { return }
