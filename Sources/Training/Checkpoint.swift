@@ -6,7 +6,7 @@ import TensorCore
 
 /// Everything besides the weights that a run needs to continue exactly where it stopped. Saved as
 /// `train_state.safetensors` beside `model.safetensors` (plain tensors, so any safetensors reader
-/// can inspect it): `optimizer.*` (the optimizer's state dict), `scheduler.*`, `rng.state`,
+/// can inspect it): `optimizer.*` (the optimizer's state dict), `scheduler.*`, `rng.state`, `rng.cuda_state`,
 /// `progress.*`, `monitor.best`, `early_stop.counter`, `partial.*` (sums of the epoch in progress).
 public struct TrainState: Sendable, Equatable {
     /// Epochs completed.
@@ -24,6 +24,9 @@ public struct TrainState: Sendable, Equatable {
     public var seed: UInt64
     /// The global generator's state; nil when the run drew from a scoped generator.
     public var rng: [UInt64]?
+    /// The device generator's seed and offset (`GlobalRandom.deviceState`): dropout on a CUDA device
+    /// draws from it. nil in checkpoints written before it was saved.
+    public var deviceRNG: PhiloxState?
     /// The training sums of the epoch in progress.
     public var partial = MetricTotals()
     /// The `epoch-N/` checkpoints kept for `save_top_k`, best first.
@@ -59,6 +62,7 @@ public enum Checkpoint {
         func int(_ v: Int64) -> Tensor { Tensor(shape: [], scalars: [v]) }
         func double(_ v: Double) -> Tensor { Tensor.full([], value: v, dtype: .float64) }
         if let rng = s.rng { t["rng.state"] = Tensor(shape: [rng.count], scalars: rng.map { Int64(bitPattern: $0) }) }
+        if let d = s.deviceRNG { t["rng.cuda_state"] = Tensor(shape: [2], scalars: [Int64(bitPattern: d.seed), Int64(bitPattern: d.offset)]) }
         t["progress.epoch"] = int(Int64(s.epoch))
         t["progress.global_step"] = int(Int64(s.globalStep))
         t["progress.batch_in_epoch"] = int(Int64(s.batchInEpoch))
@@ -146,6 +150,11 @@ public enum Checkpoint {
         s.bestEpoch = try count("monitor.best_epoch")
         s.notImproved = try count("early_stop.counter")
         if let r = tensors["rng.state"] { s.rng = r.scalars(as: Int64.self).map { UInt64(bitPattern: $0) } }
+        if let r = tensors["rng.cuda_state"] {
+            guard r.dtype == .int64, r.numel == 2 else { throw damaged("rng.cuda_state", "has shape \(r.shape) and dtype \(r.dtype), expected two int64 words (seed, offset)") }
+            let w = r.scalars(as: Int64.self).map { UInt64(bitPattern: $0) }
+            s.deviceRNG = PhiloxState(seed: w[0], offset: w[1])
+        }
         s.partial.samples = try count("partial.samples")
         s.partial.lossSum = try number("partial.loss_sum") ?? 0
         var optimizer: [String: Tensor] = [:]

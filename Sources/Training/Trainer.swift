@@ -222,6 +222,11 @@ final class Trainer {
         default:
             console.warning("the checkpoint has no random generator state for this run; dropout will draw differently than an uninterrupted run")
         }
+        if let d = loaded.state.deviceRNG {
+            GlobalRandom.deviceState = d
+        } else if device != .cpu {
+            console.warning("the checkpoint has no device generator state (rng.cuda_state); dropout on \(device) will draw differently than an uninterrupted run")
+        }
         let position = state.batchInEpoch > 0 ? " (step \(state.batchInEpoch) of epoch \(state.epoch + 1))" : ""
         console.info("Checkpoint loaded: \(checkpoint.path). Resume training from epoch \(state.epoch + 1)\(position)")
     }
@@ -386,6 +391,7 @@ final class Trainer {
     private func stateData(_ parts: TrainingParts) -> Data {
         var s = state
         s.rng = GlobalRandom.state
+        s.deviceRNG = GlobalRandom.deviceState
         return Checkpoint.encodeState(s, optimizer: parts.optimizer, optimizerType: config.optimizer.type, scheduler: parts.scheduler,
                                       schedulerType: config.lrScheduler?.type, monitor: config.trainer.monitor)
     }

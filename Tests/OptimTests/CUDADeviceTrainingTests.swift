@@ -72,12 +72,13 @@ import Optim
         #expect(mock.launchCounts["im2col", default: 0] > 0 && mock.gemmCount > 0)
     }
 
-    /// The NN layers with state or randomness (BatchNorm, LayerNorm, Dropout, Embedding) on the
-    /// mock: outputs, gradients and running statistics as on the CPU.
+    /// The NN layers with state (BatchNorm, LayerNorm, Embedding) on the mock: outputs, gradients
+    /// and running statistics as on the CPU. Dropout draws its masks from the device generator there
+    /// (other values than the CPU's, as in PyTorch): CUDARandomTests checks it against the Philox stream.
     @Test func layersOnTheDeviceMatchTheCPU() throws {
         func build() -> (Sequential, Embedding) {
             GlobalRandom.withSeed(3) {
-                (Sequential(Linear(6, 8), BatchNorm1d(8), GELU(), LayerNorm(8), Dropout(0.3), Linear(8, 4), Tanh()), Embedding(5, 6))
+                (Sequential(Linear(6, 8), BatchNorm1d(8), GELU(), LayerNorm(8), Linear(8, 4), Tanh()), Embedding(5, 6))
             }
         }
         let ids = Tensor([[0, 4, 2], [1, 1, 3]])

@@ -36,6 +36,10 @@ import TrainingTestSupport
     }
 
     static let lenet = #"{"type": "MnistModel", "args": {}}"#
+    /// MnistModel's convolutions and pooling without its dropout: the CUDA device draws dropout masks
+    /// from its own Philox generator (as PyTorch's CUDA generator), so only a model without random
+    /// layers can train to the CPU's numbers.
+    static let lenetWithoutDropout = #"{"type": "Sequential", "args": {"layers": [{"type": "Conv2d", "args": {"in_channels": 1, "out_channels": 10, "kernel_size": 5}}, {"type": "MaxPool2d", "args": {"kernel_size": 2}}, "ReLU", {"type": "Conv2d", "args": {"in_channels": 10, "out_channels": 20, "kernel_size": 5}}, {"type": "MaxPool2d", "args": {"kernel_size": 2}}, "ReLU", "Flatten", {"type": "Linear", "args": {"in_features": 320, "out_features": 50}}, "ReLU", {"type": "Linear", "args": {"in_features": 50, "out_features": 10}}, {"type": "LogSoftmax", "args": {"dim": 1}}]}}"#
     static let smallMLP = #"{"type": "Sequential", "args": {"layers": ["Flatten", {"type": "Linear", "args": {"in_features": 784, "out_features": 32}}, "ReLU", {"type": "Linear", "args": {"in_features": 32, "out_features": 10}}, {"type": "LogSoftmax", "args": {"dim": 1}}]}}"#
 
     @Test func checkValidatesOnly() throws {
@@ -138,12 +142,13 @@ import TrainingTestSupport
         #expect(((testMetrics["accuracy"] ?? 0) * 500).rounded() == (testMetrics["accuracy"] ?? 0) * 500)
     }
 
-    /// n_gpu: 1 under the mock CUDA driver trains LeNet (conv, pooling, dropout) on cuda:0 with the
-    /// CPU run's numbers; the log and run.json name the device; the checkpoint is plain CPU tensors.
+    /// n_gpu: 1 under the mock CUDA driver trains a LeNet without dropout (conv, pooling) on cuda:0
+    /// with the CPU run's numbers; the log and run.json name the device; the checkpoint is plain CPU
+    /// tensors. (With dropout the device draws its own masks: see resumeOnTheMockGPUIsBitIdentical.)
     @Test(.enabled(if: fashionOrCI)) func trainsOnTheMockGPUAsOnTheCPU() throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanUp() }
-        let config = try fashionConfig(dir, arch: Self.lenet, limit: 300, batch: 50, epochs: 1)
+        let config = try fashionConfig(dir, arch: Self.lenetWithoutDropout, limit: 300, batch: 50, epochs: 1)
         func train(_ gpus: Int, _ id: String) throws -> (metrics: [String: Double], run: URL, stdout: String) {
             let output = dir.path("output-\(id)")
             let r = try ferry(["train", config.path, "--set", "n_gpu=\(gpus)"], environment: [
@@ -175,7 +180,8 @@ import TrainingTestSupport
     }
 
     /// On the (mock) GPU too, a run stopped after epoch 1 and resumed ends on the same weights, bit
-    /// for bit (the optimizer's device state is saved as CPU tensors and moved back on resume).
+    /// for bit (the optimizer's device state is saved as CPU tensors and moved back on resume; the
+    /// device generator's seed and offset, which MnistModel's dropout draws from, as rng.cuda_state).
     @Test(.enabled(if: fashionOrCI)) func resumeOnTheMockGPUIsBitIdentical() throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanUp() }
@@ -187,6 +193,9 @@ import TrainingTestSupport
         let first = try ferry(["train", config, "--run-id", "parts", "--epochs", "1"] + args, environment: env, in: dir.url)
         #expect(first.status == 0, "\(first.stderr)")
         let parts = dir.path("saved/quick/parts")
+        let saved = try SafeTensors.read(parts.appendingPathComponent("checkpoints/last/train_state.safetensors"))
+        let deviceRNG = try #require(saved["rng.cuda_state"]).scalars(as: Int64.self)
+        #expect(deviceRNG.count == 2 && deviceRNG[1] > 0, "the device generator advanced through dropout: \(deviceRNG)")
         let second = try ferry(["train", "--resume", parts.appendingPathComponent("checkpoints/last").path, "--epochs", "2"] + args,
                                environment: env, in: dir.url)
         #expect(second.status == 0, "\(second.stderr)")

@@ -26,6 +26,11 @@ public struct CUDAGemmCall: Sendable {
 /// The seam between the engine and a CUDA implementation: the real driver (libcuda + cuBLAS +
 /// NVRTC, loaded by dlopen) or the mock that runs the same kernel text on the CPU. Device memory
 /// is only ever touched through these calls.
+///
+/// Each device has one stream, non-blocking (it does not wait for the legacy default stream):
+/// launches, GEMMs, device-to-device copies and asynchronous uploads are queued on it in call
+/// order and may still run when the call returns. Calls that hand data to the host
+/// (`copyToHost`, `synchronize`) wait for it first.
 public protocol CUDADriver: AnyObject, Sendable {
     /// "mock" or "cuda 13.0 (libcuda.so.1, …)".
     var name: String { get }
@@ -36,9 +41,19 @@ public protocol CUDADriver: AnyObject, Sendable {
     /// A fresh device allocation, or nil when the device is out of memory.
     func allocate(device: Int, byteCount: Int) -> CUDADevicePointer?
     func free(device: Int, _ pointer: CUDADevicePointer)
+    /// Copies from any host memory; `src` may be reused when the call returns.
     func copyToDevice(device: Int, _ dst: CUDADevicePointer, from src: UnsafeRawPointer, byteCount: Int)
+    /// Waits for the device's stream, then copies: `dst` holds the elements when the call returns.
     func copyToHost(device: Int, _ dst: UnsafeMutableRawPointer, from src: CUDADevicePointer, byteCount: Int)
     func copyOnDevice(device: Int, _ dst: CUDADevicePointer, from src: CUDADevicePointer, byteCount: Int)
+    /// Page-locked host memory (`cuMemAllocHost_v2`) for `copyToDeviceAsync`; nil when the driver
+    /// cannot lock that much.
+    func allocatePinned(device: Int, byteCount: Int) -> UnsafeMutableRawPointer?
+    /// Frees pinned memory after the copies that read it.
+    func freePinned(device: Int, _ pointer: UnsafeMutableRawPointer)
+    /// Queues a copy from pinned memory on the device's stream (`cuMemcpyHtoDAsync_v2`) and returns
+    /// at once: `src` must come from `allocatePinned` and stay unchanged until `synchronize(device:)`.
+    func copyToDeviceAsync(device: Int, _ dst: CUDADevicePointer, from src: UnsafeRawPointer, byteCount: Int)
     /// `cuLaunchKernel` of a kernels.cu function over a 1-d grid: `params` as the driver takes
     /// them (one pointer per parameter, pointing at its value).
     func launch(device: Int, kernel: String, grid: Int, block: Int, params: UnsafeMutablePointer<UnsafeMutableRawPointer?>)
@@ -104,16 +119,19 @@ extension CUDADriver where Self == MockCUDADriver {
     public static var mock: MockCUDADriver { MockCUDADriver.shared }
 }
 
-/// One device under one driver: its caching allocator. Contexts live as long as the process.
+/// One device under one driver: its caching allocator and pinned staging buffer. Contexts live as
+/// long as the process.
 final class CUDAContext: @unchecked Sendable {
     let driver: any CUDADriver
     let index: Int
     let allocator: CUDACachingAllocator
+    let staging: CUDAStaging
 
     private init(driver: any CUDADriver, index: Int) {
         self.driver = driver
         self.index = index
         self.allocator = CUDACachingAllocator(driver: driver, device: index)
+        self.staging = CUDAStaging(driver: driver, device: index)
     }
 
     private static let all = Mutex<[ContextKey: CUDAContext]>([:])

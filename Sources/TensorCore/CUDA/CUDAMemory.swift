@@ -88,6 +88,7 @@ final class CUDACachingAllocator: @unchecked Sendable {
             s.free = [:]; s.stats.cachedBytes = 0
             return list
         }
+        if !all.isEmpty { driver.synchronize(device: device) }   // no queued kernel still uses them
         for p in all { driver.free(device: device, p) }
     }
 

@@ -27,9 +27,19 @@ public final class MockCUDADriver: CUDADriver, @unchecked Sendable {
         var highWater = 0
         var used = 0
     }
-    private struct Counters { var launches: [String: Int] = [:]; var gemms = 0 }
+    private struct Counters { var launches: [String: Int] = [:]; var gemms = 0; var asyncCopies = 0 }
     private let heaps: Mutex<[Heap]>
     private let counters = Mutex(Counters())
+    /// An upload queued on a device's stream, with a snapshot of its source to check that the host
+    /// left the pinned memory alone until the copy ran.
+    private struct PendingUpload {
+        let dst: CUDADevicePointer, src: UInt, count: Int, snapshot: UInt    // addresses
+        var source: UnsafeRawPointer { UnsafeRawPointer(bitPattern: src)! }
+        var copy: UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: snapshot)! }
+    }
+    private let pending = Mutex<[Int: [PendingUpload]]>([:])
+    /// Pinned blocks handed out (address → size).
+    private let pinned = Mutex<[UInt: Int]>([:])
     /// Launches run one at a time in the process: the emulator's grid state is global.
     private static let launchLock = Mutex(())
 
@@ -83,14 +93,58 @@ public final class MockCUDADriver: CUDADriver, @unchecked Sendable {
         }
     }
 
-    /// Opens the device memory for the duration of `body` (under the launch lock).
+    /// Opens the device memory for the duration of `body` (under the launch lock). The stream runs
+    /// in order: uploads queued before `body` run first.
     private func withDeviceMemory<R>(_ device: Int, _ body: () -> R) -> R {
         Self.launchLock.withLock { _ in
             let (base, length) = heaps.withLock { hs in (hs[device].base, (hs[device].highWater + 4095) & ~4095) }
             if length > 0 { mprotect(base, length, PROT_READ | PROT_WRITE) }
             defer { if length > 0 { mprotect(base, length, PROT_NONE) } }
+            runPendingUploads(device)
             return body()
         }
+    }
+
+    /// The queued uploads of `device`, in order. A GPU may run them any time before the next
+    /// synchronize; the mock runs them as late as it may, so a source rewritten before then is caught.
+    private func runPendingUploads(_ device: Int) {
+        let queue = pending.withLock { p in defer { p[device] = [] }; return p[device] ?? [] }
+        for u in queue {
+            defer { u.copy.deallocate() }
+            if memcmp(u.source, u.copy, u.count) != 0 {
+                usageError("mock CUDA: the pinned source of an asynchronous host-to-device copy (\(u.count) bytes at \(u.source)) changed before the copy ran; call synchronize(device:) before reusing the buffer")
+            }
+            address(u.dst).copyMemory(from: u.source, byteCount: u.count)
+        }
+    }
+
+    public func allocatePinned(device: Int, byteCount: Int) -> UnsafeMutableRawPointer? {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(byteCount, 1), alignment: 4096)
+        pinned.withLock { $0[UInt(bitPattern: p)] = byteCount }
+        return p
+    }
+
+    public func freePinned(device: Int, _ pointer: UnsafeMutableRawPointer) {
+        // Freeing pinned memory waits for the copies that read it (cuMemFreeHost synchronises).
+        synchronize(device: device)
+        guard pinned.withLock({ $0.removeValue(forKey: UInt(bitPattern: pointer)) }) != nil else {
+            usageError("mock CUDA: freePinned of \(pointer), which allocatePinned did not return")
+        }
+        pointer.deallocate()
+    }
+
+    public func copyToDeviceAsync(device: Int, _ dst: CUDADevicePointer, from src: UnsafeRawPointer, byteCount: Int) {
+        if byteCount == 0 { return }
+        let at = UInt(bitPattern: src)
+        let inPinned = pinned.withLock { blocks in blocks.contains { at >= $0.key && at + UInt(byteCount) <= $0.key + UInt($0.value) } }
+        if !inPinned {
+            usageError("mock CUDA: copyToDeviceAsync from \(src), which is not pinned memory from allocatePinned (pageable memory cannot be copied asynchronously)")
+        }
+        let snapshot = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 16)
+        snapshot.copyMemory(from: src, byteCount: byteCount)
+        counters.withLock { $0.asyncCopies += 1 }
+        let upload = PendingUpload(dst: dst, src: UInt(bitPattern: src), count: byteCount, snapshot: UInt(bitPattern: snapshot))
+        pending.withLock { $0[device, default: []].append(upload) }
     }
 
     private func address(_ p: CUDADevicePointer) -> UnsafeMutableRawPointer {
@@ -153,7 +207,10 @@ public final class MockCUDADriver: CUDADriver, @unchecked Sendable {
         }
     }
 
-    public func synchronize(device: Int) {}
+    public func synchronize(device: Int) { withDeviceMemory(device) {} }
+
+    /// Asynchronous uploads (copyToDeviceAsync) since this mock was created.
+    public var asyncCopyCount: Int { counters.withLock { $0.asyncCopies } }
 
     /// Launches per kernel name since this mock was created.
     public var launchCounts: [String: Int] { counters.withLock { $0.launches } }

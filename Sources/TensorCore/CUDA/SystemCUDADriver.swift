@@ -9,6 +9,8 @@ import Darwin
 /// The real driver: libcuda.so.1 (driver API, versioned symbols, primary context), cuBLAS and
 /// NVRTC by dlopen; kernels.cu compiled by NVRTC to a CUBIN for the device's exact sm_XY on first
 /// use and cached in `$FERRY_HOME/cuda` by (source hash, NVRTC version, arch).
+/// Each device's work goes on one stream created with CU_STREAM_NON_BLOCKING (launches, cuBLAS
+/// through cublasSetStream_v2, async copies); reads to the host synchronise that stream.
 /// It mirrors MockCUDADriver call for call; it has not run on a GPU in this repository's CI.
 final class SystemCUDADriver: CUDADriver, @unchecked Sendable {
     typealias CUresult = Int32
@@ -16,6 +18,8 @@ final class SystemCUDADriver: CUDADriver, @unchecked Sendable {
     let driverVersion: Int32
     private let count: Int
     private var contexts: [OpaquePointer?] = []
+    /// Each device's non-blocking stream (CUstream), made with its context.
+    private var streams: [OpaquePointer?] = []
     private let lock = Mutex(())
     private var modules: [Int: OpaquePointer] = [:]
     private var functions: [String: OpaquePointer] = [:]
@@ -27,6 +31,7 @@ final class SystemCUDADriver: CUDADriver, @unchecked Sendable {
     private init(handle: UnsafeMutableRawPointer, version: Int32, count: Int) {
         cuda = handle; driverVersion = version; self.count = count
         contexts = Array(repeating: nil, count: count)
+        streams = Array(repeating: nil, count: count)
     }
 
     /// libcuda.so.1 loaded and initialised, with at least one device; or why not.
@@ -56,8 +61,10 @@ final class SystemCUDADriver: CUDADriver, @unchecked Sendable {
     }
 
     static let requiredSymbols = ["cuDeviceGet", "cuDevicePrimaryCtxRetain", "cuCtxSetCurrent", "cuDeviceGetName", "cuMemGetInfo_v2",
-                                  "cuMemAlloc_v2", "cuMemFree_v2", "cuMemcpyHtoD_v2", "cuMemcpyDtoH_v2", "cuMemcpyDtoD_v2",
-                                  "cuCtxSynchronize", "cuDeviceGetAttribute", "cuModuleLoadData", "cuModuleGetFunction", "cuLaunchKernel"]
+                                  "cuMemAlloc_v2", "cuMemFree_v2", "cuMemAllocHost_v2", "cuMemFreeHost",
+                                  "cuStreamCreate", "cuStreamSynchronize",
+                                  "cuMemcpyHtoDAsync_v2", "cuMemcpyDtoHAsync_v2", "cuMemcpyDtoDAsync_v2",
+                                  "cuDeviceGetAttribute", "cuModuleLoadData", "cuModuleGetFunction", "cuLaunchKernel"]
 
     private func sym<T>(_ lib: UnsafeMutableRawPointer, _ name: String, _: T.Type) -> T {
         guard let s = dlsym(lib, name) else { usageError("CUDA: symbol \(name) not found") }
@@ -68,21 +75,34 @@ final class SystemCUDADriver: CUDADriver, @unchecked Sendable {
         if r != 0 { usageError("CUDA: \(call) failed with error \(r)") }
     }
 
-    /// The primary context of `device`, current on this thread (every thread that calls the driver).
-    private func makeCurrent(_ device: Int) {
+    /// The primary context of `device`, current on this thread (every thread that calls the driver);
+    /// returns the device's stream, created non-blocking with the context.
+    @discardableResult
+    private func makeCurrent(_ device: Int) -> OpaquePointer? {
         typealias Get = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> CUresult
         typealias Retain = @convention(c) (UnsafeMutablePointer<OpaquePointer?>, Int32) -> CUresult
         typealias SetCurrent = @convention(c) (OpaquePointer?) -> CUresult
-        let ctx: OpaquePointer? = lock.withLock { _ in
-            if let c = contexts[device] { return c }
+        typealias StreamCreate = @convention(c) (UnsafeMutablePointer<OpaquePointer?>, UInt32) -> CUresult
+        let (ctx, stream): (OpaquePointer?, OpaquePointer?) = lock.withLock { _ in
+            if let c = contexts[device] { return (c, streams[device]) }
             var dev: Int32 = 0
             check(sym(cuda, "cuDeviceGet", Get.self)(&dev, Int32(device)), "cuDeviceGet")
             var c: OpaquePointer?
             check(sym(cuda, "cuDevicePrimaryCtxRetain", Retain.self)(&c, dev), "cuDevicePrimaryCtxRetain")
+            check(sym(cuda, "cuCtxSetCurrent", SetCurrent.self)(c), "cuCtxSetCurrent")
+            var s: OpaquePointer?
+            check(sym(cuda, "cuStreamCreate", StreamCreate.self)(&s, 1 /* CU_STREAM_NON_BLOCKING */), "cuStreamCreate")
             contexts[device] = c
-            return c
+            streams[device] = s
+            return (c, s)
         }
         check(sym(cuda, "cuCtxSetCurrent", SetCurrent.self)(ctx), "cuCtxSetCurrent")
+        return stream
+    }
+
+    private func streamSynchronize(_ stream: OpaquePointer?) {
+        typealias F = @convention(c) (OpaquePointer?) -> CUresult
+        check(sym(cuda, "cuStreamSynchronize", F.self)(stream), "cuStreamSynchronize")
     }
 
     func deviceCount() -> Int { count }
@@ -118,28 +138,48 @@ final class SystemCUDADriver: CUDADriver, @unchecked Sendable {
         check(sym(cuda, "cuMemFree_v2", F.self)(pointer), "cuMemFree_v2")
     }
 
+    private typealias HtoDAsync = @convention(c) (UInt64, UnsafeRawPointer, Int, OpaquePointer?) -> CUresult
+
+    /// From pageable memory: queued on the stream, then waited for, so `src` is free on return.
     func copyToDevice(device: Int, _ dst: CUDADevicePointer, from src: UnsafeRawPointer, byteCount: Int) {
-        makeCurrent(device)
-        typealias F = @convention(c) (UInt64, UnsafeRawPointer, Int) -> CUresult
-        check(sym(cuda, "cuMemcpyHtoD_v2", F.self)(dst, src, byteCount), "cuMemcpyHtoD_v2")
+        let stream = makeCurrent(device)
+        check(sym(cuda, "cuMemcpyHtoDAsync_v2", HtoDAsync.self)(dst, src, byteCount, stream), "cuMemcpyHtoDAsync_v2")
+        streamSynchronize(stream)
+    }
+
+    func copyToDeviceAsync(device: Int, _ dst: CUDADevicePointer, from src: UnsafeRawPointer, byteCount: Int) {
+        let stream = makeCurrent(device)
+        check(sym(cuda, "cuMemcpyHtoDAsync_v2", HtoDAsync.self)(dst, src, byteCount, stream), "cuMemcpyHtoDAsync_v2")
     }
 
     func copyToHost(device: Int, _ dst: UnsafeMutableRawPointer, from src: CUDADevicePointer, byteCount: Int) {
-        makeCurrent(device)
-        typealias F = @convention(c) (UnsafeMutableRawPointer, UInt64, Int) -> CUresult
-        check(sym(cuda, "cuMemcpyDtoH_v2", F.self)(dst, src, byteCount), "cuMemcpyDtoH_v2")
+        let stream = makeCurrent(device)
+        typealias F = @convention(c) (UnsafeMutableRawPointer, UInt64, Int, OpaquePointer?) -> CUresult
+        check(sym(cuda, "cuMemcpyDtoHAsync_v2", F.self)(dst, src, byteCount, stream), "cuMemcpyDtoHAsync_v2")
+        streamSynchronize(stream)
     }
 
     func copyOnDevice(device: Int, _ dst: CUDADevicePointer, from src: CUDADevicePointer, byteCount: Int) {
+        let stream = makeCurrent(device)
+        typealias F = @convention(c) (UInt64, UInt64, Int, OpaquePointer?) -> CUresult
+        check(sym(cuda, "cuMemcpyDtoDAsync_v2", F.self)(dst, src, byteCount, stream), "cuMemcpyDtoDAsync_v2")
+    }
+
+    func allocatePinned(device: Int, byteCount: Int) -> UnsafeMutableRawPointer? {
         makeCurrent(device)
-        typealias F = @convention(c) (UInt64, UInt64, Int) -> CUresult
-        check(sym(cuda, "cuMemcpyDtoD_v2", F.self)(dst, src, byteCount), "cuMemcpyDtoD_v2")
+        typealias F = @convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>, Int) -> CUresult
+        var p: UnsafeMutableRawPointer?
+        return sym(cuda, "cuMemAllocHost_v2", F.self)(&p, byteCount) == 0 ? p : nil
+    }
+
+    func freePinned(device: Int, _ pointer: UnsafeMutableRawPointer) {
+        synchronize(device: device)
+        typealias F = @convention(c) (UnsafeMutableRawPointer) -> CUresult
+        check(sym(cuda, "cuMemFreeHost", F.self)(pointer), "cuMemFreeHost")
     }
 
     func synchronize(device: Int) {
-        makeCurrent(device)
-        typealias F = @convention(c) () -> CUresult
-        check(sym(cuda, "cuCtxSynchronize", F.self)(), "cuCtxSynchronize")
+        streamSynchronize(makeCurrent(device))
     }
 
     // MARK: libraries
@@ -191,7 +231,7 @@ final class SystemCUDADriver: CUDADriver, @unchecked Sendable {
     }
 
     func launch(device: Int, kernel: String, grid: Int, block: Int, params: UnsafeMutablePointer<UnsafeMutableRawPointer?>) {
-        makeCurrent(device)
+        let stream = makeCurrent(device)
         let key = "\(device)/\(kernel)"
         var f = lock.withLock { _ in functions[key] }
         if f == nil {
@@ -203,11 +243,11 @@ final class SystemCUDADriver: CUDADriver, @unchecked Sendable {
         }
         typealias Launch = @convention(c) (OpaquePointer, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32,
                                            OpaquePointer?, UnsafeMutablePointer<UnsafeMutableRawPointer?>, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> CUresult
-        check(sym(cuda, "cuLaunchKernel", Launch.self)(f!, UInt32(grid), 1, 1, UInt32(block), 1, 1, 0, nil, params, nil), "cuLaunchKernel(\(kernel))")
+        check(sym(cuda, "cuLaunchKernel", Launch.self)(f!, UInt32(grid), 1, 1, UInt32(block), 1, 1, 0, stream, params, nil), "cuLaunchKernel(\(kernel))")
     }
 
     func gemm(device: Int, _ g: CUDAGemmCall) {
-        makeCurrent(device)
+        let stream = makeCurrent(device)
         let lib = requireLibraries().cublas
         let handle: OpaquePointer = lock.withLock { _ in
             if let h = blas[device] { return h }
@@ -218,6 +258,10 @@ final class SystemCUDADriver: CUDADriver, @unchecked Sendable {
             blas[device] = h
             return h!
         }
+        // The handle's work goes on the device's stream (a cheap call; also right after a handle is made).
+        typealias SetStream = @convention(c) (OpaquePointer?, OpaquePointer?) -> Int32
+        let ss = sym(lib, "cublasSetStream_v2", SetStream.self)(handle, stream)
+        if ss != 0 { usageError("cuBLAS: cublasSetStream_v2 failed with status \(ss)") }
         typealias Mode = @convention(c) (OpaquePointer, Int32) -> Int32
         _ = sym(lib, "cublasSetMathMode", Mode.self)(handle, g.allowTF32 && g.dtype == .float32 ? 3 : 0)
         let ta: Int32 = g.transA ? 1 : 0, tb: Int32 = g.transB ? 1 : 0

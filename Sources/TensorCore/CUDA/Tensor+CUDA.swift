@@ -52,7 +52,7 @@ extension Tensor {
             let host = storage.isOnDevice ? movedCopy(to: .cpu) : noGrad { contiguous() }
             let ctx = CUDARuntime.context(n, for: "to(.cuda(\(n)))")
             let out = Tensor(uninitialized: shape, dtype: dtype, context: ctx)
-            ctx.driver.copyToDevice(device: n, out.devicePointer, from: host.storage.raw + host.offset * dtype.byteSize, byteCount: numel * dtype.byteSize)
+            ctx.staging.upload(out.devicePointer, from: host.storage.raw + host.offset * dtype.byteSize, byteCount: numel * dtype.byteSize)
             return out
         }
     }

@@ -30,6 +30,9 @@ inline const char* emu_kernel_name = "";
 #define __forceinline__ inline
 #define __shared__ static
 
+// CUDA's integer intrinsics that kernels.cu uses.
+inline u64 __umul64hi(u64 a, u64 b) { return (u64)(((unsigned __int128)a * b) >> 64); }
+
 inline void __syncthreads() {
     if (!emu_barrier) {
         fprintf(stderr, "ferry mock CUDA: kernel %s calls __syncthreads but is exported with EMU_EXPORT; use EMU_EXPORT_SYNC\n", emu_kernel_name);

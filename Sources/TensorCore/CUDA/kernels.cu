@@ -471,3 +471,82 @@ extern "C" __global__ void col2im(i64 total, Window g, i64 dt, const void* col, 
     else col2im_t(total, g, (const double*)col, (double*)x);
 }
 EMU_EXPORT(col2im)
+
+// ---- Philox4x32-10 (Salmon et al., SC'11; curand's and PyTorch's CUDA generator) ----
+// Block j of a draw is philox(counter = (offset + j) as two words, subsequence as two words;
+// key = the seed as two words): four 32-bit words, a pure function of its inputs, so every
+// element's value is fixed by (seed, offset, its index) whatever the grid. Swift's Philox4x32 is
+// the same function (a known-answer test checks both).
+struct PhiloxWords { unsigned w[4]; };
+__device__ __forceinline__ PhiloxWords philox4x32_10(u64 counter, u64 subsequence, u64 seed) {
+    unsigned x0 = (unsigned)counter, x1 = (unsigned)(counter >> 32), x2 = (unsigned)subsequence, x3 = (unsigned)(subsequence >> 32);
+    unsigned k0 = (unsigned)seed, k1 = (unsigned)(seed >> 32);
+    for (int round = 0; round < 10; ++round) {
+        if (round > 0) { k0 += 0x9E3779B9u; k1 += 0xBB67AE85u; }
+        u64 p0 = (u64)0xD2511F53u * x0, p1 = (u64)0xCD9E8D57u * x2;
+        unsigned y0 = (unsigned)(p1 >> 32) ^ x1 ^ k0, y1 = (unsigned)p1, y2 = (unsigned)(p0 >> 32) ^ x3 ^ k1, y3 = (unsigned)p0;
+        x0 = y0; x1 = y1; x2 = y2; x3 = y3;
+    }
+    PhiloxWords r; r.w[0] = x0; r.w[1] = x1; r.w[2] = x2; r.w[3] = x3;
+    return r;
+}
+// A float in [0, 1) from 24 bits, a double from 53 bits (two words, the first high).
+__device__ __forceinline__ float philox_unit_f32(unsigned w) { return (float)(w >> 8) * (1.0f / 16777216.0f); }
+__device__ __forceinline__ double philox_unit_f64(unsigned hi, unsigned lo) {
+    return (double)((((u64)hi << 32) | lo) >> 11) * (1.0 / 9007199254740992.0);
+}
+// Box-Muller on a pair of uniforms, u1 in (0, 1]: two standard normals.
+__device__ __forceinline__ void box_muller(double u1, double u2, double* z0, double* z1) {
+    double r = sqrt(-2.0 * log(u1)), t = 6.283185307179586 * u2;
+    *z0 = r * cos(t); *z1 = r * sin(t);
+}
+// Values per block: 4 for float32 (and raw words), 2 for float64 and int64 draws.
+// kind: 0 uniform in [p0, p1); 1 normal (mean p0, std p1); 2 Bernoulli mask (p0 = keep probability,
+// p1 = the kept value, 0 otherwise); 3 int64 in [low, low + range) (the high word of a 64x64 product);
+// 4 the raw 32-bit words as int64 (known-answer tests).
+extern "C" __global__ void philox_fill(i64 n, i64 kind, i64 dt, void* out, u64 seed, u64 offset, u64 subsequence,
+                                       double p0, double p1, i64 low, u64 range) {
+    const i64 per = (dt == 0 || kind == 4) ? 4 : 2;
+    GRID_LOOP(j, (n + per - 1) / per) {
+        PhiloxWords r = philox4x32_10(offset + (u64)j, subsequence, seed);
+        double v[4];
+        if (kind == 4) {
+            for (int s = 0; s < 4; ++s) v[s] = 0;
+        } else if (per == 4) {
+            if (kind == 1) {
+                box_muller(1.0 - (double)philox_unit_f32(r.w[0]), (double)philox_unit_f32(r.w[1]), &v[0], &v[1]);
+                box_muller(1.0 - (double)philox_unit_f32(r.w[2]), (double)philox_unit_f32(r.w[3]), &v[2], &v[3]);
+            } else {
+                for (int s = 0; s < 4; ++s) v[s] = (double)philox_unit_f32(r.w[s]);
+            }
+        } else if (kind == 1) {
+            box_muller(1.0 - philox_unit_f64(r.w[0], r.w[1]), philox_unit_f64(r.w[2], r.w[3]), &v[0], &v[1]);
+        } else {
+            v[0] = philox_unit_f64(r.w[0], r.w[1]); v[1] = philox_unit_f64(r.w[2], r.w[3]);
+        }
+        for (i64 s = 0; s < per; ++s) {
+            i64 i = j * per + s;
+            if (i >= n) break;
+            if (kind == 4) { ((i64*)out)[i] = (i64)r.w[s]; continue; }
+            if (kind == 3) {
+                u64 word = ((u64)r.w[2 * s] << 32) | r.w[2 * s + 1];
+                ((i64*)out)[i] = low + (i64)__umul64hi(word, range);
+                continue;
+            }
+            if (dt == 0) {
+                float u = (float)v[s], x;
+                if (kind == 0) x = (float)p0 + (float)(p1 - p0) * u;
+                else if (kind == 1) x = (float)(p0 + p1 * v[s]);
+                else x = u < (float)p0 ? (float)p1 : 0.0f;
+                ((float*)out)[i] = x;
+            } else {
+                double x;
+                if (kind == 0) x = p0 + (p1 - p0) * v[s];
+                else if (kind == 1) x = p0 + p1 * v[s];
+                else x = v[s] < p0 ? p1 : 0.0;
+                ((double*)out)[i] = x;
+            }
+        }
+    }
+}
+EMU_EXPORT(philox_fill)

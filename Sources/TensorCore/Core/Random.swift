@@ -46,17 +46,21 @@ public struct Xoshiro256: RandomNumberGenerator, Sendable, Equatable {
     @inline(__always) public mutating func nextDouble() -> Double { Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0) }
 }
 
-/// A generator that one scope owns (see `GlobalRandom.withSeed`).
+/// A generator that one scope owns (see `GlobalRandom.withSeed`): the host's and the device's.
 public final class RandomSource: Sendable {
     let generator: Mutex<Xoshiro256>
-    public init(seed: UInt64) { generator = Mutex(Xoshiro256(seed: seed)) }
+    let device: Mutex<PhiloxState>
+    public init(seed: UInt64) { generator = Mutex(Xoshiro256(seed: seed)); device = Mutex(PhiloxState(seed: seed)) }
 }
 
 /// The process-wide generator behind `rand`, `randn`, `randint`, dropout and initialisers,
 /// seeded by `Tensor.manualSeed` (like `torch.manual_seed`). A scope can run on its own seeded
 /// generator with `withSeed`, which concurrent code elsewhere cannot disturb.
+/// Random ops on a CUDA device draw from a second, counter-based generator (Philox4x32-10, as
+/// PyTorch's CUDA generator), seeded by the same calls: `deviceState`. CPU draws never touch it.
 public enum GlobalRandom {
     static let generator = Mutex(Xoshiro256(seed: 0x5EED))
+    static let deviceGenerator = Mutex(PhiloxState(seed: 0x5EED))
     @TaskLocal static var scoped: RandomSource? = nil
 
     /// Runs `body` with every random draw in it (this task) coming from a fresh generator seeded with `seed`.
@@ -66,7 +70,11 @@ public enum GlobalRandom {
 
     /// Seeds the current generator: this task's `withSeed` scope's, else the process-wide one (as
     /// `torch.manual_seed` inside `torch.random.fork_rng` seeds the forked state).
-    public static func seed(_ seed: UInt64) { withGenerator { $0 = Xoshiro256(seed: seed) } }
+    /// The device generator gets the same seed at offset 0 (as `torch.manual_seed` seeds every device).
+    public static func seed(_ seed: UInt64) {
+        withGenerator { $0 = Xoshiro256(seed: seed) }
+        withDeviceGenerator { $0 = PhiloxState(seed: seed) }
+    }
 
     /// The current generator's state (the scope's inside `withSeed`), to save in a checkpoint.
     public static var state: [UInt64] {
@@ -75,6 +83,19 @@ public enum GlobalRandom {
             guard let g = Xoshiro256(state: newValue) else { shapeError("GlobalRandom.state: expected four words, not all zero") }
             withGenerator { $0 = g }
         }
+    }
+
+    /// The current device generator's seed and offset (the scope's inside `withSeed`), to save in a
+    /// checkpoint beside `state`.
+    public static var deviceState: PhiloxState {
+        get { withDeviceGenerator { $0 } }
+        set { withDeviceGenerator { $0 = newValue } }
+    }
+
+    /// Runs `body` with exclusive use of the current device generator.
+    static func withDeviceGenerator<R>(_ body: (inout PhiloxState) -> R) -> R {
+        if let source = scoped { return source.device.withLock { body(&$0) } }
+        return deviceGenerator.withLock { body(&$0) }
     }
 
     /// Runs `body` with exclusive use of the current generator (the scope's inside `withSeed`).

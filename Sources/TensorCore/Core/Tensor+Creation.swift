@@ -59,24 +59,31 @@ extension Tensor {
     public static func ones(like t: Tensor) -> Tensor { ones(t.shape, dtype: t.dtype, device: t.device) }
     public static func full(like t: Tensor, value: Double) -> Tensor { full(t.shape, value: value, dtype: t.dtype, device: t.device) }
 
-    /// Uniform samples in [0, 1) on `device`: drawn from the global generator on the host (the
-    /// same values as on the CPU) and copied.
+    /// Uniform samples in [0, 1) on `device`. On a CUDA device they are drawn there, from the device
+    /// generator (Philox4x32-10, `GlobalRandom.deviceState`), as torch.rand(device="cuda") draws
+    /// from the CUDA generator: other values than the CPU's for the same seed.
     public static func rand(_ shape: [Int], dtype: DType = .float32, requiresGrad: Bool = false, device: Device) -> Tensor {
-        let t = rand(shape, dtype: dtype).to(device)
+        let t = device == .cpu ? rand(shape, dtype: dtype) : CUDARandom.uniform(shape, dtype: dtype, device: device)
         if requiresGrad { t.requiresGrad = true }
         return t
     }
 
     /// `torch.arange(end, device=...)`.
     public static func arange(_ end: Int, device: Device) -> Tensor { arange(end).to(device) }
-    /// `torch.randint(high, shape, device=...)` (host generator, copied).
-    public static func randint(_ high: Int, shape: [Int], device: Device) -> Tensor { randint(high, shape: shape).to(device) }
+    /// `torch.randint(high, shape, device=...)`: on a CUDA device drawn there (device generator).
+    public static func randint(_ high: Int, shape: [Int], device: Device) -> Tensor { randint(low: 0, high: high, shape: shape, device: device) }
+    /// `torch.randint(low, high, shape, device=...)`: on a CUDA device drawn there (device generator).
+    public static func randint(low: Int, high: Int, shape: [Int], device: Device) -> Tensor {
+        if device == .cpu { return randint(low: low, high: high, shape: shape) }
+        if high <= low { usageError("randint: high (\(high)) must be greater than low (\(low))") }
+        return CUDARandom.integers(low: low, high: high, shape: shape, device: device)
+    }
     /// The identity matrix on `device`.
     public static func eye(_ n: Int, dtype: DType = .float32, device: Device) -> Tensor { eye(n, dtype: dtype).to(device) }
 
-    /// Standard normal samples on `device` (host generator, copied).
+    /// Standard normal samples on `device`; on a CUDA device drawn there (device generator).
     public static func randn(_ shape: [Int], dtype: DType = .float32, requiresGrad: Bool = false, device: Device) -> Tensor {
-        let t = randn(shape, dtype: dtype).to(device)
+        let t = device == .cpu ? randn(shape, dtype: dtype) : CUDARandom.normal(shape, dtype: dtype, device: device)
         if requiresGrad { t.requiresGrad = true }
         return t
     }
@@ -193,6 +200,7 @@ extension Tensor {
     /// generator (`uniform_`), not recorded. Used by initialisers.
     public func uniformInPlace(low: Double, high: Double) {
         if !isContiguous || !dtype.isFloatingPoint { usageError("uniformInPlace needs a contiguous floating tensor") }
+        if storage.isOnDevice { CUDARandom.fill(self, .uniform, p0: low, p1: high); return }
         let n = numel
         GlobalRandom.withGenerator { g in
             switch dtype {
@@ -208,7 +216,12 @@ extension Tensor {
 
     /// Fills this floating tensor in place with normal samples (`normal_`), not recorded.
     public func normalInPlace(mean: Double = 0, std: Double = 1) {
-        let r = Tensor.randn(shape, dtype: dtype)
+        if storage.isOnDevice && isContiguous {
+            if !dtype.isFloatingPoint { usageError("normalInPlace needs a floating tensor, got \(dtype)") }
+            CUDARandom.fill(self, .normal, p0: mean, p1: std)
+            return
+        }
+        let r = Tensor.randn(shape, dtype: dtype, device: device)
         copy(from: r * std + mean)
     }
 }

@@ -34,8 +34,7 @@ extension F {
         if p < 0 || p > 1 { usageError("dropout: probability has to be between 0 and 1, but got \(p)") }
         if !training || p == 0 { return x }
         if p == 1 { return x * 0.0 }
-        let mask = bernoulliMask(x.shape, keep: 1 - p, dtype: x.dtype)
-        return x * mask.to(x.device)
+        return x * bernoulliMask(x.shape, keep: 1 - p, dtype: x.dtype, device: x.device)
     }
 
     /// Zeroes whole channels of [N, C, H, W] with probability `p` (`dropout2d`).
@@ -43,7 +42,14 @@ extension F {
         if x.ndim != 4 && x.ndim != 3 { shapeError("dropout2d: expected a 3-d or 4-d input, got shape \(x.shape)") }
         if !training || p == 0 { return x }
         let maskShape = x.ndim == 4 ? [x.shape[0], x.shape[1], 1, 1] : [x.shape[0], 1, 1]
-        return x * bernoulliMask(maskShape, keep: 1 - p, dtype: x.dtype).to(x.device)
+        return x * bernoulliMask(maskShape, keep: 1 - p, dtype: x.dtype, device: x.device)
+    }
+
+    /// A mask of 1/keep (kept) and 0 on `device`: on a CUDA device drawn there from the device
+    /// generator, on the CPU from the global generator.
+    static func bernoulliMask(_ shape: [Int], keep: Double, dtype: DType, device: Device) -> Tensor {
+        if device != .cpu { return CUDARandom.bernoulliMask(shape, keep: keep, dtype: dtype, device: device) }
+        return bernoulliMask(shape, keep: keep, dtype: dtype)
     }
 
     /// A mask of 1/keep (kept) and 0, drawn from the global generator.
