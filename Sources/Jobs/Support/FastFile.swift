@@ -42,14 +42,16 @@ enum FastFile {
     /// FICLONE: `_IOW(0x94, 9, int)`.
     private static let ficlone: UInt = 0x4004_9409
 
-    /// Copies all of `input` (from its start) into the empty `output`: a reflink where the filesystem
+    /// Copies `size` bytes of `input` from `offset` into the empty `output`. The whole of `input`
+    /// (`offset` 0 and `wholeFile`): a reflink where the filesystem
     /// shares blocks copy-on-write (btrfs, XFS: instant, and a write to one never reaches the
     /// other), else copy_file_range (the kernel copies, on some filesystems server-side), else
     /// sendfile. Either way `output` is a file of its own: writing it never changes `input`.
     @discardableResult
-    static func copy(_ input: Int32, to output: Int32, size: Int64, allowReflink: Bool = true) throws -> CopyMethod {
+    static func copy(_ input: Int32, from offset: Int64 = 0, to output: Int32, size: Int64, wholeFile: Bool = true,
+                     allowReflink: Bool = true) throws -> CopyMethod {
         if size == 0 { return .copyRange }
-        if allowReflink, reflinks.works {
+        if allowReflink, wholeFile, offset == 0, reflinks.works {
             if ioctl(output, ficlone, input) == 0 { return .reflink }
             // This filesystem has none (ext4: EOPNOTSUPP; across filesystems: EXDEV): stop asking.
             if errno == EOPNOTSUPP || errno == EXDEV || errno == EINVAL || errno == ENOTTY { reflinks.works = false }
@@ -57,7 +59,7 @@ enum FastFile {
         var method = CopyMethod.copyRange
         var done: Int64 = 0
         if let copyRange = copyRangeCall {
-            var inOffset: Int64 = 0, outOffset: Int64 = 0
+            var inOffset: Int64 = offset, outOffset: Int64 = 0
             while done < size {
                 let n = Syscall.retrying { copyRange(input, &inOffset, output, &outOffset, Int(min(size - done, 1 << 30)), 0) }
                 if n > 0 { done += Int64(n); continue }
@@ -69,9 +71,10 @@ enum FastFile {
         }
         if done < size {
             method = .sendfile
-            var offset = off_t(done)
+            var from = off_t(offset + done)
+            guard lseek(output, off_t(done), SEEK_SET) >= 0 else { throw JobsError.io(path: "copy", reason: SystemError.text(errno)) }
             while done < size {
-                let n = Syscall.retrying { sendfile(output, input, &offset, Int(min(size - done, 1 << 30))) }
+                let n = Syscall.retrying { sendfile(output, input, &from, Int(min(size - done, 1 << 30))) }
                 guard n > 0 else { throw JobsError.io(path: "copy", reason: n == 0 ? "the source ended early" : SystemError.text(errno)) }
                 done += Int64(n)
             }
