@@ -212,6 +212,38 @@ private func randomData(_ count: Int) -> Data {
         #expect(diff.status == 0, "\(diff.text.prefix(500))")
     }
 
+    /// Many small files come home in batches (one sync per batch, then their names): every one
+    /// lands whole with the host's mode, and no partial is left; fetching again sends nothing.
+    @Test func manySmallFilesAreFetchedInBatches() async throws {
+        let box = try Sandbox(); defer { box.remove() }
+        try box.write("make.sh", """
+        mkdir -p "$FERRY_OUTPUT/many"
+        i=0; while [ $i -lt 300 ]; do echo "file $i" > "$FERRY_OUTPUT/many/f$i.txt"; i=$((i+1)); done
+        chmod 600 "$FERRY_OUTPUT/many/f7.txt"
+        head -c 3000000 /dev/urandom > "$FERRY_OUTPUT/many/big.bin"
+        """)
+        let context = box.context()
+        let (result, client) = try await Launcher(context: context).launch(
+            LaunchRequest(host: "local", name: "many", workingDirectory: box.project, kind: "command", command: ["sh", "make.sh"]))
+        let jobs = JobsClient(context: context)
+        #expect(try await jobs.follower(result.id, host: try context.registry.host("local")).resume(from: 0, first: client, onData: { _ in })?.state == .succeeded)
+        let dest = box.root + "/dest"
+        func fetch() async throws -> [FetchedFile] {
+            let c = try await jobs.agent(for: result.id)
+            return try await c.using { try await Fetcher(client: $0).fetch(result.id, what: "many", into: dest) }
+        }
+        let files = try await fetch()
+        #expect(files.count == 301 && files.allSatisfy { !$0.unchanged })
+        for i in 0..<300 { #expect(fileText(dest + "/many/f\(i).txt") == "file \(i)\n") }
+        let output = box.localJob(result.id).output
+        #expect(try HashCache.hashFile(dest + "/many/big.bin") == HashCache.hashFile(output + "/many/big.bin"))
+        var st = stat()
+        #expect(lstat(dest + "/many/f7.txt", &st) == 0 && st.st_mode & 0o777 == 0o600)
+        let left = try FileManager.default.contentsOfDirectory(atPath: dest + "/many").filter { $0.hasSuffix(partialSuffix) }
+        #expect(left.isEmpty, "\(left.prefix(3))")
+        #expect(try await fetch().allSatisfy(\.unchanged))
+    }
+
     @Test func fetchPathRulesLinksAndModesLocally() async throws {
         let box = try Sandbox(); defer { box.remove() }
         try await TransferScenarios.fetchRules(box, host: "local", context: box.context())
