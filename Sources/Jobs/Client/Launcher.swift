@@ -84,8 +84,17 @@ public struct Launcher: Sendable {
         var clock = Date()
         /// Seconds since the last lap, for `-v`.
         func lap() -> String { let now = Date(); defer { clock = now }; return String(format: "%.2f s", now.timeIntervalSince(clock)) }
-        let package = try Packager.package(request.workingDirectory, cacheFile: context.registry.hashCachePath(for: request.workingDirectory))
-        try package.manifest.validate()
+        // The connection (TCP, key exchange, authentication) is made while the files are hashed.
+        let context = self.context
+        let connecting = Task { try await context.connect(host) }
+        let package: JobPackage
+        do {
+            package = try Packager.package(request.workingDirectory, cacheFile: context.registry.hashCachePath(for: request.workingDirectory))
+            try package.manifest.validate()
+        } catch {
+            if let transport = try? await connecting.value { await transport.close() }
+            throw error
+        }
         note?("package: \(package.fileCount) files, \(ByteCount.format(package.totalBytes)), hashed or from the hash cache in \(lap())")
         events?(.packaged(files: package.fileCount, bytes: package.totalBytes, skipped: package.skipped.map { "\($0.path) (\($0.reason))" }))
 
@@ -95,8 +104,8 @@ public struct Launcher: Sendable {
         if request.job.slurm == nil, let gpus = request.job.gpus, case .count(let n)? = GPURequest(parsing: gpus) { gpuCount = n }
         let preflight = PreflightRequest(neededBytes: request.reserveBytes, paths: request.hostPaths, needsEngine: request.job.needs.engine,
                                          blobs: package.manifest.blobs, gpuCount: gpuCount, modelBytes: request.modelBytes)
-        let client = try await context.agent(host, install: true, preflight: preflight)
-        note?("connect: \(host.name) (\(client.transport.label)), agent found\(client.hasPreflight ? " and preflight answered by the same command" : "") in \(lap())")
+        let client = try await context.agent(host, install: true, preflight: preflight, transport: try await connecting.value)
+        note?("connect: \(host.name) (\(client.transport.label)) while packaging, agent found\(client.hasPreflight ? " and preflight answered by the same command" : "") in \(lap())")
         do {
             events?(.connected(host: host.name, agent: client.hello.binary))
             let result = try await launch(request, package: package, client: client, preflight: preflight, events: events)
@@ -137,7 +146,7 @@ public struct Launcher: Sendable {
             events?(.uploading(done: 0, total: toSend))
             _ = lap()
             let stored = try await client.putBlobs(list) { done in events?(.uploading(done: done, total: toSend)) }
-            note?("upload: \(stored.stored) of \(blobs.count) distinct contents, \(ByteCount.format(stored.bytes)), in one exec-channel stream to the agent (blob_put: hashed as received, one sync) in \(lap())")
+            note?("upload: \(stored.stored) of \(blobs.count) distinct contents, \(ByteCount.format(stored.bytes)), in one exec-channel stream to the agent (blob_put: hashed as received, into one pack) in \(lap())")
         } else {
             note?("upload: nothing to send (the host has all \(blobs.count) contents); preflight \(lap())")
         }
