@@ -148,7 +148,7 @@ public struct Launcher: Sendable {
             let stored = try await client.putBlobs(list) { done in events?(.uploading(done: done, total: toSend)) }
             note?("upload: \(stored.stored) of \(blobs.count) distinct contents, \(ByteCount.format(stored.bytes)), in one exec-channel stream to the agent (blob_put: hashed as received, into one pack) in \(lap())")
         } else {
-            note?("upload: nothing to send (the host has all \(blobs.count) contents); preflight \(lap())")
+            note?("upload: nothing to send (the host has all \(blobs.count) contents), preflight read in \(lap())")
         }
 
         // A fresh id; on the rare collision with an existing job the host refuses and we draw again.
