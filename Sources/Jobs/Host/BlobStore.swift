@@ -166,8 +166,9 @@ struct BlobStore {
     /// where the filesystem has them and the content is a whole file, else an in-kernel copy; never
     /// a hard link), so a job that rewrites a file in place — also as root, for whom the store's
     /// modes protect nothing — cannot change the store. Folders are made once each; each pack is
-    /// opened once; files are copied on a few threads, each taking runs of neighbouring files (one
-    /// folder's files mostly by one thread, so they seldom wait on the same folder's lock).
+    /// opened once; files are copied on as many threads as there are cores (at most 4), each
+    /// taking whole folders: creates in one folder take its lock in turn, and threads waiting on
+    /// it (spinning, on a busy machine) cost more than they copy.
     func materialise(_ manifest: Manifest, into directory: String) throws {
         try manifest.validate()
         try POSIX.makeDirectory(directory)
@@ -205,16 +206,23 @@ struct BlobStore {
         }
         let files = manifest.files
         let copies = sources
+        // The files of each folder, in manifest order.
+        var groupOf: [String: Int] = [:]
+        var groups: [[Int]] = []
+        for (i, file) in files.enumerated() {
+            let folder = (file.path as NSString).deletingLastPathComponent
+            if let g = groupOf[folder] { groups[g].append(i) } else { groupOf[folder] = groups.count; groups.append([i]) }
+        }
+        let folderFiles = groups
         let failure = FirstError()
         let mask = BlobStore.umaskBits
         let next = WorkCounter()
-        let run = 32
-        let lanes = max(1, min(4, 2 * ProcessInfo.processInfo.activeProcessorCount, (files.count + run - 1) / run))
+        let lanes = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount, folderFiles.count))
         DispatchQueue.concurrentPerform(iterations: lanes) { _ in
             while !failure.isSet {
-                let first = next.take(run)
-                guard first < files.count else { break }
-                for i in first..<min(first + run, files.count) where !failure.isSet {
+                let g = next.take(1)
+                guard g < folderFiles.count else { break }
+                for i in folderFiles[g] where !failure.isSet {
                     let file = files[i]
                     let destination = (directory as NSString).appendingPathComponent(file.path)
                     let mode: mode_t = file.executable ? 0o755 : 0o644
