@@ -3,20 +3,24 @@
 # from each command's start (the host's agent already installed, as after a first launch):
 #   first launch of 10,000 x 10 kB files, an unchanged relaunch, one changed file, one 300 MB file,
 #   a verified fetch of 100 MB (vs scp), 10,000 small files fetched (vs rsync -a).
-#   scripts/bench-transfers.sh [--small N] [--big-mb N] [--fetch-mb N]
+#   scripts/bench-transfers.sh [--small N] [--big-mb N] [--fetch-mb N] [--repeat N] [-v]
+# Each case runs --repeat times (default 3), ferry and its reference one after the other, each
+# round on fresh hosts; the table gives medians and each ratio is the median of the rounds' ratios.
+# The first launch's phases (ferry -v) are printed as a table of medians too.
 # FERRY_BENCH_FERRY picks the ferry binary (default .build/release/ferry, built here); the test sshd
 # comes from FERRY_TEST_SSHD_DIR (started, and stopped afterwards, when not running). With -v each
 # ferry command also prints its phases (FERRY_VERBOSE=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SMALL=10000 BIG_MB=300 FETCH_MB=100 VERBOSE=""
+SMALL=10000 BIG_MB=300 FETCH_MB=100 VERBOSE="" REPEAT=3
 while [ $# -gt 0 ]; do
     case "$1" in
         --small) SMALL=$2; shift 2 ;;
         --big-mb) BIG_MB=$2; shift 2 ;;
         --fetch-mb) FETCH_MB=$2; shift 2 ;;
+        --repeat) REPEAT=$2; shift 2 ;;
         -v) VERBOSE=-v; shift ;;
-        *) echo "usage: $0 [--small N] [--big-mb N] [--fetch-mb N] [-v]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--small N] [--big-mb N] [--fetch-mb N] [--repeat N] [-v]" >&2; exit 2 ;;
     esac
 done
 for tool in rsync scp ssh; do command -v $tool >/dev/null || { echo "bench-transfers: $tool missing (scripts/install-deps.sh)" >&2; exit 1; }; done
@@ -49,9 +53,9 @@ fresh_host() {
     "$FERRY" hosts add "$name" "$U:$FERRY_TEST_SSH_PORT" --host-key "$FERRY_TEST_SSH_HOST_FINGERPRINT" \
         -i "$FERRY_TEST_SSH_KEY" --ferry-home "$T/remote/$name" >/dev/null
 }
-launch() {  # host workdir -> prints the job id
-    local host=$1 dir=$2
-    (cd "$dir" && "$FERRY" launch $VERBOSE --host "$host" --json -- true) | sed -n 's/.*"id" *: *"\([^"]*\)".*/\1/p'
+launch() {  # host workdir [phase-file] -> prints the job id (ferry -v's phase lines go to the phase file)
+    local host=$1 dir=$2 phases=${3:-/dev/null}
+    (cd "$dir" && FERRY_VERBOSE=1 "$FERRY" launch -v --host "$host" --json -- true 2>"$phases") | sed -n 's/.*"id" *: *"\([^"]*\)".*/\1/p'
 }
 wait_job() {  # host id
     for _ in $(seq 1 600); do
@@ -60,13 +64,18 @@ wait_job() {  # host id
     done
     echo "job $2 did not end" >&2; return 1
 }
-row() { printf '| %-44s | %8s s | %-26s | %8s s | %6s× |\n' "$1" "$2" "$3" "$4" "$(ratio "$2" "$4")"; }
+# Results: one line "CASE FERRY REFERENCE" per round in $T/results.
+record() { echo "$1 $2 $3" >> "$T/results"; }
+# A launch's phases from its -v lines ("  -v package: ... in 0.30 s"), as "phase:CASE:NAME SECONDS 0" lines.
+phases() {
+    sed -n 's/^ *-v \([a-z/ ]*\): .* in \([0-9.]*\) s$/\1 \2/p' "$2" |
+        awk -v c="$1" '{ n = $NF; $NF = ""; sub(/ $/, ""); gsub(/ /, "_"); print "phase:" c ":" $0, n, 0 }' >> "$T/results"
+}
 
-echo "ferry $("$FERRY" --version) ($FERRY) against OpenSSH $(ssh -V 2>&1 | cut -d, -f1), rsync $(rsync --version | head -1 | awk '{print $3}'); loopback, $(nproc) CPUs"
-printf '| %-44s | %10s | %-26s | %10s | %7s |\n' case ferry reference time "ratio"
-echo "| --- | --- | --- | --- | --- |"
 
-# 1. 10,000 small files.
+echo "ferry $("$FERRY" --version) ($FERRY) against OpenSSH $(ssh -V 2>&1 | cut -d, -f1), rsync $(rsync --version | head -1 | awk '{print $3}'); loopback, $(nproc) CPUs; $REPEAT rounds, medians"
+
+# The workdirs, made once.
 mkdir -p "$T/small"
 python3 - "$T/small" "$SMALL" <<'PY'
 import os, sys
@@ -76,64 +85,89 @@ for i in range(n):
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, "f%05d.bin" % i), "wb") as f: f.write(os.urandom(10240))
 PY
-fresh_host small
-t0=$(now); id_small=$(launch small "$T/small"); f_first=$(since "$t0")
-# Where the first launch's time went, from the host's own files (works for any ferry version):
-# blobs written (first..last mtime), job folder made, work/ materialised, supervisor started.
-python3 - "$t0" "$T/remote/small" "$id_small" <<'PY' || true
-import os, sys
-t0, home, job = float(sys.argv[1]), sys.argv[2], sys.argv[3]
-def m(p): return os.lstat(p).st_mtime - t0
-blobs = [m(os.path.join(r, f)) for r, _, fs in os.walk(os.path.join(home, "blobs", "sha256")) for f in fs]
-jd = os.path.join(home, "jobs", job)
-work = [m(os.path.join(r, f)) for r, _, fs in os.walk(os.path.join(jd, "work")) for f in fs]
-print("  first launch on the host's clock (s after the command started): blobs stored %.2f..%.2f, job folder %.2f, "
-      "work/ files %.2f..%.2f, supervisor log %.2f" % (min(blobs), max(blobs), m(os.path.join(jd, "spec.json")), min(work), max(work),
-      m(os.path.join(jd, "supervisor.log")) if os.path.exists(os.path.join(jd, "supervisor.log")) else -1))
-PY
-# Packaging alone: a launch to a host whose port is closed stops right after hashing.
-if [ -n "${BENCH_PACKAGE:-1}" ]; then
-    "$FERRY" hosts add closed "$U:1" --host-key "$FERRY_TEST_SSH_HOST_FINGERPRINT" -i "$FERRY_TEST_SSH_KEY" >/dev/null
-    mkdir -p "$T/small-copy" && cp -r "$T/small/." "$T/small-copy/"
-    t0=$(now); (cd "$T/small-copy" && "$FERRY" launch --host closed --json -- true >/dev/null 2>&1 || true); echo "  package (hash $SMALL new files) + a refused connect: $(since "$t0") s"
-fi
-t0=$(now); rsync -a -e "$SSH" "$T/small/" "$U:$T/rsync-small/"; r_first=$(since "$t0")
-t0=$(now); tar -C "$T/small" -cf - . | $SSH "$U" "mkdir -p $T/tar-small && tar -C $T/tar-small -xf -"; tar_first=$(since "$t0")
-row "first launch, $SMALL × 10 kB" "$f_first" "rsync -a" "$r_first"
-row "  (same)" "$f_first" "tar | ssh tar x" "$tar_first"
-t0=$(now); launch small "$T/small" >/dev/null; f_again=$(since "$t0")
-t0=$(now); rsync -a -e "$SSH" "$T/small/" "$U:$T/rsync-small/"; r_again=$(since "$t0")
-row "unchanged relaunch" "$f_again" "rsync -a" "$r_again"
-head -c 10240 /dev/urandom > "$T/small/d000/f00000.bin"
-t0=$(now); launch small "$T/small" >/dev/null; f_one=$(since "$t0")
-t0=$(now); rsync -a -e "$SSH" "$T/small/" "$U:$T/rsync-small/"; r_one=$(since "$t0")
-row "one changed file" "$f_one" "rsync -a" "$r_one"
-
-# 2. One big file.
 mkdir -p "$T/big"
 head -c $((BIG_MB << 20)) /dev/urandom > "$T/big/model.bin"
-fresh_host big
-t0=$(now); launch big "$T/big" >/dev/null; f_big=$(since "$t0")
-t0=$(now); rsync -a -e "$SSH" "$T/big/" "$U:$T/rsync-big/"; r_big=$(since "$t0")
-row "first launch, one $BIG_MB MB file" "$f_big" "rsync -a" "$r_big"
+: > "$T/results"
 
-# 3. Fetch: a job writes FETCH_MB MB into its output and copies the 10,000 files there.
-mkdir -p "$T/fetchjob"
-cat > "$T/fetchjob/make.sh" <<SH
+for round in $(seq 1 "$REPEAT"); do
+    R=$T/r$round
+    mkdir -p "$R"
+    # 1. 10,000 small files: a fresh host and a fresh local hash cache, so the first launch hashes all.
+    cp -r "$T/small" "$R/small"
+    fresh_host "small$round"
+    t0=$(now); id_small=$(launch "small$round" "$R/small" "$R/phases"); f_first=$(since "$t0")
+    t0=$(now); rsync -a -e "$SSH" "$R/small/" "$U:$R/rsync-small/"; r_first=$(since "$t0")
+    t0=$(now); tar -C "$R/small" -cf - . | $SSH "$U" "mkdir -p $R/tar-small && tar -C $R/tar-small -xf -"; tar_first=$(since "$t0")
+    record first "$f_first" "$r_first"
+    record first-tar "$f_first" "$tar_first"
+    phases first "$R/phases"
+    t0=$(now); launch "small$round" "$R/small" "$R/phases-again" >/dev/null; f_again=$(since "$t0")
+    phases again "$R/phases-again"
+    t0=$(now); rsync -a -e "$SSH" "$R/small/" "$U:$R/rsync-small/"; r_again=$(since "$t0")
+    record again "$f_again" "$r_again"
+    head -c 10240 /dev/urandom > "$R/small/d000/f00000.bin"
+    t0=$(now); launch "small$round" "$R/small" >/dev/null; f_one=$(since "$t0")
+    t0=$(now); rsync -a -e "$SSH" "$R/small/" "$U:$R/rsync-small/"; r_one=$(since "$t0")
+    record one "$f_one" "$r_one"
+
+    # 2. One big file.
+    cp -r "$T/big" "$R/big"
+    fresh_host "big$round"
+    t0=$(now); launch "big$round" "$R/big" >/dev/null; f_big=$(since "$t0")
+    t0=$(now); rsync -a -e "$SSH" "$R/big/" "$U:$R/rsync-big/"; r_big=$(since "$t0")
+    record big "$f_big" "$r_big"
+    rm -rf "$R/big" "$R/rsync-big" "$T/remote/big$round"
+
+    # 3. Fetch: a job writes FETCH_MB MB into its output and copies the 10,000 files there.
+    mkdir -p "$R/fetchjob"
+    cat > "$R/fetchjob/make.sh" <<SH
 head -c $((FETCH_MB << 20)) /dev/urandom > "\$FERRY_OUTPUT/big.bin"
 mkdir -p "\$FERRY_OUTPUT/many" && cp -r "$T/small/." "\$FERRY_OUTPUT/many/"
 SH
-id_fetch=$( (cd "$T/fetchjob" && "$FERRY" launch --host small --json -- sh make.sh) | sed -n 's/.*"id" *: *"\([^"]*\)".*/\1/p')
-wait_job small "$id_fetch"
-jobdir=$T/remote/small/jobs/$id_fetch
-t0=$(now); "$FERRY" fetch $VERBOSE "$id_fetch" --what big.bin --dest "$T/fetched" >/dev/null 2>"$T/fetch.err" || { cat "$T/fetch.err" >&2; exit 1; }; f_fetch=$(since "$t0")
-[ -z "$VERBOSE" ] || grep -- '-v ' "$T/fetch.err" >&2
-t0=$(now); $SCP "$U:$jobdir/output/big.bin" "$T/scp-big.bin"; s_fetch=$(since "$t0")
-cmp -s "$T/scp-big.bin" "$T/fetched/big.bin" || { echo "fetched big.bin differs" >&2; exit 1; }
-row "fetch $FETCH_MB MB (sha256-verified)" "$f_fetch" "scp" "$s_fetch"
-echo "|   fetch speed against scp's: $(ratio "$s_fetch" "$f_fetch")× (goal ≥ 1.2×) | | | | |"
-t0=$(now); "$FERRY" fetch $VERBOSE "$id_fetch" --what many --dest "$T/fetched" >/dev/null 2>"$T/fetch.err" || { cat "$T/fetch.err" >&2; exit 1; }; f_many=$(since "$t0")
-[ -z "$VERBOSE" ] || grep -- '-v ' "$T/fetch.err" >&2
-t0=$(now); rsync -a -e "$SSH" "$U:$jobdir/output/many/" "$T/rsync-many/"; r_many=$(since "$t0")
-diff -r "$T/small" "$T/fetched/many" >/dev/null || { echo "fetched many/ differs" >&2; exit 1; }
-row "fetch $SMALL small files" "$f_many" "rsync -a" "$r_many"
+    id_fetch=$( (cd "$R/fetchjob" && "$FERRY" launch --host "small$round" --json -- sh make.sh) | sed -n 's/.*"id" *: *"\([^"]*\)".*/\1/p')
+    wait_job "small$round" "$id_fetch"
+    jobdir=$T/remote/small$round/jobs/$id_fetch
+    t0=$(now); "$FERRY" fetch $VERBOSE "$id_fetch" --what big.bin --dest "$R/fetched" >/dev/null 2>"$R/fetch.err" || { cat "$R/fetch.err" >&2; exit 1; }; f_fetch=$(since "$t0")
+    [ -z "$VERBOSE" ] || grep -- '-v ' "$R/fetch.err" >&2
+    t0=$(now); $SCP "$U:$jobdir/output/big.bin" "$R/scp-big.bin"; s_fetch=$(since "$t0")
+    cmp -s "$R/scp-big.bin" "$R/fetched/big.bin" || { echo "fetched big.bin differs" >&2; exit 1; }
+    record fetch "$f_fetch" "$s_fetch"
+    t0=$(now); "$FERRY" fetch $VERBOSE "$id_fetch" --what many --dest "$R/fetched" >/dev/null 2>"$R/fetch.err" || { cat "$R/fetch.err" >&2; exit 1; }; f_many=$(since "$t0")
+    [ -z "$VERBOSE" ] || grep -- '-v ' "$R/fetch.err" >&2
+    t0=$(now); rsync -a -e "$SSH" "$U:$jobdir/output/many/" "$R/rsync-many/"; r_many=$(since "$t0")
+    diff -r "$T/small" "$R/fetched/many" >/dev/null || { echo "fetched many/ differs" >&2; exit 1; }
+    record many "$f_many" "$r_many"
+    echo "  round $round: first $f_first/$r_first, again $f_again/$r_again, one $f_one/$r_one, big $f_big/$r_big, fetch $f_fetch/$s_fetch, many $f_many/$r_many (ferry/reference s)" >&2
+    rm -rf "$R" "$T/remote/small$round"
+done
+
+python3 - "$T/results" "$SMALL" "$BIG_MB" "$FETCH_MB" "$REPEAT" <<'PY'
+import sys, statistics
+path, small, big, fetch, n = sys.argv[1:6]
+rows = {}
+for line in open(path):
+    case, f, r = line.split()
+    rows.setdefault(case, []).append((float(f), float(r)))
+med = statistics.median
+cases = [("first", f"first launch, {small} × 10 kB", "rsync -a", "≤ 1.0×"),
+         ("first-tar", "  (same)", "tar \\| ssh tar x", ""),
+         ("again", "unchanged relaunch", "rsync -a", "≤ 1.0×"),
+         ("one", "one changed file", "rsync -a", "≤ 1.0×"),
+         ("big", f"first launch, one {big} MB file", "rsync -a", "≤ 1.0×"),
+         ("fetch", f"fetch {fetch} MB (sha256-verified), time", "scp", ""),
+         ("many", f"fetch {small} small files", "rsync -a", "≤ 1.0×")]
+print("| case | ferry | reference | time | ratio (median of %s) | goal |" % n)
+print("| --- | --- | --- | --- | --- | --- |")
+for key, name, ref, goal in cases:
+    if key not in rows: continue
+    v = rows[key]
+    ratios = [f / r for f, r in v]
+    print(f"| {name} | {med([f for f, _ in v]):.2f} s | {ref} | {med([r for _, r in v]):.2f} s | {med(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f}) | {goal} |")
+    if key == "fetch":
+        speed = [r / f for f, r in v]
+        print(f"| fetch speed against scp's | | | | {med(speed):.2f}× ({min(speed):.2f}–{max(speed):.2f}) | ≥ 1.2× |")
+for case, title in (("first", "first launch"), ("again", "unchanged relaunch")):
+    phases = [(k.split(":", 2)[2].replace("_", " "), [f for f, _ in v]) for k, v in rows.items() if k.startswith("phase:" + case + ":")]
+    if phases:
+        print(f"{title}'s phases (ferry -v, median of {n}): " + ", ".join(f"{k} {med(v):.2f} s" for k, v in phases))
+PY

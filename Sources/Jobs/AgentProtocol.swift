@@ -11,7 +11,8 @@ public enum AgentProtocol {
     /// Bumped when a request changes incompatibly; the client reinstalls an agent that differs.
     /// 2: typed requests on stdin (1 had verbs and --flags in argv). 3: `filesGet` (fetch through
     /// the agent's stream, no SFTP), listings with modes and local paths, `--what` path rules.
-    public static let version = 3
+    /// 4: `filesFetch` (the listing and the files on one channel); the store keeps contents in packs.
+    public static let version = 4
     /// `ferry agent`: the CLI's subcommand that is the agent.
     public static let subcommand = "agent"
     public static let homeFlag = "--home"
@@ -46,6 +47,9 @@ enum AgentRequest: Codable, Sendable {
     case jobFiles(id: String, what: String)
     /// Listed files of a job, streamed back as `FilesFrame`s (each from its offset: a resume).
     case filesGet(id: String, files: [FileWant])
+    /// A fetch on one channel: the listing of `what` (as `jobFiles`, one JSON line), then the
+    /// client's choice on stdin (a JSON line, `[FileWant]`), then those files as `filesGet` streams them.
+    case filesFetch(id: String, what: String)
 
     /// For messages: `job_logs`.
     var name: String {
@@ -61,6 +65,7 @@ enum AgentRequest: Codable, Sendable {
         case .jobCancel: return "job_cancel"
         case .jobFiles: return "job_files"
         case .filesGet: return "files_get"
+        case .filesFetch: return "files_fetch"
         }
     }
 }

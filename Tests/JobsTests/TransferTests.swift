@@ -54,7 +54,8 @@ private func randomData(_ count: Int) -> Data {
         let reply = try store.receive(from: again)
         #expect(reply.stored == 1 && reply.failed.isEmpty)
         #expect(reply.bytes == Int64((1 << 20) - 300_000))
-        #expect(try Data(contentsOf: URL(fileURLWithPath: store.layout.blob(sha256(large)))) == large)
+        #expect(store.contents(sha256(large)) == large)
+        #expect(store.contents(sha256(small)) == small)
         #expect(try store.missing([sha256(large)]).missing.isEmpty)
     }
 
@@ -79,46 +80,115 @@ private func randomData(_ count: Int) -> Data {
         let (reader2, fd2) = try good.reader(in: box.root)
         defer { close(fd2) }
         #expect(try store.receive(from: reader2).stored == 1)
-        #expect(try Data(contentsOf: URL(fileURLWithPath: store.layout.blob(sha256(content)))) == content)
+        #expect(store.contents(sha256(content)) == content)
     }
 
-    /// A job that rewrites a file of work/ in place — as root here, so the store's 0444 would not
-    /// stop it — changes only its own copy.
+    /// A job that rewrites a file of work/ in place — as root here, so the store's modes would not
+    /// stop it — changes only its own copy: of a small content (in a pack with others) and of a
+    /// large one (a pack of one).
     @Test func rewritingAWorkFileInPlaceNeverChangesTheStore() throws {
         let box = try Sandbox(); defer { box.remove() }
         let store = BlobStore(layout: HostLayout(home: box.root + "/host"))
-        let content = randomData(200_000)
+        let content = randomData(200_000), other = randomData(5_000), large = randomData(3 << 19)
         var stream = PackStream()
+        stream.blob(other)
         stream.blob(content)
+        stream.blob(large)
         let (reader, fd) = try stream.reader(in: box.root)
-        _ = try store.receive(from: reader)
+        #expect(try store.receive(from: reader).stored == 3)
         close(fd)
-        let hash = sha256(content)
+        let hash = sha256(content), bigHash = sha256(large)
         var manifest = Manifest()
         manifest.files = [Manifest.File(path: "data/train.bin", sha256: hash, size: Int64(content.count), executable: false),
-                          Manifest.File(path: "copy.bin", sha256: hash, size: Int64(content.count), executable: true)]
+                          Manifest.File(path: "copy.bin", sha256: hash, size: Int64(content.count), executable: true),
+                          Manifest.File(path: "big/model.bin", sha256: bigHash, size: Int64(large.count), executable: false)]
         let work = box.root + "/work"
         try store.materialise(manifest, into: work)
-        let blobPath = store.layout.blob(hash)
-        var blobStat = stat(), workStat = stat()
-        #expect(stat(blobPath, &blobStat) == 0 && stat(work + "/data/train.bin", &workStat) == 0)
-        #expect(blobStat.st_ino != workStat.st_ino, "work/ holds a copy, not a hard link")
-        #expect(blobStat.st_nlink == 1)
-        #expect(workStat.st_mode & 0o777 == 0o644)
-        // In place: no truncation, no new inode; then through the other copy too.
-        for file in ["data/train.bin", "copy.bin"] {
+        let index = store.index
+        let packs = [hash, bigHash].map { index.packPath(index.location($0)!.pack) }
+        #expect(packs[0] != packs[1], "a large content is a pack of its own")
+        for (pack, file) in zip(packs, ["data/train.bin", "big/model.bin"]) {
+            var packStat = stat(), workStat = stat()
+            #expect(stat(pack, &packStat) == 0 && stat(work + "/" + file, &workStat) == 0)
+            #expect(packStat.st_ino != workStat.st_ino, "work/ holds a copy, not a hard link")
+            #expect(packStat.st_nlink == 1)
+            #expect(packStat.st_mode & 0o777 == 0o400)
+            #expect(workStat.st_mode & 0o777 == 0o644)
+        }
+        #expect(try HashCache.hashFile(work + "/big/model.bin") == bigHash)
+        #expect(try HashCache.hashFile(work + "/copy.bin") == hash)
+        // In place: no truncation, no new inode; then through the other copies too.
+        for file in ["data/train.bin", "copy.bin", "big/model.bin"] {
             let out = open(work + "/" + file, O_WRONLY | O_CLOEXEC)
             #expect(out >= 0)
             let junk = [UInt8](repeating: 0x41, count: 4096)
             #expect(pwrite(out, junk, junk.count, 1000) == junk.count)
             close(out)
         }
-        #expect(try HashCache.hashFile(blobPath) == hash)
+        let fresh = BlobStore(layout: store.layout)
+        #expect(fresh.contents(hash).map(sha256) == hash)
+        #expect(fresh.contents(bigHash).map(sha256) == bigHash)
+        #expect(fresh.contents(sha256(other)) == other)
         #expect(try HashCache.hashFile(work + "/data/train.bin") != hash)
-        if getuid() == 0 {
-            // Root can open the store's 0444 file for writing: only a copy keeps it safe, which is what work/ has.
-            #expect(blobStat.st_mode & 0o777 == 0o444)
-        }
+        // A second job gets the store's bytes, not the first job's rewrite.
+        try fresh.materialise(manifest, into: box.root + "/work2")
+        #expect(try HashCache.hashFile(box.root + "/work2/data/train.bin") == hash)
+        #expect(try HashCache.hashFile(box.root + "/work2/big/model.bin") == bigHash)
+    }
+
+    /// A pack written before this boot (a crash may have lost its unsynced bytes) is read back and
+    /// hashed before it is trusted: a damaged content is dropped (and sent again), the rest kept,
+    /// and the index marked checked. Leftovers of a crashed upload (a pack without an index, a
+    /// verified blob of the old layout) are removed once their writer is gone.
+    @Test func packsOfAnEarlierBootAreCheckedAndCrashLeftoversRemoved() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        let layout = HostLayout(home: box.root + "/host")
+        let good = randomData(30_000), bad = randomData(20_000)
+        var stream = PackStream()
+        stream.blob(good)
+        stream.blob(bad)
+        let (reader, fd) = try stream.reader(in: box.root)
+        #expect(try BlobStore(layout: layout).receive(from: reader).stored == 2)
+        close(fd)
+        let index = BlobStore(layout: layout).index
+        let at = try #require(index.location(sha256(bad)))
+        let packPath = index.packPath(at.pack)
+        let idxPath = String(packPath.dropLast(5)) + ".idx"
+        // As if written in another boot, and a crash lost some of the second content's bytes.
+        let text = try String(contentsOfFile: idxPath, encoding: .utf8)
+        #expect(text.hasPrefix("ferry-pack 1 boot="))
+        let lines = text.split(separator: "\n")
+        let older = (["ferry-pack 1 boot=00000000-0000-0000-0000-000000000000"] + lines.dropFirst()).joined(separator: "\n") + "\n"
+        chmod(idxPath, 0o600)
+        try older.write(toFile: idxPath, atomically: true, encoding: .utf8)
+        chmod(packPath, 0o600)
+        let out = open(packPath, O_WRONLY | O_CLOEXEC)
+        #expect(pwrite(out, [UInt8](repeating: 0, count: 100), 100, off_t(at.offset + 50)) == 100)
+        close(out)
+
+        let after = BlobStore(layout: layout)
+        #expect(after.has(sha256(good)))
+        #expect(!after.has(sha256(bad)))
+        #expect(try after.missing([sha256(good), sha256(bad)]).missing == [sha256(bad)])
+        #expect(try String(contentsOfFile: idxPath, encoding: .utf8).hasPrefix("ferry-pack 1 checked\n"))
+        #expect(after.contents(sha256(good)) == good)
+
+        // Leftovers: a pack without an index and an old-layout verified blob, both of a dead pid;
+        // the same of a live one (this process) stay.
+        let dead = Subprocess.capture(["sh", "-c", "echo $$"], timeout: 10).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let mine = String(getpid())
+        try POSIX.makeDirectory(layout.partialBlobsDirectory, mode: 0o700)
+        let leftovers = [layout.packsDirectory + "/\(dead)-abc.pack", layout.partialBlobsDirectory + "/\(sha256(bad)).ok.\(dead)"]
+        let kept = [layout.packsDirectory + "/\(mine)-abc.pack", layout.partialBlobsDirectory + "/\(sha256(good)).ok.\(mine)"]
+        for path in leftovers + kept { try Data("x".utf8).write(to: URL(fileURLWithPath: path)) }
+        var again = PackStream()
+        again.blob(bad)
+        let (reader2, fd2) = try again.reader(in: box.root)
+        defer { close(fd2) }
+        #expect(try BlobStore(layout: layout).receive(from: reader2).stored == 1)
+        for path in leftovers { #expect(!FileManager.default.fileExists(atPath: path), "\(path) left") }
+        for path in kept { #expect(FileManager.default.fileExists(atPath: path), "\(path) removed") }
+        #expect(BlobStore(layout: layout).contents(sha256(bad)) == bad)
     }
 
     @Test func tenThousandFilesArriveByteIdentical() async throws {
@@ -140,6 +210,38 @@ private func randomData(_ count: Int) -> Data {
         let work = box.localJob(result.id).work
         let diff = Subprocess.capture(["diff", "-r", box.project, work], timeout: 120)
         #expect(diff.status == 0, "\(diff.text.prefix(500))")
+    }
+
+    /// Many small files come home in batches (one sync per batch, then their names): every one
+    /// lands whole with the host's mode, and no partial is left; fetching again sends nothing.
+    @Test func manySmallFilesAreFetchedInBatches() async throws {
+        let box = try Sandbox(); defer { box.remove() }
+        try box.write("make.sh", """
+        mkdir -p "$FERRY_OUTPUT/many"
+        i=0; while [ $i -lt 300 ]; do echo "file $i" > "$FERRY_OUTPUT/many/f$i.txt"; i=$((i+1)); done
+        chmod 600 "$FERRY_OUTPUT/many/f7.txt"
+        head -c 3000000 /dev/urandom > "$FERRY_OUTPUT/many/big.bin"
+        """)
+        let context = box.context()
+        let (result, client) = try await Launcher(context: context).launch(
+            LaunchRequest(host: "local", name: "many", workingDirectory: box.project, kind: "command", command: ["sh", "make.sh"]))
+        let jobs = JobsClient(context: context)
+        #expect(try await jobs.follower(result.id, host: try context.registry.host("local")).resume(from: 0, first: client, onData: { _ in })?.state == .succeeded)
+        let dest = box.root + "/dest"
+        func fetch() async throws -> [FetchedFile] {
+            let c = try await jobs.agent(for: result.id)
+            return try await c.using { try await Fetcher(client: $0).fetch(result.id, what: "many", into: dest) }
+        }
+        let files = try await fetch()
+        #expect(files.count == 301 && files.allSatisfy { !$0.unchanged })
+        for i in 0..<300 { #expect(fileText(dest + "/many/f\(i).txt") == "file \(i)\n") }
+        let output = box.localJob(result.id).output
+        #expect(try HashCache.hashFile(dest + "/many/big.bin") == HashCache.hashFile(output + "/many/big.bin"))
+        var st = stat()
+        #expect(lstat(dest + "/many/f7.txt", &st) == 0 && st.st_mode & 0o777 == 0o600)
+        let left = try FileManager.default.contentsOfDirectory(atPath: dest + "/many").filter { $0.hasSuffix(partialSuffix) }
+        #expect(left.isEmpty, "\(left.prefix(3))")
+        #expect(try await fetch().allSatisfy(\.unchanged))
     }
 
     @Test func fetchPathRulesLinksAndModesLocally() async throws {

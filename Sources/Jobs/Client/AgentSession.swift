@@ -252,6 +252,51 @@ public final class AgentSession: Sendable {
 
     public func files(_ id: String, what: String) async throws -> FileListing { try await call(.jobFiles(id: id, what: what)) }
 
+    /// A fetch's channel: the listing of `what` has arrived; `choose` then sends which files to stream.
+    final class FetchChannel: @unchecked Sendable {
+        let listing: FileListing
+        let command: any RemoteCommand
+        /// Output after the listing's line: what arrived with it, then the rest of the channel.
+        let leftover: Data
+        var output: AsyncThrowingStream<TransportOutput, any Error>.AsyncIterator
+        init(listing: FileListing, command: any RemoteCommand, leftover: Data, output: AsyncThrowingStream<TransportOutput, any Error>.AsyncIterator) {
+            self.listing = listing; self.command = command; self.leftover = leftover; self.output = output
+        }
+        /// Sends the files wanted (each from its offset); their frames follow on `output`.
+        func choose(_ wants: [FileWant]) async throws {
+            var line = try JSON.encode(wants)
+            line.append(0x0A)
+            try await command.write(line)
+            try await command.closeInput()
+        }
+    }
+
+    /// Lists `what` and keeps the channel open for its files (`filesFetch`: one command per fetch).
+    func openFetch(_ id: String, what: String) async throws -> FetchChannel {
+        let request = AgentRequest.filesFetch(id: id, what: what)
+        let command = try await send(request)
+        var output = command.output.makeAsyncIterator()
+        var buffer = Data()
+        var errors = Data()
+        do {
+            while buffer.firstIndex(of: 0x0A) == nil {
+                guard let chunk = try await output.next() else { break }
+                switch chunk {
+                case .stdout(let data): buffer.append(data)
+                case .stderr(let data): if errors.count < 4096 { errors.append(data) }
+                }
+            }
+            let nl = buffer.firstIndex(of: 0x0A) ?? buffer.endIndex
+            let status: Int32 = buffer.firstIndex(of: 0x0A) == nil ? (try await command.exitStatus()) : 0
+            let listing: FileListing = try decodeReply(request.name, out: Data(buffer[buffer.startIndex..<nl]), err: errors, status: status)
+            let rest = nl < buffer.endIndex ? Data(buffer[buffer.index(after: nl)...]) : Data()
+            return FetchChannel(listing: listing, command: command, leftover: rest, output: output)
+        } catch {
+            command.cancel()
+            throw error
+        }
+    }
+
     /// One bounded long-poll of the job's log from `offset`: frames go to `onFrame` as they arrive;
     /// returns the closing frame (`end` or `timeout`). Throws when the connection drops. At offset 0
     /// right after `startJob(follow:)`, it reads the log already streaming on the start's channel.

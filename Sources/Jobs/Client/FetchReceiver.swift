@@ -23,6 +23,8 @@ final class FetchReceiver {
         var position: Int64
         var resumedFrom: Int64
         var mode: Int
+        /// Bytes up to here were handed to the disk already (`FastFile.startWriteback`).
+        var writtenBack: Int64
     }
 
     let wants: [Want]
@@ -89,7 +91,7 @@ final class FetchReceiver {
         // Only we read or write it until it is whole; the host's bits come at the end.
         fchmod(fd, 0o600)
         let bits = mode & (want.entry.mode ?? 0o777) & 0o777
-        current = Current(index: index, fd: fd, hasher: hasher, position: offset, resumedFrom: offset, mode: bits)
+        current = Current(index: index, fd: fd, hasher: hasher, position: offset, resumedFrom: offset, mode: bits, writtenBack: offset)
     }
 
     private func write(_ chunk: UnsafeRawBufferPointer) throws {
@@ -99,6 +101,12 @@ final class FetchReceiver {
         file.hasher.update(bufferPointer: chunk)
         file.position += Int64(chunk.count)
         bytes += Int64(chunk.count)
+        // Every 8 MiB the disk starts writing what arrived, so the file's one fsync at the end
+        // finds little left to wait for.
+        if file.position - file.writtenBack >= 8 << 20 {
+            FastFile.startWriteback(file.fd, offset: file.writtenBack, length: file.position - file.writtenBack)
+            file.writtenBack = file.position
+        }
         current = file
         events?(.file(path: want.entry.path, done: file.position, total: want.entry.size))
         events?(.progress(files: files, totalFiles: wants.count, bytes: bytes, totalBytes: totalBytes))
@@ -118,7 +126,7 @@ final class FetchReceiver {
         }
         fchmod(file.fd, mode_t(file.mode))
         close(file.fd)
-        lander.land(partial, as: want.local)
+        lander.land(partial, as: want.local, size: file.position)
         files += 1
         let result = FetchedFile(remotePath: want.entry.path, localPath: want.local, size: file.position,
                                  transferredBytes: file.position - file.resumedFrom, resumedFrom: file.resumedFrom,
@@ -138,29 +146,74 @@ final class FetchReceiver {
 }
 
 /// Syncs finished partial files and renames them into place on a few threads, so the next file's
-/// bytes keep arriving meanwhile: one fsync per file, none on the receiving thread.
+/// bytes keep arriving meanwhile, none on the receiving thread. A large file gets its own fsync;
+/// small ones are landed in batches: one sync of their filesystem for the batch (a few files: their
+/// own fsyncs), then their renames, so 10,000 small files do not wait for 10,000 journal commits.
+/// Either way a file has its name only once its bytes are on disk.
 final class FileLander: @unchecked Sendable {
     private let queue: OperationQueue
     private let lock = NSLock()
     private var failure: JobsError?
+    private var batch: [(partial: String, final: String)] = []
+    /// Files from this size on are synced one by one.
+    static let ownSyncSize: Int64 = 1 << 20
+    /// A batch lands once it has this many files (and at the end).
+    static let batchFiles = 2048
 
     init(threads: Int = 4) {
         queue = OperationQueue()
         queue.maxConcurrentOperationCount = threads
     }
 
-    func land(_ partial: String, as final: String) {
-        queue.addOperation { [self] in
-            let fd = open(partial, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-            if fd >= 0 { fsync(fd); close(fd) }
-            if rename(partial, final) != 0 {
-                let error = JobsError.io(path: final, reason: SystemError.text(errno))
-                lock.lock(); if failure == nil { failure = error }; lock.unlock()
+    func land(_ partial: String, as final: String, size: Int64) {
+        if size >= FileLander.ownSyncSize {
+            queue.addOperation { [self] in
+                let fd = open(partial, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                if fd >= 0 { fsync(fd); close(fd) }
+                rename(partial, to: final)
             }
+            return
+        }
+        lock.lock()
+        batch.append((partial, final))
+        let full = batch.count >= FileLander.batchFiles ? takeBatch() : []
+        lock.unlock()
+        if !full.isEmpty { queue.addOperation { [self] in landBatch(full) } }
+    }
+
+    /// Under the lock.
+    private func takeBatch() -> [(partial: String, final: String)] {
+        defer { batch = [] }
+        return batch
+    }
+
+    private func landBatch(_ files: [(partial: String, final: String)]) {
+        if files.count <= 32 {
+            for file in files {
+                let fd = open(file.partial, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                if fd >= 0 { fsync(fd); close(fd) }
+            }
+        } else {
+            // One sync per filesystem the batch's folders are on.
+            var devices = Set<UInt64>()
+            for folder in Set(files.map { ($0.partial as NSString).deletingLastPathComponent }) {
+                var st = stat()
+                if stat(folder, &st) == 0, devices.insert(UInt64(st.st_dev)).inserted { FastFile.syncFilesystem(containing: folder) }
+            }
+        }
+        for file in files { rename(file.partial, to: file.final) }
+    }
+
+    private func rename(_ partial: String, to final: String) {
+        if Glibc.rename(partial, final) != 0 {
+            let error = JobsError.io(path: final, reason: SystemError.text(errno))
+            lock.lock(); if failure == nil { failure = error }; lock.unlock()
         }
     }
 
     func finish() async throws {
+        let rest = lock.withLock { takeBatch() }
+        if !rest.isEmpty { queue.addOperation { [self] in landBatch(rest) } }
         let queue = self.queue
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             DispatchQueue.global().async { queue.waitUntilAllOperationsAreFinished(); done.resume() }

@@ -26,8 +26,8 @@ public enum FetchEvent: Sendable {
     case progress(files: Int, totalFiles: Int, bytes: Int64, totalBytes: Int64)
 }
 
-/// Brings a job's files home in one stream from the host's agent (`filesGet`: no SFTP needed, no
-/// round trip per file): resumable (a `.ferry-partial` continues from its size), sha256-checked
+/// Brings a job's files home in one stream from the host's agent (`filesFetch`: the listing and
+/// the files on one channel, no SFTP needed, no round trip per file): resumable (a `.ferry-partial` continues from its size), sha256-checked
 /// while it arrives against the host's listing, given the host's permission bits (never wider),
 /// synced and landed by rename. Every path of the listing is checked: nothing is written outside
 /// the destination or through a link, whatever the host says; the host follows no link either.
@@ -70,22 +70,27 @@ public struct Fetcher: Sendable {
                       events: (@Sendable (FetchEvent) -> Void)? = nil) async throws -> [FetchedFile] {
         var retries = 0
         while true {
-            let listing = try await client.files(id, what: what)
-            // Check the whole listing before writing anything.
-            let locals = try listing.files.map { try Fetcher.localPath(for: Fetcher.landing(of: $0), in: destination) }
-            guard !listing.files.isEmpty else { throw JobsError.nothingToFetch(id: id, what: what) }
+            let channel = try await client.openFetch(id, what: what)
+            let listing = channel.listing
             do {
-                return try await receive(id, listing: listing, locals: locals, events: events)
+                // Check the whole listing before writing anything.
+                let locals = try listing.files.map { try Fetcher.localPath(for: Fetcher.landing(of: $0), in: destination) }
+                guard !listing.files.isEmpty else { throw JobsError.nothingToFetch(id: id, what: what) }
+                return try await receive(id, listing: listing, locals: locals, channel: channel, events: events)
             } catch JobsError.checksumMismatch(let path, let expected, let actual) {
+                channel.command.cancel()
                 // The host replaced a file while we read it (a checkpoint rewritten): list again.
                 retries += 1
                 guard retries <= 3 else { throw JobsError.checksumMismatch(path: path, expected: expected, actual: actual) }
+            } catch {
+                channel.command.cancel()
+                throw error
             }
         }
     }
 
-    /// Skips files already here, asks for the rest in one `filesGet` and lands each as it completes.
-    func receive(_ id: String, listing: FileListing, locals: [String],
+    /// Skips files already here, asks for the rest on the fetch's channel and lands each as it completes.
+    func receive(_ id: String, listing: FileListing, locals: [String], channel: AgentSession.FetchChannel,
                  events: (@Sendable (FetchEvent) -> Void)?) async throws -> [FetchedFile] {
         var results = [FetchedFile?](repeating: nil, count: listing.files.count)
         var wants: [FetchReceiver.Want] = []
@@ -112,15 +117,17 @@ public struct Fetcher: Sendable {
         let started = Date()
         defer {
             let sent = wants.reduce(Int64(0)) { $0 + $1.entry.size - $1.offset }
-            note?("fetch: \(wants.count) of \(listing.files.count) files (\(ByteCount.format(sent))) in one exec-channel stream from the agent (files_get, no SFTP), sha256 checked as they arrived, in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
+            note?("fetch: \(wants.count) of \(listing.files.count) files (\(ByteCount.format(sent))) in one exec-channel stream from the agent (files_fetch: listed and sent on one channel, no SFTP), sha256 checked as they arrived, in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
         }
+        let command = channel.command
+        try await channel.choose(wants.map { FileWant(path: $0.entry.path, offset: $0.offset) })
+        if wants.isEmpty { command.cancel() }
         if !wants.isEmpty {
             let receiver = FetchReceiver(wants: wants, events: events)
-            let command = try await client.send(.filesGet(id: id, files: wants.map { FileWant(path: $0.entry.path, offset: $0.offset) }))
             do {
-                try await command.closeInput()
                 var errors = Data()
-                for try await chunk in command.output {
+                if !channel.leftover.isEmpty { try receiver.feed(channel.leftover) }
+                while let chunk = try await channel.output.next() {
                     try Task.checkCancellation()
                     switch chunk {
                     case .stdout(let data): try receiver.feed(data)

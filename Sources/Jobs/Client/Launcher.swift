@@ -65,11 +65,20 @@ public struct Launcher: Sendable {
     public init(context: JobsContext) { self.context = context }
 
     public func launch(_ request: LaunchRequest, events: (@Sendable (LaunchEvent) -> Void)? = nil) async throws -> (LaunchResult, AgentSession) {
-        let (host, prepared, package, preflight) = try prepare(request, events: events)
-        let note = context.verbose
+        let (host, prepared) = try check(request, events: events)
+        // The connection (TCP, key exchange, authentication) is made while the files are hashed.
+        let context = self.context
+        let connecting = Task { try await context.connect(host) }
+        let package: JobPackage, preflight: PreflightRequest
+        do {
+            (package, preflight) = try self.package(prepared, events: events)
+        } catch {
+            if let transport = try? await connecting.value { await transport.close() }
+            throw error
+        }
         let started = Date()
-        let client = try await context.agent(host, install: true, preflight: preflight)
-        note?("connect: \(host.name) (\(client.transport.label)), agent found\(client.hasPreflight ? " and preflight answered by the same command" : "") in \(String(format: "%.2f s", Date().timeIntervalSince(started)))")
+        let client = try await context.agent(host, install: true, preflight: preflight, transport: try await connecting.value)
+        context.verbose?("connect: \(host.name) (\(client.transport.label)) while packaging, agent found\(client.hasPreflight ? " and preflight answered by the same command" : "") in \(String(format: "%.2f s", Date().timeIntervalSince(started)))")
         do {
             events?(.connected(host: host.name, agent: client.hello.binary))
             return try await launch(prepared, package: package, client: client, preflight: preflight, events: events)
@@ -85,17 +94,16 @@ public struct Launcher: Sendable {
     /// agent's path when this launch supplied them), which the caller keeps and closes.
     public func launch(_ request: LaunchRequest, over client: AgentSession,
                        events: (@Sendable (LaunchEvent) -> Void)? = nil) async throws -> (LaunchResult, AgentSession) {
-        let (host, prepared, package, preflight) = try prepare(request, events: events)
+        let (host, prepared) = try check(request, events: events)
         guard host.name == client.host else {
             throw JobsError.agentFailed(host: host.name, verb: "launch", message: "the open session is to \(client.host), not \(host.name)")
         }
+        let (package, preflight) = try self.package(prepared, events: events)
         return try await launch(prepared, package: package, client: client, preflight: preflight, events: events)
     }
 
-    /// Checks the request and packages its folder: the host, the request as it will be sent, the
-    /// package and the preflight to ask.
-    func prepare(_ request: LaunchRequest, events: (@Sendable (LaunchEvent) -> Void)?) throws
-        -> (HostRecord, LaunchRequest, JobPackage, PreflightRequest) {
+    /// Checks the request: the host, and the request as it will be sent.
+    func check(_ request: LaunchRequest, events: (@Sendable (LaunchEvent) -> Void)?) throws -> (HostRecord, LaunchRequest) {
         try Names.validateJobName(request.job.name)
         let (host, recorded) = try context.registry.resolveHost(request.host, sshEnvironment: context.sshEnvironment)
         if recorded { events?(.recordedHost(name: host.name, target: host.target)) }
@@ -110,12 +118,16 @@ public struct Launcher: Sendable {
         }
         guard let program = request.job.command.first, !program.isEmpty else { throw JobsError.emptyCommand }
         if request.job.directory != "." { try Names.validateRelativePath(request.job.directory) }
+        return (host, request)
+    }
 
-        let note = context.verbose
+    /// Packages the request's folder (hashing what the hash cache does not know): the package and
+    /// the preflight to ask.
+    func package(_ request: LaunchRequest, events: (@Sendable (LaunchEvent) -> Void)?) throws -> (JobPackage, PreflightRequest) {
         let clock = Date()
         let package = try Packager.package(request.workingDirectory, cacheFile: context.registry.hashCachePath(for: request.workingDirectory))
         try package.manifest.validate()
-        note?("package: \(package.fileCount) files, \(ByteCount.format(package.totalBytes)), hashed or from the hash cache in \(String(format: "%.2f s", Date().timeIntervalSince(clock)))")
+        context.verbose?("package: \(package.fileCount) files, \(ByteCount.format(package.totalBytes)), hashed or from the hash cache in \(String(format: "%.2f s", Date().timeIntervalSince(clock)))")
         events?(.packaged(files: package.fileCount, bytes: package.totalBytes, skipped: package.skipped.map { "\($0.path) (\($0.reason))" }))
 
         // The host answers the preflight (space, paths, which files it lacks) while its agent is found.
@@ -124,7 +136,7 @@ public struct Launcher: Sendable {
         if request.job.slurm == nil, let gpus = request.job.gpus, case .count(let n)? = GPURequest(parsing: gpus) { gpuCount = n }
         let preflight = PreflightRequest(neededBytes: request.reserveBytes, paths: request.hostPaths, needsEngine: request.job.needs.engine,
                                          blobs: package.manifest.blobs, gpuCount: gpuCount, modelBytes: request.modelBytes)
-        return (host, request, package, preflight)
+        return (package, preflight)
     }
 
     /// The launch over an open session; also the session it ended with (another prefix on the same
@@ -159,9 +171,9 @@ public struct Launcher: Sendable {
             events?(.uploading(done: 0, total: toSend))
             _ = lap()
             let stored = try await client.putBlobs(list) { done in events?(.uploading(done: done, total: toSend)) }
-            note?("upload: \(stored.stored) of \(blobs.count) distinct contents, \(ByteCount.format(stored.bytes)), in one exec-channel stream to the agent (blob_put: hashed as received, one sync) in \(lap())")
+            note?("upload: \(stored.stored) of \(blobs.count) distinct contents, \(ByteCount.format(stored.bytes)), in one exec-channel stream to the agent (blob_put: hashed as received, into one pack) in \(lap())")
         } else {
-            note?("upload: nothing to send (the host has all \(blobs.count) contents); preflight \(lap())")
+            note?("upload: nothing to send (the host has all \(blobs.count) contents), preflight read in \(lap())")
         }
 
         // A fresh id; on the rare collision with an existing job the host refuses and we draw again.

@@ -26,7 +26,7 @@ public struct Agent: Sendable {
       \(AgentProtocol.helloVerb) [\(AgentProtocol.preflightFlag) <stdin JSON>]   version, home and binary (and the preflight)
       \(AgentProtocol.requestVerb)     <stdin: one JSON request line, then its data>
                   preflight, blobs_missing, blob_put, job_start, job_resume, job_status,
-                  job_list, job_logs, job_cancel, job_files, files_get (protocol \(AgentProtocol.version))
+                  job_list, job_logs, job_cancel, job_files, files_get, files_fetch (protocol \(AgentProtocol.version))
       \(AgentProtocol.superviseVerb) ID   (internal: the detached supervisor)
       \(AgentProtocol.nodeCheckVerb) ID   (internal: a Slurm job's engine check on its compute node)
     """
@@ -96,6 +96,10 @@ public struct Agent: Sendable {
         case .jobCancel(let id, let grace): try reply(try cancel(id, grace: grace))
         case .jobFiles(let id, let what): try reply(try files(id, what: what))
         case .filesGet(let id, let files): return streamFiles(id, files: files)
+        case .filesFetch(let id, let what):
+            try reply(try files(id, what: what))
+            guard let line = try input.readLine(limit: AgentProtocol.requestLineLimit) else { return 0 }
+            return streamFiles(id, files: try JSON.decode([FileWant].self, from: Data(line.utf8), what: "the files wanted"))
         }
         return 0
     }

@@ -5,12 +5,50 @@ import System
 import Glibc
 #endif
 
-/// The host's content-addressed store: one file per distinct content, named by its sha256, so a
-/// file that did not change since any earlier launch is never sent again.
+/// The host's content-addressed store: every distinct content once, found by its sha256, so a file
+/// that did not change since any earlier launch is never sent again. Contents live in packs
+/// (`BlobPack`: one file and one index per `blob_put`); a store written by an older ferry also has
+/// one file per content under `blobs/sha256/`, read as before.
 struct BlobStore {
     let layout: HostLayout
+    private let packs: PackIndexSlot
 
-    func has(_ hash: String) -> Bool { POSIX.exists(layout.blob(hash)) }
+    init(layout: HostLayout) {
+        self.layout = layout
+        packs = PackIndexSlot()
+    }
+
+    /// The packs' index, read on first use (one read of every index per request).
+    var index: PackIndex {
+        packs.value { PackIndex.load(folder: layout.packsDirectory, boot: POSIX.bootId) }
+    }
+
+    func has(_ hash: String) -> Bool { index.location(hash) != nil || POSIX.exists(layout.blob(hash)) }
+
+    /// A content's bytes (tests, checks): nil when the store lacks it.
+    func contents(_ hash: String) -> Data? {
+        guard let source = try? source(hash) else { return nil }
+        defer { close(source.fd) }
+        var out = Data()
+        guard (try? FileIO.readChunks(source.fd, from: source.offset, limit: source.size) { out.append(contentsOf: $0) }) == source.size else { return nil }
+        return out
+    }
+
+    /// Where `hash`'s bytes are: an open descriptor (the caller closes it), their offset and size.
+    func source(_ hash: String) throws -> (fd: Int32, offset: Int64, size: Int64) {
+        if let at = index.location(hash) {
+            let path = index.packPath(at.pack)
+            let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+            guard fd >= 0 else { throw JobsError.io(path: path, reason: SystemError.text(errno)) }
+            return (fd, at.offset, at.size)
+        }
+        let path = layout.blob(hash)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { throw JobsError.io(path: path, reason: SystemError.text(errno)) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { close(fd); throw JobsError.io(path: path, reason: SystemError.text(errno)) }
+        return (fd, 0, Int64(st.st_size))
+    }
 
     /// Of `hashes`: the ones the store lacks, and for those, bytes already received in a partial.
     func missing(_ hashes: [String]) throws -> (missing: [String], partial: [String: Int64]) {
@@ -26,15 +64,17 @@ struct BlobStore {
     }
 
     /// Receives blobs framed as `SHA256 SIZE OFFSET\n` + (SIZE - OFFSET) bytes, until the input ends.
-    /// Each is appended to its partial file (under a lock, so two clients never interleave) and
-    /// checked against its hash as it arrives. The verified ones are synced to disk together (one
-    /// syncfs, not an fsync per blob), then renamed into the store: a name in the store always
-    /// holds its whole content, also after a crash. When the input breaks off, what arrived whole
-    /// is still stored (and the partial of the blob it broke in is resumed next time).
+    /// Small ones are appended to this request's pack, each checked against its hash as it arrives
+    /// (one that fails is cut off again); a large one goes to its own resumable partial (under a
+    /// lock, so two clients never interleave), which becomes a pack of one when whole. Indexes are
+    /// published once their bytes are verified; when the input breaks off, what arrived whole is
+    /// still stored (and the partial of the blob it broke in is resumed next time).
     func receive(from reader: ByteReader) throws -> BlobPutReply {
         try POSIX.makeDirectory(layout.partialBlobsDirectory, mode: 0o700)
+        try POSIX.makeDirectory(layout.packsDirectory, mode: 0o700)
+        PackWriter.removeLeftovers(packs: layout.packsDirectory, partial: layout.partialBlobsDirectory)
         var reply = BlobPutReply(stored: 0, bytes: 0, failed: [])
-        var verified: [(hash: String, bytes: Int64)] = []
+        let pack = PackWriter(folder: layout.packsDirectory)
         do {
             while let header = try reader.readLine() {
                 let fields = header.split(separator: " ")
@@ -43,60 +83,50 @@ struct BlobStore {
                     throw JobsError.io(path: "blob-put", reason: "bad frame header \(header.prefix(200).debugDescription)")
                 }
                 let hash = String(fields[0])
-                switch try receiveOne(hash, size: size, offset: offset, from: reader) {
-                case .verified(let bytes): verified.append((hash, bytes))
+                switch try receiveOne(hash, size: size, offset: offset, from: reader, pack: pack) {
+                case .verified(let bytes): reply.stored += 1; reply.bytes += bytes
                 case .failed: reply.failed.append(hash)
                 case .skipped: break
                 }
             }
         } catch {
-            _ = try? store(verified, into: &reply)
+            try? pack.finish()
+            packs.reset()
             throw error
         }
-        try store(verified, into: &reply)
+        try pack.finish()
+        packs.reset()
         return reply
     }
 
     private enum Received { case verified(Int64), failed, skipped }
 
     /// Blobs from this size on are received into the shared, resumable partial; smaller ones into
-    /// a file of this process's own (one create and one rename each, no lock: a cut one is resent).
+    /// the request's pack (a cut one is resent).
     static let resumableSize: Int64 = 1 << 20
 
-    private func receiveOne(_ hash: String, size: Int64, offset: Int64, from reader: ByteReader) throws -> Received {
+    private func receiveOne(_ hash: String, size: Int64, offset: Int64, from reader: ByteReader, pack: PackWriter) throws -> Received {
         let count = size - offset
         if size < BlobStore.resumableSize && offset == 0 {
-            if has(hash) { try reader.read(count: count) { _ in }; return .skipped }
-            let path = verifiedPath(hash)
-            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o444)
-            guard fd >= 0 else { throw JobsError.io(path: path, reason: SystemError.text(errno)) }
-            defer { close(fd) }
-            var hasher = SHA256()
-            var position: Int64 = 0
-            do {
-                try reader.read(count: count) { chunk in
-                    try JobsError.system { try FileIO.writeAll(fd, chunk, at: position, path: path) }
-                    position += Int64(chunk.count)
-                    hasher.update(bufferPointer: chunk)
-                }
-            } catch {
-                unlink(path)
-                throw error
-            }
-            guard HashCache.hex(hasher.finalize()) == hash else { unlink(path); return .failed }
-            return .verified(count)
+            if has(hash) || pack.contains(hash) { try reader.read(count: count) { _ in }; return .skipped }
+            return try pack.append(hash, count: count, from: reader) ? .verified(count) : .failed
         }
         let partialPath = layout.partialBlob(hash)
         let fd = open(partialPath, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw JobsError.io(path: partialPath, reason: SystemError.text(errno)) }
         defer { close(fd) }
         _ = Syscall.retrying { flock(fd, LOCK_EX) }
+        // Another client may have finished (or dropped) this partial while we waited for the lock:
+        // then ours is no longer the file at that name.
+        var mine = stat(), named = stat()
+        let stillNamed = fstat(fd, &mine) == 0 && stat(partialPath, &named) == 0 && mine.st_ino == named.st_ino && mine.st_dev == named.st_dev
         let existing = Int64(lseek(fd, 0, SEEK_END))
-        if has(hash) || existing < offset {
+        if !stillNamed || has(hash) || existing < offset {
             // Stored meanwhile by another client, or our partial is shorter than the client thinks:
             // drop these bytes (the client asks again next time).
             try reader.read(count: count) { _ in }
-            return has(hash) ? .skipped : .failed
+            let storedNow = has(hash) || PackIndex.load(folder: layout.packsDirectory, boot: POSIX.bootId).location(hash) != nil
+            return storedNow ? .skipped : .failed
         }
         if existing > offset { _ = ftruncate(fd, off_t(offset)) }
         var hasher = SHA256()
@@ -112,42 +142,16 @@ struct BlobStore {
             unlink(partialPath)
             return .failed
         }
-        fchmod(fd, 0o444)
-        // Out of the way (still under the lock) so no other client's upload of the same blob writes
-        // into it before it has its name in the store.
-        guard rename(partialPath, verifiedPath(hash)) == 0 else { throw JobsError.io(path: partialPath, reason: SystemError.text(errno)) }
+        fchmod(fd, 0o400)
+        // Whole and verified: the partial becomes a pack of one (still under the lock, so no other
+        // client's upload of the same blob writes into it once it is in the store).
+        let name = BlobPack.newName()
+        let packPath = (layout.packsDirectory as NSString).appendingPathComponent(name + ".pack")
+        guard rename(partialPath, packPath) == 0 else { throw JobsError.io(path: partialPath, reason: SystemError.text(errno)) }
+        let boot = POSIX.bootId
+        if boot.isEmpty { fsync(fd) }
+        try BlobPack.publish([(hash, 0, size)], name: name, in: layout.packsDirectory, boot: boot.isEmpty ? nil : boot)
         return .verified(count)
-    }
-
-    /// A verified blob waiting for the batch's sync, private to this process.
-    private func verifiedPath(_ hash: String) -> String { layout.partialBlob(hash) + ".ok.\(BlobStore.pid)" }
-    private static let pid = getpid()
-
-    /// One sync for the batch (fsyncs for a few blobs), then each verified partial renamed into its fan-out folder (each
-    /// folder made once).
-    private func store(_ verified: [(hash: String, bytes: Int64)], into reply: inout BlobPutReply) throws {
-        guard !verified.isEmpty else { return }
-        if verified.count <= 32 {
-            // A few blobs (one edited file): their own fsyncs, not a sync of the whole filesystem,
-            // which on a busy disk waits for everyone's dirty pages.
-            for (hash, _) in verified {
-                let fd = open(verifiedPath(hash), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-                if fd >= 0 { fsync(fd); close(fd) }
-            }
-        } else {
-            FastFile.syncFilesystem(containing: layout.partialBlobsDirectory)
-        }
-        var folders = Set<String>()
-        for (hash, bytes) in verified {
-            let final = layout.blob(hash)
-            let folder = (final as NSString).deletingLastPathComponent
-            if folders.insert(folder).inserted, !POSIX.isDirectory(folder) { try POSIX.makeDirectory(folder, mode: 0o700) }
-            guard rename(verifiedPath(hash), final) == 0 else { throw JobsError.io(path: final, reason: SystemError.text(errno)) }
-            reply.stored += 1
-            reply.bytes += bytes
-        }
-        // The folders are not synced one by one: a name lost in a crash only means that blob is
-        // sent again; its content, synced above, is never wrong.
     }
 
     private func hashPrefix(_ path: String, bytes: Int64, into hasher: inout SHA256) throws {
@@ -158,10 +162,13 @@ struct BlobStore {
         guard read == bytes else { throw JobsError.io(path: path, reason: "shorter than expected") }
     }
 
-    /// Builds `directory` from the manifest: every file a copy of its blob (a reflink where the
-    /// filesystem has them, else an in-kernel copy; never a hard link), so a job that rewrites a
-    /// file in place — also as root, for whom the store's 0444 protects nothing — cannot change
-    /// the store. Folders are made once each; files are copied on a few threads.
+    /// Builds `directory` from the manifest: every file a copy of its bytes in the store (a reflink
+    /// where the filesystem has them and the content is a whole file, else an in-kernel copy; never
+    /// a hard link), so a job that rewrites a file in place — also as root, for whom the store's
+    /// modes protect nothing — cannot change the store. Folders are made once each; each pack is
+    /// opened once; files are copied on as many threads as there are cores (at most 4), each
+    /// taking whole folders: creates in one folder take its lock in turn, and threads waiting on
+    /// it (spinning, on a busy machine) cost more than they copy.
     func materialise(_ manifest: Manifest, into directory: String) throws {
         try manifest.validate()
         try POSIX.makeDirectory(directory)
@@ -174,24 +181,70 @@ struct BlobStore {
             folders.insert(relative)
         }
         for dir in manifest.directories { try make(dir) }
+        let index = self.index
+        var packFDs: [Int: Int32] = [:]
+        defer { for fd in packFDs.values { close(fd) } }
+        // Where each file's bytes are: (pack descriptor, offset, size, whole file), or nil for a file of the old layout.
+        var sources: [(fd: Int32, offset: Int64, size: Int64, whole: Bool)?] = []
+        sources.reserveCapacity(manifest.files.count)
         for file in manifest.files {
             try make((file.path as NSString).deletingLastPathComponent)
-            guard has(file.sha256) else { throw JobsError.io(path: file.path, reason: "its content (\(file.sha256.prefix(12))…) is not in the host's store; launch again to send it") }
+            if let at = index.location(file.sha256) {
+                var fd = packFDs[at.pack] ?? -1
+                if fd < 0 {
+                    let path = index.packPath(at.pack)
+                    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+                    guard fd >= 0 else { throw JobsError.io(path: path, reason: SystemError.text(errno)) }
+                    packFDs[at.pack] = fd
+                }
+                sources.append((fd, at.offset, at.size, at.offset == 0 && index.isWhole(at)))
+            } else if POSIX.exists(layout.blob(file.sha256)) {
+                sources.append(nil)
+            } else {
+                throw JobsError.io(path: file.path, reason: "its content (\(file.sha256.prefix(12))…) is not in the host's store; launch again to send it")
+            }
         }
         let files = manifest.files
+        let copies = sources
+        // The files of each folder, in manifest order.
+        var groupOf: [String: Int] = [:]
+        var groups: [[Int]] = []
+        for (i, file) in files.enumerated() {
+            let folder = (file.path as NSString).deletingLastPathComponent
+            if let g = groupOf[folder] { groups[g].append(i) } else { groupOf[folder] = groups.count; groups.append([i]) }
+        }
+        let folderFiles = groups
         let failure = FirstError()
-        let lanes = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
-        DispatchQueue.concurrentPerform(iterations: lanes) { lane in
-            var i = lane
-            while i < files.count, !failure.isSet {
-                let file = files[i]
-                do {
-                    try copyFile(layout.blob(file.sha256), to: (directory as NSString).appendingPathComponent(file.path),
-                                 mode: file.executable ? 0o755 : 0o644)
-                } catch {
-                    failure.set(error)
+        let mask = BlobStore.umaskBits
+        let next = WorkCounter()
+        let lanes = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount, folderFiles.count))
+        DispatchQueue.concurrentPerform(iterations: lanes) { _ in
+            while !failure.isSet {
+                let g = next.take(1)
+                guard g < folderFiles.count else { break }
+                for i in folderFiles[g] where !failure.isSet {
+                    let file = files[i]
+                    let destination = (directory as NSString).appendingPathComponent(file.path)
+                    let mode: mode_t = file.executable ? 0o755 : 0o644
+                    do {
+                        if let source = copies[i] {
+                            // O_EXCL|O_NOFOLLOW: never write through something already there.
+                            let output = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+                            guard output >= 0 else { throw JobsError.io(path: destination, reason: SystemError.text(errno)) }
+                            defer { close(output) }
+                            do {
+                                try FastFile.copy(source.fd, from: source.offset, to: output, size: source.size, wholeFile: source.whole)
+                            } catch JobsError.io(_, let reason) {
+                                throw JobsError.io(path: destination, reason: reason)
+                            }
+                            if mode & mask != 0 { fchmod(output, mode) }
+                        } else {
+                            try copyFile(layout.blob(file.sha256), to: destination, mode: mode)
+                        }
+                    } catch {
+                        failure.set(error)
+                    }
                 }
-                i += lanes
             }
         }
         if let error = failure.value { throw error }
@@ -201,6 +254,13 @@ struct BlobStore {
             guard symlink(link.target, destination) == 0 else { throw JobsError.io(path: destination, reason: SystemError.text(errno)) }
         }
     }
+
+    /// The process's umask (the bits a create leaves out): read once.
+    static let umaskBits: mode_t = {
+        let bits = umask(0o022)
+        umask(bits)
+        return bits
+    }()
 
     func copyFile(_ source: String, to destination: String, mode: mode_t) throws {
         let input = open(source, O_RDONLY | O_CLOEXEC)
@@ -216,6 +276,28 @@ struct BlobStore {
             throw JobsError.io(path: destination, reason: reason)
         }
         fchmod(output, mode)
+    }
+}
+
+/// Hands out runs of indices to parallel workers.
+final class WorkCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var next = 0
+    func take(_ count: Int) -> Int { lock.lock(); defer { lock.unlock() }; let first = next; next += count; return first }
+}
+
+/// A request's pack index, read once on first use.
+final class PackIndexSlot: @unchecked Sendable {
+    private let lock = NSLock()
+    private var index: PackIndex?
+    /// Forgets the index (this request published a pack): the next use reads it again.
+    func reset() { lock.lock(); index = nil; lock.unlock() }
+    func value(_ load: () -> PackIndex) -> PackIndex {
+        lock.lock(); defer { lock.unlock() }
+        if let index { return index }
+        let loaded = load()
+        index = loaded
+        return loaded
     }
 }
 

@@ -4,7 +4,8 @@ import Foundation
 ///
 ///     bin/ferry                      the agent (uploaded when the host has no ferry of this version)
 ///     lib/                           shared libraries the host lacked (the binary's rpath is $ORIGIN/../lib)
-///     blobs/sha256/ab/abcd…          content-addressed files, one per distinct content
+///     blobs/packs/NAME.pack, .idx    contents received by one upload, back to back, and their index (BlobPack)
+///     blobs/sha256/ab/abcd…          content-addressed files, one per distinct content (older ferry)
 ///     blobs/partial/abcd…            a blob being received (resumable)
 ///     jobs/ID/spec.json              what to run
 ///     jobs/ID/work/                  the working directory, materialised from the manifest
@@ -30,6 +31,7 @@ public struct HostLayout: Sendable {
     public var libDirectory: String { path("lib") }
     public var blobsDirectory: String { path("blobs", "sha256") }
     public var partialBlobsDirectory: String { path("blobs", "partial") }
+    public var packsDirectory: String { path("blobs", "packs") }
     public var jobsDirectory: String { path("jobs") }
 
     public func blob(_ hash: String) -> String {

@@ -13,6 +13,15 @@ enum FastFile {
     nonisolated(unsafe) private static let libc = dlopen(nil, RTLD_NOW)
     private static let syncfsCall: SyncFS? = dlsym(libc, "syncfs").map { unsafeBitCast($0, to: SyncFS.self) }
     private static let copyRangeCall: CopyFileRange? = dlsym(libc, "copy_file_range").map { unsafeBitCast($0, to: CopyFileRange.self) }
+    private typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
+    private static let syncRangeCall: SyncFileRange? = dlsym(libc, "sync_file_range").map { unsafeBitCast($0, to: SyncFileRange.self) }
+
+    /// Starts writing `length` bytes of `fd` from `offset` to disk and returns at once
+    /// (sync_file_range's SYNC_FILE_RANGE_WRITE): a file written in pieces this way is mostly on
+    /// disk by the time its fsync comes, which then waits for little. Nothing where it is missing.
+    static func startWriteback(_ fd: Int32, offset: Int64, length: Int64) {
+        _ = syncRangeCall?(fd, offset, length, 2 /* SYNC_FILE_RANGE_WRITE */)
+    }
 
     /// Flushes the filesystem that holds `path` to disk: one sync for a whole batch of files
     /// (syncfs(2); sync(2) where the C library lacks it).
@@ -42,14 +51,16 @@ enum FastFile {
     /// FICLONE: `_IOW(0x94, 9, int)`.
     private static let ficlone: UInt = 0x4004_9409
 
-    /// Copies all of `input` (from its start) into the empty `output`: a reflink where the filesystem
+    /// Copies `size` bytes of `input` from `offset` into the empty `output`. The whole of `input`
+    /// (`offset` 0 and `wholeFile`): a reflink where the filesystem
     /// shares blocks copy-on-write (btrfs, XFS: instant, and a write to one never reaches the
     /// other), else copy_file_range (the kernel copies, on some filesystems server-side), else
     /// sendfile. Either way `output` is a file of its own: writing it never changes `input`.
     @discardableResult
-    static func copy(_ input: Int32, to output: Int32, size: Int64, allowReflink: Bool = true) throws -> CopyMethod {
+    static func copy(_ input: Int32, from offset: Int64 = 0, to output: Int32, size: Int64, wholeFile: Bool = true,
+                     allowReflink: Bool = true) throws -> CopyMethod {
         if size == 0 { return .copyRange }
-        if allowReflink, reflinks.works {
+        if allowReflink, wholeFile, offset == 0, reflinks.works {
             if ioctl(output, ficlone, input) == 0 { return .reflink }
             // This filesystem has none (ext4: EOPNOTSUPP; across filesystems: EXDEV): stop asking.
             if errno == EOPNOTSUPP || errno == EXDEV || errno == EINVAL || errno == ENOTTY { reflinks.works = false }
@@ -57,7 +68,7 @@ enum FastFile {
         var method = CopyMethod.copyRange
         var done: Int64 = 0
         if let copyRange = copyRangeCall {
-            var inOffset: Int64 = 0, outOffset: Int64 = 0
+            var inOffset: Int64 = offset, outOffset: Int64 = 0
             while done < size {
                 let n = Syscall.retrying { copyRange(input, &inOffset, output, &outOffset, Int(min(size - done, 1 << 30)), 0) }
                 if n > 0 { done += Int64(n); continue }
@@ -69,9 +80,10 @@ enum FastFile {
         }
         if done < size {
             method = .sendfile
-            var offset = off_t(done)
+            var from = off_t(offset + done)
+            guard lseek(output, off_t(done), SEEK_SET) >= 0 else { throw JobsError.io(path: "copy", reason: SystemError.text(errno)) }
             while done < size {
-                let n = Syscall.retrying { sendfile(output, input, &offset, Int(min(size - done, 1 << 30))) }
+                let n = Syscall.retrying { sendfile(output, input, &from, Int(min(size - done, 1 << 30))) }
                 guard n > 0 else { throw JobsError.io(path: "copy", reason: n == 0 ? "the source ended early" : SystemError.text(errno)) }
                 done += Int64(n)
             }

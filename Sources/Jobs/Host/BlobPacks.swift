@@ -1,0 +1,212 @@
+import Crypto
+import Foundation
+import System
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the store keeps what one `blob_put` received: one pack file with the verified contents back
+/// to back (`blobs/packs/NAME.pack`) and its index (`NAME.idx`), instead of a file, a rename and a
+/// folder per blob. A pack is written once and never changed; a job's `work/` gets copies of its
+/// ranges, so nothing a job does reaches it.
+///
+/// The index is published (renamed into place) only after every byte it names was checked against
+/// its sha256. The pack is not synced first: its first line names the boot it was written in, and
+/// while that boot lasts the page cache serves exactly what was written. After a reboot (a crash
+/// may have lost unsynced bytes) an index of an earlier boot is trusted only once its ranges were
+/// read back and hashed again (`PackIndex.load` does that, drops what fails, then marks the index
+/// checked). Where the boot cannot be told (no /proc), the pack is synced before its index appears.
+///
+///     ferry-pack 1 boot=BOOTID        (or `checked`: synced or verified after a reboot)
+///     SHA256 OFFSET SIZE              one line per blob
+enum BlobPack {
+    static let header = "ferry-pack 1 "
+
+    /// A pack's name: this process's pid (a pack without an index whose writer is gone is a
+    /// leftover of a crash) and a random part.
+    static func newName() -> String {
+        "\(getpid())-" + String(UInt64.random(in: 0...UInt64.max) & 0xFFFF_FFFF_FFFF, radix: 36)
+    }
+
+    /// Writes `entries` as `name`'s index (a temporary file renamed into place).
+    static func publish(_ entries: [(hash: String, offset: Int64, size: Int64)], name: String, in folder: String, boot: String?) throws {
+        var text = header + (boot.map { "boot=\($0)" } ?? "checked") + "\n"
+        text.reserveCapacity(entries.count * 90 + 64)
+        for e in entries { text += "\(e.hash) \(e.offset) \(e.size)\n" }
+        let path = (folder as NSString).appendingPathComponent(name + ".idx")
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o400)
+        guard fd >= 0 else { throw JobsError.io(path: temporary, reason: SystemError.text(errno)) }
+        do {
+            try JobsError.system { try FileIO.writeAll(fd, Array(text.utf8), path: temporary) }
+            if boot == nil { fsync(fd) }
+            close(fd)
+        } catch {
+            close(fd); unlink(temporary); throw error
+        }
+        guard rename(temporary, path) == 0 else {
+            let why = SystemError.text(errno)
+            unlink(temporary)
+            throw JobsError.io(path: path, reason: why)
+        }
+    }
+}
+
+/// Every pack index of a store, read once per request: sha256 → (pack, offset, size).
+final class PackIndex: @unchecked Sendable {
+    struct Location { var pack: Int; var offset: Int64; var size: Int64 }
+    let folder: String
+    private(set) var packs: [String] = []
+    private(set) var locations: [String: Location] = [:]
+    /// How many blobs each pack holds (a pack of one is a whole file: a reflink may copy it).
+    private(set) var counts: [Int] = []
+
+    init(folder: String) { self.folder = folder }
+
+    func location(_ hash: String) -> Location? { locations[hash] }
+    func isWhole(_ at: Location) -> Bool { counts[at.pack] == 1 && at.offset == 0 }
+    func packPath(_ pack: Int) -> String { (folder as NSString).appendingPathComponent(packs[pack] + ".pack") }
+
+    /// Reads every `*.idx` in `folder`. One written before this boot and not yet checked is
+    /// checked now (its ranges hashed again; failures dropped; the pack synced) and rewritten as checked.
+    static func load(folder: String, boot: String) -> PackIndex {
+        let index = PackIndex(folder: folder)
+        guard let names = Packager.names(in: folder)?.names else { return index }
+        for name in names where name.hasSuffix(".idx") {
+            let pack = String(name.dropLast(4))
+            guard let data = POSIX.read((folder as NSString).appendingPathComponent(name)) else { continue }
+            guard var entries = parse(data) else { continue }
+            if entries.boot != "checked" && (boot.isEmpty || entries.boot != "boot=" + boot) {
+                entries.blobs = recheck(pack: (folder as NSString).appendingPathComponent(pack + ".pack"), entries.blobs)
+                try? BlobPack.publish(entries.blobs, name: pack, in: folder, boot: nil)
+            }
+            let number = index.packs.count
+            index.packs.append(pack)
+            index.counts.append(entries.blobs.count)
+            for e in entries.blobs where index.locations[e.hash] == nil {
+                index.locations[e.hash] = Location(pack: number, offset: e.offset, size: e.size)
+            }
+        }
+        return index
+    }
+
+    /// An index file's boot word and entries; nil when it is not one.
+    static func parse(_ data: Data) -> (boot: String, blobs: [(hash: String, offset: Int64, size: Int64)])? {
+        var lines = data.split(separator: 0x0A, omittingEmptySubsequences: true)
+        guard let first = lines.first else { return nil }
+        let head = String(decoding: first, as: UTF8.self)
+        guard head.hasPrefix(BlobPack.header) else { return nil }
+        lines.removeFirst()
+        var blobs: [(String, Int64, Int64)] = []
+        blobs.reserveCapacity(lines.count)
+        for line in lines {
+            let fields = line.split(separator: 0x20)
+            guard fields.count == 3 else { continue }
+            let hash = String(decoding: fields[0], as: UTF8.self)
+            guard Manifest.isHash(hash), let offset = Int64(String(decoding: fields[1], as: UTF8.self)),
+                  let size = Int64(String(decoding: fields[2], as: UTF8.self)), offset >= 0, size >= 0 else { continue }
+            blobs.append((hash, offset, size))
+        }
+        return (String(head.dropFirst(BlobPack.header.count)), blobs)
+    }
+
+    /// The entries whose bytes in `pack` still hash to their name (after a reboot).
+    static func recheck(pack: String, _ blobs: [(hash: String, offset: Int64, size: Int64)]) -> [(hash: String, offset: Int64, size: Int64)] {
+        let fd = open(pack, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
+        fsync(fd)
+        return blobs.filter { blob in
+            var hasher = SHA256()
+            guard let read = try? FileIO.readChunks(fd, from: blob.offset, limit: blob.size, path: pack, { hasher.update(bufferPointer: $0) }),
+                  read == blob.size else { return false }
+            return HashCache.hex(hasher.finalize()) == blob.hash
+        }
+    }
+}
+
+/// One `blob_put`'s pack while it is written: verified blobs are appended; a blob that fails its
+/// check is cut off again.
+final class PackWriter {
+    let folder: String
+    let name: String
+    private var fd: Int32 = -1
+    private(set) var size: Int64 = 0
+    private(set) var entries: [(hash: String, offset: Int64, size: Int64)] = []
+    private var names = Set<String>()
+
+    init(folder: String) {
+        self.folder = folder
+        name = BlobPack.newName()
+    }
+
+    var path: String { (folder as NSString).appendingPathComponent(name + ".pack") }
+
+    func contains(_ hash: String) -> Bool { names.contains(hash) }
+
+    /// Appends `count` bytes from `reader`, hashing them; keeps them when they are `hash`'s.
+    func append(_ hash: String, count: Int64, from reader: ByteReader) throws -> Bool {
+        if fd < 0 {
+            fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o400)
+            guard fd >= 0 else { throw JobsError.io(path: path, reason: SystemError.text(errno)) }
+        }
+        let start = size
+        var hasher = SHA256()
+        var position = start
+        do {
+            try reader.read(count: count) { chunk in
+                try JobsError.system { try FileIO.writeAll(fd, chunk, at: position, path: path) }
+                position += Int64(chunk.count)
+                hasher.update(bufferPointer: chunk)
+            }
+        } catch {
+            _ = ftruncate(fd, off_t(start))
+            throw error
+        }
+        guard HashCache.hex(hasher.finalize()) == hash else {
+            _ = ftruncate(fd, off_t(start))
+            return false
+        }
+        size = position
+        entries.append((hash, start, count))
+        names.insert(hash)
+        return true
+    }
+
+    /// Publishes the index of what was kept (nothing written: nothing left behind).
+    func finish() throws {
+        defer { if fd >= 0 { close(fd); fd = -1 } }
+        guard fd >= 0 else { return }
+        guard !entries.isEmpty else { unlink(path); return }
+        let boot = POSIX.bootId
+        if boot.isEmpty { fsync(fd) }
+        try BlobPack.publish(entries, name: name, in: folder, boot: boot.isEmpty ? nil : boot)
+    }
+
+    /// Removes packs without an index and `partial/*.ok.PID` files whose writing process is gone
+    /// (left by a crash or a kill).
+    static func removeLeftovers(packs: String, partial: String) {
+        func writerGone(_ pid: Substring) -> Bool {
+            guard let pid = Int32(pid), pid > 0 else { return false }
+            return !POSIX.isAlive(pid)
+        }
+        if let names = Packager.names(in: packs)?.names {
+            let indexed = Set(names.filter { $0.hasSuffix(".idx") }.map { $0.dropLast(4) })
+            for name in names where name.hasSuffix(".pack") {
+                let base = name.dropLast(5)
+                if !indexed.contains(base), let dash = base.firstIndex(of: "-"), writerGone(base[..<dash]) {
+                    unlink((packs as NSString).appendingPathComponent(name))
+                }
+            }
+            for name in names where name.hasSuffix(".idx.tmp") {
+                if let dash = name.firstIndex(of: "-"), writerGone(name[..<dash]) { unlink((packs as NSString).appendingPathComponent(name)) }
+            }
+        }
+        if let names = Packager.names(in: partial)?.names {
+            for name in names {
+                guard let dot = name.range(of: ".ok.", options: .backwards) else { continue }
+                if writerGone(name[dot.upperBound...]) { unlink((partial as NSString).appendingPathComponent(name)) }
+            }
+        }
+    }
+}
