@@ -173,14 +173,18 @@ private func randomData(_ count: Int) -> Data {
         #expect(try String(contentsOfFile: idxPath, encoding: .utf8).hasPrefix("ferry-pack 1 checked\n"))
         #expect(after.contents(sha256(good)) == good)
 
-        // Leftovers: a pack without an index and an old-layout verified blob, both of a dead pid;
-        // the same of a live one (this process) stay.
+        // Leftovers: a pack without an index and an old-layout verified blob, both of a dead pid and
+        // untouched for over an hour; the same of a live one (this process) stay, and so do fresh
+        // ones of a dead pid (on a shared filesystem another node's agent may be writing them).
         let dead = Subprocess.capture(["sh", "-c", "echo $$"], timeout: 10).text.trimmingCharacters(in: .whitespacesAndNewlines)
         let mine = String(getpid())
         try POSIX.makeDirectory(layout.partialBlobsDirectory, mode: 0o700)
         let leftovers = [layout.packsDirectory + "/\(dead)-abc.pack", layout.partialBlobsDirectory + "/\(sha256(bad)).ok.\(dead)"]
-        let kept = [layout.packsDirectory + "/\(mine)-abc.pack", layout.partialBlobsDirectory + "/\(sha256(good)).ok.\(mine)"]
+        let kept = [layout.packsDirectory + "/\(mine)-abc.pack", layout.partialBlobsDirectory + "/\(sha256(good)).ok.\(mine)",
+                    layout.packsDirectory + "/\(dead)-fresh.pack"]
         for path in leftovers + kept { try Data("x".utf8).write(to: URL(fileURLWithPath: path)) }
+        let old = Date().addingTimeInterval(-2 * PackWriter.leftoverAge)
+        for path in leftovers + kept.prefix(2) { try FileManager.default.setAttributes([.modificationDate: old], ofItemAtPath: path) }
         var again = PackStream()
         again.blob(bad)
         let (reader2, fd2) = try again.reader(in: box.root)

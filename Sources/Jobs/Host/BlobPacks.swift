@@ -183,29 +183,36 @@ final class PackWriter {
         try BlobPack.publish(entries, name: name, in: folder, boot: boot.isEmpty ? nil : boot)
     }
 
+    /// A leftover must be untouched this long before it is removed: on a cluster's shared
+    /// filesystem another login node's agent may be writing it, and its pid means nothing here.
+    static let leftoverAge: TimeInterval = 3600
+
     /// Removes packs without an index and `partial/*.ok.PID` files whose writing process is gone
-    /// (left by a crash or a kill).
-    static func removeLeftovers(packs: String, partial: String) {
-        func writerGone(_ pid: Substring) -> Bool {
-            guard let pid = Int32(pid), pid > 0 else { return false }
-            return !POSIX.isAlive(pid)
+    /// (left by a crash or a kill) and that nothing has written for `leftoverAge`.
+    static func removeLeftovers(packs: String, partial: String, now: Date = Date()) {
+        func writerGone(_ pid: Substring, _ path: String) -> Bool {
+            guard let pid = Int32(pid), pid > 0, !POSIX.isAlive(pid) else { return false }
+            var st = stat()
+            guard lstat(path, &st) == 0 else { return false }
+            return now.timeIntervalSince1970 - TimeInterval(st.st_mtim.tv_sec) >= leftoverAge
         }
         if let names = Packager.names(in: packs)?.names {
             let indexed = Set(names.filter { $0.hasSuffix(".idx") }.map { $0.dropLast(4) })
             for name in names where name.hasSuffix(".pack") {
                 let base = name.dropLast(5)
-                if !indexed.contains(base), let dash = base.firstIndex(of: "-"), writerGone(base[..<dash]) {
-                    unlink((packs as NSString).appendingPathComponent(name))
-                }
+                let path = (packs as NSString).appendingPathComponent(name)
+                if !indexed.contains(base), let dash = base.firstIndex(of: "-"), writerGone(base[..<dash], path) { unlink(path) }
             }
             for name in names where name.hasSuffix(".idx.tmp") {
-                if let dash = name.firstIndex(of: "-"), writerGone(name[..<dash]) { unlink((packs as NSString).appendingPathComponent(name)) }
+                let path = (packs as NSString).appendingPathComponent(name)
+                if let dash = name.firstIndex(of: "-"), writerGone(name[..<dash], path) { unlink(path) }
             }
         }
         if let names = Packager.names(in: partial)?.names {
             for name in names {
                 guard let dot = name.range(of: ".ok.", options: .backwards) else { continue }
-                if writerGone(name[dot.upperBound...]) { unlink((partial as NSString).appendingPathComponent(name)) }
+                let path = (partial as NSString).appendingPathComponent(name)
+                if writerGone(name[dot.upperBound...], path) { unlink(path) }
             }
         }
     }
