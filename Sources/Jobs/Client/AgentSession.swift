@@ -279,17 +279,25 @@ public final class AgentSession: Sendable {
         var buffer = Data()
         var errors = Data()
         do {
-            while buffer.firstIndex(of: 0x0A) == nil {
+            // The listing of many files is one long line: only each new chunk is searched for its end.
+            var newline: Int?
+            while newline == nil {
                 guard let chunk = try await output.next() else { break }
                 switch chunk {
-                case .stdout(let data): buffer.append(data)
+                case .stdout(let data):
+                    let start = buffer.count
+                    buffer.append(data)
+                    newline = buffer.withUnsafeBytes { raw -> Int? in
+                        guard let base = raw.baseAddress, raw.count > start else { return nil }
+                        return memchr(base + start, 0x0A, raw.count - start).map { UnsafeRawPointer($0) - base }
+                    }
                 case .stderr(let data): if errors.count < 4096 { errors.append(data) }
                 }
             }
-            let nl = buffer.firstIndex(of: 0x0A) ?? buffer.endIndex
-            let status: Int32 = buffer.firstIndex(of: 0x0A) == nil ? (try await command.exitStatus()) : 0
-            let listing: FileListing = try decodeReply(request.name, out: Data(buffer[buffer.startIndex..<nl]), err: errors, status: status)
-            let rest = nl < buffer.endIndex ? Data(buffer[buffer.index(after: nl)...]) : Data()
+            let nl = newline ?? buffer.count
+            let status: Int32 = newline == nil ? (try await command.exitStatus()) : 0
+            let listing: FileListing = try decodeReply(request.name, out: buffer.prefix(nl), err: errors, status: status)
+            let rest = nl < buffer.count ? Data(buffer[(nl + 1)...]) : Data()
             return FetchChannel(listing: listing, command: command, leftover: rest, output: output)
         } catch {
             command.cancel()
