@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Data", "TensorCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Optim", "Data", "TensorCore", "FerryTestSupport", "TrainingTestSupport"]),
         .testTarget(name: "SSHTests", dependencies: ["SSH", "FerryTestSupport", "SSHTestSupport"]),
-        .testTarget(name: "JobsTests", dependencies: ["Jobs", "SSH", "System", "FerryTestSupport", "JobsTestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "JobsTests", dependencies: ["Jobs", "RunContract", "SSH", "System", "FerryTestSupport", "JobsTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TunnelsTests", dependencies: ["Tunnels", "Jobs", "SSH", "System", "FerryTestSupport", "TunnelsTestSupport"]),
         .testTarget(name: "SystemTests", dependencies: ["System"]),
         .testTarget(name: "RunContractTests", dependencies: ["RunContract", "Training", "Jobs", "System", "FerryTestSupport"]),

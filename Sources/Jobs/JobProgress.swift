@@ -75,7 +75,7 @@ public struct JobProgress: Codable, Sendable, Equatable {
                 if let monitor = e.monitor { p.monitor = monitor }
                 if let best = e.best {
                     p.best = best
-                } else if let monitor = p.monitor.flatMap(Monitored.init), let value = e.metrics?[monitor.metric],
+                } else if let monitor = p.monitor.flatMap(RunEvent.Monitored.init), let value = e.metrics?[monitor.metric],
                           p.best.map({ monitor.improves(value, on: $0) }) ?? true {
                     // An event without the trainer's best: the best of the epochs read here.
                     p.best = value
@@ -126,18 +126,4 @@ public struct JobProgress: Codable, Sendable, Equatable {
         if s < 3600 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
         return "\(s / 3600)h\(String(format: "%02d", (s % 3600) / 60))m"
     }
-}
-
-/// A trainer's `monitor` as its events write it: `min val_loss`, `max val_accuracy`.
-public struct Monitored: Sendable, Equatable {
-    public var lowerIsBetter: Bool
-    public var metric: String
-
-    public init?(_ text: String) {
-        let words = text.split(separator: " ")
-        guard words.count == 2, words[0] == "min" || words[0] == "max", !words[1].isEmpty else { return nil }
-        lowerIsBetter = words[0] == "min"; metric = String(words[1])
-    }
-
-    public func improves(_ value: Double, on best: Double) -> Bool { lowerIsBetter ? value < best : value > best }
 }

@@ -114,6 +114,32 @@ public enum RunEvent: Sendable, Equatable {
         }
     }
 
+    /// The metric a trainer watches, as `Epoch.monitor` writes it: `min val_loss`, `max val_accuracy`.
+    /// The trainer's config (`trainer.monitor`) and the readers of its events (`ferry status SWEEP`)
+    /// share this form and its rule for what counts as better.
+    public struct Monitored: Sendable, Equatable, CustomStringConvertible {
+        public var lowerIsBetter: Bool
+        public var metric: String
+
+        public init(lowerIsBetter: Bool, metric: String) { self.lowerIsBetter = lowerIsBetter; self.metric = metric }
+
+        /// `min NAME` or `max NAME`; nil for anything else (`off` included).
+        public init?(_ text: String) {
+            let words = text.split(separator: " ")
+            guard words.count == 2, words[0] == "min" || words[0] == "max", !words[1].isEmpty else { return nil }
+            self.init(lowerIsBetter: words[0] == "min", metric: String(words[1]))
+        }
+
+        /// Whether `value` is at least as good as `best` (pytorch-template counts ties as
+        /// improvements); NaN never is.
+        public func improves(_ value: Double, on best: Double) -> Bool {
+            guard !value.isNaN else { return false }
+            return lowerIsBetter ? value <= best : value >= best
+        }
+
+        public var description: String { (lowerIsBetter ? "min " : "max ") + metric }
+    }
+
     public struct Checkpoint: Codable, Sendable, Equatable {
         public var time: Double?
         /// `best`, `last` or `epoch`.

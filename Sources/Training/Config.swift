@@ -1,4 +1,5 @@
 import Data
+import RunContract
 import Foundation
 
 /// A registered type named in a config, with its checked arguments.
@@ -20,15 +21,17 @@ public enum Monitor: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// Whether `value` is at least as good as `best` (pytorch-template counts ties as improvements).
-    public func improves(_ value: Double, on best: Double) -> Bool {
-        guard !value.isNaN else { return false }
+    /// The watched metric and its direction, as the events write it; nil when off.
+    public var monitored: RunEvent.Monitored? {
         switch self {
-        case .off: return false
-        case .min: return value <= best
-        case .max: return value >= best
+        case .off: return nil
+        case .min(let m): return RunEvent.Monitored(lowerIsBetter: true, metric: m)
+        case .max(let m): return RunEvent.Monitored(lowerIsBetter: false, metric: m)
         }
     }
+
+    /// Whether `value` is at least as good as `best` (pytorch-template counts ties as improvements).
+    public func improves(_ value: Double, on best: Double) -> Bool { monitored?.improves(value, on: best) ?? false }
 
     /// The starting "best": +∞ for min, −∞ for max.
     public var worst: Double {
@@ -38,13 +41,7 @@ public enum Monitor: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    public var description: String {
-        switch self {
-        case .off: return "off"
-        case .min(let m): return "min \(m)"
-        case .max(let m): return "max \(m)"
-        }
-    }
+    public var description: String { monitored?.description ?? "off" }
 }
 
 /// `trainer.grad_clip`: a number is a maximum gradient norm.

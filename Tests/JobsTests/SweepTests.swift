@@ -1,5 +1,6 @@
 import Foundation
 @testable import Jobs
+import RunContract
 import Testing
 
 @Suite struct SweepTests {
@@ -48,8 +49,8 @@ import Testing
         """
         let q = JobProgress.parse(Data(bare.utf8))
         #expect(q.monitor == "max val_accuracy" && q.best == 0.8, "\(q)")
-        #expect(Monitored("min val_loss")?.improves(0.1, on: 0.2) == true && Monitored("max acc")?.improves(0.1, on: 0.2) == false)
-        #expect(Monitored("off") == nil && Monitored("median val_loss") == nil)
+        #expect(RunEvent.Monitored("min val_loss")?.improves(0.1, on: 0.2) == true && RunEvent.Monitored("max acc")?.improves(0.1, on: 0.2) == false)
+        #expect(RunEvent.Monitored("off") == nil && RunEvent.Monitored("median val_loss") == nil)
         // Sent by the agent to an older client and back: the new fields are optional.
         let old = try? JSONDecoder().decode(JobProgress.self, from: Data(#"{"metrics":{},"checkpoints":{}}"#.utf8))
         #expect(old?.best == nil && old?.monitor == nil)

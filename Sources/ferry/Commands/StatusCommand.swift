@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Jobs
+import RunContract
 
 /// `ferry status ID`: state and live progress (epoch, step, loss, ETA) from the job's events.
 struct StatusCommand: AsyncParsableCommand {
@@ -80,11 +81,12 @@ struct StatusCommand: AsyncParsableCommand {
         }
         // The best run: by the monitor most runs state (they share one config), in its direction.
         let monitor = Dictionary(grouping: rows.compactMap(\.monitor), by: { $0 }).max { $0.value.count < $1.value.count }?.key
-        if let monitor, let direction = Monitored(monitor) {
+        if let monitor, let direction = RunEvent.Monitored(monitor) {
             var winner: Int?
             for (i, row) in rows.enumerated() where row.monitor == monitor {
                 guard let value = row.best else { continue }
-                if let w = winner, let current = rows[w].best, !direction.improves(value, on: current) { continue }
+                // A tie keeps the earlier run.
+                if let w = winner, let current = rows[w].best, value == current || !direction.improves(value, on: current) { continue }
                 winner = i
             }
             if let winner { rows[winner].bestRun = true }
