@@ -89,7 +89,7 @@ public struct Registry: Sendable {
 
     func hashCachePath(for directory: String) -> String {
         let name = String(format: "%016llx", directory.hashValueStable) + "-" + Names.defaultJobName(from: directory)
-        return ((root as NSString).appendingPathComponent("hashes") as NSString).appendingPathComponent(name + ".hashes")
+        return ((root as NSString).appendingPathComponent("hashes") as NSString).appendingPathComponent(name + ".json")
     }
 
     private func locked<T>(_ body: () throws -> T) throws -> T {

@@ -47,7 +47,7 @@ extension Agent {
             }
         }
         var entries: [FileListing.Entry] = []
-        let cache = HashCache(path: (root as NSString).appendingPathComponent(".hashes"))
+        let cache = HashCache(path: (root as NSString).appendingPathComponent(".hashes.json"))
         for (remote, local) in roots {
             for file in Agent.regularFiles(under: remote, in: root) {
                 let opened: (fd: Int32, stat: stat)

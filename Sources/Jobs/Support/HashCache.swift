@@ -22,34 +22,11 @@ final class HashCache {
 
     init(path: String) {
         self.path = path
-        entries = POSIX.read(path).map(HashCache.decode) ?? [:]
-    }
-
-    /// The file's lines, `SHA256 SIZE MTIME_NANOS INODE KEY` (a key with a newline is not kept):
-    /// read and written far faster than JSON for a workdir of 10,000 files. A cache in the JSON of
-    /// an older ferry reads as empty (its files are hashed once more).
-    static func decode(_ data: Data) -> [String: Entry] {
-        var entries: [String: Entry] = [:]
-        guard data.first != UInt8(ascii: "{") else { return entries }
-        for line in data.split(separator: 0x0A) {
-            let fields = line.split(separator: 0x20, maxSplits: 4, omittingEmptySubsequences: false)
-            guard fields.count == 5, fields[0].count == 64,
-                  let size = Int64(String(decoding: fields[1], as: UTF8.self)),
-                  let mtime = Int64(String(decoding: fields[2], as: UTF8.self)),
-                  let inode = UInt64(String(decoding: fields[3], as: UTF8.self)) else { continue }
-            entries[String(decoding: fields[4], as: UTF8.self)] = Entry(size: size, mtimeNanos: mtime, inode: inode,
-                                                                        sha256: String(decoding: fields[0], as: UTF8.self))
+        if let data = POSIX.read(path), let decoded = try? JSONDecoder().decode([String: Entry].self, from: data) {
+            entries = decoded
+        } else {
+            entries = [:]
         }
-        return entries
-    }
-
-    static func encode(_ entries: [String: Entry]) -> Data {
-        var text = ""
-        text.reserveCapacity(entries.count * 120)
-        for (key, e) in entries where !key.contains("\n") && Manifest.isHash(e.sha256) {
-            text += "\(e.sha256) \(e.size) \(e.mtimeNanos) \(e.inode) \(key)\n"
-        }
-        return Data(text.utf8)
     }
 
     /// The hash of `file`, from the cache when its size, mtime and inode are unchanged.
@@ -105,8 +82,8 @@ final class HashCache {
     func save() {
         let stale = Set(entries.keys).subtracting(used)
         if !stale.isEmpty { for k in stale { entries[k] = nil }; changed = true }
-        guard changed else { return }
-        try? AtomicFile.write(HashCache.encode(entries), to: path, mode: .umask(0o600), directoryMode: 0o700)
+        guard changed, let data = try? JSONEncoder().encode(entries) else { return }
+        try? AtomicFile.write(data, to: path, mode: .umask(0o600), directoryMode: 0o700)
     }
 
     static func hashFile(_ path: String) throws -> String {
