@@ -214,12 +214,15 @@ public final class AgentSession: Sendable {
                 for try await chunk in command.output {
                     guard case .stdout(let data) = chunk else { continue }
                     if split { continuation.yield(data); continue }
-                    buffer.append(data)
-                    if let nl = buffer.firstIndex(of: 0x0A) {
+                    // Only the new chunk is searched for the line's end.
+                    if let i = data.firstIndex(of: 0x0A) {
+                        let nl = buffer.count + (i - data.startIndex)
+                        buffer.append(data)
                         split = true
-                        firstLine.resolve(.success(Data(buffer[buffer.startIndex..<nl])))
-                        let tail = buffer[buffer.index(after: nl)...]
-                        if !tail.isEmpty { continuation.yield(Data(tail)) }
+                        firstLine.resolve(.success(buffer.prefix(nl)))
+                        if nl + 1 < buffer.count { continuation.yield(Data(buffer[(nl + 1)...])) }
+                    } else {
+                        buffer.append(data)
                     }
                 }
                 if !split { firstLine.resolve(.success(buffer)) }
@@ -285,12 +288,8 @@ public final class AgentSession: Sendable {
                 guard let chunk = try await output.next() else { break }
                 switch chunk {
                 case .stdout(let data):
-                    let start = buffer.count
+                    if let i = data.firstIndex(of: 0x0A) { newline = buffer.count + (i - data.startIndex) }
                     buffer.append(data)
-                    newline = buffer.withUnsafeBytes { raw -> Int? in
-                        guard let base = raw.baseAddress, raw.count > start else { return nil }
-                        return memchr(base + start, 0x0A, raw.count - start).map { UnsafeRawPointer($0) - base }
-                    }
                 case .stderr(let data): if errors.count < 4096 { errors.append(data) }
                 }
             }

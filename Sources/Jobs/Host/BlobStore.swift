@@ -125,8 +125,8 @@ struct BlobStore {
             // Stored meanwhile by another client, or our partial is shorter than the client thinks:
             // drop these bytes (the client asks again next time).
             try reader.read(count: count) { _ in }
-            let storedNow = has(hash) || PackIndex.load(folder: layout.packsDirectory, boot: POSIX.bootId).location(hash) != nil
-            return storedNow ? .skipped : .failed
+            packs.reset()   // another client's pack may have been published since the index was read
+            return has(hash) ? .skipped : .failed
         }
         if existing > offset { _ = ftruncate(fd, off_t(offset)) }
         var hasher = SHA256()
@@ -228,18 +228,12 @@ struct BlobStore {
                     let mode: mode_t = file.executable ? 0o755 : 0o644
                     do {
                         if let source = copies[i] {
-                            // O_EXCL|O_NOFOLLOW: never write through something already there.
-                            let output = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-                            guard output >= 0 else { throw JobsError.io(path: destination, reason: SystemError.text(errno)) }
-                            defer { close(output) }
-                            do {
-                                try FastFile.copy(source.fd, from: source.offset, to: output, size: source.size, wholeFile: source.whole)
-                            } catch JobsError.io(_, let reason) {
-                                throw JobsError.io(path: destination, reason: reason)
-                            }
-                            if mode & mask != 0 { fchmod(output, mode) }
+                            try BlobStore.writeCopy(of: source, to: destination, mode: mode, umask: mask)
                         } else {
-                            try copyFile(layout.blob(file.sha256), to: destination, mode: mode)
+                            // A content of the old layout: its own file, opened for this copy only.
+                            let old = try self.source(file.sha256)
+                            defer { close(old.fd) }
+                            try BlobStore.writeCopy(of: (old.fd, old.offset, old.size, true), to: destination, mode: mode, umask: mask)
                         }
                     } catch {
                         failure.set(error)
@@ -262,20 +256,20 @@ struct BlobStore {
         return bits
     }()
 
-    func copyFile(_ source: String, to destination: String, mode: mode_t) throws {
-        let input = open(source, O_RDONLY | O_CLOEXEC)
-        guard input >= 0 else { throw JobsError.io(path: source, reason: SystemError.text(errno)) }
-        defer { close(input) }
+    /// Writes `source`'s bytes (`whole`: all of its file, which a reflink may share) into the new
+    /// file `destination` with `mode`, whatever the umask.
+    static func writeCopy(of source: (fd: Int32, offset: Int64, size: Int64, whole: Bool), to destination: String,
+                          mode: mode_t, umask: mode_t) throws {
         // O_EXCL|O_NOFOLLOW: never write through something already there.
         let output = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
         guard output >= 0 else { throw JobsError.io(path: destination, reason: SystemError.text(errno)) }
         defer { close(output) }
-        var st = stat()
-        guard fstat(input, &st) == 0 else { throw JobsError.io(path: source, reason: SystemError.text(errno)) }
-        do { try FastFile.copy(input, to: output, size: Int64(st.st_size)) } catch JobsError.io(_, let reason) {
+        do {
+            try FastFile.copy(source.fd, from: source.offset, to: output, size: source.size, wholeFile: source.whole)
+        } catch JobsError.io(_, let reason) {
             throw JobsError.io(path: destination, reason: reason)
         }
-        fchmod(output, mode)
+        if mode & umask != 0 { fchmod(output, mode) }
     }
 }
 
