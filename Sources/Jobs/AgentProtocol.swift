@@ -23,6 +23,8 @@ public enum AgentProtocol {
     static let superviseVerb = "supervise"
     /// A Slurm job's batch script runs it on the compute node before the payload.
     static let nodeCheckVerb = "node-check"
+    /// After a job with many files starts: a detached, low-priority copy of its tree for the next launch (`SpareWork`).
+    static let prepareWorkVerb = "prepare-work"
     /// A request line holds at most a job's manifest.
     static let requestLineLimit = 256 << 20
     /// Log bytes one `jobLogs` round sends before it ends with `M` (more: ask again at once).

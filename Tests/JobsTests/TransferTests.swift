@@ -392,3 +392,128 @@ enum TransferScenarios {
         }
     }
 }
+
+/// Work folders made ahead (`SpareWork`): a relaunch takes one with a rename and patches only what
+/// changed; the result equals a fresh copy, and the store stays what it was.
+@Suite struct SpareWorkTests {
+    /// A store holding `count` small contents, and the tree that names them.
+    private func storeAndTree(_ box: Sandbox, count: Int) throws -> (BlobStore, Manifest, [Data]) {
+        let store = BlobStore(layout: HostLayout(home: box.root + "/host"))
+        var stream = PackStream()
+        var contents: [Data] = []
+        var manifest = Manifest()
+        for i in 0..<count {
+            let data = randomData(100 + i % 50)
+            contents.append(data)
+            stream.blob(data)
+            manifest.files.append(Manifest.File(path: "d\(i / 100)/f\(i).bin", sha256: sha256(data), size: Int64(data.count), executable: i % 7 == 0))
+        }
+        let (reader, fd) = try stream.reader(in: box.root)
+        defer { close(fd) }
+        #expect(try store.receive(from: reader).stored == count)
+        return (store, manifest, contents)
+    }
+
+    /// Every entry under `root`: kind, mode and bytes (or link target), by relative path.
+    private func snapshot(_ root: String) throws -> [String: String] {
+        var result: [String: String] = [:]
+        let walker = FileManager.default.enumerator(atPath: root)
+        while let item = walker?.nextObject() as? String {
+            var st = stat()
+            #expect(lstat(root + "/" + item, &st) == 0)
+            switch st.st_mode & S_IFMT {
+            case S_IFDIR: result[item] = "dir \(String(st.st_mode & 0o777, radix: 8))"
+            case S_IFLNK: result[item] = "link " + ((try? FileManager.default.destinationOfSymbolicLink(atPath: root + "/" + item)) ?? "?")
+            default: result[item] = "file \(String(st.st_mode & 0o777, radix: 8)) " + (try HashCache.hashFile(root + "/" + item))
+            }
+        }
+        return result
+    }
+
+    @Test func aRelaunchTakesTheSpareAndPatchesWhatChanged() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        var (store, old, _) = try storeAndTree(box, count: 400)
+        old.symlinks = [Manifest.Symlink(path: "d0/link", target: "f1.bin"), Manifest.Symlink(path: "gone-link", target: "d1")]
+        old.directories = ["empty", "becomes-file"]
+        old.files.append(Manifest.File(path: "becomes-dir", sha256: old.files[5].sha256, size: old.files[5].size))
+        let spares = SpareWork(layout: store.layout, blobs: store)
+        try spares.prepare(old)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: spares.directory).filter { !$0.hasPrefix(".") }.count == 1)
+
+        // The next tree: one content changed, one file gone, one new (in a new folder), one whose
+        // mode changed, a file that became a folder and a folder that became a file, links changed.
+        var new = old
+        new.files[3] = Manifest.File(path: new.files[3].path, sha256: new.files[10].sha256, size: new.files[10].size)
+        new.files.remove(at: 20)
+        new.files[30].executable.toggle()
+        new.files.removeAll { $0.path == "becomes-dir" }
+        new.files.append(Manifest.File(path: "becomes-dir/inside.bin", sha256: old.files[6].sha256, size: old.files[6].size))
+        new.files.append(Manifest.File(path: "becomes-file", sha256: old.files[7].sha256, size: old.files[7].size, executable: true))
+        new.files.append(Manifest.File(path: "fresh/deep/new.bin", sha256: old.files[8].sha256, size: old.files[8].size))
+        new.directories = ["empty"]
+        new.symlinks = [Manifest.Symlink(path: "d0/link", target: "f2.bin")]
+        try new.validate()
+        let work = box.root + "/job/work"
+        try FileManager.default.createDirectory(atPath: box.root + "/job", withIntermediateDirectories: true)
+        #expect(try spares.take(new, into: work, claim: "job-1"))
+        try store.materialise(new, into: box.root + "/fresh")
+        let patched = try snapshot(work), fresh = try snapshot(box.root + "/fresh")
+        #expect(patched.count == fresh.count)
+        for (path, value) in fresh where patched[path] != value { Issue.record("\(path): \(patched[path] ?? "absent") instead of \(value)") }
+        for path in patched.keys where fresh[path] == nil { Issue.record("\(path) should not be there") }
+        // Taken: no spare left, and nothing half-taken either.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: spares.directory).filter { $0 != ".lock" }.isEmpty)
+        // Nothing left to take: the next launch copies every file.
+        #expect(try !spares.take(new, into: box.root + "/job/work2", claim: "job-2"))
+    }
+
+    @Test func aTreeTooDifferentGetsAFreshCopyAndTheSpareStays() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        let (store, tree, _) = try storeAndTree(box, count: 300)
+        let spares = SpareWork(layout: store.layout, blobs: store)
+        try spares.prepare(tree)
+        var other = tree
+        for i in other.files.indices { other.files[i].path = "moved/" + other.files[i].path }
+        #expect(try !spares.take(other, into: box.root + "/work", claim: "job-1"))
+        #expect(!POSIX.exists(box.root + "/work"))
+        #expect(try spares.take(tree, into: box.root + "/work", claim: "job-2"))
+        // A tree too small for a spare gets none, and takes none.
+        var small = tree
+        small.files = Array(tree.files.prefix(10))
+        try spares.prepare(small)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: spares.directory).filter { !$0.hasPrefix(".") }.isEmpty)
+    }
+
+    /// A job that rewrites its files in place (a spare became its work/) changes neither the store
+    /// nor the next spare; at most `keep` spares stay, the newest.
+    @Test func aJobsRewriteNeverReachesTheStoreOrTheNextSpare() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        let (store, tree, contents) = try storeAndTree(box, count: 300)
+        let spares = SpareWork(layout: store.layout, blobs: store)
+        try spares.prepare(tree)
+        let work = box.root + "/work"
+        #expect(try spares.take(tree, into: work, claim: "job-1"))
+        let out = open(work + "/" + tree.files[0].path, O_WRONLY | O_CLOEXEC)
+        #expect(out >= 0)
+        #expect(pwrite(out, [UInt8](repeating: 0x41, count: 50), 50, 0) == 50)
+        close(out)
+        try spares.prepare(tree)
+        #expect(try spares.take(tree, into: box.root + "/work2", claim: "job-2"))
+        #expect(try HashCache.hashFile(box.root + "/work2/" + tree.files[0].path) == tree.files[0].sha256)
+        #expect(BlobStore(layout: store.layout).contents(tree.files[0].sha256) == contents[0])
+
+        var trees: [Manifest] = []
+        for k in 0..<3 {
+            var t = tree
+            t.files[k].sha256 = tree.files[k + 100].sha256
+            t.files[k].size = tree.files[k + 100].size
+            trees.append(t)
+            try spares.prepare(t)
+            usleep(20_000)
+        }
+        let left = try FileManager.default.contentsOfDirectory(atPath: spares.directory).filter { !$0.hasPrefix(".") }
+        #expect(left.count == SpareWork.keep)
+        let kept = left.compactMap { POSIX.read(spares.directory + "/" + $0 + "/tree").map { String(decoding: $0, as: UTF8.self) } }
+        #expect(Set(kept) == Set(trees.suffix(2).map(SpareWork.treeID)))
+    }
+}

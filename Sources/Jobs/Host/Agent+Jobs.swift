@@ -50,7 +50,11 @@ extension Agent {
             try JSON.write(spec, to: paths.spec, mode: 0o600)
             try JSON.write(request.manifest, to: paths.manifest, pretty: false, mode: 0o600)
             try store.write(JobStatus(id: spec.id, state: .queued, attempt: spec.attempt), paths)
-            try blobs.materialise(request.manifest, into: paths.work)
+            // A spare made after an earlier launch of (nearly) this tree saves creating every file.
+            let spares = SpareWork(layout: layout, blobs: blobs)
+            if !((try? spares.take(request.manifest, into: paths.work, claim: spec.id)) ?? false) {
+                try blobs.materialise(request.manifest, into: paths.work)
+            }
             try POSIX.makeDirectory(paths.output)
             try launcher(for: spec).start(spec.id)
         } catch {
@@ -58,7 +62,27 @@ extension Agent {
             try? FileManager.default.removeItem(atPath: paths.directory)
             throw error
         }
+        if SpareWork.wanted(request.manifest), SpareWork.enabled() { startPreparingWork(spec.id) }
         return try info(spec.id)
+    }
+
+    /// Starts `ferry agent prepare-work ID` in its own session: it outlives this request and
+    /// copies the job's tree for the next launch while the host is otherwise idle.
+    func startPreparingWork(_ id: String) {
+        var env = ProcessInfo.processInfo.environment
+        env["FERRY_HOME"] = home
+        _ = try? Spawn.start([binary, AgentProtocol.subcommand, AgentProtocol.homeFlag, home, AgentProtocol.prepareWorkVerb, id],
+                             environment: env, stdin: .null, stdout: .null, stderr: .null, newSession: true)
+    }
+
+    /// The detached maker of a spare: at low priority, from the job's manifest.
+    func prepareWork(_ id: String) throws -> Int32 {
+        setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+        let paths = try store.paths(id)
+        let manifest = try JSON.decode(Manifest.self, from: POSIX.read(paths.manifest) ?? Data(), what: paths.manifest)
+        try manifest.validate()
+        try SpareWork(layout: layout, blobs: BlobStore(layout: layout)).prepare(manifest)
+        return 0
     }
 
     func resumeJob(_ id: String) throws -> JobInfo {

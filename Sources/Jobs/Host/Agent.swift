@@ -29,6 +29,7 @@ public struct Agent: Sendable {
                   job_list, job_logs, job_cancel, job_files, files_get, files_fetch (protocol \(AgentProtocol.version))
       \(AgentProtocol.superviseVerb) ID   (internal: the detached supervisor)
       \(AgentProtocol.nodeCheckVerb) ID   (internal: a Slurm job's engine check on its compute node)
+      \(AgentProtocol.prepareWorkVerb) ID   (internal: a copy of the job's tree for the next launch)
     """
 
     /// Runs one verb; returns the exit status.
@@ -65,6 +66,10 @@ public struct Agent: Sendable {
                 guard args.count == 1, let id = args.first else { throw JobsError.agentFailed(host: "agent", verb: verb, message: "expects one job id") }
                 try Names.validateJobID(id)
                 return try nodeCheck(id)
+            case AgentProtocol.prepareWorkVerb:
+                guard args.count == 1, let id = args.first else { throw JobsError.agentFailed(host: "agent", verb: verb, message: "expects one job id") }
+                try Names.validateJobID(id)
+                return try prepareWork(id)
             default:
                 throw JobsError.agentFailed(host: "agent", verb: verb, message: "unknown verb (this ferry is \(version), protocol \(AgentProtocol.version)); see `ferry agent --help`")
             }

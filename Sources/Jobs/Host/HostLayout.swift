@@ -7,6 +7,7 @@ import Foundation
 ///     blobs/packs/NAME.pack, .idx    contents received by one upload, back to back, and their index (BlobPack)
 ///     blobs/sha256/ab/abcd…          content-addressed files, one per distinct content (older ferry)
 ///     blobs/partial/abcd…            a blob being received (resumable)
+///     spares/NAME/work, manifest.json  a tree copied ahead for the next launch to take (SpareWork)
 ///     jobs/ID/spec.json              what to run
 ///     jobs/ID/work/                  the working directory, materialised from the manifest
 ///     jobs/ID/manifest.json          what work/ was made from
@@ -33,6 +34,7 @@ public struct HostLayout: Sendable {
     public var partialBlobsDirectory: String { path("blobs", "partial") }
     public var packsDirectory: String { path("blobs", "packs") }
     public var jobsDirectory: String { path("jobs") }
+    public var sparesDirectory: String { path("spares") }
 
     public func blob(_ hash: String) -> String {
         path("blobs", "sha256", String(hash.prefix(2)), hash)
