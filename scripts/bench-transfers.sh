@@ -6,7 +6,8 @@
 #   scripts/bench-transfers.sh [--small N] [--big-mb N] [--fetch-mb N] [--repeat N] [-v]
 # Each case runs --repeat times (default 3), ferry and its reference one after the other, each
 # round on fresh hosts; the table gives medians and each ratio is the median of the rounds' ratios.
-# The first launch's phases (ferry -v) are printed as a table of medians too.
+# The first launch's phases (ferry -v) are printed as a table of medians too. After each ferry
+# launch the script waits until the host has made its spare work/ (see settle) before the next step.
 # FERRY_BENCH_FERRY picks the ferry binary (default .build/release/ferry, built here); the test sshd
 # comes from FERRY_TEST_SSHD_DIR (started, and stopped afterwards, when not running). With -v each
 # ferry command also prints its phases (FERRY_VERBOSE=1).
@@ -64,6 +65,17 @@ wait_job() {  # host id
     done
     echo "job $2 did not end" >&2; return 1
 }
+# A job of many files leaves its host copying that tree for the next launch (`ferry agent
+# prepare-work`, a spare work/): wait until the host is done, so that the reference's time is
+# not taken beside it, and the next launch finds what a launch minutes later would. Prints the wait.
+settle() {  # host
+    local t0; t0=$(now)
+    for _ in $(seq 1 600); do
+        ls -d "$T/remote/$1/spares/".new-* >/dev/null 2>&1 || { since "$t0"; return 0; }
+        sleep 0.05
+    done
+    echo "host $1 still preparing work after 30 s" >&2; return 1
+}
 # Results: one line "CASE FERRY REFERENCE" per round in $T/results.
 record() { echo "$1 $2 $3" >> "$T/results"; }
 # A launch's phases from its -v lines ("  -v package: ... in 0.30 s"), as "phase:CASE:NAME SECONDS 0" lines.
@@ -96,17 +108,20 @@ for round in $(seq 1 "$REPEAT"); do
     cp -r "$T/small" "$R/small"
     fresh_host "small$round"
     t0=$(now); id_small=$(launch "small$round" "$R/small" "$R/phases"); f_first=$(since "$t0")
+    s_first=$(settle "small$round")
     t0=$(now); rsync -a -e "$SSH" "$R/small/" "$U:$R/rsync-small/"; r_first=$(since "$t0")
     t0=$(now); tar -C "$R/small" -cf - . | $SSH "$U" "mkdir -p $R/tar-small && tar -C $R/tar-small -xf -"; tar_first=$(since "$t0")
     record first "$f_first" "$r_first"
     record first-tar "$f_first" "$tar_first"
     phases first "$R/phases"
     t0=$(now); launch "small$round" "$R/small" "$R/phases-again" >/dev/null; f_again=$(since "$t0")
+    s_again=$(settle "small$round")
     phases again "$R/phases-again"
     t0=$(now); rsync -a -e "$SSH" "$R/small/" "$U:$R/rsync-small/"; r_again=$(since "$t0")
     record again "$f_again" "$r_again"
     head -c 10240 /dev/urandom > "$R/small/d000/f00000.bin"
     t0=$(now); launch "small$round" "$R/small" >/dev/null; f_one=$(since "$t0")
+    settle "small$round" >/dev/null
     t0=$(now); rsync -a -e "$SSH" "$R/small/" "$U:$R/rsync-small/"; r_one=$(since "$t0")
     record one "$f_one" "$r_one"
 
@@ -137,6 +152,7 @@ SH
     t0=$(now); rsync -a -e "$SSH" "$U:$jobdir/output/many/" "$R/rsync-many/"; r_many=$(since "$t0")
     diff -r "$T/small" "$R/fetched/many" >/dev/null || { echo "fetched many/ differs" >&2; exit 1; }
     record many "$f_many" "$r_many"
+    echo "  round $round: the host prepared the next work/ in $s_first s after the first launch, $s_again s after the relaunch" >&2
     echo "  round $round: first $f_first/$r_first, again $f_again/$r_again, one $f_one/$r_one, big $f_big/$r_big, fetch $f_fetch/$s_fetch, many $f_many/$r_many (ferry/reference s)" >&2
     rm -rf "$R" "$T/remote/small$round"
 done

@@ -12,13 +12,22 @@ public enum AgentProtocol {
     /// 2: typed requests on stdin (1 had verbs and --flags in argv). 3: `filesGet` (fetch through
     /// the agent's stream, no SFTP), listings with modes and local paths, `--what` path rules.
     /// 4: `filesFetch` (the listing and the files on one channel); the store keeps contents in packs.
-    public static let version = 4
+    /// 5: `serve` (the probe's channel carries the requests that follow); `blobPut` ends at `end`.
+    public static let version = 5
     /// `ferry agent`: the CLI's subcommand that is the agent.
     public static let subcommand = "agent"
     public static let homeFlag = "--home"
     static let helloVerb = "hello"
-    static let preflightFlag = "--preflight"
     static let requestVerb = "request"
+    /// `serve VERSION PROTOCOL`: when those are this agent's, `hello=`, `serving`, then one request
+    /// after another on the same channel (`Agent.serve`); else it ends with `notServing` at once.
+    static let serveVerb = "serve"
+    static let notServing: Int32 = 3
+    /// A served session's status when its last request failed (never 1: an older agent, which does
+    /// not know `serve`, ends with 1 and the probe goes on to ask it `hello`).
+    static let servedFailure: Int32 = 4
+    /// The line that ends `blobPut`'s frames on a served channel (elsewhere the input's end does).
+    static let blobsEnd = "end"
     /// The detached supervisor the agent starts on its own host.
     static let superviseVerb = "supervise"
     /// A Slurm job's batch script runs it on the compute node before the payload.
@@ -54,6 +63,16 @@ enum AgentRequest: Codable, Sendable {
     case filesFetch(id: String, what: String)
 
     /// For messages: `job_logs`.
+    /// Whether its answer is a stream that takes the rest of its channel (logs, files, a start
+    /// that follows its log): on a served channel it is the last request.
+    var takesTheChannel: Bool {
+        switch self {
+        case .jobLogs, .filesGet, .filesFetch: return true
+        case .jobStart(let start): return start.follow != nil
+        default: return false
+        }
+    }
+
     var name: String {
         switch self {
         case .preflight: return "preflight"

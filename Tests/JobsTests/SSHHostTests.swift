@@ -117,9 +117,10 @@ extension Sandbox {
             })
         }
         let listener = Int32(fileText(sshd.directory + "/sshd.pid").trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
-        // The agent process streaming the log: a request on this box's remote FERRY_HOME (the job id
-        // and the request travel on stdin, not in argv).
-        let markers = [AgentProtocol.requestVerb, box.remoteHome]
+        // The agent process streaming the log: on this box's remote FERRY_HOME, serving the
+        // follower's first connection, or a request of a reconnection (which skips the probe); the
+        // job id and the request travel on stdin, not in argv.
+        let markers = [box.remoteHome]
         var kills = 0
         var lastServer: Int32 = 0
         let deadline = Date().addingTimeInterval(120)
@@ -161,11 +162,13 @@ enum SessionKiller {
         return fields.count > 1 ? Int32(fields[1]) : nil
     }
 
+    /// Agents answering requests (`serve` or `request`, never a supervisor) whose command line has every marker.
     static func commands(matching markers: [String]) -> [Int32] {
         let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init)
+        let verbs = [AgentProtocol.serveVerb, AgentProtocol.requestVerb]
         return pids.filter { pid in
             let line = commandLine(pid)
-            return line.contains("agent") && markers.allSatisfy { line.contains($0) } && !line.contains("sh -c")
+            return line.contains("agent") && verbs.contains { line.contains(" \($0)") } && markers.allSatisfy { line.contains($0) } && !line.contains("sh -c")
         }
     }
 

@@ -302,13 +302,26 @@ extension JobsSlurmCLITests {
             // sshd -E ends its lines with \r\n: one Character, which is not "\n".
             fileText(log).split(whereSeparator: \.isNewline).filter { $0.contains("Accepted publickey") && $0.contains(fingerprint) }.count
         }
+        // Commands run on the connections this key opened ("Starting session: command … port P"):
+        // each would start the login shell and its rc files once more.
+        func sessions() -> Int {
+            let lines = fileText(log).split(whereSeparator: \.isNewline)
+            func port(_ line: Substring) -> Substring? {
+                guard let r = line.range(of: " port ") else { return nil }
+                return line[r.upperBound...].prefix { $0.isNumber }
+            }
+            let ports = Set(lines.filter { $0.contains("Accepted publickey") && $0.contains(fingerprint) }.compactMap(port))
+            return lines.filter { $0.contains("Starting session: command") && port($0).map(ports.contains) == true }.count
+        }
         var counts: [String: Int] = [:]
+        var commands: [String: Int] = [:]
         var trace: [String] = []
         func counted(_ what: String, _ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
-            let before = authentications()
+            let before = authentications(), commandsBefore = sessions()
             let result = try await ferryOffPool(arguments, sandbox: box)
             counts[what] = authentications() - before
-            trace.append("\(what): \(before)→\(authentications()) of \(fileText(log).count) bytes")
+            commands[what] = sessions() - commandsBefore
+            trace.append("\(what): \(before)→\(authentications()), commands \(commandsBefore)→\(sessions()), of \(fileText(log).count) bytes")
             return result
         }
 
@@ -341,6 +354,12 @@ extension JobsSlurmCLITests {
         for index in 1..<3 { _ = try TestFerry.run(["cancel", sweeps["plain"]! + "-\(index)", "--grace", "5"], sandbox: box) }
         #expect(counts == ["launch": 1, "status": 1, "fetch": 1, "logs": 1, "sweep on cluster": 1, "sweep on plain": 1, "status SWEEP": 1, "cancel": 1],
                 "\(trace)")
+        // One remote command each: the probe's, whose agent then serves the requests (a launch that
+        // follows a queued job's log past its first round asks again on commands of their own).
+        for what in ["status", "fetch", "logs", "sweep on plain", "status SWEEP", "cancel"] {
+            #expect(commands[what] == 1, "\(what): \(trace)")
+        }
+        print("jobs: remote commands per ferry command: \(commands.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
     }
 
     /// The engine check runs on the compute node at the job's start: a GPU train job on a node where

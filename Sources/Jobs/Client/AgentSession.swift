@@ -24,9 +24,12 @@ public final class AgentSession: Sendable {
     /// The command-line prefix that runs the agent there (binary, library path, home).
     let prefix: String
     private let slots = ClientSlots()
+    /// The probe's channel, where the agent serves further requests (one command fewer each).
+    private let served: ServedChannel?
 
-    init(transport: any Transport, host: String, hello: AgentHello, prefix: String, preflight: PreflightReport? = nil) {
-        self.transport = transport; self.host = host; self.hello = hello; self.prefix = prefix
+    init(transport: any Transport, host: String, hello: AgentHello, prefix: String, preflight: PreflightReport? = nil,
+         served: ServedChannel? = nil) {
+        self.transport = transport; self.host = host; self.hello = hello; self.prefix = prefix; self.served = served
         slots.preflight = preflight
     }
 
@@ -51,13 +54,20 @@ public final class AgentSession: Sendable {
             try check(hello, host: host, version: version)
             return AgentSession(transport: transport, host: host, hello: hello, prefix: prefix)
         }
-        let probe = try await AgentProbe.run(transport, remoteHome: remoteHome, preflight: try preflight.map { try JSON.encode($0) })
+        // The agent of this version keeps the probe's channel for the requests that follow; the
+        // preflight goes with the probe as its first request.
+        let first = try preflight.map { try AgentSession.requestLine(.preflight(request: $0)) }
+        let (probe, served) = try await AgentProbe.run(transport, remoteHome: remoteHome, serve: "\(version) \(AgentProtocol.version)", first: first)
         if let found = probe.candidates.first(where: { $0.hello.map { $0.ferry == version && $0.protocolVersion == AgentProtocol.version } ?? false }),
            let hello = found.hello {
-            return AgentSession(transport: transport, host: host, hello: hello,
-                               prefix: AgentProbe.prefix(binary: found.binary, home: probe.home, libraries: probe.hasLibraries),
-                               preflight: found.preflight)
+            let prefix = AgentProbe.prefix(binary: found.binary, home: probe.home, libraries: probe.hasLibraries)
+            var report: PreflightReport?
+            if let served, first != nil, let line = try await served.nextAnswer(host: host, verb: "preflight") {
+                report = try? AgentSession.decodeServed(line, as: PreflightReport.self, host: host, verb: "preflight")
+            }
+            return AgentSession(transport: transport, host: host, hello: hello, prefix: prefix, preflight: report, served: served)
         }
+        await served?.end()
         guard let install else {
             let seen = probe.candidates.map { "\($0.binary): \($0.hello.map { "ferry \($0.ferry), protocol \($0.protocolVersion)" } ?? $0.failure)" }
             throw JobsError.noAgent(host: host, detail: seen.isEmpty ? "none in \(probe.home) or on PATH" : "found \(seen.joined(separator: "; "))")
@@ -85,23 +95,69 @@ public final class AgentSession: Sendable {
 
     // MARK: - Requests
 
-    /// Starts `request` on a channel of its own: its JSON line, then what the caller writes.
-    func send(_ request: AgentRequest) async throws -> any RemoteCommand {
-        let command = try await transport.start(prefix + " " + AgentProtocol.requestVerb)
+    static func requestLine(_ request: AgentRequest) throws -> Data {
         var line = try JSON.encode(request)
         line.append(0x0A)
+        return line
+    }
+
+    /// Starts `request` on a channel of its own (or, for a stream that takes its channel, on the
+    /// served one when it is free): its JSON line, then what the caller writes.
+    func send(_ request: AgentRequest) async throws -> any RemoteCommand {
+        let line = try AgentSession.requestLine(request)
+        if request.takesTheChannel, let served, served.take(forGood: true) {
+            do {
+                try await served.command.write(line)
+                return served.handOver()
+            } catch {
+                served.command.cancel()
+                throw error
+            }
+        }
+        let command = try await transport.start(prefix + " " + AgentProtocol.requestVerb)
         // An agent that ended before reading (a library the host's loader lacks) closes its input:
         // its output and status say why, so they are read instead of failing on the write.
         try? await command.write(line)
         return command
     }
 
-    /// Sends `request`, decodes its JSON answer (or rethrows the host's error).
+    /// Sends `request`, decodes its JSON answer (or rethrows the host's error): on the served
+    /// channel when it is free, else on a channel of its own.
     func call<T: Decodable>(_ request: AgentRequest, as type: T.Type = T.self) async throws -> T {
+        if let served, served.take(forGood: false) {
+            let line: Data?
+            do {
+                try await served.command.write(try AgentSession.requestLine(request))
+                line = try await served.nextAnswer(host: host, verb: request.name)
+            } catch {
+                served.drop()
+                throw error
+            }
+            served.release()
+            guard let line else { throw try await served.endedError(host: host, verb: request.name) }
+            return try AgentSession.decodeServed(line, as: T.self, host: host, verb: request.name)
+        }
         let command = try await send(request)
         try await command.closeInput()
         let (out, err, status) = try await command.collect()
         return try decodeReply(request.name, out: out, err: err, status: status)
+    }
+
+    /// A served answer: `=` and the value, or `!` and the host's error.
+    static func decodeServed<T: Decodable>(_ line: Data, as type: T.Type, host: String, verb: String) throws -> T {
+        let body = line.dropFirst()
+        switch line.first {
+        case UInt8(ascii: "="):
+            if let value = try? JSONCoding.decoder().decode(T.self, from: body) { return value }
+        case UInt8(ascii: "!"):
+            if let reply = try? JSONCoding.decoder().decode(AgentErrorReply.self, from: body) {
+                let error = reply.error ?? .agentFailed(host: host, verb: verb, message: reply.message)
+                if case .agentFailed(_, let v, let message) = error { throw JobsError.agentFailed(host: host, verb: v, message: message) }
+                throw error
+            }
+        default: break
+        }
+        throw JobsError.protocolViolation(host: host, detail: "\(verb) answered \(String(decoding: line.prefix(200), as: UTF8.self).debugDescription)")
     }
 
     func decodeReply<T: Decodable>(_ verb: String, out: Data, err: Data, status: Int32) throws -> T {
@@ -139,45 +195,35 @@ public final class AgentSession: Sendable {
     /// `progress` gets the bytes sent so far.
     public func putBlobs(_ blobs: [(hash: String, path: String, offset: Int64)],
                          progress: (@Sendable (Int64) -> Void)? = nil) async throws -> (stored: Int, bytes: Int64) {
+        if let served, served.take(forGood: false) {
+            // The frames, then `end`; the one answer comes after them (the agent reads while
+            // stores, so the window paces the frames and nothing waits on the answer meanwhile).
+            let sent: Int64
+            let line: Data?
+            do {
+                try await served.command.write(try AgentSession.requestLine(.blobPut))
+                sent = try await writeBlobs(blobs, to: served.command, progress: progress)
+                try await served.command.write(Data((AgentProtocol.blobsEnd + "\n").utf8))
+                line = try await served.nextAnswer(host: host, verb: AgentRequest.blobPut.name)
+            } catch {
+                // The agent may have ended first (a full disk): its answer says why.
+                let answer = error is CancellationError ? nil : try? await served.nextAnswer(host: host, verb: AgentRequest.blobPut.name)
+                served.drop()
+                if let answer { _ = try AgentSession.decodeServed(answer, as: BlobPutReply.self, host: host, verb: AgentRequest.blobPut.name) }
+                throw error
+            }
+            served.release()
+            guard let line else { throw try await served.endedError(host: host, verb: AgentRequest.blobPut.name) }
+            let reply = try AgentSession.decodeServed(line, as: BlobPutReply.self, host: host, verb: AgentRequest.blobPut.name)
+            if let bad = reply.failed.first { throw JobsError.corruptBlob(hash: bad, actual: "a different content") }
+            return (reply.stored, sent)
+        }
         let command = try await send(.blobPut)
         // Read the answer while writing, so neither side waits on the other.
         let reader = Task { try await command.collect() }
-        var sent: Int64 = 0
-        // Frames go out in writes of about 1 MiB: many small blobs share one write (one trip
-        // through the SSH channel), a large one is cut into 1 MiB pieces.
-        let frameBytes = 1 << 20
-        var pending = Data(capacity: frameBytes + 4096)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: frameBytes, alignment: 16)
-        defer { buffer.deallocate() }
-        func flush() async throws {
-            guard !pending.isEmpty else { return }
-            try await command.write(pending)
-            pending.removeAll(keepingCapacity: true)
-            progress?(sent)
-        }
+        let sent: Int64
         do {
-            for blob in blobs {
-                try Task.checkCancellation()
-                let fd = open(blob.path, O_RDONLY | O_CLOEXEC)
-                guard fd >= 0 else { throw JobsError.io(path: blob.path, reason: "cannot read it (\(SystemError.text(errno)))") }
-                defer { Glibc.close(fd) }
-                var st = stat()
-                guard fstat(fd, &st) == 0 else { throw JobsError.io(path: blob.path, reason: SystemError.text(errno)) }
-                let size = Int64(st.st_size)
-                var position = min(blob.offset, size)
-                pending.append(contentsOf: Array("\(blob.hash) \(size) \(position)\n".utf8))
-                while position < size {
-                    let room = max(64 << 10, frameBytes - pending.count)
-                    let want = Int(min(Int64(room), size - position))
-                    let n = FileIO.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), at: position)
-                    guard n > 0 else { throw JobsError.io(path: blob.path, reason: "it shrank while being sent; launch again") }
-                    pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-                    position += Int64(n)
-                    sent += Int64(n)
-                    if pending.count >= frameBytes { try await flush() }
-                }
-            }
-            try await flush()
+            sent = try await writeBlobs(blobs, to: command, progress: progress)
             try await command.closeInput()
         } catch {
             // The agent may have ended first (a full disk, a missing library): its answer says why.
@@ -195,6 +241,47 @@ public final class AgentSession: Sendable {
             throw JobsError.corruptBlob(hash: bad, actual: "a different content")
         }
         return (reply.stored, sent)
+    }
+
+    /// blob_put's frames (a header line, then the bytes from the offset the host has), in writes of
+    /// about 1 MiB: many small blobs share one write (one trip through the SSH channel), a large
+    /// one is cut into 1 MiB pieces. Returns the content bytes sent.
+    private func writeBlobs(_ blobs: [(hash: String, path: String, offset: Int64)], to command: any RemoteCommand,
+                            progress: (@Sendable (Int64) -> Void)?) async throws -> Int64 {
+        var sent: Int64 = 0
+        let frameBytes = 1 << 20
+        var pending = Data(capacity: frameBytes + 4096)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: frameBytes, alignment: 16)
+        defer { buffer.deallocate() }
+        func flush() async throws {
+            guard !pending.isEmpty else { return }
+            try await command.write(pending)
+            pending.removeAll(keepingCapacity: true)
+            progress?(sent)
+        }
+        for blob in blobs {
+            try Task.checkCancellation()
+            let fd = open(blob.path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw JobsError.io(path: blob.path, reason: "cannot read it (\(SystemError.text(errno)))") }
+            defer { Glibc.close(fd) }
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw JobsError.io(path: blob.path, reason: SystemError.text(errno)) }
+            let size = Int64(st.st_size)
+            var position = min(blob.offset, size)
+            pending.append(contentsOf: Array("\(blob.hash) \(size) \(position)\n".utf8))
+            while position < size {
+                let room = max(64 << 10, frameBytes - pending.count)
+                let want = Int(min(Int64(room), size - position))
+                let n = FileIO.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), at: position)
+                guard n > 0 else { throw JobsError.io(path: blob.path, reason: "it shrank while being sent; launch again") }
+                pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                position += Int64(n)
+                sent += Int64(n)
+                if pending.count >= frameBytes { try await flush() }
+            }
+        }
+        try await flush()
+        return sent
     }
 
     /// Starts the job. With `follow`, its log streams on the same channel right after (for up to
@@ -371,7 +458,6 @@ struct AgentProbe {
     struct Candidate {
         var binary: String
         var hello: AgentHello?
-        var preflight: PreflightReport?
         var failure: String
     }
     var home: String
@@ -379,61 +465,75 @@ struct AgentProbe {
     var candidates: [Candidate]
 
     /// A POSIX sh script (run through `sh -c`, whatever the login shell is): prints `home=`, then for
-    /// `$HOME/bin/ferry` and a `ferry` on PATH, the answer of `ferry agent hello`.
+    /// `$HOME/bin/ferry` and a `ferry` on PATH: first, with `$2` (the client's version and
+    /// protocol), `ferry agent serve $2`, which for that version answers `hello=`, `serving` and
+    /// the requests that follow on this channel, ending the script; else (another version, 3; an
+    /// older agent without `serve`, 1; one that cannot run, 126 or 127) the answer of `ferry agent hello`.
     static let script = #"""
     h="${1:-${FERRY_HOME:-$HOME/.ferry}}"
     case "$h" in /*) ;; *) h="$HOME/$h" ;; esac
     printf 'home=%s\n' "$h"
     libs=0; [ -d "$h/lib" ] && [ -n "$(ls -A "$h/lib" 2>/dev/null)" ] && libs=1
     printf 'libs=%s\n' "$libs"
-    pre=""; [ "$2" = 1 ] && pre=\#(AgentProtocol.preflightFlag)
+    run() { if [ "$libs" = 1 ]; then LD_LIBRARY_PATH="$h/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"; else "$@"; fi; }
     for b in "$h/bin/ferry" "$(command -v ferry 2>/dev/null)"; do
       [ -n "$b" ] && [ -x "$b" ] || continue
       printf 'candidate=%s\n' "$b"
-      if [ "$libs" = 1 ]; then out=$(LD_LIBRARY_PATH="$h/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$b" \#(AgentProtocol.subcommand) \#(AgentProtocol.homeFlag) "$h" \#(AgentProtocol.helloVerb) $pre 2>&1)
-      else out=$("$b" \#(AgentProtocol.subcommand) \#(AgentProtocol.homeFlag) "$h" \#(AgentProtocol.helloVerb) $pre 2>&1); fi
-      pre=""
+      if [ -n "$2" ]; then
+        rc=0; run "$b" \#(AgentProtocol.subcommand) \#(AgentProtocol.homeFlag) "$h" \#(AgentProtocol.serveVerb) $2 || rc=$?
+        case "$rc" in 1|2|\#(AgentProtocol.notServing)|126|127) ;; *) exit "$rc" ;; esac
+      fi
+      out=$(run "$b" \#(AgentProtocol.subcommand) \#(AgentProtocol.homeFlag) "$h" \#(AgentProtocol.helloVerb) 2>&1)
       printf '%s\n' "$out" | head -c 65536 | while IFS= read -r line; do printf 'out=%s\n' "$line"; done
     done
-    # A preflight no binary read: take it anyway (some servers, dropbear, drop a channel whose
-    # command left input unread, without its exit status).
-    [ -n "$pre" ] && cat > /dev/null
     printf 'end=1\n'
     exit 0
     """#
 
-    /// With `preflight` (a request's JSON), the first binary found also answers it.
-    static func run(_ transport: any Transport, remoteHome: String?, preflight: Data? = nil) async throws -> AgentProbe {
-        let command = try await transport.start(ShellQuote.join(["sh", "-c", script, "sh", remoteHome ?? "", preflight == nil ? "0" : "1"]))
+    /// Runs the probe. With `serve` (`VERSION PROTOCOL`), an agent of that version keeps the
+    /// channel: then the channel is returned, `first` (a request line, sent ahead) answered next on it.
+    static func run(_ transport: any Transport, remoteHome: String?, serve: String, first: Data? = nil) async throws -> (AgentProbe, ServedChannel?) {
+        let command = try await transport.start(ShellQuote.join(["sh", "-c", script, "sh", remoteHome ?? "", serve]))
         // A host without a ferry to ask ends the script before it reads stdin (its channel may close
         // before this write): its output says what it found, so a refused write is no error.
-        if let preflight { try? await command.write(preflight) }
-        try? await command.closeInput()
-        let (out, err, status) = try await command.collect()
+        if let first { try? await command.write(first) }
+        let channel = ServedChannel(command: command)
         var probe = AgentProbe(home: "", hasLibraries: false, candidates: [])
-        for line in String(decoding: out, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false) {
-            if line.hasPrefix("home=") { probe.home = String(line.dropFirst(5)) }
-            else if line.hasPrefix("libs=") { probe.hasLibraries = line.dropFirst(5) == "1" }
-            else if line.hasPrefix("candidate=") { probe.candidates.append(Candidate(binary: String(line.dropFirst(10)), hello: nil, failure: "")) }
-            else if line.hasPrefix("out="), !probe.candidates.isEmpty {
-                let text = String(line.dropFirst(4))
-                let i = probe.candidates.count - 1
-                if probe.candidates[i].hello == nil, let hello = try? JSONCoding.decoder().decode(AgentHello.self, from: Data(text.utf8)) {
-                    probe.candidates[i].hello = hello
-                } else if probe.candidates[i].hello != nil, let report = try? JSONCoding.decoder().decode(PreflightReport.self, from: Data(text.utf8)) {
-                    probe.candidates[i].preflight = report
-                } else {
-                    probe.candidates[i].failure += (probe.candidates[i].failure.isEmpty ? "" : "\n") + text
+        var text = ""
+        var ended = false
+        do {
+            while let raw = try await channel.nextLine() {
+                let line = String(decoding: raw, as: UTF8.self)
+                if text.utf8.count < 65536 { text += line + "\n" }
+                let last = probe.candidates.count - 1
+                if line == "serving", last >= 0, probe.candidates[last].hello != nil { return (probe, channel) }
+                if line.hasPrefix("home=") { probe.home = String(line.dropFirst(5)) }
+                else if line.hasPrefix("libs=") { probe.hasLibraries = line.dropFirst(5) == "1" }
+                else if line.hasPrefix("candidate=") { probe.candidates.append(Candidate(binary: String(line.dropFirst(10)), hello: nil, failure: "")) }
+                else if line == "end=1" { ended = true }
+                else if last >= 0 {
+                    let body = line.hasPrefix("out=") ? String(line.dropFirst(4)) : line
+                    let isHello = line.hasPrefix("hello=") || line.hasPrefix("out=")
+                    let payload = line.hasPrefix("hello=") ? String(line.dropFirst(6)) : body
+                    if isHello, probe.candidates[last].hello == nil, let hello = try? JSONCoding.decoder().decode(AgentHello.self, from: Data(payload.utf8)) {
+                        probe.candidates[last].hello = hello
+                    } else {
+                        probe.candidates[last].failure += (probe.candidates[last].failure.isEmpty ? "" : "\n") + body
+                    }
                 }
             }
+        } catch {
+            command.cancel()
+            throw error
         }
+        try? await command.closeInput()
+        let status = try await command.exitStatus()
         // The script's last line stands for its exit status, which some servers (dropbear under load) lose.
-        let ended = String(decoding: out, as: UTF8.self).hasSuffix("end=1\n")
         guard status == 0 || (status == 255 && ended), probe.home.hasPrefix("/") else {
-            let text = String(decoding: err + out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw JobsError.agentUnavailable(host: transport.label, reason: "the host's shell did not run ferry's probe (status \(status)): \(text.prefix(400)) — ferry needs a POSIX sh on the host")
+            let all = (String(decoding: channel.errors, as: UTF8.self) + text).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw JobsError.agentUnavailable(host: transport.label, reason: "the host's shell did not run ferry's probe (status \(status)): \(all.prefix(400)) — ferry needs a POSIX sh on the host")
         }
-        return probe
+        return (probe, nil)
     }
 
     /// How to run an agent binary: with the host's `lib/` first on the library path when ferry put
@@ -453,4 +553,117 @@ final class ClientSlots: @unchecked Sendable {
     var preflight: PreflightReport?
     var startedLog: (id: String, stream: AsyncThrowingStream<Data, any Error>)?
     func take<T>(_ body: (ClientSlots) -> T) -> T { lock.lock(); defer { lock.unlock() }; return body(self) }
+}
+
+/// The probe's channel after `serving`: the agent there answers one request after another. One
+/// request at a time (while it is busy, the next goes on a channel of its own); a stream takes it
+/// for good.
+final class ServedChannel: @unchecked Sendable {
+    let command: any RemoteCommand
+    private let lock = NSLock()
+    private var busy = false
+    private var gone = false
+    private var output: AsyncThrowingStream<TransportOutput, any Error>.AsyncIterator
+    private var buffer = Data()
+    private var scanned = 0
+    /// What the channel's stderr said (the first 8 kB), for messages.
+    private(set) var errors = Data()
+
+    init(command: any RemoteCommand) {
+        self.command = command
+        output = command.output.makeAsyncIterator()
+    }
+
+    /// Takes the channel for one request (`forGood`: a stream, which keeps it); false when it is busy or over.
+    func take(forGood: Bool) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        guard !busy, !gone else { return false }
+        if forGood { gone = true } else { busy = true }
+        return true
+    }
+
+    func release() { lock.lock(); busy = false; lock.unlock() }
+
+    private func retire() { lock.lock(); gone = true; lock.unlock() }
+
+    /// Gives the channel up (a request on it failed half-way): later requests get channels of their own.
+    func drop() {
+        lock.lock(); gone = true; busy = false; lock.unlock()
+        command.cancel()
+    }
+
+    /// Ends the session: the agent reads the end of its input and exits.
+    func end() async {
+        retire()
+        try? await command.closeInput()
+    }
+
+    /// The next line of stdout, without its newline; nil when the channel ended first. Only each
+    /// new chunk is searched for the line's end.
+    func nextLine() async throws -> Data? {
+        while true {
+            if let i = buffer[(buffer.startIndex + scanned)...].firstIndex(of: 0x0A) {
+                let line = Data(buffer[buffer.startIndex..<i])
+                buffer = Data(buffer[(i + 1)...])
+                scanned = 0
+                return line
+            }
+            scanned = buffer.count
+            guard let chunk = try await nextChunk() else { return nil }
+            switch chunk {
+            case .stdout(let data): buffer.append(data)
+            case .stderr(let data): if errors.count < 8192 { errors.append(data) }
+            }
+        }
+    }
+
+    /// A request's answer line.
+    func nextAnswer(host: String, verb: String) async throws -> Data? { try await nextLine() }
+
+    fileprivate func nextChunk() async throws -> TransportOutput? { try await output.next() }
+
+    /// What is buffered and not yet read (once, for a hand-over).
+    fileprivate func takeBuffer() -> Data {
+        defer { buffer = Data(); scanned = 0 }
+        return buffer
+    }
+
+    /// The channel ended before answering: why, as far as its status and stderr say.
+    func endedError(host: String, verb: String) async throws -> JobsError {
+        let status = (try? await command.exitStatus()) ?? 255
+        drop()
+        let text = String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return .agentFailed(host: host, verb: verb, message: "the agent ended without an answer (status \(status))\(text.isEmpty ? "" : ": " + text.prefix(1000))")
+    }
+
+    /// The channel for one stream request, for good: what is buffered, then the rest of its output.
+    func handOver() -> any RemoteCommand { HandedOverCommand(self) }
+}
+
+/// A served channel as the command of one stream request (logs, files, a followed start).
+final class HandedOverCommand: RemoteCommand, @unchecked Sendable {
+    let channel: ServedChannel
+    let output: AsyncThrowingStream<TransportOutput, any Error>
+
+    init(_ channel: ServedChannel) {
+        self.channel = channel
+        let (stream, continuation) = AsyncThrowingStream<TransportOutput, any Error>.makeStream()
+        output = stream
+        let pump = Task {
+            do {
+                let rest = channel.takeBuffer()
+                if !rest.isEmpty { continuation.yield(.stdout(rest)) }
+                while let chunk = try await channel.nextChunk() { continuation.yield(chunk) }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in pump.cancel() }
+    }
+
+    func write(_ data: Data) async throws { try await channel.command.write(data) }
+    func closeInput() async throws { try await channel.command.closeInput() }
+    func exitStatus() async throws -> Int32 { try await channel.command.exitStatus() }
+    func cancel() { channel.command.cancel() }
 }

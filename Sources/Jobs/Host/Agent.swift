@@ -23,7 +23,8 @@ public struct Agent: Sendable {
     /// For `ferry agent --help`.
     public static let usage = """
     ferry agent [--home DIR] VERB   (the host side of ferry; the client runs it over SSH)
-      \(AgentProtocol.helloVerb) [\(AgentProtocol.preflightFlag) <stdin JSON>]   version, home and binary (and the preflight)
+      \(AgentProtocol.helloVerb)       version, home and binary
+      \(AgentProtocol.serveVerb) VERSION PROTOCOL   (the probe's channel: requests one after another, answers `=JSON` or `!ERROR` lines)
       \(AgentProtocol.requestVerb)     <stdin: one JSON request line, then its data>
                   preflight, blobs_missing, blob_put, job_start, job_resume, job_status,
                   job_list, job_logs, job_cancel, job_files, files_get, files_fetch (protocol \(AgentProtocol.version))
@@ -44,12 +45,9 @@ public struct Agent: Sendable {
             switch verb {
             case AgentProtocol.helloVerb:
                 try reply(hello())
-                // The probe's first candidate answers the preflight too: one command fewer per launch.
-                if args.contains(AgentProtocol.preflightFlag) {
-                    let data = try ByteReader(fd: 0).readToEnd()
-                    try reply(try preflight(try JSON.decode(PreflightRequest.self, from: data, what: "the preflight on stdin")))
-                }
                 return 0
+            case AgentProtocol.serveVerb:
+                return serve(args)
             case AgentProtocol.requestVerb:
                 let input = ByteReader(fd: 0)
                 guard let line = try input.readLine(limit: AgentProtocol.requestLineLimit) else {
@@ -109,17 +107,56 @@ public struct Agent: Sendable {
         return 0
     }
 
+    /// The probe's channel kept for the requests that follow (one command per ferry command: each
+    /// further command would start the login shell again, and its rc files, conda's and pyenv's
+    /// among them, can take longer than the request). Only for the client's own version and
+    /// protocol; another ends at once with `notServing` and the probe goes on as before.
+    /// Each request is a JSON line (blob_put's frames end at `end`); each answer one line, `=` and
+    /// the value or `!` and an `AgentErrorReply`. A request whose answer is a stream
+    /// (`takesTheChannel`) is answered as `request` would and ends the session.
+    func serve(_ args: [String]) -> Int32 {
+        guard args == [version, String(AgentProtocol.version)], var hello = try? JSON.encode(hello()) else { return AgentProtocol.notServing }
+        hello.insert(contentsOf: Array("hello=".utf8), at: 0)
+        hello.append(contentsOf: Array("\nserving\n".utf8))
+        guard (try? FileIO.writeAll(1, hello, path: "stdout")) != nil else { return 0 }
+        let input = ByteReader(fd: 0)
+        while true {
+            var name = AgentProtocol.serveVerb
+            var streams = false
+            do {
+                guard let line = try input.readLine(limit: AgentProtocol.requestLineLimit) else { return 0 }
+                let request = try JSON.decode(AgentRequest.self, from: Data(line.utf8), what: "the request on stdin")
+                name = request.name
+                streams = request.takesTheChannel
+                Agent.servedPrefix = streams ? nil : UInt8(ascii: "=")
+                if streams { return try handle(request, input: input) == 0 ? 0 : AgentProtocol.servedFailure }
+                _ = try handle(request, input: input)
+            } catch {
+                if !streams { Agent.servedPrefix = UInt8(ascii: "!") }
+                replyError(JobsError.from(error, verb: name))
+                // A stream's channel is over; a failed blob_put may have left frames unread, which
+                // cannot be told from the next request.
+                if streams || name == AgentRequest.blobPut.name { return AgentProtocol.servedFailure }
+            }
+        }
+    }
+
     // MARK: - I/O
+
+    /// On a served channel, the mark before each answer's line (`=` a value, `!` an error).
+    nonisolated(unsafe) static var servedPrefix: UInt8?
 
     func reply<T: Encodable>(_ value: T) throws {
         var data = try JSON.encode(value)
         data.append(0x0A)
+        if let mark = Agent.servedPrefix { data.insert(mark, at: 0) }
         try JobsError.system { try FileIO.writeAll(1, data, path: "stdout") }
     }
 
     private func replyError(_ error: JobsError) {
         if var data = try? JSON.encode(AgentErrorReply(error: error, message: error.description)) {
             data.append(0x0A)
+            if Agent.servedPrefix != nil { data.insert(UInt8(ascii: "!"), at: 0) }
             try? FileIO.writeAll(1, data, path: "stdout")
         }
     }

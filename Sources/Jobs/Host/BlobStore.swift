@@ -76,7 +76,7 @@ struct BlobStore {
         var reply = BlobPutReply(stored: 0, bytes: 0, failed: [])
         let pack = PackWriter(folder: layout.packsDirectory)
         do {
-            while let header = try reader.readLine() {
+            while let header = try reader.readLine(), header != AgentProtocol.blobsEnd {
                 let fields = header.split(separator: " ")
                 guard fields.count == 3, Manifest.isHash(String(fields[0])), let size = Int64(fields[1]), let offset = Int64(fields[2]),
                       size >= 0, offset >= 0, offset <= size else {
