@@ -467,6 +467,37 @@ enum TransferScenarios {
         #expect(try !spares.take(new, into: box.root + "/job/work2", claim: "job-2"))
     }
 
+    /// A relaunch right after the launch that asked for a spare waits for it (its folder is
+    /// announced before that launch answered) and patches it, rather than copying every file beside it.
+    @Test func aRelaunchWaitsForTheSpareBeingMade() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        let (store, tree, _) = try storeAndTree(box, count: 300)
+        let spares = SpareWork(layout: store.layout, blobs: store)
+        try POSIX.makeDirectory(spares.directory, mode: 0o700)
+        let name = SpareWork.newName()
+        let building = try spares.announce(name, builder: getpid(), manifest: tree, manifestFile: nil)
+        nonisolated(unsafe) let maker = store
+        let ready = spares.directory + "/" + name
+        let started = Date()
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.5) {
+            try? maker.materialise(tree, into: building + "/work")
+            _ = rename(building, ready)
+        }
+        var changed = tree
+        changed.files[0].sha256 = tree.files[1].sha256
+        changed.files[0].size = tree.files[1].size
+        let work = box.root + "/work"
+        #expect(try spares.take(changed, into: work, claim: "job-1"))
+        #expect(Date().timeIntervalSince(started) >= 0.45, "it took the spare before it was made")
+        try store.materialise(changed, into: box.root + "/fresh")
+        #expect(try snapshot(work) == snapshot(box.root + "/fresh"))
+        // One whose maker is gone is not waited for.
+        _ = try spares.announce(SpareWork.newName(), builder: 999_999, manifest: tree, manifestFile: nil)
+        let again = Date()
+        #expect(try !spares.take(tree, into: box.root + "/work2", claim: "job-2"))
+        #expect(Date().timeIntervalSince(again) < 1)
+    }
+
     @Test func aTreeTooDifferentGetsAFreshCopyAndTheSpareStays() throws {
         let box = try Sandbox(); defer { box.remove() }
         let (store, tree, _) = try storeAndTree(box, count: 300)

@@ -62,26 +62,32 @@ extension Agent {
             try? FileManager.default.removeItem(atPath: paths.directory)
             throw error
         }
-        if SpareWork.wanted(request.manifest), SpareWork.enabled() { startPreparingWork(spec.id) }
+        if SpareWork.wanted(request.manifest), SpareWork.enabled() { startPreparingWork(spec.id, manifest: request.manifest) }
         return try info(spec.id)
     }
 
-    /// Starts `ferry agent prepare-work ID` in its own session: it outlives this request and
-    /// copies the job's tree for the next launch while the host is otherwise idle.
-    func startPreparingWork(_ id: String) {
+    /// Starts `ferry agent prepare-work ID NAME` in its own session: it outlives this request and
+    /// copies the job's tree for the next launch while the host is otherwise idle. Its folder
+    /// (`.new-PID-NAME`, with the tree's id and manifest) is there before this request answers, so a
+    /// launch right after waits for it instead of copying every file beside it.
+    func startPreparingWork(_ id: String, manifest: Manifest) {
         var env = ProcessInfo.processInfo.environment
         env["FERRY_HOME"] = home
-        _ = try? Spawn.start([binary, AgentProtocol.subcommand, AgentProtocol.homeFlag, home, AgentProtocol.prepareWorkVerb, id],
-                             environment: env, stdin: .null, stdout: .null, stderr: .null, newSession: true)
+        let spares = SpareWork(layout: layout, blobs: BlobStore(layout: layout))
+        let name = SpareWork.newName()
+        guard (try? POSIX.makeDirectory(spares.directory, mode: 0o700)) != nil,
+              let pid = try? Spawn.start([binary, AgentProtocol.subcommand, AgentProtocol.homeFlag, home, AgentProtocol.prepareWorkVerb, id, name],
+                                         environment: env, stdin: .null, stdout: .null, stderr: .null, newSession: true) else { return }
+        try? spares.announce(name, builder: pid, manifest: manifest, manifestFile: store.paths(id).manifest)
     }
 
     /// The detached maker of a spare: at low priority, from the job's manifest.
-    func prepareWork(_ id: String) throws -> Int32 {
+    func prepareWork(_ id: String, name: String) throws -> Int32 {
         setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
         let paths = try store.paths(id)
         let manifest = try JSON.decode(Manifest.self, from: POSIX.read(paths.manifest) ?? Data(), what: paths.manifest)
         try manifest.validate()
-        try SpareWork(layout: layout, blobs: BlobStore(layout: layout)).prepare(manifest)
+        try SpareWork(layout: layout, blobs: BlobStore(layout: layout)).prepare(manifest, name: name, manifestFile: paths.manifest)
         return 0
     }
 

@@ -30,7 +30,7 @@ public struct Agent: Sendable {
                   job_list, job_logs, job_cancel, job_files, files_get, files_fetch (protocol \(AgentProtocol.version))
       \(AgentProtocol.superviseVerb) ID   (internal: the detached supervisor)
       \(AgentProtocol.nodeCheckVerb) ID   (internal: a Slurm job's engine check on its compute node)
-      \(AgentProtocol.prepareWorkVerb) ID   (internal: a copy of the job's tree for the next launch)
+      \(AgentProtocol.prepareWorkVerb) ID NAME   (internal: a copy of the job's tree for the next launch)
     """
 
     /// Runs one verb; returns the exit status.
@@ -65,9 +65,9 @@ public struct Agent: Sendable {
                 try Names.validateJobID(id)
                 return try nodeCheck(id)
             case AgentProtocol.prepareWorkVerb:
-                guard args.count == 1, let id = args.first else { throw JobsError.agentFailed(host: "agent", verb: verb, message: "expects one job id") }
-                try Names.validateJobID(id)
-                return try prepareWork(id)
+                guard args.count == 2, SpareWork.isName(args[1]) else { throw JobsError.agentFailed(host: "agent", verb: verb, message: "expects a job id and a spare's name") }
+                try Names.validateJobID(args[0])
+                return try prepareWork(args[0], name: args[1])
             default:
                 throw JobsError.agentFailed(host: "agent", verb: verb, message: "unknown verb (this ferry is \(version), protocol \(AgentProtocol.version)); see `ferry agent --help`")
             }

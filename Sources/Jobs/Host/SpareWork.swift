@@ -220,38 +220,61 @@ struct SpareWork {
 
     // MARK: - Making a spare
 
-    /// Makes a spare of `manifest` (the tree a job just started with), unless one of the same tree
-    /// is there; then keeps the newest `keep`. One maker at a time (spares/.lock); leftovers of a
-    /// maker that died (and of a take that died) are removed once untouched for an hour.
-    func prepare(_ manifest: Manifest) throws {
+    /// A new spare's name: a time in milliseconds and a random suffix.
+    static func newName() -> String {
+        "\(Int(Date().timeIntervalSince1970 * 1000))-\(String(format: "%04x", UInt16.random(in: 0...UInt16.max)))"
+    }
+
+    static func isName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 40 && name.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) || $0 == 45 }
+    }
+
+    /// The folder of a spare being made by process `builder`, with the tree's id and manifest in
+    /// it from the start (a launch deciding whether to wait for it reads them).
+    @discardableResult
+    func announce(_ name: String, builder: pid_t, manifest: Manifest, manifestFile: String?) throws -> String {
+        let building = (directory as NSString).appendingPathComponent(".new-\(builder)-\(name)")
+        guard mkdir(building, 0o700) == 0 || errno == EEXIST else { throw JobsError.io(path: building, reason: SystemError.text(errno)) }
+        let copy = (building as NSString).appendingPathComponent("manifest.json")
+        if !POSIX.exists(copy) {
+            // The job's own manifest.json (never rewritten): a link, else a copy.
+            if manifestFile.map({ link($0, copy) != 0 }) ?? true { try JSON.write(manifest, to: copy, pretty: false, mode: 0o600) }
+        }
+        try Data(SpareWork.treeID(manifest).utf8).write(to: URL(fileURLWithPath: (building as NSString).appendingPathComponent("tree")), options: .atomic)
+        return building
+    }
+
+    /// Makes spare `name` of `manifest` (the tree a job just started with), unless one of the same
+    /// tree is there; then keeps the newest `keep`. One maker at a time (spares/.lock); leftovers of
+    /// a maker that died (and of a take that died) are removed once untouched for an hour.
+    func prepare(_ manifest: Manifest, name: String = SpareWork.newName(), manifestFile: String? = nil) throws {
         guard SpareWork.wanted(manifest) else { return }
         try POSIX.makeDirectory(directory, mode: 0o700)
-        try withLock((directory as NSString).appendingPathComponent(".lock")) {
-            let tree = SpareWork.treeID(manifest)
-            removeLeftovers()
-            let (ready, _) = listing()
-            if ready.contains(where: { POSIX.read((directory as NSString).appendingPathComponent($0.name + "/tree")).map { String(decoding: $0, as: UTF8.self) } == tree }) {
-                return
-            }
-            // Room for it, and a margin: a spare never takes the space a job needs.
-            if let free = FerryHome.freeBytes(at: directory), free < 2 * manifest.totalBytes + (1 << 30) { return }
-            let name = "\(Int(Date().timeIntervalSince1970 * 1000))-\(String(format: "%04x", UInt16.random(in: 0...UInt16.max)))"
-            let building = (directory as NSString).appendingPathComponent(".new-\(getpid())-\(name)")
-            try POSIX.makeDirectory(building, mode: 0o700)
-            do {
-                try Data(tree.utf8).write(to: URL(fileURLWithPath: (building as NSString).appendingPathComponent("tree")))
-                try JSON.write(manifest, to: (building as NSString).appendingPathComponent("manifest.json"), pretty: false, mode: 0o600)
+        let building = try announce(name, builder: getpid(), manifest: manifest, manifestFile: manifestFile)
+        do {
+            try withLock((directory as NSString).appendingPathComponent(".lock")) {
+                let tree = SpareWork.treeID(manifest)
+                removeLeftovers()
+                if listing().ready.contains(where: { POSIX.read((directory as NSString).appendingPathComponent($0.name + "/tree")).map { String(decoding: $0, as: UTF8.self) } == tree }) {
+                    try? FileManager.default.removeItem(atPath: building)
+                    return
+                }
+                // Room for it, and a margin: a spare never takes the space a job needs.
+                if let free = FerryHome.freeBytes(at: directory), free < 2 * manifest.totalBytes + (1 << 30) {
+                    try? FileManager.default.removeItem(atPath: building)
+                    return
+                }
                 try blobs.materialise(manifest, into: (building as NSString).appendingPathComponent("work"))
-                let ready = (directory as NSString).appendingPathComponent(name)
-                guard rename(building, ready) == 0 else { throw JobsError.io(path: ready, reason: SystemError.text(errno)) }
-            } catch {
-                try? FileManager.default.removeItem(atPath: building)
-                throw error
+                let done = (directory as NSString).appendingPathComponent(name)
+                guard rename(building, done) == 0 else { throw JobsError.io(path: done, reason: SystemError.text(errno)) }
+                let all = listing().ready.sorted { $0.date > $1.date }
+                for old in all.dropFirst(SpareWork.keep) {
+                    try? FileManager.default.removeItem(atPath: (directory as NSString).appendingPathComponent(old.name))
+                }
             }
-            let all = listing().ready.sorted { $0.date > $1.date }
-            for old in all.dropFirst(SpareWork.keep) {
-                try? FileManager.default.removeItem(atPath: (directory as NSString).appendingPathComponent(old.name))
-            }
+        } catch {
+            try? FileManager.default.removeItem(atPath: building)
+            throw error
         }
     }
 
