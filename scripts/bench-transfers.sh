@@ -5,7 +5,7 @@
 #   a verified fetch of 100 MB (vs scp), 10,000 small files fetched (vs rsync -a).
 #   scripts/bench-transfers.sh [--small N] [--big-mb N] [--fetch-mb N] [--repeat N] [-v]
 # Each case runs --repeat times (default 3), ferry and its reference one after the other, each
-# round on fresh hosts; the table gives medians and each ratio is the median of the rounds' ratios.
+# round on fresh hosts, each timed command after a `sync`; the table gives medians and each ratio is the median of the rounds' ratios.
 # The first launch's phases (ferry -v) are printed as a table of medians too. After each ferry
 # launch the script waits until the host has made its spare work/ (see settle) before the next step.
 # FERRY_BENCH_FERRY picks the ferry binary (default .build/release/ferry, built here); the test sshd
@@ -68,10 +68,11 @@ wait_job() {  # host id
 # A job of many files leaves its host copying that tree for the next launch (`ferry agent
 # prepare-work`, a spare work/): wait until the host is done, so that the reference's time is
 # not taken beside it, and the next launch finds what a launch minutes later would. Prints the wait.
+# Then write back what is dirty (sync), so that neither side's time includes the other's writeback.
 settle() {  # host
     local t0; t0=$(now)
     for _ in $(seq 1 600); do
-        ls -d "$T/remote/$1/spares/".new-* >/dev/null 2>&1 || { since "$t0"; return 0; }
+        ls -d "$T/remote/$1/spares/".new-* >/dev/null 2>&1 || { since "$t0"; sync; return 0; }
         sleep 0.05
     done
     echo "host $1 still preparing work after 30 s" >&2; return 1
@@ -107,20 +108,20 @@ for round in $(seq 1 "$REPEAT"); do
     # 1. 10,000 small files: a fresh host and a fresh local hash cache, so the first launch hashes all.
     cp -r "$T/small" "$R/small"
     fresh_host "small$round"
-    t0=$(now); id_small=$(launch "small$round" "$R/small" "$R/phases"); f_first=$(since "$t0")
+    sync; t0=$(now); id_small=$(launch "small$round" "$R/small" "$R/phases"); f_first=$(since "$t0")
     s_first=$(settle "small$round")
-    t0=$(now); rsync -a -e "$SSH" "$R/small/" "$U:$R/rsync-small/"; r_first=$(since "$t0")
-    t0=$(now); tar -C "$R/small" -cf - . | $SSH "$U" "mkdir -p $R/tar-small && tar -C $R/tar-small -xf -"; tar_first=$(since "$t0")
+    sync; t0=$(now); rsync -a -e "$SSH" "$R/small/" "$U:$R/rsync-small/"; r_first=$(since "$t0")
+    sync; t0=$(now); tar -C "$R/small" -cf - . | $SSH "$U" "mkdir -p $R/tar-small && tar -C $R/tar-small -xf -"; tar_first=$(since "$t0")
     record first "$f_first" "$r_first"
     record first-tar "$f_first" "$tar_first"
     phases first "$R/phases"
-    t0=$(now); launch "small$round" "$R/small" "$R/phases-again" >/dev/null; f_again=$(since "$t0")
+    sync; t0=$(now); launch "small$round" "$R/small" "$R/phases-again" >/dev/null; f_again=$(since "$t0")
     s_again=$(settle "small$round")
     phases again "$R/phases-again"
     t0=$(now); rsync -a -e "$SSH" "$R/small/" "$U:$R/rsync-small/"; r_again=$(since "$t0")
     record again "$f_again" "$r_again"
     head -c 10240 /dev/urandom > "$R/small/d000/f00000.bin"
-    t0=$(now); launch "small$round" "$R/small" >/dev/null; f_one=$(since "$t0")
+    sync; t0=$(now); launch "small$round" "$R/small" >/dev/null; f_one=$(since "$t0")
     settle "small$round" >/dev/null
     t0=$(now); rsync -a -e "$SSH" "$R/small/" "$U:$R/rsync-small/"; r_one=$(since "$t0")
     record one "$f_one" "$r_one"
@@ -128,7 +129,8 @@ for round in $(seq 1 "$REPEAT"); do
     # 2. One big file.
     cp -r "$T/big" "$R/big"
     fresh_host "big$round"
-    t0=$(now); launch "big$round" "$R/big" >/dev/null; f_big=$(since "$t0")
+    sync; t0=$(now); launch "big$round" "$R/big" >/dev/null; f_big=$(since "$t0")
+    sync
     t0=$(now); rsync -a -e "$SSH" "$R/big/" "$U:$R/rsync-big/"; r_big=$(since "$t0")
     record big "$f_big" "$r_big"
     rm -rf "$R/big" "$R/rsync-big" "$T/remote/big$round"
@@ -142,14 +144,14 @@ SH
     id_fetch=$( (cd "$R/fetchjob" && "$FERRY" launch --host "small$round" --json -- sh make.sh) | sed -n 's/.*"id" *: *"\([^"]*\)".*/\1/p')
     wait_job "small$round" "$id_fetch"
     jobdir=$T/remote/small$round/jobs/$id_fetch
-    t0=$(now); "$FERRY" fetch $VERBOSE "$id_fetch" --what big.bin --dest "$R/fetched" >/dev/null 2>"$R/fetch.err" || { cat "$R/fetch.err" >&2; exit 1; }; f_fetch=$(since "$t0")
+    sync; t0=$(now); "$FERRY" fetch $VERBOSE "$id_fetch" --what big.bin --dest "$R/fetched" >/dev/null 2>"$R/fetch.err" || { cat "$R/fetch.err" >&2; exit 1; }; f_fetch=$(since "$t0")
     [ -z "$VERBOSE" ] || grep -- '-v ' "$R/fetch.err" >&2
-    t0=$(now); $SCP "$U:$jobdir/output/big.bin" "$R/scp-big.bin"; s_fetch=$(since "$t0")
+    sync; t0=$(now); $SCP "$U:$jobdir/output/big.bin" "$R/scp-big.bin"; s_fetch=$(since "$t0")
     cmp -s "$R/scp-big.bin" "$R/fetched/big.bin" || { echo "fetched big.bin differs" >&2; exit 1; }
     record fetch "$f_fetch" "$s_fetch"
-    t0=$(now); "$FERRY" fetch $VERBOSE "$id_fetch" --what many --dest "$R/fetched" >/dev/null 2>"$R/fetch.err" || { cat "$R/fetch.err" >&2; exit 1; }; f_many=$(since "$t0")
+    sync; t0=$(now); "$FERRY" fetch $VERBOSE "$id_fetch" --what many --dest "$R/fetched" >/dev/null 2>"$R/fetch.err" || { cat "$R/fetch.err" >&2; exit 1; }; f_many=$(since "$t0")
     [ -z "$VERBOSE" ] || grep -- '-v ' "$R/fetch.err" >&2
-    t0=$(now); rsync -a -e "$SSH" "$U:$jobdir/output/many/" "$R/rsync-many/"; r_many=$(since "$t0")
+    sync; t0=$(now); rsync -a -e "$SSH" "$U:$jobdir/output/many/" "$R/rsync-many/"; r_many=$(since "$t0")
     diff -r "$T/small" "$R/fetched/many" >/dev/null || { echo "fetched many/ differs" >&2; exit 1; }
     record many "$f_many" "$r_many"
     echo "  round $round: the host prepared the next work/ in $s_first s after the first launch, $s_again s after the relaunch" >&2

@@ -62,7 +62,7 @@ public final class AgentSession: Sendable {
            let hello = found.hello {
             let prefix = AgentProbe.prefix(binary: found.binary, home: probe.home, libraries: probe.hasLibraries)
             var report: PreflightReport?
-            if let served, first != nil, let line = try await served.nextAnswer(host: host, verb: "preflight") {
+            if let served, first != nil, let line = try await served.nextLine() {
                 report = try? AgentSession.decodeServed(line, as: PreflightReport.self, host: host, verb: "preflight")
             }
             return AgentSession(transport: transport, host: host, hello: hello, prefix: prefix, preflight: report, served: served)
@@ -128,7 +128,7 @@ public final class AgentSession: Sendable {
             let line: Data?
             do {
                 try await served.command.write(try AgentSession.requestLine(request))
-                line = try await served.nextAnswer(host: host, verb: request.name)
+                line = try await served.nextLine()
             } catch {
                 served.drop()
                 throw error
@@ -204,10 +204,10 @@ public final class AgentSession: Sendable {
                 try await served.command.write(try AgentSession.requestLine(.blobPut))
                 sent = try await writeBlobs(blobs, to: served.command, progress: progress)
                 try await served.command.write(Data((AgentProtocol.blobsEnd + "\n").utf8))
-                line = try await served.nextAnswer(host: host, verb: AgentRequest.blobPut.name)
+                line = try await served.nextLine()
             } catch {
                 // The agent may have ended first (a full disk): its answer says why.
-                let answer = error is CancellationError ? nil : try? await served.nextAnswer(host: host, verb: AgentRequest.blobPut.name)
+                let answer = error is CancellationError ? nil : try? await served.nextLine()
                 served.drop()
                 if let answer { _ = try AgentSession.decodeServed(answer, as: BlobPutReply.self, host: host, verb: AgentRequest.blobPut.name) }
                 throw error
@@ -616,9 +616,6 @@ final class ServedChannel: @unchecked Sendable {
             }
         }
     }
-
-    /// A request's answer line.
-    func nextAnswer(host: String, verb: String) async throws -> Data? { try await nextLine() }
 
     fileprivate func nextChunk() async throws -> TransportOutput? { try await output.next() }
 
