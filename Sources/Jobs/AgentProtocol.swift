@@ -122,6 +122,47 @@ public struct PreflightRequest: Codable, Sendable {
         self.neededBytes = neededBytes; self.paths = paths; self.needsEngine = needsEngine; self.blobs = blobs
         self.gpuCount = gpuCount; self.modelBytes = modelBytes
     }
+
+    /// `blobs` travels as one string of `SHA256 SIZE` lines (10,000 of them for a typical launch:
+    /// an object of 10,000 keys costs far more to encode and decode).
+    private enum CodingKeys: String, CodingKey { case neededBytes, paths, needsEngine, blobs, gpuCount, modelBytes }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(neededBytes, forKey: .neededBytes)
+        try c.encode(paths, forKey: .paths)
+        try c.encode(needsEngine, forKey: .needsEngine)
+        if let blobs {
+            var text = ""
+            text.reserveCapacity(blobs.count * 80)
+            for (hash, size) in blobs.sorted(by: { $0.key < $1.key }) { text += hash; text += " "; text += String(size); text += "\n" }
+            try c.encode(text, forKey: .blobs)
+        }
+        try c.encodeIfPresent(gpuCount, forKey: .gpuCount)
+        try c.encodeIfPresent(modelBytes, forKey: .modelBytes)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        neededBytes = try c.decode(Int64.self, forKey: .neededBytes)
+        paths = try c.decode([String].self, forKey: .paths)
+        needsEngine = try c.decode(Bool.self, forKey: .needsEngine)
+        if let text = try c.decodeIfPresent(String.self, forKey: .blobs) {
+            var blobs: [String: Int64] = [:]
+            for line in text.split(separator: "\n") {
+                let fields = line.split(separator: " ")
+                guard fields.count == 2, let size = Int64(fields[1]) else {
+                    throw DecodingError.dataCorruptedError(forKey: .blobs, in: c, debugDescription: "not SHA256 SIZE lines")
+                }
+                blobs[String(fields[0])] = size
+            }
+            self.blobs = blobs
+        } else {
+            blobs = nil
+        }
+        gpuCount = try c.decodeIfPresent(Int.self, forKey: .gpuCount)
+        modelBytes = try c.decodeIfPresent(Int64.self, forKey: .modelBytes)
+    }
 }
 
 public struct GPUInfo: Codable, Sendable, Equatable {

@@ -66,6 +66,63 @@ public struct Manifest: Codable, Sendable, Equatable {
         }
     }
 
+    // MARK: - Coding
+
+    /// `entries`: every file in one string, its fields ended by NUL (which no path holds): path,
+    /// sha256, size, `x` or `-`. One JSON string instead of an object per file: a launch of 10,000
+    /// files encodes and decodes its manifest several times (request, job folder, spare), and
+    /// objects cost most of that. `files` (an object per file, as an older ferry wrote
+    /// manifest.json) is read too.
+    private enum CodingKeys: String, CodingKey { case entries, files, symlinks, directories }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        var text = ""
+        text.reserveCapacity(files.count * 96)
+        for file in files {
+            text += file.path; text += "\0"
+            text += file.sha256; text += "\0"
+            text += String(file.size); text += "\0"
+            text += file.executable ? "x\0" : "-\0"
+        }
+        try container.encode(text, forKey: .entries)
+        try container.encode(symlinks, forKey: .symlinks)
+        try container.encode(directories, forKey: .directories)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        if let text = try container.decodeIfPresent(String.self, forKey: .entries) {
+            guard let parsed = Manifest.parseEntries(text) else {
+                throw DecodingError.dataCorruptedError(forKey: .entries, in: container, debugDescription: "not path, sha256, size and x|- fields, each ended by NUL")
+            }
+            files = parsed
+        } else {
+            files = try container.decodeIfPresent([File].self, forKey: .files) ?? []
+        }
+        symlinks = try container.decodeIfPresent([Symlink].self, forKey: .symlinks) ?? []
+        directories = try container.decodeIfPresent([String].self, forKey: .directories) ?? []
+    }
+
+    static func parseEntries(_ text: String) -> [File]? {
+        var text = text
+        return text.withUTF8 { bytes -> [File]? in
+            var result: [File] = []
+            var fields: [Substring] = []
+            var start = 0
+            for i in 0..<bytes.count where bytes[i] == 0 {
+                fields.append(Substring(decoding: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self))
+                start = i + 1
+                guard fields.count == 4 else { continue }
+                guard let size = Int64(fields[2]), fields[3] == "x" || fields[3] == "-" else { return nil }
+                result.append(File(path: String(fields[0]), sha256: String(fields[1]), size: size, executable: fields[3] == "x"))
+                fields.removeAll(keepingCapacity: true)
+            }
+            guard start == bytes.count, fields.isEmpty else { return nil }
+            return result
+        }
+    }
+
     static func isHash(_ s: String) -> Bool {
         s.utf8.count == 64 && s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
     }

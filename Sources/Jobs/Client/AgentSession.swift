@@ -44,8 +44,23 @@ public final class AgentSession: Sendable {
     /// Finds the host's agent. With `install` (a launch), a host without ferry of `version` gets this
     /// machine's binary (and the shared libraries it lacks) in its FERRY_HOME; without it (the read
     /// commands: ls, status, logs, fetch, cancel), that is `JobsError.noAgent` and nothing is sent.
+    /// A probe started ahead of `connect` (a launch starts it as soon as it is connected, so the
+    /// host's login shell, its rc files and the probe run while the files are hashed).
+    public struct StartedProbe: Sendable {
+        let command: any RemoteCommand
+    }
+
+    /// Starts the probe on `transport`; nil where the transport knows its agent (this machine).
+    public static func startProbe(_ transport: any Transport, version: String, remoteHome: String?) async throws -> StartedProbe? {
+        guard transport.knownAgentBinary == nil else { return nil }
+        return StartedProbe(command: try await AgentProbe.start(transport, remoteHome: remoteHome, serve: serveArguments(version)))
+    }
+
+    static func serveArguments(_ version: String) -> String { "\(version) \(AgentProtocol.version)" }
+
     public static func connect(_ transport: any Transport, host: String, version: String, remoteHome: String? = nil,
-                               install: AgentInstaller? = nil, preflight: PreflightRequest? = nil) async throws -> AgentSession {
+                               install: AgentInstaller? = nil, preflight: PreflightRequest? = nil,
+                               probe started: StartedProbe? = nil) async throws -> AgentSession {
         if let binary = transport.knownAgentBinary {
             var words = [binary, AgentProtocol.subcommand]
             if let remoteHome { words += [AgentProtocol.homeFlag, remoteHome] }
@@ -57,7 +72,9 @@ public final class AgentSession: Sendable {
         // The agent of this version keeps the probe's channel for the requests that follow; the
         // preflight goes with the probe as its first request.
         let first = try preflight.map { try AgentSession.requestLine(.preflight(request: $0)) }
-        let (probe, served) = try await AgentProbe.run(transport, remoteHome: remoteHome, serve: "\(version) \(AgentProtocol.version)", first: first)
+        let command: any RemoteCommand
+        if let started { command = started.command } else { command = try await AgentProbe.start(transport, remoteHome: remoteHome, serve: serveArguments(version)) }
+        let (probe, served) = try await AgentProbe.run(command, label: transport.label, first: first)
         if let found = probe.candidates.first(where: { $0.hello.map { $0.ferry == version && $0.protocolVersion == AgentProtocol.version } ?? false }),
            let hello = found.hello {
             let prefix = AgentProbe.prefix(binary: found.binary, home: probe.home, libraries: probe.hasLibraries)
@@ -490,10 +507,14 @@ struct AgentProbe {
     exit 0
     """#
 
-    /// Runs the probe. With `serve` (`VERSION PROTOCOL`), an agent of that version keeps the
-    /// channel: then the channel is returned, `first` (a request line, sent ahead) answered next on it.
-    static func run(_ transport: any Transport, remoteHome: String?, serve: String, first: Data? = nil) async throws -> (AgentProbe, ServedChannel?) {
-        let command = try await transport.start(ShellQuote.join(["sh", "-c", script, "sh", remoteHome ?? "", serve]))
+    /// Starts the probe script; `serve` (`VERSION PROTOCOL`): an agent of that version keeps the channel.
+    static func start(_ transport: any Transport, remoteHome: String?, serve: String) async throws -> any RemoteCommand {
+        try await transport.start(ShellQuote.join(["sh", "-c", script, "sh", remoteHome ?? "", serve]))
+    }
+
+    /// Reads the probe's answer. When an agent serves the channel, the channel is returned, `first`
+    /// (a request line, sent ahead) answered next on it.
+    static func run(_ command: any RemoteCommand, label: String, first: Data? = nil) async throws -> (AgentProbe, ServedChannel?) {
         // A host without a ferry to ask ends the script before it reads stdin (its channel may close
         // before this write): its output says what it found, so a refused write is no error.
         if let first { try? await command.write(first) }
@@ -531,7 +552,7 @@ struct AgentProbe {
         // The script's last line stands for its exit status, which some servers (dropbear under load) lose.
         guard status == 0 || (status == 255 && ended), probe.home.hasPrefix("/") else {
             let all = (String(decoding: channel.errors, as: UTF8.self) + text).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw JobsError.agentUnavailable(host: transport.label, reason: "the host's shell did not run ferry's probe (status \(status)): \(all.prefix(400)) — ferry needs a POSIX sh on the host")
+            throw JobsError.agentUnavailable(host: label, reason: "the host's shell did not run ferry's probe (status \(status)): \(all.prefix(400)) — ferry needs a POSIX sh on the host")
         }
         return (probe, nil)
     }

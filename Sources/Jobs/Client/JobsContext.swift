@@ -57,16 +57,18 @@ public struct JobsContext: Sendable {
     /// without ferry of this version gets it; read commands pass `false` and get `JobsError.noAgent`.
     /// With `preflight`, the host answers it along with finding its agent (one command fewer). With
     /// `known` (an agent found before), the probe is skipped.
-    /// `transport`: a connection to `host` made already (a launch connects while it packages).
+    /// `transport`: a connection to `host` made already (a launch connects while it packages);
+    /// `probe`: the probe started on it already.
     public func agent(_ host: HostRecord, install: Bool = false, preflight: PreflightRequest? = nil,
-                      known: AgentSession.Known? = nil, transport connected: (any Transport)? = nil) async throws -> AgentSession {
+                      known: AgentSession.Known? = nil, transport connected: (any Transport)? = nil,
+                      probe: AgentSession.StartedProbe? = nil) async throws -> AgentSession {
         let transport: any Transport
         if let connected { transport = connected } else { transport = try await connect(host) }
         if let known { return AgentSession(transport: transport, host: host.name, known: known) }
         do {
             return try await AgentSession.connect(transport, host: host.name, version: version, remoteHome: host.ferryHome,
                                                   install: install ? AgentInstaller(binary: agentBinary, progress: installProgress, note: verbose) : nil,
-                                                  preflight: preflight)
+                                                  preflight: preflight, probe: probe)
         } catch {
             await transport.close()
             throw error

@@ -66,19 +66,29 @@ public struct Launcher: Sendable {
 
     public func launch(_ request: LaunchRequest, events: (@Sendable (LaunchEvent) -> Void)? = nil) async throws -> (LaunchResult, AgentSession) {
         let (host, prepared) = try check(request, events: events)
-        // The connection (TCP, key exchange, authentication) is made while the files are hashed.
+        // The connection (TCP, key exchange, authentication) is made, and the probe started (the
+        // host's login shell and rc files run), while the files are hashed.
         let context = self.context
-        let connecting = Task { try await context.connect(host) }
+        let connecting = Task { () async throws -> (any Transport, AgentSession.StartedProbe?) in
+            let transport = try await context.connect(host)
+            do {
+                return (transport, try await AgentSession.startProbe(transport, version: context.version, remoteHome: host.ferryHome))
+            } catch {
+                await transport.close()
+                throw error
+            }
+        }
         let package: JobPackage, preflight: PreflightRequest
         do {
             (package, preflight) = try self.package(prepared, events: events)
         } catch {
-            if let transport = try? await connecting.value { await transport.close() }
+            if let (transport, _) = try? await connecting.value { await transport.close() }
             throw error
         }
         let started = Date()
-        let client = try await context.agent(host, install: true, preflight: preflight, transport: try await connecting.value)
-        context.verbose?("connect: \(host.name) (\(client.transport.label)) while packaging, agent found\(client.hasPreflight ? " and preflight answered by the same command" : "") in \(String(format: "%.2f s", Date().timeIntervalSince(started)))")
+        let (transport, probe) = try await connecting.value
+        let client = try await context.agent(host, install: true, preflight: preflight, transport: transport, probe: probe)
+        context.verbose?("connect: \(host.name) (\(client.transport.label)) and its probe while packaging, agent found\(client.hasPreflight ? " and preflight answered on its channel" : "") in \(String(format: "%.2f s", Date().timeIntervalSince(started)))")
         do {
             events?(.connected(host: host.name, agent: client.hello.binary))
             return try await launch(prepared, package: package, client: client, preflight: preflight, events: events)
