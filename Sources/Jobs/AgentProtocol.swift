@@ -147,16 +147,21 @@ public struct PreflightRequest: Codable, Sendable {
         neededBytes = try c.decode(Int64.self, forKey: .neededBytes)
         paths = try c.decode([String].self, forKey: .paths)
         needsEngine = try c.decode(Bool.self, forKey: .needsEngine)
-        if let text = try c.decodeIfPresent(String.self, forKey: .blobs) {
-            var blobs: [String: Int64] = [:]
-            for line in text.split(separator: "\n") {
-                let fields = line.split(separator: " ")
-                guard fields.count == 2, let size = Int64(fields[1]) else {
-                    throw DecodingError.dataCorruptedError(forKey: .blobs, in: c, debugDescription: "not SHA256 SIZE lines")
+        if var text = try c.decodeIfPresent(String.self, forKey: .blobs) {
+            let parsed = text.withUTF8 { bytes -> [String: Int64]? in
+                var blobs: [String: Int64] = [:]
+                blobs.reserveCapacity(bytes.count / 72)
+                var start = 0
+                for end in 0..<bytes.count where bytes[end] == 0x0A {
+                    defer { start = end + 1 }
+                    guard let space = bytes[start..<end].firstIndex(of: 0x20),
+                          let size = Int64(Substring(decoding: UnsafeBufferPointer(rebasing: bytes[(space + 1)..<end]), as: UTF8.self)) else { return nil }
+                    blobs[String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<space]), as: UTF8.self)] = size
                 }
-                blobs[String(fields[0])] = size
+                return start == bytes.count ? blobs : nil
             }
-            self.blobs = blobs
+            guard let parsed else { throw DecodingError.dataCorruptedError(forKey: .blobs, in: c, debugDescription: "not SHA256 SIZE lines") }
+            blobs = parsed
         } else {
             blobs = nil
         }
