@@ -92,6 +92,43 @@ extension Sandbox {
 
     /// The follower's SSH connection is killed 20 times while the job writes; the log that arrives
     /// (and the local mirror) is byte-identical to the host's file.
+    /// The probe's channel serves the requests of a whole command: a refused request answers its
+    /// error and the next ones still travel on it; a stream (the log) takes it last, and what
+    /// follows opens a command of its own.
+    @Test func oneServedChannelCarriesAllRequestsAndErrors() async throws {
+        guard let sshd = try TestSSHD.shared() else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        try box.addSSHHost(sshd)
+        let context = box.sshContext(sshd)
+        try box.write("run.sh", "echo served")
+        let (result, launched) = try await Launcher(context: context).launch(
+            LaunchRequest(host: "box", name: "served", workingDirectory: box.project, kind: "command", command: ["sh", "run.sh"], follow: false))
+        // The probe, then preflight, blob_put and job_start on its channel.
+        #expect(launched.transport.counters.commands == 1)
+        await launched.close()
+
+        let client = try await context.agent(hostNamed: "box")
+        let missing = "served-20260101-000000-abcd"
+        await #expect(throws: JobsError.unknownJob(missing)) { _ = try await client.status(missing) }
+        #expect(try await client.status(result.id).spec.id == result.id)
+        #expect(try await client.list().contains { $0.spec.id == result.id })
+        #expect(client.transport.counters.commands == 1, "an error, a status and a list on the probe's channel")
+        var text = ""
+        for _ in 0..<50 {
+            var round = ""
+            let closing = try await client.logs(result.id, offset: 0, wait: 5) { frame in
+                if case .data(_, let bytes) = frame { round += String(decoding: bytes, as: UTF8.self) }
+            }
+            text = round
+            if case .end = closing { break }
+        }
+        #expect(text == "served\n")
+        let afterLog = client.transport.counters.commands
+        #expect(try await client.status(result.id).status.state == .succeeded)
+        #expect(client.transport.counters.commands == afterLog + 1, "after a stream, a request opens a command of its own")
+        await client.close()
+    }
+
     @Test func followSurvivesTwentyDisconnects() async throws {
         guard let sshd = try TestSSHD.shared() else { return }
         let box = try Sandbox(); defer { box.remove() }

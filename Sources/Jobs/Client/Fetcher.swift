@@ -117,7 +117,7 @@ public struct Fetcher: Sendable {
         let started = Date()
         defer {
             let sent = wants.reduce(Int64(0)) { $0 + $1.entry.size - $1.offset }
-            note?("fetch: \(wants.count) of \(listing.files.count) files (\(ByteCount.format(sent))) in one exec-channel stream from the agent (files_fetch: listed and sent on one channel, no SFTP), sha256 checked as they arrived, in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
+            note?("fetch: \(wants.count) of \(listing.files.count) files (\(ByteCount.format(sent))) in one exec-channel stream from the agent (files_fetch: listed and sent on one channel, no SFTP), sha256 checked as they arrived, in \(String(format: "%.2f", Date().timeIntervalSince(started))) s; \(client.transport.counters.commands) remote command(s) on this connection")
         }
         let command = channel.command
         try await channel.choose(wants.map { FileWant(path: $0.entry.path, offset: $0.offset) })

@@ -29,7 +29,8 @@ public final class LocalTransport: Transport {
     }
 
     public func start(_ commandLine: String) async throws -> any RemoteCommand {
-        try LocalCommand(["/bin/sh", "-c", commandLine], environment: environment, counters: counters)
+        counters.addCommand()
+        return try LocalCommand(["/bin/sh", "-c", commandLine], environment: environment, counters: counters)
     }
 
     public func upload(_ localPath: String, to remotePath: String, mode: UInt32,

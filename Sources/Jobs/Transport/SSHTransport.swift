@@ -47,7 +47,8 @@ public final class SSHTransport: Transport {
     }
 
     public func start(_ commandLine: String) async throws -> any RemoteCommand {
-        SSHRemoteCommand(try await session.execute(commandLine), counters: counters)
+        counters.addCommand()
+        return SSHRemoteCommand(try await session.execute(commandLine), counters: counters)
     }
 
     private func client() async throws -> SFTPClient {

@@ -58,8 +58,13 @@ public final class TransferCounters: @unchecked Sendable {
     private let lock = NSLock()
     private var _sent: Int64 = 0
     private var _received: Int64 = 0
+    private var _commands = 0
 
     public init() {}
+
+    /// Remote commands started (on an SSH host, each one starts the login shell).
+    public var commands: Int { lock.lock(); defer { lock.unlock() }; return _commands }
+    public func addCommand() { lock.lock(); _commands += 1; lock.unlock() }
 
     /// Bytes sent to the host.
     public var sent: Int64 { lock.lock(); defer { lock.unlock() }; return _sent }
