@@ -258,6 +258,44 @@ public struct FileListing: Codable, Sendable {
     public var root: String
     public var files: [Entry]
     public var state: JobState
+
+    /// `entries`: the files as `CompactRecords` (path, size, sha256, modified seconds, mode or
+    /// empty, `=` and where it lands or empty): a listing of 10,000 files is one JSON string.
+    private enum CodingKeys: String, CodingKey { case root, entries, state }
+
+    public init(root: String, files: [Entry], state: JobState) {
+        self.root = root; self.files = files; self.state = state
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        var records = CompactRecords(capacity: files.count * 128)
+        for f in files {
+            records.append(f.path, String(f.size), f.sha256, String(f.modified.timeIntervalSince1970), f.mode.map { String($0) } ?? "",
+                           f.local.map { "=" + $0 } ?? "")
+        }
+        try c.encode(root, forKey: .root)
+        try c.encode(records.text, forKey: .entries)
+        try c.encode(state, forKey: .state)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        root = try c.decode(String.self, forKey: .root)
+        state = try c.decode(JobState.self, forKey: .state)
+        var files: [Entry] = []
+        let whole = CompactRecords.parse(try c.decode(String.self, forKey: .entries), fields: 6) { f in
+            guard let size = Int64(f[1]), let seconds = Double(f[3]) else { return false }
+            let mode: Int?
+            if f[4].isEmpty { mode = nil } else { guard let m = Int(f[4]) else { return false }; mode = m }
+            guard f[5].isEmpty || f[5].hasPrefix("=") else { return false }
+            files.append(Entry(path: String(f[0]), size: size, sha256: String(f[2]), modified: Date(timeIntervalSince1970: seconds),
+                               mode: mode, local: f[5].isEmpty ? nil : String(f[5].dropFirst())))
+            return true
+        }
+        guard whole else { throw DecodingError.dataCorruptedError(forKey: .entries, in: c, debugDescription: "not a listing's records") }
+        self.files = files
+    }
 }
 
 /// One file a `filesGet` asks for: its path in the job's folder, and the bytes already here.

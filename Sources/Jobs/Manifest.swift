@@ -46,7 +46,9 @@ public struct Manifest: Codable, Sendable, Equatable {
             try Names.validateRelativePath(dir)
         }
         for file in files {
-            let parts = try Names.validateRelativePath(file.path)
+            // Components only where a symlink could hold the file.
+            let parts: [String]
+            if linkPaths.isEmpty { try Names.checkRelativePath(file.path); parts = [] } else { parts = try Names.validateRelativePath(file.path) }
             guard seen.insert(file.path).inserted else { throw JobsError.unsafePath(path: file.path, reason: "it appears twice in the manifest") }
             guard Manifest.isHash(file.sha256) else { throw JobsError.unsafePath(path: file.path, reason: "its hash \(file.sha256.debugDescription) is not a sha256") }
             guard file.size >= 0 else { throw JobsError.unsafePath(path: file.path, reason: "negative size") }
@@ -77,15 +79,9 @@ public struct Manifest: Codable, Sendable, Equatable {
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        var text = ""
-        text.reserveCapacity(files.count * 96)
-        for file in files {
-            text += file.path; text += "\0"
-            text += file.sha256; text += "\0"
-            text += String(file.size); text += "\0"
-            text += file.executable ? "x\0" : "-\0"
-        }
-        try container.encode(text, forKey: .entries)
+        var records = CompactRecords(capacity: files.count * 96)
+        for file in files { records.append(file.path, file.sha256, String(file.size), file.executable ? "x" : "-") }
+        try container.encode(records.text, forKey: .entries)
         try container.encode(symlinks, forKey: .symlinks)
         try container.encode(directories, forKey: .directories)
     }
@@ -105,22 +101,13 @@ public struct Manifest: Codable, Sendable, Equatable {
     }
 
     static func parseEntries(_ text: String) -> [File]? {
-        var text = text
-        return text.withUTF8 { bytes -> [File]? in
-            var result: [File] = []
-            var fields: [Substring] = []
-            var start = 0
-            for i in 0..<bytes.count where bytes[i] == 0 {
-                fields.append(Substring(decoding: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self))
-                start = i + 1
-                guard fields.count == 4 else { continue }
-                guard let size = Int64(fields[2]), fields[3] == "x" || fields[3] == "-" else { return nil }
-                result.append(File(path: String(fields[0]), sha256: String(fields[1]), size: size, executable: fields[3] == "x"))
-                fields.removeAll(keepingCapacity: true)
-            }
-            guard start == bytes.count, fields.isEmpty else { return nil }
-            return result
+        var files: [File] = []
+        let whole = CompactRecords.parse(text, fields: 4) { f in
+            guard let size = Int64(f[2]), f[3] == "x" || f[3] == "-" else { return false }
+            files.append(File(path: String(f[0]), sha256: String(f[1]), size: size, executable: f[3] == "x"))
+            return true
         }
+        return whole ? files : nil
     }
 
     static func isHash(_ s: String) -> Bool {

@@ -15,6 +15,30 @@ final class HashCache {
         var sha256: String
     }
 
+    /// The file: `{"records": …}`, every entry as `CompactRecords` (key, size, mtime ns, inode, sha256).
+    struct Stored: Codable {
+        var entries: [String: Entry]
+        init(entries: [String: Entry]) { self.entries = entries }
+        private enum CodingKeys: String, CodingKey { case records }
+        func encode(to encoder: any Encoder) throws {
+            var records = CompactRecords(capacity: entries.count * 120)
+            for (key, e) in entries { records.append(key, String(e.size), String(e.mtimeNanos), String(e.inode), e.sha256) }
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(records.text, forKey: .records)
+        }
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            var entries: [String: Entry] = [:]
+            let whole = CompactRecords.parse(try c.decode(String.self, forKey: .records), fields: 5) { f in
+                guard let size = Int64(f[1]), let mtime = Int64(f[2]), let inode = UInt64(f[3]) else { return false }
+                entries[String(f[0])] = Entry(size: size, mtimeNanos: mtime, inode: inode, sha256: String(f[4]))
+                return true
+            }
+            guard whole else { throw DecodingError.dataCorruptedError(forKey: .records, in: c, debugDescription: "not a hash cache's records") }
+            self.entries = entries
+        }
+    }
+
     let path: String
     private var entries: [String: Entry]
     private var used: Set<String> = []
@@ -22,8 +46,11 @@ final class HashCache {
 
     init(path: String) {
         self.path = path
-        if let data = POSIX.read(path), let decoded = try? JSONDecoder().decode([String: Entry].self, from: data) {
-            entries = decoded
+        if let data = POSIX.read(path), let decoded = try? JSONDecoder().decode(Stored.self, from: data) {
+            entries = decoded.entries
+        } else if let data = POSIX.read(path), let older = try? JSONDecoder().decode([String: Entry].self, from: data) {
+            entries = older   // an object per file, as an older ferry wrote it: written again as records
+            changed = true
         } else {
             entries = [:]
         }
@@ -82,7 +109,7 @@ final class HashCache {
     func save() {
         let stale = Set(entries.keys).subtracting(used)
         if !stale.isEmpty { for k in stale { entries[k] = nil }; changed = true }
-        guard changed, let data = try? JSONEncoder().encode(entries) else { return }
+        guard changed, let data = try? JSONEncoder().encode(Stored(entries: entries)) else { return }
         try? AtomicFile.write(data, to: path, mode: .umask(0o600), directoryMode: 0o700)
     }
 
