@@ -66,14 +66,14 @@ struct SpareWork {
             // Ready ones, newest first: the same tree, else the first whose difference is small.
             for name in ready.sorted(by: { $0.date > $1.date }).map(\.name) {
                 let folder = (directory as NSString).appendingPathComponent(name)
-                guard let old = spareManifest(folder, tree: tree, against: manifest) else { continue }
+                guard let change = spareManifest(folder, tree: tree, against: manifest) else { continue }
                 let taken = (directory as NSString).appendingPathComponent(".taken-\(claim)")
                 guard rename(folder, taken) == 0 else { continue }  // another launch took it first
                 defer { try? FileManager.default.removeItem(atPath: taken) }
                 let from = (taken as NSString).appendingPathComponent("work")
                 guard rename(from, work) == 0 else { throw JobsError.io(path: work, reason: SystemError.text(errno)) }
                 do {
-                    if let old { try patch(work, from: old, to: manifest) }
+                    if let change { try patch(work, change, to: manifest) }
                     return true
                 } catch {
                     try? FileManager.default.removeItem(atPath: work)
@@ -114,15 +114,15 @@ struct SpareWork {
         return (ready, building)
     }
 
-    /// A ready spare's usefulness for `manifest`: `.some(nil)` for the same tree, `.some(old)` for a
-    /// tree close enough to patch, nil for one too different (or unreadable).
-    private func spareManifest(_ folder: String, tree: String, against manifest: Manifest) -> Manifest?? {
+    /// A spare's usefulness for `manifest`: `.some(nil)` for the same tree, `.some(difference)` for
+    /// a tree close enough to patch, nil for one too different (or unreadable).
+    private func spareManifest(_ folder: String, tree: String, against manifest: Manifest) -> Difference?? {
         let treeFile = (folder as NSString).appendingPathComponent("tree")
         if let data = POSIX.read(treeFile), String(decoding: data, as: UTF8.self) == tree { return .some(nil) }
         guard let data = POSIX.read((folder as NSString).appendingPathComponent("manifest.json")),
               let old = try? JSON.decode(Manifest.self, from: data, what: "a spare's manifest"), (try? old.validate()) != nil else { return nil }
-        let changes = SpareWork.difference(from: old, to: manifest).cost
-        return changes <= max(manifest.files.count / 2, 1) ? .some(old) : nil
+        let change = SpareWork.difference(from: old, to: manifest)
+        return change.cost <= max(manifest.files.count / 2, 1) ? .some(change) : nil
     }
 
     private func buildingTree(_ name: String) -> String? {
@@ -178,9 +178,10 @@ struct SpareWork {
     /// Every folder of a tree: its listed ones and each entry's parents.
     static func folders(of manifest: Manifest) -> Set<String> {
         var result = Set(manifest.directories)
+        func parent(_ path: Substring) -> Substring { path.lastIndex(of: "/").map { path[..<$0] } ?? "" }
         func parents(_ path: String) {
-            var p = (path as NSString).deletingLastPathComponent
-            while !p.isEmpty, result.insert(p).inserted { p = (p as NSString).deletingLastPathComponent }
+            var p = parent(path[...])
+            while !p.isEmpty, result.insert(String(p)).inserted { p = parent(p) }
         }
         for dir in manifest.directories { parents(dir) }
         for file in manifest.files { parents(file.path) }
@@ -188,10 +189,9 @@ struct SpareWork {
         return result
     }
 
-    /// Turns `work` (tree `old`) into tree `new`: removals first, so a path that changes kind
-    /// (a file that became a folder) is free before it is made again.
-    func patch(_ work: String, from old: Manifest, to new: Manifest) throws {
-        let d = SpareWork.difference(from: old, to: new)
+    /// Turns `work` into tree `new` by `d` (its difference from the spare's tree): removals first,
+    /// so a path that changes kind (a file that became a folder) is free before it is made again.
+    func patch(_ work: String, _ d: Difference, to new: Manifest) throws {
         func full(_ relative: String) -> String { (work as NSString).appendingPathComponent(relative) }
         for path in d.remove where unlink(full(path)) != 0 && errno != ENOENT {
             throw JobsError.io(path: full(path), reason: SystemError.text(errno))
