@@ -60,13 +60,15 @@ struct SpareWork {
         let deadline = Date().addingTimeInterval(SpareWork.waitForBuilding)
         // Spares being made that would do (decided once: their manifests are read once).
         var awaited: Set<String>?
+        // Ready ones found too different (each manifest is read once, also while waiting).
+        var rejected = Set<String>()
         var lastLook = false
         while true {
             let (ready, building) = listing()
             // Ready ones, newest first: the same tree, else the first whose difference is small.
-            for name in ready.sorted(by: { $0.date > $1.date }).map(\.name) {
+            for name in ready.sorted(by: { $0.date > $1.date }).map(\.name) where !rejected.contains(name) {
                 let folder = (directory as NSString).appendingPathComponent(name)
-                guard let change = spareManifest(folder, tree: tree, against: manifest) else { continue }
+                guard let change = spareManifest(folder, tree: tree, against: manifest) else { rejected.insert(name); continue }
                 let taken = (directory as NSString).appendingPathComponent(".taken-\(claim)")
                 guard rename(folder, taken) == 0 else { continue }  // another launch took it first
                 defer { try? FileManager.default.removeItem(atPath: taken) }
