@@ -504,6 +504,10 @@ struct AgentProbe {
       printf '%s\n' "$out" | head -c 65536 | while IFS= read -r line; do printf 'out=%s\n' "$line"; done
     done
     printf 'end=1\n'
+    # A request sent ahead that no agent read is taken anyway (some servers, dropbear, drop a
+    # channel whose command left input unread, and a write to it then fails); the client ends its
+    # input once it reads `end=1`.
+    cat > /dev/null
     exit 0
     """#
 
@@ -531,7 +535,7 @@ struct AgentProbe {
                 if line.hasPrefix("home=") { probe.home = String(line.dropFirst(5)) }
                 else if line.hasPrefix("libs=") { probe.hasLibraries = line.dropFirst(5) == "1" }
                 else if line.hasPrefix("candidate=") { probe.candidates.append(Candidate(binary: String(line.dropFirst(10)), hello: nil, failure: "")) }
-                else if line == "end=1" { ended = true }
+                else if line == "end=1" { ended = true; try? await command.closeInput() }
                 else if last >= 0 {
                     let body = line.hasPrefix("out=") ? String(line.dropFirst(4)) : line
                     let isHello = line.hasPrefix("hello=") || line.hasPrefix("out=")
