@@ -123,8 +123,8 @@ public struct PreflightRequest: Codable, Sendable {
         self.gpuCount = gpuCount; self.modelBytes = modelBytes
     }
 
-    /// `blobs` travels as one string of `SHA256 SIZE` lines (10,000 of them for a typical launch:
-    /// an object of 10,000 keys costs far more to encode and decode).
+    /// `blobs` travels as `CompactRecords` (sha256, size): 10,000 of them for a typical launch,
+    /// which as an object of 10,000 keys cost far more to encode and decode.
     private enum CodingKeys: String, CodingKey { case neededBytes, paths, needsEngine, blobs, gpuCount, modelBytes }
 
     public func encode(to encoder: any Encoder) throws {
@@ -133,10 +133,9 @@ public struct PreflightRequest: Codable, Sendable {
         try c.encode(paths, forKey: .paths)
         try c.encode(needsEngine, forKey: .needsEngine)
         if let blobs {
-            var text = ""
-            text.reserveCapacity(blobs.count * 80)
-            for (hash, size) in blobs.sorted(by: { $0.key < $1.key }) { text += hash; text += " "; text += String(size); text += "\n" }
-            try c.encode(text, forKey: .blobs)
+            var records = CompactRecords(capacity: blobs.count * 80)
+            for (hash, size) in blobs.sorted(by: { $0.key < $1.key }) { records.append(hash, String(size)) }
+            try c.encode(records.text, forKey: .blobs)
         }
         try c.encodeIfPresent(gpuCount, forKey: .gpuCount)
         try c.encodeIfPresent(modelBytes, forKey: .modelBytes)
@@ -147,21 +146,15 @@ public struct PreflightRequest: Codable, Sendable {
         neededBytes = try c.decode(Int64.self, forKey: .neededBytes)
         paths = try c.decode([String].self, forKey: .paths)
         needsEngine = try c.decode(Bool.self, forKey: .needsEngine)
-        if var text = try c.decodeIfPresent(String.self, forKey: .blobs) {
-            let parsed = text.withUTF8 { bytes -> [String: Int64]? in
-                var blobs: [String: Int64] = [:]
-                blobs.reserveCapacity(bytes.count / 72)
-                var start = 0
-                for end in 0..<bytes.count where bytes[end] == 0x0A {
-                    defer { start = end + 1 }
-                    guard let space = bytes[start..<end].firstIndex(of: 0x20),
-                          let size = Int64(Substring(decoding: UnsafeBufferPointer(rebasing: bytes[(space + 1)..<end]), as: UTF8.self)) else { return nil }
-                    blobs[String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<space]), as: UTF8.self)] = size
-                }
-                return start == bytes.count ? blobs : nil
+        if let text = try c.decodeIfPresent(String.self, forKey: .blobs) {
+            var blobs: [String: Int64] = [:]
+            let whole = CompactRecords.parse(text, fields: 2) { f in
+                guard let size = Int64(f[1]) else { return false }
+                blobs[String(f[0])] = size
+                return true
             }
-            guard let parsed else { throw DecodingError.dataCorruptedError(forKey: .blobs, in: c, debugDescription: "not SHA256 SIZE lines") }
-            blobs = parsed
+            guard whole else { throw DecodingError.dataCorruptedError(forKey: .blobs, in: c, debugDescription: "not sha256 and size records") }
+            self.blobs = blobs
         } else {
             blobs = nil
         }

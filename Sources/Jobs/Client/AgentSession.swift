@@ -168,9 +168,7 @@ public final class AgentSession: Sendable {
             if let value = try? JSONCoding.decoder().decode(T.self, from: body) { return value }
         case UInt8(ascii: "!"):
             if let reply = try? JSONCoding.decoder().decode(AgentErrorReply.self, from: body) {
-                let error = reply.error ?? .agentFailed(host: host, verb: verb, message: reply.message)
-                if case .agentFailed(_, let v, let message) = error { throw JobsError.agentFailed(host: host, verb: v, message: message) }
-                throw error
+                throw hostError(reply.error ?? .agentFailed(host: host, verb: verb, message: reply.message), host: host)
             }
         default: break
         }
@@ -189,7 +187,9 @@ public final class AgentSession: Sendable {
     }
 
     /// The host's error as this machine says it (the agent knows itself only as "agent").
-    private func hostError(_ error: JobsError) -> JobsError {
+    private func hostError(_ error: JobsError) -> JobsError { AgentSession.hostError(error, host: host) }
+
+    private static func hostError(_ error: JobsError, host: String) -> JobsError {
         if case .agentFailed(_, let verb, let message) = error { return .agentFailed(host: host, verb: verb, message: message) }
         return error
     }

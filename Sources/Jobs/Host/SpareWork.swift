@@ -119,16 +119,16 @@ struct SpareWork {
     /// A spare's usefulness for `manifest`: `.some(nil)` for the same tree, `.some(difference)` for
     /// a tree close enough to patch, nil for one too different (or unreadable).
     private func spareManifest(_ folder: String, tree: String, against manifest: Manifest) -> Difference?? {
-        let treeFile = (folder as NSString).appendingPathComponent("tree")
-        if let data = POSIX.read(treeFile), String(decoding: data, as: UTF8.self) == tree { return .some(nil) }
+        if storedTree(in: folder) == tree { return .some(nil) }
         guard let data = POSIX.read((folder as NSString).appendingPathComponent("manifest.json")),
               let old = try? JSON.decode(Manifest.self, from: data, what: "a spare's manifest"), (try? old.validate()) != nil else { return nil }
         let change = SpareWork.difference(from: old, to: manifest)
         return change.cost <= max(manifest.files.count / 2, 1) ? .some(change) : nil
     }
 
-    private func buildingTree(_ name: String) -> String? {
-        POSIX.read((directory as NSString).appendingPathComponent(name + "/tree")).map { String(decoding: $0, as: UTF8.self) }
+    /// The tree id a spare's folder (ready or being made) holds.
+    private func storedTree(in folder: String) -> String? {
+        POSIX.read((folder as NSString).appendingPathComponent("tree")).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// `.new-PID-…`: whether the process making it still runs.
@@ -257,7 +257,7 @@ struct SpareWork {
             try withLock((directory as NSString).appendingPathComponent(".lock")) {
                 let tree = SpareWork.treeID(manifest)
                 removeLeftovers()
-                if listing().ready.contains(where: { POSIX.read((directory as NSString).appendingPathComponent($0.name + "/tree")).map { String(decoding: $0, as: UTF8.self) } == tree }) {
+                if listing().ready.contains(where: { storedTree(in: (directory as NSString).appendingPathComponent($0.name)) == tree }) {
                     try? FileManager.default.removeItem(atPath: building)
                     return
                 }
