@@ -13,7 +13,9 @@ public enum AgentProtocol {
     /// the agent's stream, no SFTP), listings with modes and local paths, `--what` path rules.
     /// 4: `filesFetch` (the listing and the files on one channel); the store keeps contents in packs.
     /// 5: `serve` (the probe's channel carries the requests that follow); `blobPut` ends at `end`.
-    public static let version = 5
+    /// 6: `filesFetch` lists without reading files (a hash only when cached); each file's sha256
+    /// follows its bytes (`H`), and a copy the client has is compared on the host (`U`).
+    public static let version = 6
     /// `ferry agent`: the CLI's subcommand that is the agent.
     public static let subcommand = "agent"
     public static let homeFlag = "--home"
@@ -295,6 +297,10 @@ public struct FileListing: Codable, Sendable {
 struct FileWant: Codable, Sendable, Equatable {
     var path: String
     var offset: Int64
+    /// The sha256 of the client's copy, of the listed size, when the listing gave no hash: the
+    /// agent answers `U` (unchanged, nothing sent) when the host's file hashes the same.
+    var have: String?
+    init(path: String, offset: Int64, have: String? = nil) { self.path = path; self.offset = offset; self.have = have }
 }
 
 struct AgentErrorReply: Codable {

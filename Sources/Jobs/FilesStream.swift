@@ -6,8 +6,12 @@ import Glibc
 
 /// What `filesGet` answers: for each file asked for, in order, one of
 ///
-///     F INDEX OFFSET LENGTH MODE\n<LENGTH bytes>   the file's bytes from OFFSET; MODE its permission bits (octal)
-///     S INDEX {AgentErrorReply}\n                 not sent, and why (vanished, a symlink on the way)
+///     F INDEX OFFSET LENGTH MODE\n<LENGTH bytes>H SHA256\n
+///                                 the file's bytes from OFFSET; MODE its permission bits (octal);
+///                                 then the sha256 of the whole file as the host read it, or `-`
+///                                 when it changed while being read
+///     U INDEX\n                   the client's copy (the want's `have`) is the host's: not sent
+///     S INDEX {AgentErrorReply}\n not sent, and why (vanished, a symlink on the way)
 ///
 /// then `E\n` after the last, or `X {AgentErrorReply}\n` when the request as a whole failed. Small
 /// files share one write; nothing waits for an answer between files.
@@ -15,8 +19,10 @@ enum FilesStreamEvent {
     case begin(index: Int, offset: Int64, length: Int64, mode: Int)
     /// Bytes of the file begun last (valid during the call only).
     case bytes(UnsafeRawBufferPointer)
-    /// Every byte of the file begun last has arrived.
-    case finish(index: Int)
+    /// Every byte of the file begun last has arrived, and its sha256 on the host (nil: it
+    /// changed while the host read it).
+    case finish(index: Int, sha256: String?)
+    case unchanged(index: Int)
     case skipped(index: Int, error: JobsError)
     case end
     case error(JobsError)
@@ -27,6 +33,8 @@ enum FilesStreamEvent {
 struct FilesStreamParser {
     private var header: [UInt8] = []
     private var body: (index: Int, left: Int64)?
+    /// The file whose bytes have all come; its `H` line is next.
+    private var trailer: Int?
     private(set) var ended = false
 
     mutating func feed(_ data: Data, _ handle: (FilesStreamEvent) throws -> Void) throws {
@@ -39,7 +47,7 @@ struct FilesStreamParser {
                     if n > 0 { try handle(.bytes(UnsafeRawBufferPointer(rebasing: raw[i..<(i + n)]))) }
                     i += n
                     body!.left -= Int64(n)
-                    if body!.left == 0 { body = nil; try handle(.finish(index: current.index)) }
+                    if body!.left == 0 { body = nil; trailer = current.index }
                     continue
                 }
                 guard let nl = raw[i...].firstIndex(of: 0x0A) else {
@@ -59,13 +67,22 @@ struct FilesStreamParser {
     private mutating func parse(_ line: String, _ handle: (FilesStreamEvent) throws -> Void) throws {
         guard let kind = line.first else { throw FilesStreamError.malformed("an empty header") }
         let rest = line.dropFirst(2)
+        if let index = trailer {
+            guard kind == "H", rest.count == 64 || rest == "-" else { throw FilesStreamError.malformed("file #\(index) without its sha256") }
+            trailer = nil
+            try handle(.finish(index: index, sha256: rest == "-" ? nil : String(rest)))
+            return
+        }
         switch kind {
         case "F":
             let f = rest.split(separator: " ")
             guard f.count == 4, let index = Int(f[0]), let offset = Int64(f[1]), let length = Int64(f[2]), let mode = Int(f[3], radix: 8),
                   index >= 0, offset >= 0, length >= 0 else { throw FilesStreamError.malformed(String(line.prefix(80))) }
             try handle(.begin(index: index, offset: offset, length: length, mode: mode & 0o777))
-            if length == 0 { try handle(.finish(index: index)) } else { body = (index, length) }
+            if length == 0 { trailer = index } else { body = (index, length) }
+        case "U":
+            guard let index = Int(rest), index >= 0 else { throw FilesStreamError.malformed(String(line.prefix(80))) }
+            try handle(.unchanged(index: index))
         case "S":
             let f = rest.split(separator: " ", maxSplits: 1)
             guard f.count == 2, let index = Int(f[0]) else { throw FilesStreamError.malformed(String(line.prefix(80))) }
@@ -122,7 +139,7 @@ final class FilesStreamWriter {
 
     /// `length` bytes of `file` from `offset`, read straight into the buffer. A file that shrank
     /// meanwhile is padded with zeros (the frame stays whole; the client's sha256 check refuses it).
-    func body(from file: Int32, offset: Int64, length: Int64) throws {
+    func body(from file: Int32, offset: Int64, length: Int64, read: (UnsafeRawBufferPointer) -> Void = { _ in }) throws {
         var position = offset
         var left = length
         while left > 0 {
@@ -134,6 +151,7 @@ final class FilesStreamWriter {
                 target.initializeMemory(as: UInt8.self, repeating: 0)
                 n = room
             }
+            read(UnsafeRawBufferPointer(rebasing: target[0..<n]))
             count += n
             position += Int64(n)
             left -= Int64(n)

@@ -246,6 +246,54 @@ private func randomData(_ count: Int) -> Data {
         let left = try FileManager.default.contentsOfDirectory(atPath: dest + "/many").filter { $0.hasSuffix(partialSuffix) }
         #expect(left.isEmpty, "\(left.prefix(3))")
         #expect(try await fetch().allSatisfy(\.unchanged))
+        // The host's hashes forgotten: its listing has none, the client sends the hash of each copy
+        // it has, and the host answers "unchanged" for each without sending a byte.
+        unlink(box.localJob(result.id).directory + "/.hashes.json")
+        let again = try await fetch()
+        #expect(again.count == 301 && again.allSatisfy { $0.unchanged && $0.transferredBytes == 0 })
+        // A copy of the same size that differs is sent again, and only that one.
+        unlink(box.localJob(result.id).directory + "/.hashes.json")
+        try Data("fxle 1\n".utf8).write(to: URL(fileURLWithPath: dest + "/many/f1.txt"))
+        let mended = try await fetch()
+        #expect(mended.filter { !$0.unchanged }.map(\.remotePath) == ["output/many/f1.txt"])
+        #expect(fileText(dest + "/many/f1.txt") == "file 1\n")
+    }
+
+    /// Each fetched file's bytes are hashed as they arrive and checked against the sha256 the host
+    /// sends after them (hashed while it read them), and against the listing's when it had one:
+    /// a file the host saw change while reading it, bytes that hash otherwise, or a file replaced
+    /// since the listing are refused with nothing landed, so the fetch lists again.
+    @Test func eachFetchedFileIsCheckedAgainstTheHashTheHostSent() async throws {
+        let box = try Sandbox(); defer { box.remove() }
+        let content = Data("hello, ferry\n".utf8)
+        func receiver(_ name: String, listed: String = "") -> FetchReceiver {
+            let entry = FileListing.Entry(path: "output/" + name, size: Int64(content.count), sha256: listed, modified: Date(), mode: 0o640, local: name)
+            return FetchReceiver(wants: [.init(listed: 0, entry: entry, local: box.root + "/" + name, offset: 0)], events: nil)
+        }
+        func stream(_ trailer: String) -> Data { Data("F 0 0 \(content.count) 640\n".utf8) + content + Data("H \(trailer)\nE\n".utf8) }
+        func refused(_ r: FetchReceiver, _ bytes: Data) -> Bool {
+            do { try r.feed(bytes); return false } catch JobsError.checksumMismatch { return true } catch { return false }
+        }
+        let good = receiver("a.txt")
+        try good.feed(stream(sha256(content)))
+        try await good.landAll()
+        var st = stat()
+        #expect(good.complete && fileText(box.root + "/a.txt") == "hello, ferry\n")
+        #expect(lstat(box.root + "/a.txt", &st) == 0 && st.st_mode & 0o777 == 0o640)
+        let listedToo = receiver("b.txt", listed: sha256(content))
+        try listedToo.feed(stream(sha256(content)))
+        #expect(listedToo.complete)
+
+        #expect(refused(receiver("changed.txt"), stream("-")))
+        #expect(refused(receiver("other.txt"), stream(sha256(Data("something else".utf8)))))
+        #expect(refused(receiver("replaced.txt", listed: sha256(Data("the listed one".utf8))), stream(sha256(content))))
+        for name in ["changed.txt", "other.txt", "replaced.txt"] {
+            #expect(!FileManager.default.fileExists(atPath: box.root + "/" + name))
+            #expect(!FileManager.default.fileExists(atPath: box.root + "/" + name + partialSuffix))
+        }
+        // A file without its hash, or "unchanged" for a copy the client never offered: a broken stream.
+        #expect(throws: FilesStreamError.self) { try receiver("c.txt").feed(Data("F 0 0 \(content.count) 640\n".utf8) + content + Data("E\n".utf8)) }
+        #expect(throws: FilesStreamError.self) { try receiver("d.txt").feed(Data("U 0\nE\n".utf8)) }
     }
 
     @Test func fetchPathRulesLinksAndModesLocally() async throws {

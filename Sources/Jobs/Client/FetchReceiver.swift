@@ -15,6 +15,8 @@ final class FetchReceiver {
         var entry: FileListing.Entry
         var local: String
         var offset: Int64
+        /// The sha256 of the copy here, when the listing had no hash to compare it with.
+        var have: String? = nil
     }
     private struct Current {
         var index: Int
@@ -34,7 +36,7 @@ final class FetchReceiver {
     private var nextIndex = 0
     private let lander = FileLander()
     private let events: (@Sendable (FetchEvent) -> Void)?
-    private let totalBytes: Int64
+    private var totalBytes: Int64
     private var bytes: Int64 = 0
     private var files = 0
 
@@ -52,7 +54,8 @@ final class FetchReceiver {
             switch event {
             case .begin(let index, let offset, _, let mode): try begin(index, offset: offset, mode: mode)
             case .bytes(let chunk): try write(chunk)
-            case .finish(let index): try finish(index)
+            case .finish(let index, let sha256): try finish(index, host: sha256)
+            case .unchanged(let index): try unchanged(index)
             case .skipped(let index, let error):
                 guard index == nextIndex, index < wants.count else { throw FilesStreamError.malformed("file #\(index) out of order") }
                 if case .unsafePath = error { throw error }
@@ -87,7 +90,9 @@ final class FetchReceiver {
             unlink(partial)
             throw JobsError.transferFailed(path: want.entry.path, reason: "its partial file changed while resuming; run the same command again")
         }
-        _ = ftruncate(fd, off_t(offset))
+        // (Only when it has more: ext4 writes a truncated file back at its close.)
+        var st = stat()
+        if fstat(fd, &st) != 0 || Int64(st.st_size) != offset { _ = ftruncate(fd, off_t(offset)) }
         // Only we read or write it until it is whole; the host's bits come at the end.
         fchmod(fd, 0o600)
         let bits = mode & (want.entry.mode ?? 0o777) & 0o777
@@ -112,17 +117,20 @@ final class FetchReceiver {
         events?(.progress(files: files, totalFiles: wants.count, bytes: bytes, totalBytes: totalBytes))
     }
 
-    private func finish(_ index: Int) throws {
+    /// The file's bytes are all here: what arrived must hash to what the host read (`host`), and
+    /// to the listing's hash when it gave one (else the file changed since: the fetch lists again).
+    private func finish(_ index: Int, host: String?) throws {
         guard let file = current, file.index == index else { throw FilesStreamError.malformed("the end of file #\(index) out of order") }
         current = nil
         nextIndex += 1
         let want = wants[index]
         let partial = want.local + partialSuffix
         let digest = HashCache.hex(file.hasher.finalize())
-        guard digest == want.entry.sha256, file.position == want.entry.size else {
+        let expected = host ?? "none (the file changed on the host while it was read)"
+        guard digest == host, want.entry.sha256.isEmpty || digest == want.entry.sha256, file.position == want.entry.size else {
             close(file.fd)
             unlink(partial)
-            throw JobsError.checksumMismatch(path: want.entry.path, expected: want.entry.sha256, actual: digest)
+            throw JobsError.checksumMismatch(path: want.entry.path, expected: want.entry.sha256.isEmpty ? expected : want.entry.sha256, actual: digest)
         }
         fchmod(file.fd, mode_t(file.mode))
         close(file.fd)
@@ -131,6 +139,21 @@ final class FetchReceiver {
         let result = FetchedFile(remotePath: want.entry.path, localPath: want.local, size: file.position,
                                  transferredBytes: file.position - file.resumedFrom, resumedFrom: file.resumedFrom,
                                  unchanged: false, sha256: digest)
+        fetched[index] = result
+        events?(.fetched(result))
+        events?(.progress(files: files, totalFiles: wants.count, bytes: bytes, totalBytes: totalBytes))
+    }
+
+    /// The host's file hashed to the copy here: nothing was sent.
+    private func unchanged(_ index: Int) throws {
+        guard index == nextIndex, index < wants.count, current == nil, let have = wants[index].have else {
+            throw FilesStreamError.malformed("file #\(index) out of order")
+        }
+        nextIndex += 1
+        let want = wants[index]
+        totalBytes -= max(0, want.entry.size - want.offset)
+        let result = FetchedFile(remotePath: want.entry.path, localPath: want.local, size: want.entry.size, transferredBytes: 0,
+                                 resumedFrom: 0, unchanged: true, sha256: have)
         fetched[index] = result
         events?(.fetched(result))
         events?(.progress(files: files, totalFiles: wants.count, bytes: bytes, totalBytes: totalBytes))

@@ -27,8 +27,10 @@ public enum FetchEvent: Sendable {
 }
 
 /// Brings a job's files home in one stream from the host's agent (`filesFetch`: the listing and
-/// the files on one channel, no SFTP needed, no round trip per file): resumable (a `.ferry-partial` continues from its size), sha256-checked
-/// while it arrives against the host's listing, given the host's permission bits (never wider),
+/// the files on one channel, no SFTP needed, no round trip per file): resumable (a `.ferry-partial`
+/// continues from its size), hashed while it arrives and checked against the sha256 the host
+/// computed while reading it (and the listing's, when the host knew it already: no file is read
+/// twice on either side), given the host's permission bits (never wider),
 /// synced and landed by rename. Every path of the listing is checked: nothing is written outside
 /// the destination or through a link, whatever the host says; the host follows no link either.
 public struct Fetcher: Sendable {
@@ -97,30 +99,36 @@ public struct Fetcher: Sendable {
         var made = Set<String>()
         for (i, entry) in listing.files.enumerated() {
             let local = locals[i]
-            if POSIX.fileSize(local) == entry.size, (try? HashCache.hashFile(local)) == entry.sha256 {
-                let file = FetchedFile(remotePath: entry.path, localPath: local, size: entry.size, transferredBytes: 0, resumedFrom: 0,
-                                       unchanged: true, sha256: entry.sha256)
-                events?(.fetched(file))
-                results[i] = file
-                continue
+            // A copy of the same size here: unchanged when it hashes as the listing says; when the
+            // listing has no hash yet (the host has not read the file), the host compares.
+            var have: String?
+            if POSIX.fileSize(local) == entry.size, let sha = try? HashCache.hashFile(local) {
+                if sha == entry.sha256 {
+                    let file = FetchedFile(remotePath: entry.path, localPath: local, size: entry.size, transferredBytes: 0, resumedFrom: 0,
+                                           unchanged: true, sha256: entry.sha256)
+                    events?(.fetched(file))
+                    results[i] = file
+                    continue
+                }
+                if entry.sha256.isEmpty { have = sha }
             }
             let folder = (local as NSString).deletingLastPathComponent
             if made.insert(folder).inserted { try POSIX.makeDirectory(folder) }
             let partial = local + partialSuffix
             var offset: Int64 = 0
             var st = stat()
-            if lstat(partial, &st) == 0 {
+            if have == nil, lstat(partial, &st) == 0 {
                 if (st.st_mode & S_IFMT) == S_IFREG && Int64(st.st_size) <= entry.size { offset = Int64(st.st_size) } else { unlink(partial) }
             }
-            wants.append(FetchReceiver.Want(listed: i, entry: entry, local: local, offset: offset))
+            wants.append(FetchReceiver.Want(listed: i, entry: entry, local: local, offset: offset, have: have))
         }
         let started = Date()
         defer {
             let sent = wants.reduce(Int64(0)) { $0 + $1.entry.size - $1.offset }
-            note?("fetch: \(wants.count) of \(listing.files.count) files (\(ByteCount.format(sent))) in one exec-channel stream from the agent (files_fetch: listed and sent on one channel, no SFTP), sha256 checked as they arrived, in \(String(format: "%.2f", Date().timeIntervalSince(started))) s; \(client.transport.counters.commands) remote command(s) on this connection")
+            note?("fetch: \(wants.count) of \(listing.files.count) files (\(ByteCount.format(sent))) in one exec-channel stream from the agent (files_fetch: listed and sent on one channel, no SFTP), each checked against the sha256 the host computed while reading it, in \(String(format: "%.2f", Date().timeIntervalSince(started))) s; \(client.transport.counters.commands) remote command(s) on this connection")
         }
         let command = channel.command
-        try await channel.choose(wants.map { FileWant(path: $0.entry.path, offset: $0.offset) })
+        try await channel.choose(wants.map { FileWant(path: $0.entry.path, offset: $0.offset, have: $0.have) })
         if wants.isEmpty { command.cancel() }
         if !wants.isEmpty {
             let receiver = FetchReceiver(wants: wants, events: events)

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import System
 #if canImport(Glibc)
@@ -14,6 +15,15 @@ extension Agent {
     /// when neither does. Each entry says where it lands: P's files under `P/`, the output's
     /// without `output/`.
     func files(_ id: String, what: String) throws -> FileListing {
+        let (listing, cache) = try files(id, what: what, hashing: true)
+        cache.save()
+        return listing
+    }
+
+    /// The listing, and the job's hash cache it used. With `hashing` false, a file's sha256 is
+    /// given only when the cache knows it (else empty: `filesFetch` sends it after the file's bytes,
+    /// read once), and no file is opened: the walk's lstat says the rest.
+    func files(_ id: String, what: String, hashing: Bool) throws -> (FileListing, HashCache) {
         let paths = try store.paths(id)
         let status = try status(id)
         let root = paths.directory
@@ -49,29 +59,40 @@ extension Agent {
         var entries: [FileListing.Entry] = []
         let cache = HashCache(path: (root as NSString).appendingPathComponent(".hashes.json"))
         for (remote, local) in roots {
-            for file in Agent.regularFiles(under: remote, in: root) {
-                let opened: (fd: Int32, stat: stat)
-                do { opened = try NoFollow.openFile(file, below: root) } catch JobsError.io { continue }   // vanished meanwhile
-                defer { close(opened.fd) }
-                let sha = try cache.sha256(of: opened.fd, stat: opened.stat, key: file)
+            for (file, walked) in Agent.regularFiles(under: remote, in: root) {
+                var st = walked
+                var sha = ""
+                if hashing {
+                    let opened: (fd: Int32, stat: stat)
+                    do { opened = try NoFollow.openFile(file, below: root) } catch JobsError.io { continue }   // vanished meanwhile
+                    defer { close(opened.fd) }
+                    st = opened.stat
+                    sha = try cache.sha256(of: opened.fd, stat: opened.stat, key: file)
+                } else {
+                    sha = cache.cached(key: file, stat: st) ?? ""
+                }
                 let rest = file == remote ? "" : String(file.dropFirst(remote.count + 1))
                 let landing = local.isEmpty ? rest : rest.isEmpty ? local : local + "/" + rest
-                entries.append(FileListing.Entry(path: file, size: Int64(opened.stat.st_size), sha256: sha,
-                                                 modified: Date(timeIntervalSince1970: TimeInterval(opened.stat.st_mtim.tv_sec)),
-                                                 mode: Int(opened.stat.st_mode & 0o777), local: landing))
+                entries.append(FileListing.Entry(path: file, size: Int64(st.st_size), sha256: sha,
+                                                 modified: Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec)),
+                                                 mode: Int(st.st_mode & 0o777), local: landing))
             }
         }
-        cache.save()
-        return FileListing(root: root, files: entries, state: status.state)
+        return (FileListing(root: root, files: entries, state: status.state), cache)
     }
 
     /// Regular files under `relative` (itself a file or a folder) inside `root`, never following
     /// symlinks (links inside are left out; a link on the way is `unsafePath`).
-    static func regularFiles(under relative: String, in root: String) -> [String] {
+    /// Each comes with its lstat.
+    static func regularFiles(under relative: String, in root: String) -> [(path: String, stat: stat)] {
         guard let kind = try? NoFollow.kind(of: relative, below: root) else { return [] }
-        if kind == .file { return [relative] }
+        if kind == .file {
+            var st = stat()
+            guard lstat((root as NSString).appendingPathComponent(relative), &st) == 0, NoFollow.Kind(st.st_mode) == .file else { return [] }
+            return [(relative, st)]
+        }
         guard kind == .directory else { return [] }
-        var out: [String] = []
+        var out: [(path: String, stat: stat)] = []
         func walk(_ relative: String) {
             let full = (root as NSString).appendingPathComponent(relative)
             guard let listing = Packager.names(in: full) else { return }
@@ -80,7 +101,7 @@ extension Agent {
                 var st = stat()
                 guard lstat((root as NSString).appendingPathComponent(path), &st) == 0 else { continue }
                 switch NoFollow.Kind(st.st_mode) {
-                case .file: out.append(path)
+                case .file: out.append((path, st))
                 case .directory: walk(path)
                 case .symlink, .other: continue
                 }
@@ -91,11 +112,18 @@ extension Agent {
     }
 
     /// Streams the asked files of job `id` (paths in its folder, as a listing gave them) in
-    /// `FilesStreamEvent` frames, each from its offset, opened without following any link.
-    func streamFiles(_ id: String, files: [FileWant]) -> Int32 {
+    /// `FilesStreamEvent` frames, each from its offset, opened without following any link. Each
+    /// file's sha256 follows its bytes (`H`), hashed as they were read, from byte 0 (a resumed
+    /// file's first bytes are read, not sent); `-` in its place when the file changed while it was
+    /// read. A want with `have` (the client's copy of that size) gets `U` when the host's file
+    /// hashes the same, and nothing is sent. Hashes learnt go to `cache` (the listing's, when the
+    /// listing came on the same channel), saved at the end.
+    func streamFiles(_ id: String, files: [FileWant], cache given: HashCache? = nil) -> Int32 {
         let writer = FilesStreamWriter(fd: 1)
         do {
             let root = try store.paths(id).directory
+            let cache = given ?? HashCache(path: (root as NSString).appendingPathComponent(".hashes.json"))
+            defer { cache.save(pruning: given != nil) }
             for (index, want) in files.enumerated() {
                 let opened: (fd: Int32, stat: stat)
                 do {
@@ -107,10 +135,33 @@ extension Agent {
                     continue
                 }
                 defer { close(opened.fd) }
-                let size = Int64(opened.stat.st_size)
+                let before = opened.stat
+                let size = Int64(before.st_size)
+                var known = cache.cached(key: want.path, stat: before)
+                if let have = want.have {
+                    let sha = try known ?? cache.sha256(of: opened.fd, stat: before, key: want.path)
+                    known = sha
+                    if sha == have {
+                        try writer.header("U \(index)")
+                        continue
+                    }
+                }
                 let offset = min(want.offset, size)
-                try writer.header("F \(index) \(offset) \(size - offset) \(String(opened.stat.st_mode & 0o777, radix: 8))")
-                try writer.body(from: opened.fd, offset: offset, length: size - offset)
+                var hasher: SHA256? = known == nil ? SHA256() : nil
+                if offset > 0, hasher != nil {
+                    do { _ = try FileIO.readChunks(opened.fd, from: 0, limit: offset, path: want.path) { hasher!.update(bufferPointer: $0) } }
+                    catch let error as SystemError { throw JobsError(error) }
+                }
+                try writer.header("F \(index) \(offset) \(size - offset) \(String(before.st_mode & 0o777, radix: 8))")
+                try writer.body(from: opened.fd, offset: offset, length: size - offset) { hasher?.update(bufferPointer: $0) }
+                var after = stat()
+                let digest = hasher.map { HashCache.hex($0.finalize()) } ?? known!
+                if fstat(opened.fd, &after) == 0, Agent.sameContent(before, after) {
+                    if known == nil { cache.record(key: want.path, stat: before, sha256: digest) }
+                    try writer.header("H \(digest)")
+                } else {
+                    try writer.header("H -")
+                }
             }
             try writer.header("E")
             try writer.flush()
@@ -123,5 +174,11 @@ extension Agent {
             }
             return 1
         }
+    }
+
+    /// Whether a file's stat before and after reading it says nobody wrote it meanwhile.
+    static func sameContent(_ a: stat, _ b: stat) -> Bool {
+        a.st_ino == b.st_ino && a.st_size == b.st_size && a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec
+            && a.st_ctim.tv_sec == b.st_ctim.tv_sec && a.st_ctim.tv_nsec == b.st_ctim.tv_nsec
     }
 }

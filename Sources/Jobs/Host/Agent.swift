@@ -100,9 +100,11 @@ public struct Agent: Sendable {
         case .jobFiles(let id, let what): try reply(try files(id, what: what))
         case .filesGet(let id, let files): return streamFiles(id, files: files)
         case .filesFetch(let id, let what):
-            try reply(try files(id, what: what))
+            // Listed without reading a file: each one's hash follows its bytes.
+            let (listing, cache) = try files(id, what: what, hashing: false)
+            try reply(listing)
             guard let line = try input.readLine(limit: AgentProtocol.requestLineLimit) else { return 0 }
-            return streamFiles(id, files: try JSON.decode([FileWant].self, from: Data(line.utf8), what: "the files wanted"))
+            return streamFiles(id, files: try JSON.decode([FileWant].self, from: Data(line.utf8), what: "the files wanted"), cache: cache)
         }
         return 0
     }

@@ -105,9 +105,9 @@ final class HashCache {
         return digest
     }
 
-    /// Writes the cache back (entries not asked for this time are dropped). Best effort.
-    func save() {
-        let stale = Set(entries.keys).subtracting(used)
+    /// Writes the cache back (with `pruning`, entries not asked for this time are dropped). Best effort.
+    func save(pruning: Bool = true) {
+        let stale = pruning ? Set(entries.keys).subtracting(used) : []
         if !stale.isEmpty { for k in stale { entries[k] = nil }; changed = true }
         guard changed, let data = try? JSONEncoder().encode(Stored(entries: entries)) else { return }
         try? AtomicFile.write(data, to: path, mode: .umask(0o600), directoryMode: 0o700)
