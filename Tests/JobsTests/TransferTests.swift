@@ -136,6 +136,64 @@ private func randomData(_ count: Int) -> Data {
         #expect(try HashCache.hashFile(box.root + "/work2/big/model.bin") == bigHash)
     }
 
+    /// A large content is lent to one job as a hard link (written once, never copied); a job that
+    /// rewrites it in place breaks its seal, so before any further use the store hashes it again,
+    /// drops it and asks for it again, while another job got a copy of the original bytes. A lent
+    /// pack whose job is gone is hashed once more and kept.
+    @Test func aLargeContentIsLentToOneJobAndVerifiedBeforeReuse() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        let layout = HostLayout(home: box.root + "/host")
+        var large = Data(count: Int(LentPack.minimumSize) + 4096)
+        large.replaceSubrange(0..<4096, with: randomData(4096))
+        let hash = sha256(large)
+        func send() throws {
+            var stream = PackStream()
+            stream.blob(large)
+            let (reader, fd) = try stream.reader(in: box.root)
+            defer { close(fd) }
+            #expect(try BlobStore(layout: layout).receive(from: reader).stored == 1)
+        }
+        func inode(_ path: String) -> ino_t { var st = stat(); return stat(path, &st) == 0 ? st.st_ino : 0 }
+        func hashOf(_ path: String) -> String? { try? HashCache.hashFile(path) }
+        try send()
+        var manifest = Manifest()
+        manifest.files = [Manifest.File(path: "model.bin", sha256: hash, size: Int64(large.count), executable: false),
+                          Manifest.File(path: "again/model.bin", sha256: hash, size: Int64(large.count), executable: false)]
+        let store = BlobStore(layout: layout)
+        try store.materialise(manifest, into: box.root + "/work1", lending: true)
+        let pack = store.index.packPath(try #require(store.index.location(hash)).pack)
+        #expect(inode(box.root + "/work1/model.bin") == inode(pack), "lent: the job's file is the store's")
+        #expect(inode(box.root + "/work1/again/model.bin") != inode(pack), "the same content twice in a job: one of them a copy")
+        var st = stat()
+        #expect(stat(box.root + "/work1/model.bin", &st) == 0 && st.st_mode & 0o777 == 0o644)
+        #expect(FileManager.default.fileExists(atPath: LentPack.sealPath(ofPack: pack)))
+        // Held by the first job: a second one gets a copy.
+        try BlobStore(layout: layout).materialise(manifest, into: box.root + "/work2", lending: true)
+        #expect(inode(box.root + "/work2/model.bin") != inode(pack) && hashOf(box.root + "/work2/model.bin") == hash)
+
+        // The first job rewrites its file in place (as root: no mode stops it).
+        let out = open(box.root + "/work1/model.bin", O_WRONLY | O_CLOEXEC)
+        let junk = [UInt8](repeating: 0x41, count: 4096)
+        #expect(out >= 0 && pwrite(out, junk, junk.count, 100) == junk.count)
+        close(out)
+        let after = BlobStore(layout: layout)
+        #expect(after.contents(hash) == nil, "a changed lent pack is not served")
+        #expect(try after.missing([hash]).missing == [hash], "and is asked for again")
+        #expect(!FileManager.default.fileExists(atPath: pack))
+        #expect(hashOf(box.root + "/work1/model.bin") != hash, "the job keeps its rewrite")
+        #expect(hashOf(box.root + "/work2/model.bin") == hash, "the other job never saw it")
+
+        // Sent again, lent again; once that job's folder is gone, the pack is hashed once more and kept.
+        try send()
+        let third = BlobStore(layout: layout)
+        try third.materialise(manifest, into: box.root + "/work3", lending: true)
+        let pack3 = third.index.packPath(try #require(third.index.location(hash)).pack)
+        #expect(inode(box.root + "/work3/model.bin") == inode(pack3) && hashOf(box.root + "/work3/model.bin") == hash)
+        try FileManager.default.removeItem(atPath: box.root + "/work3")
+        #expect(BlobStore(layout: layout).contents(hash) == large)
+        #expect(!FileManager.default.fileExists(atPath: LentPack.sealPath(ofPack: pack3)), "no longer lent")
+    }
+
     /// A pack written before this boot (a crash may have lost its unsynced bytes) is read back and
     /// hashed before it is trusted: a damaged content is dropped (and sent again), the rest kept,
     /// and the index marked checked. Leftovers of a crashed upload (a pack without an index, a

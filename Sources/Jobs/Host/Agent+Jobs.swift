@@ -53,7 +53,7 @@ extension Agent {
             // A spare made after an earlier launch of (nearly) this tree saves creating every file.
             let spares = SpareWork(layout: layout, blobs: blobs)
             if !((try? spares.take(request.manifest, into: paths.work, claim: spec.id)) ?? false) {
-                try blobs.materialise(request.manifest, into: paths.work)
+                try blobs.materialise(request.manifest, into: paths.work, lending: true)
             }
             try POSIX.makeDirectory(paths.output)
             try launcher(for: spec).start(spec.id)

@@ -8,7 +8,8 @@ import Glibc
 /// Where the store keeps what one `blob_put` received: one pack file with the verified contents back
 /// to back (`blobs/packs/NAME.pack`) and its index (`NAME.idx`), instead of a file, a rename and a
 /// folder per blob. A pack is written once and never changed; a job's `work/` gets copies of its
-/// ranges, so nothing a job does reaches it.
+/// ranges, so nothing a job does reaches it, except a large content's pack of one, which one job
+/// at a time may hold as a hard link and which is verified before it is used again (`LentPack`).
 ///
 /// The index is published (renamed into place) only after every byte it names was checked against
 /// its sha256. The pack is not synced first: its first line names the boot it was written in, and
@@ -76,10 +77,12 @@ final class PackIndex: @unchecked Sendable {
             let pack = String(name.dropLast(4))
             guard let data = POSIX.read((folder as NSString).appendingPathComponent(name)) else { continue }
             guard var entries = parse(data) else { continue }
+            let packPath = (folder as NSString).appendingPathComponent(pack + ".pack")
             if entries.boot != "checked" && (boot.isEmpty || entries.boot != "boot=" + boot) {
-                entries.blobs = recheck(pack: (folder as NSString).appendingPathComponent(pack + ".pack"), entries.blobs)
+                entries.blobs = recheck(pack: packPath, entries.blobs)
                 try? BlobPack.publish(entries.blobs, name: pack, in: folder, boot: nil)
             }
+            if entries.blobs.count == 1, !LentPack.review(pack: packPath, blob: entries.blobs[0]) { continue }
             let number = index.packs.count
             index.packs.append(pack)
             index.counts.append(entries.blobs.count)
@@ -234,5 +237,78 @@ final class PackWriter {
                 if writerGone(name[dot.upperBound...], path) { unlink(path) }
             }
         }
+    }
+}
+
+/// A large content's pack of one may be lent to one job's `work/` as a hard link instead of being
+/// copied (`BlobStore.materialise`): the job's file and the store's are then one file, and nothing
+/// is written twice. What a job does to its file then reaches the store, so a lent pack is
+/// verified before it is used again: `NAME.lent` seals its inode, size, mtime and ctime as they
+/// were once lent (a write changes the mtime, a chmod or a new or removed link the ctime). While
+/// the seal holds, the pack is trusted as it is. Once it breaks, the next request that reads the
+/// store's index hashes the pack again: when it still holds its content it is kept (sealed again
+/// while the job's link remains, no longer lent once it is the only one), and when not it leaves
+/// the store (the job keeps its file; the next launch sends the content again). Only one job at a
+/// time holds a lent pack: another gets a copy, checked against the seal after it was made.
+enum LentPack {
+    /// Contents from this size on are lent (below it a copy costs little).
+    static let minimumSize: Int64 = 8 << 20
+
+    static func sealPath(ofPack pack: String) -> String { String(pack.dropLast(".pack".count)) + ".lent" }
+
+    static func seal(_ st: stat) -> String {
+        "\(st.st_ino) \(st.st_size) \(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec) \(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec)\n"
+    }
+
+    /// Whether `pack` (open as `fd`) is lent and its seal broken: a copy just made from it may hold a job's bytes.
+    static func broken(_ fd: Int32, pack: String) -> Bool {
+        guard let sealed = POSIX.read(sealPath(ofPack: pack)) else { return false }
+        var st = stat()
+        return fstat(fd, &st) != 0 || String(decoding: sealed, as: UTF8.self) != seal(st)
+    }
+
+    /// Checks a pack of one before the store trusts it (`PackIndex.load`): false when it left the store.
+    static func review(pack: String, blob: (hash: String, offset: Int64, size: Int64)) -> Bool {
+        let sealFile = sealPath(ofPack: pack)
+        var st = stat()
+        guard lstat(pack, &st) == 0 else { return true }   // gone: reading it fails as before
+        let sealed = POSIX.read(sealFile).map { String(decoding: $0, as: UTF8.self) }
+        if sealed == nil && st.st_nlink <= 1 { return true }   // never lent
+        if sealed == seal(st) { return true }                 // lent, untouched
+        // Touched since it was lent (or a link without a seal): its bytes say whether it is still its content.
+        if PackIndex.recheck(pack: pack, [blob]).isEmpty {
+            unlink(String(pack.dropLast(".pack".count)) + ".idx")
+            unlink(pack)
+            unlink(sealFile)
+            return false
+        }
+        if st.st_nlink <= 1 { unlink(sealFile) } else { writeSeal(seal(st), to: sealFile) }
+        return true
+    }
+
+    /// Lends `pack` (open as `fd`) to `destination` with `mode` when no one holds it: true when
+    /// `destination` is now the pack's file. Under the pack's lock, so two launches never both hold it.
+    static func lend(_ fd: Int32, pack: String, to destination: String, mode: mode_t) -> Bool {
+        _ = Syscall.retrying { flock(fd, LOCK_EX) }
+        defer { _ = flock(fd, LOCK_UN) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_nlink == 1, link(pack, destination) == 0 else { return false }
+        // The store's file gets the job's mode too (the store's folder is private).
+        guard chmod(destination, mode) == 0, fstat(fd, &st) == 0, writeSeal(seal(st), to: sealPath(ofPack: pack)) else {
+            unlink(destination)
+            return false
+        }
+        return true
+    }
+
+    @discardableResult
+    private static func writeSeal(_ text: String, to path: String) -> Bool {
+        let temporary = path + ".tmp-\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return false }
+        let wrote = (try? FileIO.writeAll(fd, Array(text.utf8), path: temporary)) != nil
+        close(fd)
+        guard wrote, rename(temporary, path) == 0 else { unlink(temporary); return false }
+        return true
     }
 }

@@ -31,23 +31,25 @@ struct BlobStore {
         defer { close(source.fd) }
         var out = Data()
         guard (try? FileIO.readChunks(source.fd, from: source.offset, limit: source.size) { out.append(contentsOf: $0) }) == source.size else { return nil }
+        if let pack = source.pack, LentPack.broken(source.fd, pack: pack) { return nil }
         return out
     }
 
-    /// Where `hash`'s bytes are: an open descriptor (the caller closes it), their offset and size.
-    func source(_ hash: String) throws -> (fd: Int32, offset: Int64, size: Int64) {
+    /// Where `hash`'s bytes are: an open descriptor (the caller closes it), their offset and size,
+    /// and the pack's path when it is a pack of one (which may be lent: check `LentPack.broken` after reading).
+    func source(_ hash: String) throws -> (fd: Int32, offset: Int64, size: Int64, pack: String?) {
         if let at = index.location(hash) {
             let path = index.packPath(at.pack)
             let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
             guard fd >= 0 else { throw JobsError.io(path: path, reason: SystemError.text(errno)) }
-            return (fd, at.offset, at.size)
+            return (fd, at.offset, at.size, index.isWhole(at) ? path : nil)
         }
         let path = layout.blob(hash)
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { throw JobsError.io(path: path, reason: SystemError.text(errno)) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { close(fd); throw JobsError.io(path: path, reason: SystemError.text(errno)) }
-        return (fd, 0, Int64(st.st_size))
+        return (fd, 0, Int64(st.st_size), nil)
     }
 
     /// Of `hashes`: the ones the store lacks, and for those, bytes already received in a partial.
@@ -163,13 +165,16 @@ struct BlobStore {
     }
 
     /// Builds `directory` from the manifest: every file a copy of its bytes in the store (a reflink
-    /// where the filesystem has them and the content is a whole file, else an in-kernel copy; never
-    /// a hard link), so a job that rewrites a file in place — also as root, for whom the store's
-    /// modes protect nothing — cannot change the store. Folders are made once each; each pack is
+    /// where the filesystem has them and the content is a whole file, else an in-kernel copy), so a
+    /// job that rewrites a file in place — also as root, for whom the store's modes protect
+    /// nothing — cannot change what the store serves. Folders are made once each; each pack is
     /// opened once; files are copied on as many threads as there are cores (at most 4), each
     /// taking whole folders: creates in one folder take its lock in turn, and threads waiting on
     /// it (spinning, on a busy machine) cost more than they copy.
-    func materialise(_ manifest: Manifest, into directory: String) throws {
+    ///
+    /// With `lending`, a large content whose pack of one no job holds is lent instead: `work/`'s
+    /// file is a hard link to it, sealed (`LentPack`), and nothing is copied.
+    func materialise(_ manifest: Manifest, into directory: String, lending: Bool = false) throws {
         try manifest.validate()
         try POSIX.makeDirectory(directory)
         var folders = Set<String>([""])
@@ -187,6 +192,10 @@ struct BlobStore {
         // Where each file's bytes are: (pack descriptor, offset, size, whole file), or nil for a file of the old layout.
         var sources: [(fd: Int32, offset: Int64, size: Int64, whole: Bool)?] = []
         sources.reserveCapacity(manifest.files.count)
+        // The pack of each large content that may be lent: lent to its first file (if at all), checked after each copy.
+        var largePacks: [Int: String] = [:]
+        var lendTo: [Int: String] = [:]
+        var offered = Set<Int>()
         for file in manifest.files {
             try make((file.path as NSString).deletingLastPathComponent)
             if let at = index.location(file.sha256) {
@@ -197,7 +206,13 @@ struct BlobStore {
                     guard fd >= 0 else { throw JobsError.io(path: path, reason: SystemError.text(errno)) }
                     packFDs[at.pack] = fd
                 }
-                sources.append((fd, at.offset, at.size, at.offset == 0 && index.isWhole(at)))
+                let whole = at.offset == 0 && index.isWhole(at)
+                if whole && at.size >= LentPack.minimumSize {
+                    let i = sources.count
+                    largePacks[i] = index.packPath(at.pack)
+                    if lending && offered.insert(at.pack).inserted { lendTo[i] = index.packPath(at.pack) }
+                }
+                sources.append((fd, at.offset, at.size, whole))
             } else if POSIX.exists(layout.blob(file.sha256)) {
                 sources.append(nil)
             } else {
@@ -206,6 +221,7 @@ struct BlobStore {
         }
         let files = manifest.files
         let copies = sources
+        let large = largePacks, lend = lendTo
         // The files of each folder, in manifest order.
         var groupOf: [String: Int] = [:]
         var groups: [[Int]] = []
@@ -228,7 +244,11 @@ struct BlobStore {
                     let mode: mode_t = file.executable ? 0o755 : 0o644
                     do {
                         if let source = copies[i] {
+                            if let pack = lend[i], LentPack.lend(source.fd, pack: pack, to: destination, mode: mode) { continue }
                             try BlobStore.writeCopy(of: source, to: destination, mode: mode, umask: mask)
+                            if let pack = large[i], LentPack.broken(source.fd, pack: pack) {
+                                throw JobsError.io(path: destination, reason: "its content in the host's store changed while it was copied (a running job rewrote the copy it holds); launch again: the content is sent afresh")
+                            }
                         } else {
                             // A content of the old layout: its own file, opened for this copy only.
                             let old = try self.source(file.sha256)

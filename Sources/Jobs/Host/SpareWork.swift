@@ -211,6 +211,9 @@ struct SpareWork {
             defer { close(source.fd) }
             try BlobStore.writeCopy(of: (source.fd, source.offset, source.size, false), to: full(file.path),
                                     mode: file.executable ? 0o755 : 0o644, umask: mask)
+            if let pack = source.pack, LentPack.broken(source.fd, pack: pack) {
+                throw JobsError.io(path: full(file.path), reason: "its content in the host's store changed while it was copied")
+            }
         }
         for i in d.chmod where chmod(full(new.files[i].path), new.files[i].executable ? 0o755 : 0o644) != 0 {
             throw JobsError.io(path: full(new.files[i].path), reason: SystemError.text(errno))
