@@ -203,7 +203,7 @@ public struct Launcher: Sendable {
             }
         }
         guard let info else { throw JobsError.supervisorDidNotStart(id: spec.id, detail: "no free job id") }
-        note?("start: work/ made (from a spare made ahead, or copied from the store) and the supervisor started (\(client.transport.counters.commands) remote command(s) in all) in \(lap())")
+        note?("start: work/ made (from a spare made ahead, or from the store: copies, a large content lent as a hard link) and the supervisor started (\(client.transport.counters.commands) remote command(s) in all) in \(lap())")
         try context.registry.saveJob(JobRecord(id: spec.id, name: spec.name, host: client.host, kind: spec.kind, command: spec.command,
                                                createdAt: spec.createdAt, directory: info.directory, workingDirectory: package.root,
                                                status: info.status, progress: nil, seenAt: Date()))
