@@ -178,6 +178,8 @@ public struct LibraryCheck: Codable, Sendable, Equatable {
     public var available: Bool
     public var detail: String
     public init(available: Bool, detail: String) { self.available = available; self.detail = detail }
+    /// A preflight for a job that does not run ferry's engine (a shell command) skips its checks.
+    public static let notChecked = LibraryCheck(available: false, detail: "not checked: the job does not run ferry's engine")
 }
 
 public struct PreflightReport: Codable, Sendable {

@@ -306,11 +306,11 @@ private func randomData(_ count: Int) -> Data {
         #expect(try await fetch().allSatisfy(\.unchanged))
         // The host's hashes forgotten: its listing has none, the client sends the hash of each copy
         // it has, and the host answers "unchanged" for each without sending a byte.
-        unlink(box.localJob(result.id).directory + "/.hashes.json")
+        unlink(box.localJob(result.id).directory + "/.hashes")
         let again = try await fetch()
         #expect(again.count == 301 && again.allSatisfy { $0.unchanged && $0.transferredBytes == 0 })
         // A copy of the same size that differs is sent again, and only that one.
-        unlink(box.localJob(result.id).directory + "/.hashes.json")
+        unlink(box.localJob(result.id).directory + "/.hashes")
         try Data("fxle 1\n".utf8).write(to: URL(fileURLWithPath: dest + "/many/f1.txt"))
         let mended = try await fetch()
         #expect(mended.filter { !$0.unchanged }.map(\.remotePath) == ["output/many/f1.txt"])

@@ -38,7 +38,7 @@ public enum Packager {
     public static func package(_ directory: String, cacheFile: String? = nil) throws -> JobPackage {
         let root = URL(fileURLWithPath: directory).standardizedFileURL.path
         guard POSIX.isDirectory(root) else { throw JobsError.io(path: directory, reason: "not a folder") }
-        let cache = cacheFile.map(HashCache.init(path:))
+        let cache = cacheFile.map { HashCache(path: $0, olderPath: $0 + ".json") }
         var manifest = Manifest()
         var sources: [String: String] = [:]
         var skipped: [(String, String)] = []

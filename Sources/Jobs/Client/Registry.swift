@@ -89,7 +89,7 @@ public struct Registry: Sendable {
 
     func hashCachePath(for directory: String) -> String {
         let name = String(format: "%016llx", directory.hashValueStable) + "-" + Names.defaultJobName(from: directory)
-        return ((root as NSString).appendingPathComponent("hashes") as NSString).appendingPathComponent(name + ".json")
+        return ((root as NSString).appendingPathComponent("hashes") as NSString).appendingPathComponent(name)
     }
 
     private func locked<T>(_ body: () throws -> T) throws -> T {

@@ -57,7 +57,8 @@ extension Agent {
             }
         }
         var entries: [FileListing.Entry] = []
-        let cache = HashCache(path: (root as NSString).appendingPathComponent(".hashes.json"))
+        let cache = HashCache(path: (root as NSString).appendingPathComponent(".hashes"),
+                                                   olderPath: (root as NSString).appendingPathComponent(".hashes.json"))
         for (remote, local) in roots {
             for (file, walked) in Agent.regularFiles(under: remote, in: root) {
                 var st = walked
@@ -122,7 +123,8 @@ extension Agent {
         let writer = FilesStreamWriter(fd: 1)
         do {
             let root = try store.paths(id).directory
-            let cache = given ?? HashCache(path: (root as NSString).appendingPathComponent(".hashes.json"))
+            let cache = given ?? HashCache(path: (root as NSString).appendingPathComponent(".hashes"),
+                                                   olderPath: (root as NSString).appendingPathComponent(".hashes.json"))
             defer { cache.save(pruning: given != nil) }
             for (index, want) in files.enumerated() {
                 let opened: (fd: Int32, stat: stat)

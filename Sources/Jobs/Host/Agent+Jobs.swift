@@ -32,7 +32,7 @@ extension Agent {
         let spec = request.spec
         try spec.validate()
         try request.manifest.validate()
-        let blobs = BlobStore(layout: layout)
+        let blobs = self.blobs
         let lacking = request.manifest.files.filter { !blobs.has($0.sha256) }
         guard lacking.isEmpty else {
             throw JobsError.io(path: lacking[0].path, reason: "its content is not on the host yet (\(lacking.count) files missing); launch again to send them")
@@ -42,6 +42,8 @@ extension Agent {
         }
         try POSIX.makeDirectory(layout.jobsDirectory, mode: 0o700)
         let paths = layout.job(spec.id)
+        // The tree's id, once: for finding a spare and for announcing the next one.
+        let tree = SpareWork.wanted(request.manifest) ? SpareWork.treeID(request.manifest) : nil
         guard mkdir(paths.directory, 0o700) == 0 else {
             if errno == EEXIST { throw JobsError.jobExists(spec.id) }
             throw JobsError.io(path: paths.directory, reason: SystemError.text(errno))
@@ -52,7 +54,7 @@ extension Agent {
             try store.write(JobStatus(id: spec.id, state: .queued, attempt: spec.attempt), paths)
             // A spare made after an earlier launch of (nearly) this tree saves creating every file.
             let spares = SpareWork(layout: layout, blobs: blobs)
-            if !((try? spares.take(request.manifest, into: paths.work, claim: spec.id)) ?? false) {
+            if !((try? spares.take(request.manifest, into: paths.work, claim: spec.id, tree: tree)) ?? false) {
                 try blobs.materialise(request.manifest, into: paths.work, lending: true)
             }
             try POSIX.makeDirectory(paths.output)
@@ -62,7 +64,7 @@ extension Agent {
             try? FileManager.default.removeItem(atPath: paths.directory)
             throw error
         }
-        if SpareWork.wanted(request.manifest), SpareWork.enabled() { startPreparingWork(spec.id, manifest: request.manifest) }
+        if let tree, SpareWork.enabled() { startPreparingWork(spec.id, manifest: request.manifest, tree: tree) }
         return try info(spec.id)
     }
 
@@ -70,15 +72,15 @@ extension Agent {
     /// copies the job's tree for the next launch while the host is otherwise idle. Its folder
     /// (`.new-PID-NAME`, with the tree's id and manifest) is there before this request answers, so a
     /// launch right after waits for it instead of copying every file beside it.
-    func startPreparingWork(_ id: String, manifest: Manifest) {
+    func startPreparingWork(_ id: String, manifest: Manifest, tree: String) {
         var env = ProcessInfo.processInfo.environment
         env["FERRY_HOME"] = home
-        let spares = SpareWork(layout: layout, blobs: BlobStore(layout: layout))
+        let spares = SpareWork(layout: layout, blobs: blobs)
         let name = SpareWork.newName()
         guard (try? POSIX.makeDirectory(spares.directory, mode: 0o700)) != nil,
               let pid = try? Spawn.start([binary, AgentProtocol.subcommand, AgentProtocol.homeFlag, home, AgentProtocol.prepareWorkVerb, id, name],
                                          environment: env, stdin: .null, stdout: .null, stderr: .null, newSession: true) else { return }
-        try? spares.announce(name, builder: pid, manifest: manifest, manifestFile: store.paths(id).manifest)
+        try? spares.announce(name, builder: pid, manifest: manifest, manifestFile: store.paths(id).manifest, tree: tree)
     }
 
     /// The detached maker of a spare: at low priority, from the job's manifest.
@@ -87,7 +89,7 @@ extension Agent {
         let paths = try store.paths(id)
         let manifest = try JSON.decode(Manifest.self, from: POSIX.read(paths.manifest) ?? Data(), what: paths.manifest)
         try manifest.validate()
-        try SpareWork(layout: layout, blobs: BlobStore(layout: layout)).prepare(manifest, name: name, manifestFile: paths.manifest)
+        try SpareWork(layout: layout, blobs: blobs).prepare(manifest, name: name, manifestFile: paths.manifest)
         return 0
     }
 

@@ -46,12 +46,13 @@ extension Agent {
         var missing: BlobsMissingReply?
         var needed = request.neededBytes
         if let blobs = request.blobs {
-            let (lacking, partial) = try BlobStore(layout: layout).missing(Array(blobs.keys))
+            let (lacking, partial) = try self.blobs.missing(Array(blobs.keys))
             missing = BlobsMissingReply(missing: lacking, partial: partial)
             let toReceive = lacking.reduce(Int64(0)) { $0 + (blobs[$1] ?? 0) - (partial[$1] ?? 0) }
             needed += toReceive + blobs.values.reduce(0, +) + (16 << 20)
         }
-        let engine = probes.engine()
+        // The engine's checks load oneDNN and look for CUDA: only for a job that runs the engine.
+        let engine = request.needsEngine ? probes.engine() : (cpuMissing: [], oneDNN: LibraryCheck.notChecked, cuda: LibraryCheck.notChecked)
         let (gpus, smiError) = NvidiaSMI.query()
         let userHome = FerryHome.userHome
         var missingPaths: [String] = []

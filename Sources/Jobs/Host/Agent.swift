@@ -15,6 +15,10 @@ public struct Agent: Sendable {
     public let probes: AgentProbes
     var layout: HostLayout { HostLayout(home: home) }
     var store: JobStore { JobStore(layout: layout) }
+    /// The store's pack index, read once per agent process: a served session's preflight and
+    /// job start share it (a `blob_put` makes the next use read it again).
+    private let packIndex = PackIndexSlot()
+    var blobs: BlobStore { BlobStore(layout: layout, packs: packIndex) }
 
     public init(home: String, version: String, binary: String? = nil, probes: AgentProbes = .loadOnly) {
         self.home = home; self.version = version; self.binary = binary ?? Executable.path; self.probes = probes
@@ -82,9 +86,9 @@ public struct Agent: Sendable {
         switch request {
         case .preflight(let preflightRequest): try reply(try preflight(preflightRequest))
         case .blobsMissing(let hashes):
-            let (missing, partial) = try BlobStore(layout: layout).missing(hashes)
+            let (missing, partial) = try blobs.missing(hashes)
             try reply(BlobsMissingReply(missing: missing, partial: partial))
-        case .blobPut: try reply(try BlobStore(layout: layout).receive(from: input))
+        case .blobPut: try reply(try blobs.receive(from: input))
         case .jobStart(let start):
             let info = try startJob(start)
             try reply(info)

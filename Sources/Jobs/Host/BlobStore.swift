@@ -13,9 +13,9 @@ struct BlobStore {
     let layout: HostLayout
     private let packs: PackIndexSlot
 
-    init(layout: HostLayout) {
+    init(layout: HostLayout, packs: PackIndexSlot = PackIndexSlot()) {
         self.layout = layout
-        packs = PackIndexSlot()
+        self.packs = packs
     }
 
     /// The packs' index, read on first use (one read of every index per request).

@@ -54,9 +54,10 @@ struct SpareWork {
     /// Builds `work` for `manifest` from a spare when one is close enough (returns true), else does
     /// nothing (returns false) and the caller copies every file. A spare that fails half-way is
     /// removed and `work` is left absent.
-    func take(_ manifest: Manifest, into work: String, claim: String) throws -> Bool {
+    /// `tree`: the manifest's `treeID`, when the caller has it.
+    func take(_ manifest: Manifest, into work: String, claim: String, tree known: String? = nil) throws -> Bool {
         guard SpareWork.wanted(manifest), POSIX.isDirectory(directory) else { return false }
-        let tree = SpareWork.treeID(manifest)
+        let tree = known ?? SpareWork.treeID(manifest)
         let deadline = Date().addingTimeInterval(SpareWork.waitForBuilding)
         // Spares being made that would do (decided once: their manifests are read once).
         var awaited: Set<String>?
@@ -237,7 +238,7 @@ struct SpareWork {
     /// The folder of a spare being made by process `builder`, with the tree's id and manifest in
     /// it from the start (a launch deciding whether to wait for it reads them).
     @discardableResult
-    func announce(_ name: String, builder: pid_t, manifest: Manifest, manifestFile: String?) throws -> String {
+    func announce(_ name: String, builder: pid_t, manifest: Manifest, manifestFile: String?, tree: String? = nil) throws -> String {
         let building = (directory as NSString).appendingPathComponent(".new-\(builder)-\(name)")
         guard mkdir(building, 0o700) == 0 || errno == EEXIST else { throw JobsError.io(path: building, reason: SystemError.text(errno)) }
         let copy = (building as NSString).appendingPathComponent("manifest.json")
@@ -245,7 +246,7 @@ struct SpareWork {
             // The job's own manifest.json (never rewritten): a link, else a copy.
             if manifestFile.map({ link($0, copy) != 0 }) ?? true { try JSON.write(manifest, to: copy, pretty: false, mode: 0o600) }
         }
-        try Data(SpareWork.treeID(manifest).utf8).write(to: URL(fileURLWithPath: (building as NSString).appendingPathComponent("tree")), options: .atomic)
+        try Data((tree ?? SpareWork.treeID(manifest)).utf8).write(to: URL(fileURLWithPath: (building as NSString).appendingPathComponent("tree")), options: .atomic)
         return building
     }
 

@@ -323,8 +323,8 @@ struct LaunchCommand: AsyncParsableCommand {
         } else {
             parts.append(report.gpus.map { "GPU \($0.index) \($0.name)" }.joined(separator: ", "))
         }
-        parts.append(report.cuda.available ? "CUDA ok" : "no CUDA")
-        if !report.oneDNN.available { parts.append("oneDNN missing") }
+        if report.cuda != .notChecked { parts.append(report.cuda.available ? "CUDA ok" : "no CUDA") }
+        if report.oneDNN != .notChecked && !report.oneDNN.available { parts.append("oneDNN missing") }
         return "\(host): " + parts.joined(separator: ", ")
     }
 }
