@@ -70,8 +70,8 @@ public struct Manifest: Codable, Sendable, Equatable {
 
     // MARK: - Coding
 
-    /// `entries`: every file in one string, its fields ended by NUL (which no path holds): path,
-    /// sha256, size, `x` or `-`. One JSON string instead of an object per file: a launch of 10,000
+    /// `entries`: every file in one string of `CompactRecords` (fields ended by U+FFFF, or by NUL,
+    /// which no path holds, when a path holds U+FFFF): path, sha256, size, `x` or `-`. One JSON string instead of an object per file: a launch of 10,000
     /// files encodes and decodes its manifest several times (request, job folder, spare), and
     /// objects cost most of that. `files` (an object per file, as an older ferry wrote
     /// manifest.json) is read too.
@@ -90,7 +90,7 @@ public struct Manifest: Codable, Sendable, Equatable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         if let text = try container.decodeIfPresent(String.self, forKey: .entries) {
             guard let parsed = Manifest.parseEntries(text) else {
-                throw DecodingError.dataCorruptedError(forKey: .entries, in: container, debugDescription: "not path, sha256, size and x|- fields, each ended by NUL")
+                throw DecodingError.dataCorruptedError(forKey: .entries, in: container, debugDescription: "not path, sha256, size and x|- fields, each ended by U+FFFF or NUL")
             }
             files = parsed
         } else {

@@ -15,8 +15,9 @@ public enum AtomicFile {
     }
 
     /// Replaces `path` with `data`. Missing parent folders are created with `directoryMode`.
+    /// `durable` false: no fsync of the file or its folder (caches, whose loss costs only work again).
     public static func write(_ data: some ContiguousBytes, to path: String, mode: Mode = .umask(0o644),
-                             directoryMode: mode_t = 0o755) throws(SystemError) {
+                             directoryMode: mode_t = 0o755, durable: Bool = true) throws(SystemError) {
         let dir = parent(of: path)
         try makeDirectories(dir, mode: directoryMode)
         let temp = temporarySibling(of: path, kind: "tmp")
@@ -24,7 +25,7 @@ public enum AtomicFile {
         do throws(SystemError) {
             if case .exact(let bits) = mode, fchmod(fd, bits) != 0 { throw SystemError("chmod", path: temp) }
             try FileIO.writeAll(fd, data, path: path)
-            if fsync(fd) != 0 { throw SystemError("fsync", path: path) }
+            if durable && fsync(fd) != 0 { throw SystemError("fsync", path: path) }
             close(fd)
         } catch {
             close(fd); unlink(temp)
@@ -35,7 +36,7 @@ public enum AtomicFile {
             unlink(temp)
             throw error
         }
-        FileIO.syncDirectory(dir)
+        if durable { FileIO.syncDirectory(dir) }
     }
 
     /// Replaces the folder `directory` with one holding `files` (name, content) in one step: a

@@ -301,14 +301,9 @@ enum LentPack {
         return true
     }
 
+    /// Not synced: a seal lost or torn in a crash no longer matches, and the pack is hashed again.
     @discardableResult
     private static func writeSeal(_ text: String, to path: String) -> Bool {
-        let temporary = path + ".tmp-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return false }
-        let wrote = (try? FileIO.writeAll(fd, Array(text.utf8), path: temporary)) != nil
-        close(fd)
-        guard wrote, rename(temporary, path) == 0 else { unlink(temporary); return false }
-        return true
+        (try? AtomicFile.write(Data(text.utf8), to: path, mode: .exact(0o600), directoryMode: 0o700, durable: false)) != nil
     }
 }

@@ -128,7 +128,8 @@ final class HashCache {
         guard changed else { return }
         var records = CompactRecords(capacity: entries.count * 120 + 16)
         for (key, e) in entries { records.append(key, String(e.size), String(e.mtimeNanos), String(e.inode), e.sha256) }
-        try? AtomicFile.write(Data((HashCache.header + records.text).utf8), to: path, mode: .umask(0o600), directoryMode: 0o700)
+        // A cache: a crash that loses it costs hashing again, so no sync waits for it.
+        try? AtomicFile.write(Data((HashCache.header + records.text).utf8), to: path, mode: .umask(0o600), directoryMode: 0o700, durable: false)
     }
 
     static func hashFile(_ path: String) throws -> String {
