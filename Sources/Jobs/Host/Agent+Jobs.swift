@@ -50,7 +50,8 @@ extension Agent {
         }
         do {
             try JSON.write(spec, to: paths.spec, mode: 0o600)
-            try JSON.write(request.manifest, to: paths.manifest, pretty: false, mode: 0o600)
+            // Read only by the maker of the next spare: no sync waits for it (the spec and status are synced).
+            try JSON.write(request.manifest, to: paths.manifest, pretty: false, mode: 0o600, durable: false)
             try store.write(JobStatus(id: spec.id, state: .queued, attempt: spec.attempt), paths)
             // A spare made after an earlier launch of (nearly) this tree saves creating every file.
             let spares = SpareWork(layout: layout, blobs: blobs)

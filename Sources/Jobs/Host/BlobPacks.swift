@@ -68,6 +68,14 @@ final class PackIndex: @unchecked Sendable {
     func isWhole(_ at: Location) -> Bool { counts[at.pack] == 1 && at.offset == 0 }
     func packPath(_ pack: Int) -> String { (folder as NSString).appendingPathComponent(packs[pack] + ".pack") }
 
+    /// A pack this process just published (its index need not be read again).
+    func add(pack: String, _ blobs: [(hash: String, offset: Int64, size: Int64)]) {
+        let number = packs.count
+        packs.append(pack)
+        counts.append(blobs.count)
+        for e in blobs where locations[e.hash] == nil { locations[e.hash] = Location(pack: number, offset: e.offset, size: e.size) }
+    }
+
     /// Reads every `*.idx` in `folder`. One written before this boot and not yet checked is
     /// checked now (its ranges hashed again; failures dropped; the pack synced) and rewritten as checked.
     static func load(folder: String, boot: String) -> PackIndex {

@@ -97,7 +97,7 @@ struct BlobStore {
             throw error
         }
         try pack.finish()
-        packs.reset()
+        if !pack.entries.isEmpty { packs.added(pack.name, pack.entries) }
         return reply
     }
 
@@ -153,6 +153,7 @@ struct BlobStore {
         let boot = POSIX.bootId
         if boot.isEmpty { fsync(fd) }
         try BlobPack.publish([(hash, 0, size)], name: name, in: layout.packsDirectory, boot: boot.isEmpty ? nil : boot)
+        packs.added(name, [(hash, 0, size)])
         return .verified(count)
     }
 
@@ -300,12 +301,16 @@ final class WorkCounter: @unchecked Sendable {
     func take(_ count: Int) -> Int { lock.lock(); defer { lock.unlock() }; let first = next; next += count; return first }
 }
 
-/// A request's pack index, read once on first use.
+/// A request's pack index, read once on first use (a served session's requests share it).
 final class PackIndexSlot: @unchecked Sendable {
     private let lock = NSLock()
     private var index: PackIndex?
     /// Forgets the index (this request published a pack): the next use reads it again.
     func reset() { lock.lock(); index = nil; lock.unlock() }
+    /// This request published pack `name`: the index, when read, learns it without reading again.
+    func added(_ name: String, _ blobs: [(hash: String, offset: Int64, size: Int64)]) {
+        lock.lock(); index?.add(pack: name, blobs); lock.unlock()
+    }
     func value(_ load: () -> PackIndex) -> PackIndex {
         lock.lock(); defer { lock.unlock() }
         if let index { return index }

@@ -101,9 +101,9 @@ enum JSON {
     }
 
     /// Replaces the file at `path` with `value` as JSON, atomically (System's `AtomicFile`).
-    static func write<T: Encodable>(_ value: T, to path: String, pretty: Bool = true, mode: mode_t = 0o644) throws {
+    static func write<T: Encodable>(_ value: T, to path: String, pretty: Bool = true, mode: mode_t = 0o644, durable: Bool = true) throws {
         let data = try encode(value, pretty: pretty)
-        try JobsError.system { try AtomicFile.write(data, to: path, mode: .umask(mode)) }
+        try JobsError.system { try AtomicFile.write(data, to: path, mode: .umask(mode), durable: durable) }
     }
 }
 
