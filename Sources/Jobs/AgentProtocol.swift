@@ -305,6 +305,31 @@ struct FileWant: Codable, Sendable, Equatable {
     init(path: String, offset: Int64, have: String? = nil) { self.path = path; self.offset = offset; self.have = have }
 }
 
+/// The files a fetch wants, on its channel after the listing: one `CompactRecords` string (path,
+/// offset, `have` or empty) instead of an object per file.
+struct FileWants: Codable, Equatable {
+    var files: [FileWant]
+    init(_ files: [FileWant]) { self.files = files }
+    private enum CodingKeys: String, CodingKey { case wants }
+    func encode(to encoder: any Encoder) throws {
+        var records = CompactRecords(capacity: files.count * 48)
+        for f in files { records.append(f.path, String(f.offset), f.have ?? "") }
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(records.text, forKey: .wants)
+    }
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        var files: [FileWant] = []
+        let whole = CompactRecords.parse(try c.decode(String.self, forKey: .wants), fields: 3) { f in
+            guard let offset = Int64(f[1]) else { return false }
+            files.append(FileWant(path: String(f[0]), offset: offset, have: f[2].isEmpty ? nil : String(f[2])))
+            return true
+        }
+        guard whole else { throw DecodingError.dataCorruptedError(forKey: .wants, in: c, debugDescription: "not path, offset and hash records") }
+        self.files = files
+    }
+}
+
 struct AgentErrorReply: Codable {
     var error: JobsError?
     var message: String

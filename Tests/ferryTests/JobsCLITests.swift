@@ -230,7 +230,8 @@ import Testing
         let add = try TestFerry.run(["hosts", "add", "box", "\(sshd.user)@\(sshd.host):\(sshd.port)", "--identity", sshd.clientKey,
                                      "--host-key", sshd.hostKeyFingerprint, "--ferry-home", box.remoteHome], sandbox: box)
         #expect(add.status == 0, "\(add.stderr)")
-        try box.write("job.sh", "echo \"hello from $(hostname)\"; mkdir -p $FERRY_OUTPUT/m; echo w > $FERRY_OUTPUT/m/weights.bin\n")
+        try box.write("job.sh", "echo \"hello from $(hostname)\"; mkdir -p $FERRY_OUTPUT/m; echo w > $FERRY_OUTPUT/m/weights.bin\n"
+                      + "i=0; while [ $i -lt 30 ]; do echo $i > $FERRY_OUTPUT/m/f$i.txt; i=$((i+1)); done\n")
         let launched = try TestFerry.run(["launch", "--host", "box", "--", "sh", "job.sh"], sandbox: box)
         #expect(launched.status == 0, "\(launched.stderr)")
         #expect(launched.stdout.hasPrefix("hello from "))
@@ -242,7 +243,10 @@ import Testing
         #expect(shell.stdout == box.remoteJob(id).work + "\n")
         let fetched = try TestFerry.run(["fetch", id, "--what", "all", "--dest", box.root + "/out"], sandbox: box)
         #expect(fetched.status == 0, "\(fetched.stderr)")
-        #expect(fileText(box.root + "/out/m/weights.bin") == "w\n")
+        #expect(fileText(box.root + "/out/m/weights.bin") == "w\n" && fileText(box.root + "/out/m/f29.txt") == "29\n")
+        // 31 files: the first 20 named, the rest counted.
+        #expect(fetched.stderr.components(separatedBy: "(sha256 ok)").count - 1 == 20, "\(fetched.stderr)")
+        #expect(fetched.stderr.contains("… and 11 more (0 of all 31 unchanged; --json lists each)"), "\(fetched.stderr)")
         let ls = try TestFerry.run(["ls"], sandbox: box)
         #expect(ls.stdout.contains(id) && ls.stdout.contains("box"))
         // A wrong pin is refused before anything runs.

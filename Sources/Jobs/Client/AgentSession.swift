@@ -371,7 +371,7 @@ public final class AgentSession: Sendable {
         }
         /// Sends the files wanted (each from its offset); their frames follow on `output`.
         func choose(_ wants: [FileWant]) async throws {
-            var line = try JSON.encode(wants)
+            var line = try JSON.encode(FileWants(wants))
             line.append(0x0A)
             try await command.write(line)
             try await command.closeInput()

@@ -74,7 +74,10 @@ final class FetchReceiver {
         guard index == nextIndex, index < wants.count, current == nil else { throw FilesStreamError.malformed("file #\(index) out of order") }
         let want = wants[index]
         let partial = want.local + partialSuffix
-        let fd = open(partial, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        // A new partial (the usual case) needs no truncating or chmod: only an existing one does.
+        var fd = open(partial, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        let fresh = fd >= 0
+        if !fresh && errno == EEXIST { fd = open(partial, O_RDWR | O_NOFOLLOW | O_CLOEXEC) }
         guard fd >= 0 else { throw JobsError.io(path: partial, reason: SystemError.text(errno)) }
         var hasher = SHA256()
         var start = offset
@@ -90,11 +93,13 @@ final class FetchReceiver {
             unlink(partial)
             throw JobsError.transferFailed(path: want.entry.path, reason: "its partial file changed while resuming; run the same command again")
         }
-        // (Only when it has more: ext4 writes a truncated file back at its close.)
-        var st = stat()
-        if fstat(fd, &st) != 0 || Int64(st.st_size) != offset { _ = ftruncate(fd, off_t(offset)) }
-        // Only we read or write it until it is whole; the host's bits come at the end.
-        fchmod(fd, 0o600)
+        if !fresh {
+            // (Only when it has more: ext4 writes a truncated file back at its close.)
+            var st = stat()
+            if fstat(fd, &st) != 0 || Int64(st.st_size) != offset { _ = ftruncate(fd, off_t(offset)) }
+            // Only we read or write it until it is whole; the host's bits come at the end.
+            fchmod(fd, 0o600)
+        }
         let bits = mode & (want.entry.mode ?? 0o777) & 0o777
         current = Current(index: index, fd: fd, hasher: hasher, position: offset, resumedFrom: offset, mode: bits, writtenBack: offset)
     }

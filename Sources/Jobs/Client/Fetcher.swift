@@ -43,18 +43,29 @@ public struct Fetcher: Sendable {
     /// `P/…`; the output's files without `output/`). Refuses anything that would leave the
     /// destination or write through a symlink there.
     public static func localPath(for landing: String, in destination: String) throws -> String {
+        var checked = Set<String>()
+        return try localPath(for: landing, in: destination, checkedFolders: &checked)
+    }
+
+    /// The same, for many paths: a folder already checked (in `checkedFolders`) is not looked at again.
+    static func localPath(for landing: String, in destination: String, checkedFolders: inout Set<String>) throws -> String {
         let parts = try Names.validateRelativePath(landing)
         var path = destination
         for (i, part) in parts.enumerated() {
             path = (path as NSString).appendingPathComponent(part)
-            // Never write through a symlink someone left in the destination.
+            let folder = i < parts.count - 1
+            if folder && checkedFolders.contains(path) { continue }
             var st = stat()
-            if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK {
-                throw JobsError.unsafePath(path: path, reason: "it is a symlink; ferry does not write through links (remove it to fetch here)")
+            if lstat(path, &st) == 0 {
+                // Never write through a symlink someone left in the destination.
+                if (st.st_mode & S_IFMT) == S_IFLNK {
+                    throw JobsError.unsafePath(path: path, reason: "it is a symlink; ferry does not write through links (remove it to fetch here)")
+                }
+                if folder && (st.st_mode & S_IFMT) != S_IFDIR {
+                    throw JobsError.unsafePath(path: path, reason: "a file is in the way of a folder of the same name")
+                }
             }
-            if i < parts.count - 1 && lstat(path, &st) == 0 && (st.st_mode & S_IFMT) != S_IFDIR {
-                throw JobsError.unsafePath(path: path, reason: "a file is in the way of a folder of the same name")
-            }
+            if folder { checkedFolders.insert(path) }
         }
         return path
     }
@@ -76,7 +87,8 @@ public struct Fetcher: Sendable {
             let listing = channel.listing
             do {
                 // Check the whole listing before writing anything.
-                let locals = try listing.files.map { try Fetcher.localPath(for: Fetcher.landing(of: $0), in: destination) }
+                var checked = Set<String>()
+                let locals = try listing.files.map { try Fetcher.localPath(for: Fetcher.landing(of: $0), in: destination, checkedFolders: &checked) }
                 guard !listing.files.isEmpty else { throw JobsError.nothingToFetch(id: id, what: what) }
                 return try await receive(id, listing: listing, locals: locals, channel: channel, events: events)
             } catch JobsError.checksumMismatch(let path, let expected, let actual) {

@@ -108,7 +108,7 @@ public struct Agent: Sendable {
             let (listing, cache) = try files(id, what: what, hashing: false)
             try reply(listing)
             guard let line = try input.readLine(limit: AgentProtocol.requestLineLimit) else { return 0 }
-            return streamFiles(id, files: try JSON.decode([FileWant].self, from: Data(line.utf8), what: "the files wanted"), cache: cache)
+            return streamFiles(id, files: try JSON.decode(FileWants.self, from: Data(line.utf8), what: "the files wanted").files, cache: cache)
         }
         return 0
     }

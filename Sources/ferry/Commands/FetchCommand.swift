@@ -47,6 +47,9 @@ struct FetchCommand: AsyncParsableCommand {
             let client = try await JobsClient(context: context).agent(for: id)
             let fetcher = Fetcher(client: client, note: context.verbose)
             let quiet = json
+            // One line per landed file for the first few; a count for the rest (10,000 lines of
+            // a dataset would bury the summary, and cost a write each).
+            let listed = LineBudget(FetchCommand.filesListed)
             let events: @Sendable (FetchEvent) -> Void = { event in
                 switch event {
                 case .file:
@@ -54,7 +57,7 @@ struct FetchCommand: AsyncParsableCommand {
                 case .progress(let files, let totalFiles, let bytes, let totalBytes):
                     Progress.shared.update("fetching", done: bytes, total: totalBytes, files: (files, totalFiles))
                 case .fetched(let file):
-                    guard !quiet else { return }
+                    guard !quiet, listed.take() else { return }
                     let how = file.unchanged ? "unchanged" : file.resumedFrom > 0 ? "resumed from \(ByteCount.format(file.resumedFrom))" : "sha256 ok"
                     JobsCLI.say("  \(file.localPath)  \(ByteCount.format(file.size))  (\(how))")
                 case .waiting(let state):
@@ -82,7 +85,30 @@ struct FetchCommand: AsyncParsableCommand {
             let fetched = files ?? []
             if json { try JobsCLI.printJSON(fetched); return }
             let bytes = fetched.reduce(Int64(0)) { $0 + $1.transferredBytes }
+            if listed.over > 0 {
+                let unchanged = fetched.filter(\.unchanged).count
+                JobsCLI.say("  … and \(listed.over) more (\(unchanged) of all \(fetched.count) unchanged; --json lists each)")
+            }
             print("fetched \(fetched.count) files (\(ByteCount.format(bytes)) transferred) into \(destination)")
         }
+    }
+
+    /// Files named one per line before the rest are counted.
+    static let filesListed = 20
+}
+
+/// Lets `limit` things through, then counts the rest.
+final class LineBudget: @unchecked Sendable {
+    private let lock = NSLock()
+    private var left: Int
+    private var counted = 0
+    init(_ limit: Int) { left = limit }
+    /// Those not let through.
+    var over: Int { lock.lock(); defer { lock.unlock() }; return counted }
+    func take() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        if left > 0 { left -= 1; return true }
+        counted += 1
+        return false
     }
 }
