@@ -147,7 +147,8 @@ public struct Fetcher: Sendable {
             do {
                 var errors = Data()
                 if !channel.leftover.isEmpty { try receiver.feed(channel.leftover) }
-                while let chunk = try await channel.output.next() {
+                // Until the stream's end (the agent then saves its hash cache: nothing to wait for).
+                while !receiver.complete, let chunk = try await channel.output.next() {
                     try Task.checkCancellation()
                     switch chunk {
                     case .stdout(let data): try receiver.feed(data)

@@ -57,8 +57,7 @@ extension Agent {
             }
         }
         var entries: [FileListing.Entry] = []
-        let cache = HashCache(path: (root as NSString).appendingPathComponent(".hashes"),
-                                                   olderPath: (root as NSString).appendingPathComponent(".hashes.json"))
+        let cache = Agent.hashCache(root)
         for (remote, local) in roots {
             for (file, walked) in Agent.regularFiles(under: remote, in: root) {
                 var st = walked
@@ -123,8 +122,7 @@ extension Agent {
         let writer = FilesStreamWriter(fd: 1)
         do {
             let root = try store.paths(id).directory
-            let cache = given ?? HashCache(path: (root as NSString).appendingPathComponent(".hashes"),
-                                                   olderPath: (root as NSString).appendingPathComponent(".hashes.json"))
+            let cache = given ?? Agent.hashCache(root)
             defer { cache.save(pruning: given != nil) }
             for (index, want) in files.enumerated() {
                 let opened: (fd: Int32, stat: stat)
@@ -176,6 +174,11 @@ extension Agent {
             }
             return 1
         }
+    }
+
+    /// A job folder's hash cache (`.hashes`; an older ferry's `.hashes.json` is read once).
+    static func hashCache(_ root: String) -> HashCache {
+        HashCache(path: (root as NSString).appendingPathComponent(".hashes"), olderPath: (root as NSString).appendingPathComponent(".hashes.json"))
     }
 
     /// Whether a file's stat before and after reading it says nobody wrote it meanwhile.
