@@ -83,6 +83,33 @@ private func randomData(_ count: Int) -> Data {
         #expect(store.contents(sha256(content)) == content)
     }
 
+    /// Small blobs reach the pack through a 1 MiB buffer: a damaged one that began before a flush
+    /// and ended after it is cut from the file, one inside the buffer from the buffer, and the
+    /// blobs around them are stored whole at the right offsets.
+    @Test func damagedBlobsAcrossTheWriteBufferAreCutOff() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        let store = BlobStore(layout: HostLayout(home: box.root + "/host"))
+        // 1 spans the first flush (700 kB + 700 kB > 1 MiB); 3 lies inside the buffer.
+        let sizes = [700_000, 700_000, 100_000, 50_000, 100_000, 700_000]
+        let blobs = sizes.enumerated().map { i, n in Data(repeating: UInt8(i), count: n) + randomData(64) }
+        var stream = PackStream()
+        for (i, blob) in blobs.enumerated() {
+            var sent = blob
+            if i == 1 || i == 3 { sent[100] ^= 0xFF }
+            stream.blob(sent, claiming: sha256(blob))
+        }
+        let (reader, fd) = try stream.reader(in: box.root)
+        defer { close(fd) }
+        let reply = try store.receive(from: reader)
+        #expect(Set(reply.failed) == [sha256(blobs[1]), sha256(blobs[3])])
+        #expect(reply.stored == 4)
+        let fresh = BlobStore(layout: store.layout)
+        for i in [0, 2, 4, 5] { #expect(fresh.contents(sha256(blobs[i])) == blobs[i], "blob \(i)") }
+        #expect(!fresh.has(sha256(blobs[1])) && !fresh.has(sha256(blobs[3])))
+        let pack = fresh.index.packPath(try #require(fresh.index.location(sha256(blobs[0]))).pack)
+        #expect(POSIX.fileSize(pack) == Int64([0, 2, 4, 5].reduce(0) { $0 + blobs[$1].count }), "nothing of the damaged ones is left in the pack")
+    }
+
     /// A job that rewrites a file of work/ in place — as root here, so the store's modes would not
     /// stop it — changes only its own copy: of a small content (in a pack with others) and of a
     /// large one (a pack of one).
