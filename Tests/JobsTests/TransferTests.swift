@@ -529,6 +529,16 @@ enum TransferScenarios {
 /// Work folders made ahead (`SpareWork`): a relaunch takes one with a rename and patches only what
 /// changed; the result equals a fresh copy, and the store stays what it was.
 @Suite struct SpareWorkTests {
+    /// A maker that fails (here: its job has no folder) says why in spares/maker.log.
+    @Test func aMakerThatFailsSaysWhyInItsLog() async throws {
+        let box = try Sandbox(); defer { box.remove() }
+        let (store, manifest, _) = try storeAndTree(box, count: SpareWork.minFiles)
+        let agent = Agent(home: store.layout.home, version: "test", binary: TestFerry.binary)
+        agent.startPreparingWork("gone-1", manifest: manifest, tree: SpareWork.treeID(manifest))
+        let log = SpareWork(layout: store.layout, blobs: store).directory + "/maker.log"
+        #expect(await eventually(20) { fileText(log).contains("gone-1") }, "\(fileText(log))")
+    }
+
     /// A store holding `count` small contents, and the tree that names them.
     private func storeAndTree(_ box: Sandbox, count: Int) throws -> (BlobStore, Manifest, [Data]) {
         let store = BlobStore(layout: HostLayout(home: box.root + "/host"))

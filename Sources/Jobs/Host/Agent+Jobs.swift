@@ -78,9 +78,13 @@ extension Agent {
         env["FERRY_HOME"] = home
         let spares = SpareWork(layout: layout, blobs: blobs)
         let name = SpareWork.newName()
-        guard (try? POSIX.makeDirectory(spares.directory, mode: 0o700)) != nil,
-              let pid = try? Spawn.start([binary, AgentProtocol.subcommand, AgentProtocol.homeFlag, home, AgentProtocol.prepareWorkVerb, id, name],
-                                         environment: env, stdin: .null, stdout: .null, stderr: .null, newSession: true) else { return }
+        guard (try? POSIX.makeDirectory(spares.directory, mode: 0o700)) != nil else { return }
+        // What a maker says (its error, if it fails) goes to spares/maker.log, started afresh past 1 MiB.
+        let log = (spares.directory as NSString).appendingPathComponent("maker.log")
+        if let size = POSIX.fileSize(log), size > 1 << 20 { unlink(log) }
+        guard let pid = try? Spawn.start([binary, AgentProtocol.subcommand, AgentProtocol.homeFlag, home, AgentProtocol.prepareWorkVerb, id, name],
+                                         environment: env, stdin: .null, stdout: .file(log, append: true, mode: 0o600),
+                                         stderr: .file(log, append: true, mode: 0o600), newSession: true) else { return }
         try? spares.announce(name, builder: pid, manifest: manifest, manifestFile: store.paths(id).manifest, tree: tree)
     }
 
