@@ -30,7 +30,7 @@ enum JobsCLI {
     static let ferrySecrets = ["FERRY_SSH_PASSWORD", "FERRY_HOST_PASSWORD"]
 
     static func say(_ text: String) {
-        Progress.shared.clear()
+        Progress.shared.clear(keepingRate: true)
         FileHandle.standardError.write(Data((text + "\n").utf8))
     }
 
@@ -171,10 +171,12 @@ final class Progress: @unchecked Sendable {
         return String(format: "%dh%02dm", s / 3600, (s % 3600) / 60)
     }
 
-    func clear() {
+    /// Erases the line; with `keepingRate`, the rate still counts from the first update (a line
+    /// printed above the bar does not start the transfer over).
+    func clear(keepingRate: Bool = false) {
         guard enabled else { return }
         lock.lock(); defer { lock.unlock() }
         if visible { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)); visible = false }
-        started = nil
+        if !keepingRate { started = nil }
     }
 }
