@@ -48,12 +48,24 @@ public final class AgentSession: Sendable {
     /// host's login shell, its rc files and the probe run while the files are hashed).
     public struct StartedProbe: Sendable {
         let command: any RemoteCommand
+        /// A request written on the probe's input as it started (the agent it finds answers it first).
+        let sentAhead: Data?
     }
 
     /// Starts the probe on `transport`; nil where the transport knows its agent (this machine).
     public static func startProbe(_ transport: any Transport, version: String, remoteHome: String?) async throws -> StartedProbe? {
+        try await startProbe(transport, version: version, remoteHome: remoteHome, sendingAhead: nil)
+    }
+
+    /// `sendingAhead`: a request for the agent to answer as soon as it runs (`answerSentAhead`).
+    static func startProbe(_ transport: any Transport, version: String, remoteHome: String?,
+                           sendingAhead request: AgentRequest?) async throws -> StartedProbe? {
         guard transport.knownAgentBinary == nil else { return nil }
-        return StartedProbe(command: try await AgentProbe.start(transport, remoteHome: remoteHome, serve: serveArguments(version)))
+        let command = try await AgentProbe.start(transport, remoteHome: remoteHome, serve: serveArguments(version))
+        let line = try request.map { try AgentSession.requestLine($0) }
+        // A host without a ferry to ask ends the script before it reads stdin: a refused write is no error.
+        if let line { try? await command.write(line) }
+        return StartedProbe(command: command, sentAhead: line)
     }
 
     static func serveArguments(_ version: String) -> String { "\(version) \(AgentProtocol.version)" }
@@ -71,7 +83,8 @@ public final class AgentSession: Sendable {
         }
         // The agent of this version keeps the probe's channel for the requests that follow; the
         // preflight goes with the probe as its first request.
-        let first = try preflight.map { try AgentSession.requestLine(.preflight(request: $0)) }
+        let ahead = started?.sentAhead
+        let first = ahead == nil ? try preflight.map { try AgentSession.requestLine(.preflight(request: $0)) } : nil
         let command: any RemoteCommand
         if let started { command = started.command } else { command = try await AgentProbe.start(transport, remoteHome: remoteHome, serve: serveArguments(version)) }
         let (probe, served) = try await AgentProbe.run(command, label: transport.label, first: first)
@@ -79,10 +92,13 @@ public final class AgentSession: Sendable {
            let hello = found.hello {
             let prefix = AgentProbe.prefix(binary: found.binary, home: probe.home, libraries: probe.hasLibraries)
             var report: PreflightReport?
-            if let served, first != nil, let line = try await served.nextLine() {
-                report = try? AgentSession.decodeServed(line, as: PreflightReport.self, host: host, verb: "preflight")
+            var answer: Data?
+            if let served, first != nil || ahead != nil, let line = try await served.nextLine() {
+                if ahead != nil { answer = line } else { report = try? AgentSession.decodeServed(line, as: PreflightReport.self, host: host, verb: "preflight") }
             }
-            return AgentSession(transport: transport, host: host, hello: hello, prefix: prefix, preflight: report, served: served)
+            let session = AgentSession(transport: transport, host: host, hello: hello, prefix: prefix, preflight: report, served: served)
+            session.slots.take { $0.aheadAnswer = answer }
+            return session
         }
         await served?.end()
         guard let install else {
@@ -192,6 +208,13 @@ public final class AgentSession: Sendable {
     private static func hostError(_ error: JobsError, host: String) -> JobsError {
         if case .agentFailed(_, let verb, let message) = error { return .agentFailed(host: host, verb: verb, message: message) }
         return error
+    }
+
+    /// The answer to the request the probe sent ahead (`startProbe(sendingAhead:)`), once; nil
+    /// when the agent that answered the probe did not get it (another version, none there).
+    func answerSentAhead<T: Decodable>(as type: T.Type, verb: String) throws -> T? {
+        guard let line = slots.take({ s in defer { s.aheadAnswer = nil }; return s.aheadAnswer }) else { return nil }
+        return try AgentSession.decodeServed(line, as: type, host: host, verb: verb)
     }
 
     /// Whether the probe's answer to the preflight is still waiting here (no command for it).
@@ -576,6 +599,7 @@ struct AgentProbe {
 final class ClientSlots: @unchecked Sendable {
     private let lock = NSLock()
     var preflight: PreflightReport?
+    var aheadAnswer: Data?
     var startedLog: (id: String, stream: AsyncThrowingStream<Data, any Error>)?
     func take<T>(_ body: (ClientSlots) -> T) -> T { lock.lock(); defer { lock.unlock() }; return body(self) }
 }

@@ -65,7 +65,7 @@ public struct JobRecord: Codable, Sendable, Equatable {
 ///     hosts/NAME.json        host records
 ///     jobs/ID/job.json       job records
 ///     jobs/ID/output.log     the job's log as mirrored so far (its size is where following resumes)
-///     hashes/*.json          file hashes by working directory (unchanged files are not re-read)
+///     hashes/*               file hashes by working directory (unchanged files are not re-read)
 ///     lock                   held while a record is read, changed and written back
 ///
 /// Plain files, each replaced atomically (temp, fsync, rename) under an flock: concurrent ferry

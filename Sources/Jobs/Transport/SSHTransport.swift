@@ -51,6 +51,9 @@ public final class SSHTransport: Transport {
         return SSHRemoteCommand(try await session.execute(commandLine), counters: counters)
     }
 
+    /// The connection's SFTP client (opened on first use, closed with the transport).
+    func sftp() async throws -> SFTPClient { try await client() }
+
     private func client() async throws -> SFTPClient {
         if let open = sftp.value { return open }
         let opened = try await session.openSFTP()
