@@ -39,6 +39,7 @@ extension JobsClient {
         let context = self.context
         async let found = context.agent(host, transport: transport, probe: started)
         let got = await JobsClient.sftpAhead(ssh, directory: directory, what: what, local: local, events: events)
+        let copied = Date().timeIntervalSince(clock)
         let client: AgentSession
         do { client = try await found } catch {
             if let got { unlink(got.partial) }
@@ -61,7 +62,7 @@ extension JobsClient {
         let file = FetchedFile(remotePath: entry.path, localPath: local, size: entry.size, transferredBytes: entry.size, resumedFrom: 0,
                                unchanged: false, sha256: entry.sha256)
         events?(.fetched(file))
-        context.verbose?("fetch: 1 file (\(ByteCount.format(entry.size))) over SFTP while the agent hashed it (job_files sent ahead on the probe's channel, no link followed), sha256 equal on both sides, in \(String(format: "%.2f", Date().timeIntervalSince(clock))) s; \(transport.counters.commands) remote command(s) on this connection")
+        context.verbose?("fetch: 1 file (\(ByteCount.format(entry.size))) over SFTP while the agent hashed it (job_files sent ahead on the probe's channel, no link followed), sha256 equal on both sides, in \(String(format: "%.2f", Date().timeIntervalSince(clock))) s (connected and copied in \(String(format: "%.2f", copied)) s); \(transport.counters.commands) remote command(s) on this connection")
         return (client, file)
     }
 
