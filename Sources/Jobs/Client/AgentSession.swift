@@ -48,24 +48,23 @@ public final class AgentSession: Sendable {
     /// host's login shell, its rc files and the probe run while the files are hashed).
     public struct StartedProbe: Sendable {
         let command: any RemoteCommand
-        /// A request written on the probe's input as it started (the agent it finds answers it first).
+        /// A request written on the probe's input (the agent it finds answers it first).
         let sentAhead: Data?
+
+        /// Writes `request` for the agent to answer as soon as it runs (`answerSentAhead`), before
+        /// the probe's answer is read.
+        func sendingAhead(_ request: AgentRequest) async throws -> StartedProbe {
+            let line = try AgentSession.requestLine(request)
+            // A host without a ferry to ask ends the script before it reads stdin: a refused write is no error.
+            try? await command.write(line)
+            return StartedProbe(command: command, sentAhead: line)
+        }
     }
 
     /// Starts the probe on `transport`; nil where the transport knows its agent (this machine).
     public static func startProbe(_ transport: any Transport, version: String, remoteHome: String?) async throws -> StartedProbe? {
-        try await startProbe(transport, version: version, remoteHome: remoteHome, sendingAhead: nil)
-    }
-
-    /// `sendingAhead`: a request for the agent to answer as soon as it runs (`answerSentAhead`).
-    static func startProbe(_ transport: any Transport, version: String, remoteHome: String?,
-                           sendingAhead request: AgentRequest?) async throws -> StartedProbe? {
         guard transport.knownAgentBinary == nil else { return nil }
-        let command = try await AgentProbe.start(transport, remoteHome: remoteHome, serve: serveArguments(version))
-        let line = try request.map { try AgentSession.requestLine($0) }
-        // A host without a ferry to ask ends the script before it reads stdin: a refused write is no error.
-        if let line { try? await command.write(line) }
-        return StartedProbe(command: command, sentAhead: line)
+        return StartedProbe(command: try await AgentProbe.start(transport, remoteHome: remoteHome, serve: serveArguments(version)), sentAhead: nil)
     }
 
     static func serveArguments(_ version: String) -> String { "\(version) \(AgentProtocol.version)" }

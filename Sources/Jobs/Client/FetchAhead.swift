@@ -28,17 +28,23 @@ extension JobsClient {
         let clock = Date()
         let transport = try await context.connect(host)
         guard let ssh = transport as? SSHTransport else { return (try await context.agent(host, transport: transport), nil) }
-        let started: AgentSession.StartedProbe?
+        // The probe first (the login shell takes longest); then, when P is one regular file reached
+        // through folders, `job_files` ahead of it (a folder's listing would hash every file in it
+        // before the fetch could start).
+        var started: AgentSession.StartedProbe?
+        let remote: String?
         do {
-            started = try await AgentSession.startProbe(transport, version: context.version, remoteHome: host.ferryHome,
-                                                        sendingAhead: .jobFiles(id: id, what: what))
+            started = try await AgentSession.startProbe(transport, version: context.version, remoteHome: host.ferryHome)
+            remote = await JobsClient.sftpFind(ssh, directory: directory, what: what)
+            if remote != nil { started = try await started?.sendingAhead(.jobFiles(id: id, what: what)) }
         } catch {
             await transport.close()
             throw error
         }
         let context = self.context
+        guard let remote else { return (try await context.agent(host, transport: transport, probe: started), nil) }
         async let found = context.agent(host, transport: transport, probe: started)
-        let got = await JobsClient.sftpAhead(ssh, directory: directory, what: what, local: local, events: events)
+        let got = await JobsClient.sftpCopy(ssh, directory: directory, remote: remote, local: local, events: events)
         let copied = Date().timeIntervalSince(clock)
         let client: AgentSession
         do { client = try await found } catch {
@@ -68,11 +74,9 @@ extension JobsClient {
 
     static func anythingAt(_ path: String) -> Bool { var st = stat(); return lstat(path, &st) == 0 }
 
-    /// P's one regular file under the job's folder, over SFTP, into `local`'s partial (hashed,
-    /// synced, not renamed); nil when it is not exactly one file reached through folders only, or
-    /// when SFTP fails (nothing is left here then).
-    static func sftpAhead(_ ssh: SSHTransport, directory: String, what: String, local: String,
-                          events: (@Sendable (FetchEvent) -> Void)?) async -> (remote: String, partial: String, size: Int64, sha256: String)? {
+    /// `work/P` or `output/P` when exactly one of them is a regular file reached through folders
+    /// only and the other is absent; nil otherwise, or without SFTP.
+    static func sftpFind(_ ssh: SSHTransport, directory: String, what: String) async -> String? {
         do {
             let sftp = try await ssh.sftp()
             var found: String?
@@ -85,7 +89,18 @@ extension JobsClient {
                 case .other: return nil
                 }
             }
-            guard let remote = found else { return nil }
+            return found
+        } catch {
+            return nil
+        }
+    }
+
+    /// `remote` (in the job's folder) over SFTP into `local`'s partial: hashed, synced, not
+    /// renamed; nil when SFTP fails (nothing is left here then).
+    static func sftpCopy(_ ssh: SSHTransport, directory: String, remote: String, local: String,
+                         events: (@Sendable (FetchEvent) -> Void)?) async -> (remote: String, partial: String, size: Int64, sha256: String)? {
+        do {
+            let sftp = try await ssh.sftp()
             try POSIX.makeDirectory((local as NSString).deletingLastPathComponent)
             let options = SFTPTransferOptions(resume: false, verification: .deferred, permissions: 0o600)
             let result = try await sftp.download(directory + "/" + remote, to: local, options: options) { p in
