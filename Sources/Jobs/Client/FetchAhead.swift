@@ -22,7 +22,7 @@ extension JobsClient {
               let record = try? context.registry.job(id), let directory = record.directory, directory.hasPrefix("/"),
               let host = try? context.registry.host(record.host), !host.isLocal,
               let local = try? Fetcher.localPath(for: what, in: destination),
-              !JobsClient.anythingAt(local), !JobsClient.anythingAt(local + partialSuffix) else {
+              !POSIX.exists(local), !POSIX.exists(local + partialSuffix) else {
             return (try await agent(for: id), nil)
         }
         let clock = Date()
@@ -33,10 +33,11 @@ extension JobsClient {
         // before the fetch could start).
         var started: AgentSession.StartedProbe?
         let remote: String?
+        let listing = AgentRequest.jobFiles(id: id, what: what)
         do {
             started = try await AgentSession.startProbe(transport, version: context.version, remoteHome: host.ferryHome)
             remote = await JobsClient.sftpFind(ssh, directory: directory, what: what)
-            if remote != nil { started = try await started?.sendingAhead(.jobFiles(id: id, what: what)) }
+            if remote != nil { started = try await started?.sendingAhead(listing) }
         } catch {
             await transport.close()
             throw error
@@ -52,8 +53,8 @@ extension JobsClient {
             throw error
         }
         guard let got else { return (client, nil) }
-        guard let listing = try? client.answerSentAhead(as: FileListing.self, verb: "job_files"), listing.files.count == 1,
-              let entry = listing.files.first, entry.path == got.remote, entry.size == got.size, entry.sha256 == got.sha256,
+        guard let listed = try? client.answerSentAhead(to: listing, as: FileListing.self), listed.files.count == 1,
+              let entry = listed.files.first, entry.path == got.remote, entry.size == got.size, entry.sha256 == got.sha256,
               Fetcher.landing(of: entry) == what else {
             unlink(got.partial)
             context.verbose?("fetch: \(what) came over SFTP but is not what the agent listed and hashed; fetching it through the agent")
@@ -71,8 +72,6 @@ extension JobsClient {
         context.verbose?("fetch: 1 file (\(ByteCount.format(entry.size))) over SFTP while the agent hashed it (job_files sent ahead on the probe's channel, no link followed), sha256 equal on both sides, in \(String(format: "%.2f", Date().timeIntervalSince(clock))) s (connected and copied in \(String(format: "%.2f", copied)) s); \(transport.counters.commands) remote command(s) on this connection")
         return (client, file)
     }
-
-    static func anythingAt(_ path: String) -> Bool { var st = stat(); return lstat(path, &st) == 0 }
 
     /// `work/P` or `output/P` when exactly one of them is a regular file reached through folders
     /// only and the other is absent; nil otherwise, or without SFTP.

@@ -301,6 +301,13 @@ enum LentPack {
         return fstat(fd, &st) != 0 || String(decoding: sealed, as: UTF8.self) != seal(st)
     }
 
+    /// After `destination` was copied from `pack` (open as `fd`): fails when the pack is lent and
+    /// its seal broke, so the copy may hold a job's bytes.
+    static func checkCopy(from fd: Int32, pack: String, to destination: String) throws {
+        guard broken(fd, pack: pack) else { return }
+        throw JobsError.io(path: destination, reason: "its content in the host's store changed while it was copied (a running job rewrote the copy it holds); launch again: the content is sent afresh")
+    }
+
     /// Checks a pack of one before the store trusts it (`PackIndex.load`): false when it left the store.
     static func review(pack: String, blob: (hash: String, offset: Int64, size: Int64)) -> Bool {
         let sealFile = sealPath(ofPack: pack)

@@ -193,9 +193,9 @@ struct BlobStore {
         // Where each file's bytes are: (pack descriptor, offset, size, whole file), or nil for a file of the old layout.
         var sources: [(fd: Int32, offset: Int64, size: Int64, whole: Bool)?] = []
         sources.reserveCapacity(manifest.files.count)
-        // The pack of each large content that may be lent: lent to its first file (if at all), checked after each copy.
+        // The pack of each large content, which may be lent: to its first file (if at all); each copy of it is checked.
         var largePacks: [Int: String] = [:]
-        var lendTo: [Int: String] = [:]
+        var lendAt = Set<Int>()
         var offered = Set<Int>()
         for file in manifest.files {
             try make((file.path as NSString).deletingLastPathComponent)
@@ -211,7 +211,7 @@ struct BlobStore {
                 if whole && at.size >= LentPack.minimumSize {
                     let i = sources.count
                     largePacks[i] = index.packPath(at.pack)
-                    if lending && offered.insert(at.pack).inserted { lendTo[i] = index.packPath(at.pack) }
+                    if lending && offered.insert(at.pack).inserted { lendAt.insert(i) }
                 }
                 sources.append((fd, at.offset, at.size, whole))
             } else if POSIX.exists(layout.blob(file.sha256)) {
@@ -222,7 +222,7 @@ struct BlobStore {
         }
         let files = manifest.files
         let copies = sources
-        let large = largePacks, lend = lendTo
+        let large = largePacks, lend = lendAt
         // The files of each folder, in manifest order.
         var groupOf: [String: Int] = [:]
         var groups: [[Int]] = []
@@ -245,11 +245,9 @@ struct BlobStore {
                     let mode: mode_t = file.executable ? 0o755 : 0o644
                     do {
                         if let source = copies[i] {
-                            if let pack = lend[i], LentPack.lend(source.fd, pack: pack, to: destination, mode: mode) { continue }
+                            if lend.contains(i), let pack = large[i], LentPack.lend(source.fd, pack: pack, to: destination, mode: mode) { continue }
                             try BlobStore.writeCopy(of: source, to: destination, mode: mode, umask: mask)
-                            if let pack = large[i], LentPack.broken(source.fd, pack: pack) {
-                                throw JobsError.io(path: destination, reason: "its content in the host's store changed while it was copied (a running job rewrote the copy it holds); launch again: the content is sent afresh")
-                            }
+                            if let pack = large[i] { try LentPack.checkCopy(from: source.fd, pack: pack, to: destination) }
                         } else {
                             // A content of the old layout: its own file, opened for this copy only.
                             let old = try self.source(file.sha256)

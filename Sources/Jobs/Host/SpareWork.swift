@@ -212,9 +212,7 @@ struct SpareWork {
             defer { close(source.fd) }
             try BlobStore.writeCopy(of: (source.fd, source.offset, source.size, false), to: full(file.path),
                                     mode: file.executable ? 0o755 : 0o644, umask: mask)
-            if let pack = source.pack, LentPack.broken(source.fd, pack: pack) {
-                throw JobsError.io(path: full(file.path), reason: "its content in the host's store changed while it was copied")
-            }
+            if let pack = source.pack { try LentPack.checkCopy(from: source.fd, pack: pack, to: full(file.path)) }
         }
         for i in d.chmod where chmod(full(new.files[i].path), new.files[i].executable ? 0o755 : 0o644) != 0 {
             throw JobsError.io(path: full(new.files[i].path), reason: SystemError.text(errno))
@@ -256,10 +254,10 @@ struct SpareWork {
     func prepare(_ manifest: Manifest, name: String = SpareWork.newName(), manifestFile: String? = nil) throws {
         guard SpareWork.wanted(manifest) else { return }
         try POSIX.makeDirectory(directory, mode: 0o700)
-        let building = try announce(name, builder: getpid(), manifest: manifest, manifestFile: manifestFile)
+        let tree = SpareWork.treeID(manifest)
+        let building = try announce(name, builder: getpid(), manifest: manifest, manifestFile: manifestFile, tree: tree)
         do {
             try withLock((directory as NSString).appendingPathComponent(".lock")) {
-                let tree = SpareWork.treeID(manifest)
                 removeLeftovers()
                 if listing().ready.contains(where: { storedTree(in: (directory as NSString).appendingPathComponent($0.name)) == tree }) {
                     try? FileManager.default.removeItem(atPath: building)

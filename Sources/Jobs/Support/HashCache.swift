@@ -22,13 +22,9 @@ final class HashCache {
         private enum CodingKeys: String, CodingKey { case records }
         init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
-            var entries: [String: Entry] = [:]
-            let whole = CompactRecords.parse(try c.decode(String.self, forKey: .records), fields: 5) { f in
-                guard let size = Int64(f[1]), let mtime = Int64(f[2]), let inode = UInt64(f[3]) else { return false }
-                entries[String(f[0])] = Entry(size: size, mtimeNanos: mtime, inode: inode, sha256: String(f[4]))
-                return true
+            guard let entries = HashCache.entries(records: try c.decode(String.self, forKey: .records)) else {
+                throw DecodingError.dataCorruptedError(forKey: .records, in: c, debugDescription: "not a hash cache's records")
             }
-            guard whole else { throw DecodingError.dataCorruptedError(forKey: .records, in: c, debugDescription: "not a hash cache's records") }
             self.entries = entries
         }
     }
@@ -63,8 +59,13 @@ final class HashCache {
     static func records(_ data: Data) -> [String: Entry]? {
         let head = Array(header.utf8)
         guard data.count >= head.count, data.prefix(head.count).elementsEqual(head) else { return nil }
+        return entries(records: String(decoding: data.dropFirst(head.count), as: UTF8.self))
+    }
+
+    /// Entries from their `CompactRecords` (key, size, mtime ns, inode, sha256); nil when malformed.
+    static func entries(records text: String) -> [String: Entry]? {
         var entries: [String: Entry] = [:]
-        let whole = CompactRecords.parse(String(decoding: data.dropFirst(head.count), as: UTF8.self), fields: 5) { f in
+        let whole = CompactRecords.parse(text, fields: 5) { f in
             guard let size = Int64(f[1]), let mtime = Int64(f[2]), let inode = UInt64(f[3]) else { return false }
             entries[String(f[0])] = Entry(size: size, mtimeNanos: mtime, inode: inode, sha256: String(f[4]))
             return true
@@ -76,48 +77,38 @@ final class HashCache {
     func sha256(of file: String, key: String) throws -> String {
         var st = stat()
         guard stat(file, &st) == 0 else { throw JobsError.io(path: file, reason: SystemError.text(errno)) }
-        let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
-        used.insert(key)
-        if let e = entries[key], e.size == Int64(st.st_size), e.mtimeNanos == mtime, e.inode == UInt64(st.st_ino) {
-            return e.sha256
-        }
+        if let known = cached(key: key, stat: st) { return known }
         let digest = try HashCache.hashFile(file)
-        entries[key] = Entry(size: Int64(st.st_size), mtimeNanos: mtime, inode: UInt64(st.st_ino), sha256: digest)
-        changed = true
+        record(key: key, stat: st, sha256: digest)
         return digest
     }
 
     /// The remembered hash of `key` when its size, mtime and inode are those of `st`.
     func cached(key: String, stat st: stat) -> String? {
-        let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
         used.insert(key)
-        guard let e = entries[key], e.size == Int64(st.st_size), e.mtimeNanos == mtime, e.inode == UInt64(st.st_ino) else { return nil }
+        guard let e = entries[key], e.size == Int64(st.st_size), e.mtimeNanos == HashCache.mtimeNanos(st), e.inode == UInt64(st.st_ino) else { return nil }
         return e.sha256
     }
 
     /// Remembers `sha256` for `key` as of `st`.
     func record(key: String, stat st: stat, sha256: String) {
-        let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
         used.insert(key)
-        entries[key] = Entry(size: Int64(st.st_size), mtimeNanos: mtime, inode: UInt64(st.st_ino), sha256: sha256)
+        entries[key] = Entry(size: Int64(st.st_size), mtimeNanos: HashCache.mtimeNanos(st), inode: UInt64(st.st_ino), sha256: sha256)
         changed = true
     }
+
+    private static func mtimeNanos(_ st: stat) -> Int64 { Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec) }
 
     /// The hash of an open file (its `stat` from fstat), from the cache when its size, mtime and
     /// inode are unchanged; read from the descriptor otherwise (no path is opened again).
     func sha256(of fd: Int32, stat st: stat, key: String) throws -> String {
-        let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
-        used.insert(key)
-        if let e = entries[key], e.size == Int64(st.st_size), e.mtimeNanos == mtime, e.inode == UInt64(st.st_ino) {
-            return e.sha256
-        }
+        if let known = cached(key: key, stat: st) { return known }
         var hasher = SHA256()
         do { try FileIO.readChunks(fd, from: 0, path: key) { hasher.update(bufferPointer: $0) } } catch let error as SystemError {
             throw JobsError(error)
         }
         let digest = HashCache.hex(hasher.finalize())
-        entries[key] = Entry(size: Int64(st.st_size), mtimeNanos: mtime, inode: UInt64(st.st_ino), sha256: digest)
-        changed = true
+        record(key: key, stat: st, sha256: digest)
         return digest
     }
 
