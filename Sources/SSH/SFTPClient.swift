@@ -28,6 +28,9 @@ public final class SFTPClient: Sendable {
     /// Metadata of `path` (following symlinks), or nil when nothing is there.
     public func info(_ path: String) async throws -> SFTPFileInfo? { try await run { try $0.stat(path) } }
 
+    /// Metadata of `path` itself (a symlink is `.symlink`), or nil when nothing is there.
+    public func linkInfo(_ path: String) async throws -> SFTPFileInfo? { try await run { try $0.stat(path, following: false) } }
+
     /// The entries of a directory, without `.` and `..`.
     public func list(_ directory: String) async throws -> [SFTPFileInfo] { try await run { try $0.list(directory) } }
 
@@ -172,9 +175,9 @@ final class SFTPHandle {
                             permissions: a.pointee.permissions & 0o7777, modified: Date(timeIntervalSince1970: TimeInterval(a.pointee.mtime)))
     }
 
-    func stat(_ path: String) throws -> SFTPFileInfo? {
+    func stat(_ path: String, following: Bool = true) throws -> SFTPFileInfo? {
         let sftp = try live()
-        guard let a = sftp_stat(sftp, path) else {
+        guard let a = following ? sftp_stat(sftp, path) : sftp_lstat(sftp, path) else {
             if isNoSuchFile() { return nil }
             throw error(path, "stat")
         }
@@ -251,7 +254,7 @@ final class SFTPHandle {
         if options.resume, let existing = try? FileManager.default.attributesOfItem(atPath: partial)[.size] as? UInt64, existing <= total {
             start = existing
         }
-        let fd = open(partial, O_WRONLY | O_CREAT | O_CLOEXEC | (start == 0 ? O_TRUNC : 0), mode_t(options.permissions ?? 0o644))
+        let fd = open(partial, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (start == 0 ? O_TRUNC : 0), mode_t(options.permissions ?? 0o644))
         guard fd >= 0 else { throw SSHError.sftpFailed(path: partial, operation: "create", reason: String(cString: strerror(errno))) }
         var fdOpen = true
         defer { if fdOpen { Glibc.close(fd) } }
@@ -343,6 +346,11 @@ final class SFTPHandle {
         Glibc.close(fd)
         fdOpen = false
         let digest = hashing ? hasher.finalize().hex : nil
+        if options.verification == .deferred {
+            return SFTPTransferResult(source: remotePath, destination: partial, totalBytes: total, transferredBytes: total - start,
+                                      resumedFrom: start, sha256: digest, verified: false, maxRequestsInFlight: maxInFlight,
+                                      seconds: SessionCore.now() - started)
+        }
         var verification = options.verification
         if let capture = remoteDigest {
             try core.waitInJob { capture.isFinished }
@@ -362,7 +370,7 @@ final class SFTPHandle {
         guard let digest else { return false }
         let expected: String
         switch verification {
-        case .none: return false
+        case .none, .deferred: return false
         case .expected(let hex): expected = hex.lowercased()
         case .remoteChecksum: expected = try remoteSHA256(remotePath)
         }

@@ -19,6 +19,9 @@ public enum SFTPVerification: Sendable, Equatable {
     case expected(String)
     /// Run `sha256sum` on the remote file and compare with ours (the remote needs coreutils).
     case remoteChecksum
+    /// Hash what arrives and leave it in its partial file (`result.destination`), synced but not
+    /// renamed: the caller compares the digest with one it gets elsewhere, and lands it or not.
+    case deferred
 }
 
 /// How uploads move bytes. libssh 0.10 has no asynchronous SFTP write, so each `sftp_write` waits for

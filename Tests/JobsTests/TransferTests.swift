@@ -403,7 +403,7 @@ private func randomData(_ count: Int) -> Data {
         try box.addSSHHost(sshd, preinstalled: false)
         nonisolated(unsafe) let sandbox = box
         let context = box.sshContext(sshd)
-        try await TransferScenarios.withDeadline(120) { try await TransferScenarios.roundTrip(sandbox, host: "box", context: context) }
+        try await TransferScenarios.withDeadline(120) { try await TransferScenarios.roundTrip(sandbox, host: "box", context: context, sftp: false) }
     }
 
     /// dropbear without sftp-server (a minimal image's SSH server).
@@ -485,10 +485,37 @@ enum TransferScenarios {
         #expect(mode(dest + "/creds.txt") == 0o600)
         #expect(mode(dest + "/run.sh") == 0o750)
         #expect(mode(dest + "/res/b.txt") == 0o644)
+
+        // One file by its path, the fast way: over SSH (the test sshd has SFTP) it comes over SFTP
+        // while the probe's agent lists and hashes it; here, as usual. The same bytes, modes and rules.
+        let ahead = box.root + "/ahead"
+        func fetchAhead(_ what: String) async throws -> FetchedFile? {
+            let (c, got) = try await JobsClient(context: context).agent(for: result.id, fetchingAhead: what, into: ahead)
+            await c.close()
+            return got
+        }
+        let overSSH = host != HostRecord.localName
+        for (what, text, bits) in [("creds.txt", "token\n", 0o600), ("run.sh", "#!/bin/sh\n", 0o750), ("out/a.txt", "sent\n", 0o644),
+                                   ("both/y.txt", "y\n", 0o644)] {
+            let got = try await fetchAhead(what)
+            #expect((got != nil) == overSSH, "\(what)")
+            if let got {
+                #expect(got.localPath == ahead + "/" + what && !got.unchanged && got.transferredBytes == Int64(text.utf8.count))
+                #expect(fileText(ahead + "/" + what) == text && mode(ahead + "/" + what) == bits, "\(what)")
+                #expect(!FileManager.default.fileExists(atPath: ahead + "/" + what + partialSuffix))
+            }
+        }
+        // A copy here already: the usual fetch, which finds it unchanged.
+        #expect(try await fetchAhead("creds.txt") == nil)
+        // A link on the way, a folder, both places: not this way (the usual fetch then refuses or takes them).
+        for what in ["link/secret.txt", "res", "both"] { #expect(try await fetchAhead(what) == nil, "\(what)") }
+        #expect(!FileManager.default.fileExists(atPath: ahead + "/link"))
+        #expect(!FileManager.default.fileExists(atPath: ahead + "/link/secret.txt" + partialSuffix))
     }
 
     /// Install (no agent there), launch with files to send, follow, fetch, list.
-    static func roundTrip(_ box: Sandbox, host: String, context: JobsContext) async throws {
+    /// `sftp`: whether the host serves SFTP (nil: either).
+    static func roundTrip(_ box: Sandbox, host: String, context: JobsContext, sftp: Bool? = nil) async throws {
         try box.writeRandom("data/blob.bin", bytes: 3 << 20)
         for i in 0..<50 { try box.write("src/f\(i).txt", "file \(i)\n") }
         try box.write("run.sh", """
@@ -508,6 +535,15 @@ enum TransferScenarios {
         #expect(lstat(box.root + "/got/creds.txt", &st) == 0 && st.st_mode & 0o777 == 0o600)
         let listed = await jobs.list()
         #expect(listed.first { $0.host == host }?.jobs.contains { $0.spec.id == result.id } == true)
+        // One file by its path: over SFTP where the server has it (dropbear runs an sftp-server it
+        // finds), else the usual way on the same session; the same bytes either way.
+        let (c2, ahead) = try await jobs.agent(for: result.id, fetchingAhead: "blob.bin", into: box.root + "/one")
+        if let sftp { #expect((ahead != nil) == sftp) }
+        let one = try await c2.using { c in
+            if let ahead { return [ahead] }
+            return try await Fetcher(client: c).fetch(result.id, what: "blob.bin", into: box.root + "/one")
+        }
+        #expect(one.count == 1 && (try? HashCache.hashFile(box.root + "/one/blob.bin")) == (try? HashCache.hashFile(box.project + "/data/blob.bin")))
     }
 
     struct Deadline: Error, CustomStringConvertible {

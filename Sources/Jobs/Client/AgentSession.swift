@@ -27,10 +27,10 @@ public final class AgentSession: Sendable {
     /// The probe's channel, where the agent serves further requests (one command fewer each).
     private let served: ServedChannel?
 
-    init(transport: any Transport, host: String, hello: AgentHello, prefix: String, preflight: PreflightReport? = nil,
+    init(transport: any Transport, host: String, hello: AgentHello, prefix: String, answered ahead: (verb: String, line: Data)? = nil,
          served: ServedChannel? = nil) {
         self.transport = transport; self.host = host; self.hello = hello; self.prefix = prefix; self.served = served
-        slots.preflight = preflight
+        slots.ahead = ahead
     }
 
     /// This session's agent, to reach it again without the probe.
@@ -48,12 +48,24 @@ public final class AgentSession: Sendable {
     /// host's login shell, its rc files and the probe run while the files are hashed).
     public struct StartedProbe: Sendable {
         let command: any RemoteCommand
+        /// The request written on the probe's input, which the agent it finds answers first.
+        let sentAhead: String?
+
+        /// Writes `request` for the agent to answer as soon as it runs (`answerSentAhead`), before
+        /// the probe's answer is read.
+        func sendingAhead(_ request: AgentRequest) async throws -> StartedProbe {
+            let line = try AgentSession.requestLine(request)
+            // A host without a ferry to ask ends the script before it reads stdin (its channel may
+            // close before this write): its output says what it found, so a refused write is no error.
+            try? await command.write(line)
+            return StartedProbe(command: command, sentAhead: request.name)
+        }
     }
 
     /// Starts the probe on `transport`; nil where the transport knows its agent (this machine).
     public static func startProbe(_ transport: any Transport, version: String, remoteHome: String?) async throws -> StartedProbe? {
         guard transport.knownAgentBinary == nil else { return nil }
-        return StartedProbe(command: try await AgentProbe.start(transport, remoteHome: remoteHome, serve: serveArguments(version)))
+        return StartedProbe(command: try await AgentProbe.start(transport, remoteHome: remoteHome, serve: serveArguments(version)), sentAhead: nil)
     }
 
     static func serveArguments(_ version: String) -> String { "\(version) \(AgentProtocol.version)" }
@@ -70,19 +82,19 @@ public final class AgentSession: Sendable {
             return AgentSession(transport: transport, host: host, hello: hello, prefix: prefix)
         }
         // The agent of this version keeps the probe's channel for the requests that follow; the
-        // preflight goes with the probe as its first request.
-        let first = try preflight.map { try AgentSession.requestLine(.preflight(request: $0)) }
-        let command: any RemoteCommand
-        if let started { command = started.command } else { command = try await AgentProbe.start(transport, remoteHome: remoteHome, serve: serveArguments(version)) }
-        let (probe, served) = try await AgentProbe.run(command, label: transport.label, first: first)
+        // preflight goes with the probe as its first request (unless another went ahead already).
+        var ahead: StartedProbe
+        if let started { ahead = started } else {
+            ahead = StartedProbe(command: try await AgentProbe.start(transport, remoteHome: remoteHome, serve: serveArguments(version)), sentAhead: nil)
+        }
+        if ahead.sentAhead == nil, let preflight { ahead = try await ahead.sendingAhead(.preflight(request: preflight)) }
+        let (probe, served) = try await AgentProbe.run(ahead.command, label: transport.label)
         if let found = probe.candidates.first(where: { $0.hello.map { $0.ferry == version && $0.protocolVersion == AgentProtocol.version } ?? false }),
            let hello = found.hello {
             let prefix = AgentProbe.prefix(binary: found.binary, home: probe.home, libraries: probe.hasLibraries)
-            var report: PreflightReport?
-            if let served, first != nil, let line = try await served.nextLine() {
-                report = try? AgentSession.decodeServed(line, as: PreflightReport.self, host: host, verb: "preflight")
-            }
-            return AgentSession(transport: transport, host: host, hello: hello, prefix: prefix, preflight: report, served: served)
+            var answer: (verb: String, line: Data)?
+            if let served, let verb = ahead.sentAhead, let line = try await served.nextLine() { answer = (verb, line) }
+            return AgentSession(transport: transport, host: host, hello: hello, prefix: prefix, answered: answer, served: served)
         }
         await served?.end()
         guard let install else {
@@ -194,13 +206,25 @@ public final class AgentSession: Sendable {
         return error
     }
 
-    /// Whether the probe's answer to the preflight is still waiting here (no command for it).
-    var hasPreflight: Bool { slots.take { $0.preflight != nil } }
+    /// The answer to `request` when the probe sent it ahead (`StartedProbe.sendingAhead`), once;
+    /// nil when it did not, or the agent that answered the probe did not get it (another version,
+    /// none there).
+    func answerSentAhead<T: Decodable>(to request: AgentRequest, as type: T.Type) throws -> T? {
+        guard let line = slots.take({ s -> Data? in
+            guard let ahead = s.ahead, ahead.verb == request.name else { return nil }
+            s.ahead = nil
+            return ahead.line
+        }) else { return nil }
+        return try AgentSession.decodeServed(line, as: type, host: host, verb: request.name)
+    }
+
+    /// Whether the answer to a request the probe sent ahead (a launch's preflight) is still waiting here.
+    var hasAnswerSentAhead: Bool { slots.take { $0.ahead != nil } }
 
     /// The host's checks: disk, GPUs, libraries, data paths, which files it lacks. The probe that
     /// found the agent may have answered it already (one command fewer per launch): then that answer.
     public func preflight(_ request: PreflightRequest) async throws -> PreflightReport {
-        if let probed = slots.take({ s in defer { s.preflight = nil }; return s.preflight }) { return probed }
+        if let probed = (try? answerSentAhead(to: .preflight(request: request), as: PreflightReport.self)) ?? nil { return probed }
         return try await call(.preflight(request: request))
     }
 
@@ -516,12 +540,9 @@ struct AgentProbe {
         try await transport.start(ShellQuote.join(["sh", "-c", script, "sh", remoteHome ?? "", serve]))
     }
 
-    /// Reads the probe's answer. When an agent serves the channel, the channel is returned, `first`
-    /// (a request line, sent ahead) answered next on it.
-    static func run(_ command: any RemoteCommand, label: String, first: Data? = nil) async throws -> (AgentProbe, ServedChannel?) {
-        // A host without a ferry to ask ends the script before it reads stdin (its channel may close
-        // before this write): its output says what it found, so a refused write is no error.
-        if let first { try? await command.write(first) }
+    /// Reads the probe's answer. When an agent serves the channel, the channel is returned, a
+    /// request sent ahead answered next on it.
+    static func run(_ command: any RemoteCommand, label: String) async throws -> (AgentProbe, ServedChannel?) {
         let channel = ServedChannel(command: command)
         var probe = AgentProbe(home: "", hasLibraries: false, candidates: [])
         var text = ""
@@ -575,7 +596,8 @@ struct AgentProbe {
 /// An agent client's one-shot values: the probe's preflight, the log streaming on the start channel.
 final class ClientSlots: @unchecked Sendable {
     private let lock = NSLock()
-    var preflight: PreflightReport?
+    /// The answer to the request the probe sent ahead, and that request's verb.
+    var ahead: (verb: String, line: Data)?
     var startedLog: (id: String, stream: AsyncThrowingStream<Data, any Error>)?
     func take<T>(_ body: (ClientSlots) -> T) -> T { lock.lock(); defer { lock.unlock() }; return body(self) }
 }

@@ -88,7 +88,7 @@ public struct Launcher: Sendable {
         let started = Date()
         let (transport, probe) = try await connecting.value
         let client = try await context.agent(host, install: true, preflight: preflight, transport: transport, probe: probe)
-        context.verbose?("connect: \(host.name) (\(client.transport.label)) and its probe while packaging, agent found\(client.hasPreflight ? " and preflight answered on its channel" : "") in \(String(format: "%.2f s", Date().timeIntervalSince(started)))")
+        context.verbose?("connect: \(host.name) (\(client.transport.label)) and its probe while packaging, agent found\(client.hasAnswerSentAhead ? " and preflight answered on its channel" : "") in \(String(format: "%.2f s", Date().timeIntervalSince(started)))")
         do {
             events?(.connected(host: host.name, agent: client.hello.binary))
             return try await launch(prepared, package: package, client: client, preflight: preflight, events: events)

@@ -8,7 +8,7 @@ public final class SSHTransport: Transport {
     public let label: String
     public let counters = TransferCounters()
     public let session: SSHSession
-    private let sftp = SFTPSlot()
+    private let sftpSlot = SFTPSlot()
 
     public var knownAgentBinary: String? { nil }
 
@@ -51,17 +51,18 @@ public final class SSHTransport: Transport {
         return SSHRemoteCommand(try await session.execute(commandLine), counters: counters)
     }
 
-    private func client() async throws -> SFTPClient {
-        if let open = sftp.value { return open }
+    /// The connection's SFTP client (opened on first use, closed with the transport).
+    func sftp() async throws -> SFTPClient {
+        if let open = sftpSlot.value { return open }
         let opened = try await session.openSFTP()
-        return sftp.setIfEmpty(opened)
+        return sftpSlot.setIfEmpty(opened)
     }
 
     public func upload(_ localPath: String, to remotePath: String, mode: UInt32,
                        progress: (@Sendable (Int64) -> Void)?) async throws -> TransferReport {
         // SSH authenticates every packet; the agent's hello (or the loader) then proves the file works.
         let options = SFTPTransferOptions(resume: false, verification: .none, permissions: mode, syncToDisk: false)
-        let result = try await client().upload(localPath, to: remotePath, options: options) { p in progress?(Int64(p.completedBytes)) }
+        let result = try await sftp().upload(localPath, to: remotePath, options: options) { p in progress?(Int64(p.completedBytes)) }
         counters.addSent(Int64(result.transferredBytes))
         return TransferReport(totalBytes: Int64(result.totalBytes), transferredBytes: Int64(result.transferredBytes),
                               resumedFrom: Int64(result.resumedFrom), sha256: result.sha256)
@@ -72,7 +73,7 @@ public final class SSHTransport: Transport {
         let options = SFTPTransferOptions(resume: true, verification: expectedSHA256.map { .expected($0) } ?? .none, permissions: 0o644)
         let result: SFTPTransferResult
         do {
-            result = try await client().download(remotePath, to: localPath, options: options) { p in progress?(Int64(p.completedBytes)) }
+            result = try await sftp().download(remotePath, to: localPath, options: options) { p in progress?(Int64(p.completedBytes)) }
         } catch SSHError.checksumMismatch(let path, let expected, let actual) {
             throw JobsError.checksumMismatch(path: path, expected: expected, actual: actual)
         }
@@ -82,7 +83,7 @@ public final class SSHTransport: Transport {
     }
 
     public func close() async {
-        if let open = sftp.value { await open.close() }
+        if let open = sftpSlot.value { await open.close() }
         await session.close()
     }
 }

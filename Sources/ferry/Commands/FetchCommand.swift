@@ -44,8 +44,6 @@ struct FetchCommand: AsyncParsableCommand {
             if !["best", "last", "all", "log", "events"].contains(what) { try Names.validateRelativePath(what) }
             let destination = URL(fileURLWithPath: dest ?? "ferry-runs/\(id)",
                                   relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
-            let client = try await JobsClient(context: context).agent(for: id)
-            let fetcher = Fetcher(client: client, note: context.verbose)
             let quiet = json
             // One line per landed file for the first few; a count for the rest (10,000 lines of
             // a dataset would bury the summary, and cost a write each).
@@ -65,11 +63,16 @@ struct FetchCommand: AsyncParsableCommand {
                     if !quiet { JobsCLI.say("  job \(state.rawValue); checking again in a few seconds (Ctrl-C stops)") }
                 }
             }
+            // One file by its path comes over SFTP while the agent is found, where the host has SFTP.
+            let (client, ahead) = follow ? (try await JobsClient(context: context).agent(for: id), nil)
+                : try await JobsClient(context: context).agent(for: id, fetchingAhead: what, into: destination, events: events)
+            let fetcher = Fetcher(client: client, note: context.verbose)
             let outcome: ([FetchedFile]?, interrupted: Bool)
             do {
                 outcome = try await JobsCLI.interruptible {
-                    follow ? try await fetcher.follow(id, what: what, into: destination, events: events)
-                           : try await fetcher.fetch(id, what: what, into: destination, events: events)
+                    if let ahead { return [ahead] }
+                    return follow ? try await fetcher.follow(id, what: what, into: destination, events: events)
+                                  : try await fetcher.fetch(id, what: what, into: destination, events: events)
                 }
                 await client.close()
             } catch {
