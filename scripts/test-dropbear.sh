@@ -2,7 +2,7 @@
 # A throwaway dropbear on 127.0.0.1 with no sftp-server (a minimal host: exec channels only), for
 # ferry's no-SFTP tests. Root only: it runs in a mount namespace of its own where /etc/passwd gives
 # the user a home in the temp folder (its .ssh/authorized_keys there) and dropbear's sftp-server is
-# /dev/null; nothing outside the folder changes.
+# /dev/null (or FERRY_TEST_DROPBEAR_SFTP_SERVER, a stand-in program); nothing outside the folder changes.
 #   scripts/test-dropbear.sh start|env|stop     (folder: FERRY_TEST_DROPBEAR_DIR)
 # `env` prints the same FERRY_TEST_SSH_* names as test-sshd.sh, for this server.
 set -euo pipefail
@@ -19,16 +19,18 @@ start() {
     cp "$DIR/client_ed25519.pub" "$DIR/home/.ssh/authorized_keys"; chmod 600 "$DIR/home/.ssh/authorized_keys"
     awk -F: -v OFS=: -v u="$(id -un)" -v h="$DIR/home" '$1 == u { $6 = h } { print }' /etc/passwd > "$DIR/passwd"
     local sftp port
-    sftp=$(strings "$(command -v dropbear)" | grep -m1 'sftp-server$' || echo /usr/lib/sftp-server)
+    # Every line read (grep -m1 would stop strings early: SIGPIPE, and pipefail added a second path).
+    sftp=$(strings "$(command -v dropbear)" | grep 'sftp-server$' | tail -n 1 || true)
+    [ -n "$sftp" ] || sftp=/usr/lib/sftp-server
     for _ in $(seq 1 20); do
         port=$(( 20000 + RANDOM % 40000 ))
         unshare -m --propagation private bash -c '
             set -e
             # Hold none of our caller'"'"'s descriptors (a test waiting for its pipes to close).
             for fd in $(ls /proc/self/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null || true; done
-            if [ -e "$2" ]; then mount --bind /dev/null "$2"; fi
+            if [ -e "$2" ]; then mount --bind "$4" "$2"; fi
             mount --bind "$1/passwd" /etc/passwd
-            exec dropbear -F -E -s -r "$1/host_key" -p "127.0.0.1:$3" -P "$1/pid"' sh "$DIR" "$sftp" "$port" \
+            exec dropbear -F -E -s -r "$1/host_key" -p "127.0.0.1:$3" -P "$1/pid"' sh "$DIR" "$sftp" "$port" "${FERRY_TEST_DROPBEAR_SFTP_SERVER:-/dev/null}" \
             </dev/null >"$DIR/dropbear.log" 2>&1 &
         for _ in $(seq 1 50); do running && break; sleep 0.1; done
         if running; then

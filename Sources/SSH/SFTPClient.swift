@@ -121,20 +121,40 @@ final class SFTPHandle {
     /// The deepest read pipeline seen (tests prove it is ≥ 16).
     var maxInFlight = 0
 
+    /// The subsystem's stderr, drained (see ferry_drain_stderr): freed after the channel.
+    private var stderrSink: UnsafeMutablePointer<ferry_stderr_sink>?
+
     init(core: SessionCore) throws {
         self.core = core
         guard let session = core.session, let sftp = sftp_new(session) else { throw core.channelError("start SFTP") }
-        guard sftp_init(sftp) == SSH_OK else {
-            let error = SSHError.sftpFailed(path: "", operation: "start", reason: core.lastError)
+        guard let sink = ferry_drain_stderr(ferry_sftp_channel(sftp)) else {
             sftp_free(sftp)
-            throw error
+            throw SSHError.sftpFailed(path: "", operation: "start", reason: "cannot watch the SFTP channel's stderr")
+        }
+        guard sftp_init(sftp) == SSH_OK else {
+            var reason = core.lastError
+            let said = Self.text(of: sink)
+            if !said.isEmpty { reason += " (the server said: \(said))" }
+            sftp_free(sftp)
+            Glibc.free(sink)
+            throw SSHError.sftpFailed(path: "", operation: "start", reason: reason)
         }
         self.sftp = sftp
+        stderrSink = sink
     }
 
     func free() {
         if let sftp { sftp_free(sftp) }
         sftp = nil
+        if let stderrSink { Glibc.free(stderrSink) }
+        stderrSink = nil
+    }
+
+    /// What the sink kept, trimmed.
+    private static func text(of sink: UnsafeMutablePointer<ferry_stderr_sink>) -> String {
+        withUnsafeBytes(of: sink.pointee.text) { raw in
+            String(decoding: raw.prefix(Int(sink.pointee.length)), as: UTF8.self)
+        }.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     private func live() throws -> sftp_session {

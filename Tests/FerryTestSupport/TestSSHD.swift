@@ -55,9 +55,11 @@ public struct TestSSHD: Sendable {
 
     /// A dropbear without sftp-server in `directory` (scripts/test-dropbear.sh); nil where it cannot
     /// run (not root, no dropbear) outside CI.
-    public static func startDropbear(directory: String) throws -> TestSSHD? {
+    /// `sftpServer`: a program that stands in for its sftp-server (nil: none, /dev/null there).
+    public static func startDropbear(directory: String, sftpServer: String? = nil) throws -> TestSSHD? {
         var environment = ProcessInfo.processInfo.environment
         environment["FERRY_TEST_DROPBEAR_DIR"] = directory
+        environment["FERRY_TEST_DROPBEAR_SFTP_SERVER"] = sftpServer
         do {
             var server = try launch(script: "scripts/test-dropbear.sh", environment: environment)
             server.script = "scripts/test-dropbear.sh"

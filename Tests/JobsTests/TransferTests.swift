@@ -403,7 +403,7 @@ private func randomData(_ count: Int) -> Data {
         try box.addSSHHost(sshd, preinstalled: false)
         nonisolated(unsafe) let sandbox = box
         let context = box.sshContext(sshd)
-        try await TransferScenarios.withDeadline(120) { try await TransferScenarios.roundTrip(sandbox, host: "box", context: context, sftp: false) }
+        try await withDeadline(120) { try await TransferScenarios.roundTrip(sandbox, host: "box", context: context, sftp: false) }
     }
 
     /// dropbear without sftp-server (a minimal image's SSH server).
@@ -418,7 +418,7 @@ private func randomData(_ count: Int) -> Data {
         try box.addSSHHost(dropbear, preinstalled: false)
         nonisolated(unsafe) let sandbox = box
         let context = box.sshContext(dropbear)
-        try await TransferScenarios.withDeadline(120) { try await TransferScenarios.roundTrip(sandbox, host: "box", context: context) }
+        try await withDeadline(120) { try await TransferScenarios.roundTrip(sandbox, host: "box", context: context, sftp: false) }
     }
 }
 
@@ -535,8 +535,8 @@ enum TransferScenarios {
         #expect(lstat(box.root + "/got/creds.txt", &st) == 0 && st.st_mode & 0o777 == 0o600)
         let listed = await jobs.list()
         #expect(listed.first { $0.host == host }?.jobs.contains { $0.spec.id == result.id } == true)
-        // One file by its path: over SFTP where the server has it (dropbear runs an sftp-server it
-        // finds), else the usual way on the same session; the same bytes either way.
+        // One file by its path: over SFTP where the server has it, else the usual way on the same
+        // session; the same bytes either way.
         let (c2, ahead) = try await jobs.agent(for: result.id, fetchingAhead: "blob.bin", into: box.root + "/one")
         if let sftp { #expect((ahead != nil) == sftp) }
         let one = try await c2.using { c in
@@ -546,20 +546,6 @@ enum TransferScenarios {
         #expect(one.count == 1 && (try? HashCache.hashFile(box.root + "/one/blob.bin")) == (try? HashCache.hashFile(box.project + "/data/blob.bin")))
     }
 
-    struct Deadline: Error, CustomStringConvertible {
-        var seconds: Double
-        var description: String { "still running after \(seconds) s" }
-    }
-
-    /// Runs `body`, failing after `seconds` instead of hanging.
-    static func withDeadline(_ seconds: Double, _ body: @escaping @Sendable () async throws -> Void) async throws {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await body() }
-            group.addTask { try await Task.sleep(nanoseconds: UInt64(seconds * 1e9)); throw Deadline(seconds: seconds) }
-            try await group.next()
-            group.cancelAll()
-        }
-    }
 }
 
 /// Work folders made ahead (`SpareWork`): a relaunch takes one with a rename and patches only what

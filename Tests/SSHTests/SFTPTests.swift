@@ -59,6 +59,31 @@ final class TaskHolder: Sendable {
         await session.close()
     }
 
+    /// An sftp-server that cannot start and says so on stderr before its stdout ends (dropbear
+    /// passes a subsystem's stderr on; OpenSSH drops it): SFTP fails at once, with its words.
+    /// libssh 0.10 spun at 100 % CPU there, the unread stderr keeping the channel from reading as
+    /// ended; dropbear with a missing sftp-server did that now and then.
+    @Test func anSFTPServerThatDiesSayingWhyFailsInsteadOfSpinning() async throws {
+        guard try TestSSHD.shared() != nil else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        let script = box.path("broken-sftp")
+        try Data("#!/bin/sh\necho 'broken-sftp: cannot start here' >&2\nsleep 0.3\nexit 126\n".utf8).write(to: URL(fileURLWithPath: script))
+        chmod(script, 0o755)
+        guard let sshd = try TestSSHD.startDropbear(directory: box.path("dropbear"), sftpServer: script) else {
+            print("anSFTPServerThatDiesSayingWhyFailsInsteadOfSpinning: skipped (needs root and dropbear-bin: scripts/install-deps.sh)")
+            return
+        }
+        defer { sshd.stop() }
+        let session = try await sshd.connect(box)
+        for _ in 0..<3 {
+            let outcome: String
+            do { _ = try await withDeadline(20) { try await session.openSFTP() }; outcome = "opened" } catch { outcome = "\(error)" }
+            #expect(outcome.contains("broken-sftp: cannot start here"), "\(outcome)")
+            if outcome.contains("still running") { break }   // its thread is stuck: so would the next be
+        }
+        _ = try? await withDeadline(10) { await session.close() }
+    }
+
     @Test(arguments: [SFTPUploadMethod.sftpWrite, .catChannel])
     func uploadMethodsProduceTheSameFile(method: SFTPUploadMethod) async throws {
         guard let sshd = try TestSSHD.shared() else { return }
