@@ -246,7 +246,7 @@ extension SessionCore {
     func openSessionChannel() throws -> ssh_channel {
         assertOnLoop()
         guard let session, let channel = ssh_channel_new(session) else { throw channelError("open channel") }
-        guard ssh_channel_open_session(channel) == SSH_OK else {
+        guard openWithoutDelayedACK(session, { ssh_channel_open_session(channel) }) == SSH_OK else {
             let error = channelError("open session channel")
             ssh_channel_free(channel)
             throw error

@@ -357,6 +357,28 @@ final class SessionCore: @unchecked Sendable {
         return (fingerprint, method)
     }
 
+    /// Runs a channel open (`open`, libssh's call) without blocking, acknowledging what arrives at
+    /// once. Right after auth, sshd sends a message nobody answers (hostkeys-00@openssh.com) just
+    /// before its reply to the first channel open; our kernel delays the ACK of the first (we had
+    /// just sent, so it expects to answer), and sshd's Nagle holds the reply until that ACK comes:
+    /// 40 ms on every command. TCP_QUICKACK, set after our request went out, ends that wait.
+    func openWithoutDelayedACK(_ session: ssh_session, _ open: () -> Int32) -> Int32 {
+        ssh_set_blocking(session, 0)
+        defer { ssh_set_blocking(session, 1) }
+        let fd = ssh_get_fd(session)
+        let deadline = SessionCore.now() + Double(blockingTimeout)
+        var rc = open()
+        while rc == SSH_AGAIN {
+            var one: Int32 = 1
+            _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_QUICKACK, &one, socklen_t(MemoryLayout<Int32>.size))
+            guard ssh_is_connected(session) != 0, SessionCore.now() < deadline else { return SSH_ERROR }
+            var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            _ = poll(&ready, 1, 50)
+            rc = open()
+        }
+        return rc
+    }
+
     // MARK: - Closing
 
     /// Frees every channel, disconnects and ends the thread. Safe to call more than once, from anywhere.
