@@ -328,6 +328,10 @@ final class SFTPHandle {
             }
         }
 
+        // The session thread receives; another writes and hashes (see WriteBehind).
+        let sink = WriteBehind(fd: fd, path: partial, hasher: hashing ? hasher : nil, capacity: Int(chunk))
+        var sinkStopped = false
+        defer { if !sinkStopped { try? sink.stop() } }
         maxInFlight = 0
         try refill()
         while head < queue.count {
@@ -337,15 +341,18 @@ final class SFTPHandle {
             if head > 256 { queue.removeFirst(head); head = 0 }
             // Short replies are legal: ask for the rest of this request at once, so bytes stay in order.
             while request.length > 0 {
-                let n = buffer.withUnsafeMutableBytes { sftp_async_read(file, $0.baseAddress, request.length, request.id) }
-                if n < 0 { let e = error(remotePath, "read"); drain(); throw e }
-                if n == 0 {
+                let target: UnsafeMutableRawPointer
+                do { target = try sink.buffer() } catch { drain(); throw error }
+                let n = sftp_async_read(file, target, request.length, request.id)
+                guard n > 0 && n <= Int(request.length) else {
+                    sink.giveBack(target)
+                    let failure = n < 0 ? error(remotePath, "read")
+                        : n == 0 ? SSHError.sftpFailed(path: remotePath, operation: "read", reason: "the file ended at \(request.offset) of \(total) bytes (did it change during the download?)")
+                        : SSHError.sftpFailed(path: remotePath, operation: "read", reason: "the server sent more than was asked")
                     drain()
-                    throw SSHError.sftpFailed(path: remotePath, operation: "read", reason: "the file ended at \(request.offset) of \(total) bytes (did it change during the download?)")
+                    throw failure
                 }
-                guard n <= Int(request.length) else { drain(); throw SSHError.sftpFailed(path: remotePath, operation: "read", reason: "the server sent more than was asked") }
-                try LocalFile.writeAll(fd, buffer, count: Int(n), path: partial)
-                if hashing { buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<Int(n)])) } }
+                sink.submit(target, count: Int(n))
                 done += UInt64(n)
                 request.offset += UInt64(n)
                 request.length -= UInt32(n)
@@ -360,12 +367,14 @@ final class SFTPHandle {
             progress?(SFTPProgress(completedBytes: done, totalBytes: total, transferredBytes: done - start))
             if SessionCore.now() - lastService > 0.05 { core.serviceHandlersFromJob(); lastService = SessionCore.now() }
         }
+        let written = try sink.finish()
+        sinkStopped = true
         guard !options.syncToDisk || fsync(fd) == 0 || errno == EINVAL else {
             throw SSHError.sftpFailed(path: partial, operation: "fsync", reason: String(cString: strerror(errno)))
         }
         Glibc.close(fd)
         fdOpen = false
-        let digest = hashing ? hasher.finalize().hex : nil
+        let digest = hashing ? written?.finalize().hex : nil
         if options.verification == .deferred {
             return SFTPTransferResult(source: remotePath, destination: partial, totalBytes: total, transferredBytes: total - start,
                                       resumedFrom: start, sha256: digest, verified: false, maxRequestsInFlight: maxInFlight,
