@@ -32,6 +32,8 @@ public enum AgentProtocol {
     static let blobsEnd = "end"
     /// The detached supervisor the agent starts on its own host.
     static let superviseVerb = "supervise"
+    /// A supervisor started at a launch's preflight, waiting on stdin for its job's id (`StandbySupervisor`).
+    static let standbyVerb = "standby"
     /// A Slurm job's batch script runs it on the compute node before the payload.
     static let nodeCheckVerb = "node-check"
     /// After a job with many files starts: a detached, low-priority copy of its tree for the next launch (`SpareWork`).

@@ -43,6 +43,43 @@ extension Sandbox {
         print("jobs: second launch sent \(second) bytes over SSH, first \(first) (\(String(format: "%.3f", 100 * Double(second) / Double(first))) %)")
     }
 
+    /// The supervisor was started at the preflight and waited for its job (a standby): the job's
+    /// parent is `ferry agent standby`.
+    @Test func theSupervisorIsStartedAheadAtThePreflight() async throws {
+        guard let sshd = try TestSSHD.shared() else { return }
+        let box = try Sandbox(); defer { box.remove() }
+        try box.addSSHHost(sshd)
+        try box.write("run.sh", "tr '\\000' ' ' < /proc/$PPID/cmdline; echo\n")
+        let context = box.sshContext(sshd)
+        let (result, client) = try await Launcher(context: context).launch(
+            LaunchRequest(host: "box", name: "standby", workingDirectory: box.project, kind: "command", command: ["sh", "run.sh"]))
+        let sink = ByteSink()
+        let follower = JobsClient(context: context).follower(result.id, host: try context.registry.host("box"))
+        #expect(try await follower.resume(from: 0, first: client, onData: { sink.append($0) })?.state == .succeeded)
+        #expect(sink.text.contains("agent --home \(box.remoteHome) standby"), "\(sink.text)")
+    }
+
+    /// A standby nobody hands a job to ends with its input; one that is gone is not handed one.
+    @Test func aStandbyWithoutAJobEnds() async throws {
+        let box = try Sandbox(); defer { box.remove() }
+        var standby: StandbySupervisor? = StandbySupervisor()
+        standby?.prepare(binary: TestFerry.binary, home: box.root + "/host")
+        let pid = standby?.processID ?? 0
+        #expect(pid > 0)
+        standby = nil
+        var status: Int32 = -1
+        #expect(await eventually(20) { waitpid(pid, &status, WNOHANG) == pid }, "the standby still runs")
+        #expect(status == 0)
+
+        let second = StandbySupervisor()
+        second.prepare(binary: TestFerry.binary, home: box.root + "/host")
+        let other = second.processID
+        #expect(other > 0 && kill(other, SIGKILL) == 0)
+        #expect(await eventually(20) { waitpid(other, &status, WNOHANG) == other })
+        #expect(!second.hand("gone-20260101-000000-0000"))
+        #expect(second.processID == 0)
+    }
+
     @Test func cancelOverSSH() async throws {
         guard let sshd = try TestSSHD.shared() else { return }
         let box = try Sandbox(); defer { box.remove() }

@@ -12,7 +12,7 @@ extension Agent {
     /// host's supervisor.
     func launcher(for spec: JobSpec) -> any JobLauncher {
         if spec.slurm != nil { return SlurmLauncher(store: store, home: home, binary: binary) }
-        return SupervisorLauncher(store: store, home: home, binary: binary)
+        return SupervisorLauncher(store: store, home: home, binary: binary, standby: standby)
     }
 
     /// The job's state as its launcher knows it.

@@ -19,6 +19,8 @@ public struct Agent: Sendable {
     /// job start share it (a `blob_put` makes the next use read it again).
     private let packIndex = PackIndexSlot()
     var blobs: BlobStore { BlobStore(layout: layout, packs: packIndex) }
+    /// A supervisor started at this session's preflight, for its job's start.
+    let standby = StandbySupervisor()
 
     public init(home: String, version: String, binary: String? = nil, probes: AgentProbes = .loadOnly) {
         self.home = home; self.version = version; self.binary = binary ?? Executable.path; self.probes = probes
@@ -33,6 +35,7 @@ public struct Agent: Sendable {
                   preflight, blobs_missing, blob_put, job_start, job_resume, job_status,
                   job_list, job_logs, job_cancel, job_files, files_get, files_fetch (protocol \(AgentProtocol.version))
       \(AgentProtocol.superviseVerb) ID   (internal: the detached supervisor)
+      \(AgentProtocol.standbyVerb)   (internal: a supervisor started ahead; its job's id comes on stdin)
       \(AgentProtocol.nodeCheckVerb) ID   (internal: a Slurm job's engine check on its compute node)
       \(AgentProtocol.prepareWorkVerb) ID NAME   (internal: a copy of the job's tree for the next launch)
     """
@@ -64,6 +67,10 @@ public struct Agent: Sendable {
                 guard args.count == 1, let id = args.first else { throw JobsError.agentFailed(host: "agent", verb: verb, message: "expects one job id") }
                 try Names.validateJobID(id)
                 return Supervisor(layout: layout, id: id, ferryBinary: binary).run()
+            case AgentProtocol.standbyVerb:
+                guard args.isEmpty else { throw JobsError.agentFailed(host: "agent", verb: verb, message: "expects no arguments") }
+                guard let id = try StandbySupervisor.awaitJob(layout: layout) else { return 0 }
+                return Supervisor(layout: layout, id: id, ferryBinary: binary).run()
             case AgentProtocol.nodeCheckVerb:
                 guard args.count == 1, let id = args.first else { throw JobsError.agentFailed(host: "agent", verb: verb, message: "expects one job id") }
                 try Names.validateJobID(id)
@@ -84,7 +91,10 @@ public struct Agent: Sendable {
     /// Answers one request; `input` holds what follows its line (blob frames).
     func handle(_ request: AgentRequest, input: ByteReader) throws -> Int32 {
         switch request {
-        case .preflight(let preflightRequest): try reply(try preflight(preflightRequest))
+        case .preflight(let preflightRequest):
+            try reply(try preflight(preflightRequest))
+            // A launch: its supervisor loads while the files come.
+            standby.prepare(binary: binary, home: home)
         case .blobsMissing(let hashes):
             let (missing, partial) = try blobs.missing(hashes)
             try reply(BlobsMissingReply(missing: missing, partial: partial))

@@ -27,16 +27,21 @@ struct SupervisorLauncher: JobLauncher {
     let store: JobStore
     let home: String
     let binary: String
+    /// A supervisor started ahead (at the preflight), when there is one.
+    var standby: StandbySupervisor? = nil
 
-    /// Starts the supervisor in its own session and waits until it has claimed the job.
+    /// Starts the supervisor in its own session (or hands the job to the one waiting) and waits
+    /// until it has claimed the job.
     func start(_ id: String) throws {
         let paths = try store.paths(id)
-        var env = ProcessInfo.processInfo.environment
-        env["FERRY_HOME"] = home
-        _ = try JobsError.system { () throws(SystemError) in
-            try Spawn.start([binary, AgentProtocol.subcommand, AgentProtocol.homeFlag, home, AgentProtocol.superviseVerb, id], environment: env, stdin: .null,
-                            stdout: .file(paths.supervisorLog, append: true), stderr: .file(paths.supervisorLog, append: true),
-                            newSession: true, keepIgnored: Supervisor.handledSignals)
+        if standby?.hand(id) != true {
+            var env = ProcessInfo.processInfo.environment
+            env["FERRY_HOME"] = home
+            _ = try JobsError.system { () throws(SystemError) in
+                try Spawn.start([binary, AgentProtocol.subcommand, AgentProtocol.homeFlag, home, AgentProtocol.superviseVerb, id], environment: env, stdin: .null,
+                                stdout: .file(paths.supervisorLog, append: true), stderr: .file(paths.supervisorLog, append: true),
+                                newSession: true, keepIgnored: Supervisor.handledSignals)
+            }
         }
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline {
