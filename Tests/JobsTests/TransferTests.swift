@@ -551,6 +551,26 @@ enum TransferScenarios {
 /// Work folders made ahead (`SpareWork`): a relaunch takes one with a rename and patches only what
 /// changed; the result equals a fresh copy, and the store stays what it was.
 @Suite struct SpareWorkTests {
+    /// A relaunch's tree (the same paths in the same order, some contents and modes changed) is
+    /// diffed in one pass, to what the general way finds; other changes take the general way.
+    @Test func theSamePathsAreDiffedInOnePassAlike() {
+        func hash(_ i: Int, _ salt: String = "") -> String { sha256(Data("\(i)\(salt)".utf8)) }
+        var old = Manifest(symlinks: [Manifest.Symlink(path: "d1/link", target: "../d0/f0.bin")], directories: ["empty"])
+        for i in 0..<300 { old.files.append(Manifest.File(path: "d\(i / 100)/f\(i).bin", sha256: hash(i), size: 10, executable: i % 9 == 0)) }
+        var new = old
+        for i in stride(from: 0, to: 300, by: 37) { new.files[i].sha256 = hash(i, "changed") }
+        for i in stride(from: 5, to: 300, by: 50) { new.files[i].executable.toggle() }
+        let fast = SpareWork.difference(from: old, to: new)
+        #expect(fast == SpareWork.anyDifference(from: old, to: new))
+        #expect(fast.write.count == 9 && fast.remove.count == 9 && fast.chmod.count == 6)
+        #expect(fast.links.isEmpty && fast.folders.isEmpty && fast.removeFolders.isEmpty)
+        // A file renamed: not the same paths, so the general way (and the same answer).
+        var moved = new
+        moved.files[10].path = "d9/moved.bin"
+        #expect(SpareWork.difference(from: old, to: moved) == SpareWork.anyDifference(from: old, to: moved))
+        #expect(SpareWork.difference(from: old, to: moved).folders == ["d9"])
+    }
+
     /// A maker that fails (here: its job has no folder) says why in spares/maker.log.
     @Test func aMakerThatFailsSaysWhyInItsLog() async throws {
         let box = try Sandbox(); defer { box.remove() }

@@ -140,7 +140,7 @@ struct SpareWork {
     }
 
     /// What turns tree `old` into tree `new`.
-    struct Difference {
+    struct Difference: Equatable {
         /// Paths to remove (files, symlinks, then folders deepest first).
         var remove: [String] = []
         var removeFolders: [String] = []
@@ -154,6 +154,26 @@ struct SpareWork {
     }
 
     static func difference(from old: Manifest, to new: Manifest) -> Difference {
+        var d = Difference()
+        // The usual relaunch: the same paths in the same order, some contents changed. One pass,
+        // without the dictionaries and folder sets below (25 ms for 10,000 files).
+        if old.files.count == new.files.count, old.symlinks == new.symlinks, old.directories == new.directories,
+           zip(old.files, new.files).allSatisfy({ $0.path == $1.path }) {
+            for (i, (was, file)) in zip(old.files, new.files).enumerated() {
+                if was.sha256 != file.sha256 {
+                    d.remove.append(file.path)
+                    d.write.append(i)
+                } else if was.executable != file.executable {
+                    d.chmod.append(i)
+                }
+            }
+            return d
+        }
+        return anyDifference(from: old, to: new)
+    }
+
+    /// The difference of any two trees (paths added, removed, or changed in kind).
+    static func anyDifference(from old: Manifest, to new: Manifest) -> Difference {
         var d = Difference()
         let oldFiles = Dictionary(old.files.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
         let oldLinks = Dictionary(old.symlinks.map { ($0.path, $0.target) }, uniquingKeysWith: { a, _ in a })
