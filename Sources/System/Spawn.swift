@@ -7,6 +7,9 @@ import Glibc
 /// agent, sshd, ngrok, tunnel commands, ProxyCommand, short probes. Foundation's `Process` is not
 /// used for children (its single reaper thread blocks behind a child that does not end).
 public enum Spawn {
+    /// Spawns that ignore signals for their child take turns (each restores what the other set).
+    private static let ignoringLock = NSLock()
+
     /// Where a child's standard stream comes from or goes to.
     public enum Stream: Sendable {
         case inherit
@@ -22,8 +25,9 @@ public enum Spawn {
     /// - `environment`: exactly these variables; nil passes this process's environment on.
     /// - `newSession` makes it a session and group leader (setsid); `newGroup` only a group leader.
     /// - The signal mask is emptied and every disposition reset, so a child never inherits an
-    ///   ignored SIGPIPE or a blocked SIGTERM; `keepIgnored` are ignored here and so in the child
-    ///   (for the supervisor: no window in which they would kill it before it installs handlers).
+    ///   ignored SIGPIPE or a blocked SIGTERM; `keepIgnored` are ignored in the child (and here only
+    ///   while it starts), for the supervisor: no window in which they would kill it before it
+    ///   installs handlers.
     /// - No descriptor of ours beyond 0–2 crosses: an inherited SSH channel pipe would keep the
     ///   client's command open for as long as the child lives.
     /// Throws a `SystemError` with operation "spawn" (errno ENOENT: no such program).
@@ -62,9 +66,18 @@ public enum Spawn {
         posix_spawnattr_setsigmask(&attributes, &noneBlocked)
         var defaults = sigset_t()
         sigfillset(&defaults)
+        // An ignored disposition survives exec: ignored here while the child starts, then as they
+        // were (this process keeps its own handling: a test process spawning a supervisor once
+        // ignored Ctrl-C from then on, and so did every child it started after).
+        var previous: [(Int32, __sighandler_t?)] = []
+        if !keepIgnored.isEmpty { ignoringLock.lock() }
+        defer {
+            for (s, handler) in previous { signal(s, handler) }
+            if !keepIgnored.isEmpty { ignoringLock.unlock() }
+        }
         for s in keepIgnored {
             sigdelset(&defaults, s)
-            signal(s, SIG_IGN)   // an ignored disposition survives exec
+            previous.append((s, signal(s, SIG_IGN)))
         }
         posix_spawnattr_setsigdefault(&attributes, &defaults)
 

@@ -138,6 +138,30 @@ private func mode(of path: String) -> mode_t {
         #expect(code == 3)
     }
 
+    /// `keepIgnored` reaches the child only: this process handles the signal as before (a test
+    /// process that spawned a supervisor once ignored Ctrl-C from then on, and so did its children).
+    @Test func keptIgnoredSignalsAreIgnoredInTheChildOnly() throws {
+        // SIGTTOU: no other test here touches it (another ignores SIGUSR1 while it runs).
+        func ignoresTTOU(_ status: String) -> Bool {
+            let line = status.split(separator: "\n").first { $0.hasPrefix("SigIgn") }
+            let mask = line.map { UInt64($0.split(separator: "\t")[1], radix: 16) ?? 0 } ?? 0
+            return mask & (1 << (UInt64(SIGTTOU) - 1)) != 0
+        }
+        func own() -> String { String(decoding: FileManager.default.contents(atPath: "/proc/self/status") ?? Data(), as: UTF8.self) }
+        #expect(!ignoresTTOU(own()))
+        var fds: [Int32] = [-1, -1]
+        #expect(pipe(&fds) == 0)
+        let pid = try Spawn.start(["sh", "-c", "grep -E '^SigIgn' /proc/self/status"], environment: ["PATH": "/usr/bin:/bin"],
+                                  stdout: .fd(fds[1]), keepIgnored: [SIGTTOU])
+        close(fds[1])
+        var out: [UInt8] = []
+        try FileIO.readChunks(fds[0]) { out.append(contentsOf: $0) }
+        close(fds[0])
+        _ = Spawn.wait(pid)
+        #expect(ignoresTTOU(String(decoding: out, as: UTF8.self)))
+        #expect(!ignoresTTOU(own()))
+    }
+
     @Test func childStartsWithCleanSignalsAndOwnGroup() throws {
         // Ignored and blocked here; the child must see neither.
         let previous = signal(SIGUSR1, SIG_IGN)
