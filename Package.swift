@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DataTests", dependencies: ["Data", "TensorCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Optim", "Data", "TensorCore", "FerryTestSupport", "TrainingTestSupport"]),
-        .testTarget(name: "SSHTests", dependencies: ["SSH", "FerryTestSupport", "SSHTestSupport"]),
+        .testTarget(name: "SSHTests", dependencies: ["SSH", "System", "FerryTestSupport", "SSHTestSupport"]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "RunContract", "SSH", "System", "FerryTestSupport", "JobsTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TunnelsTests", dependencies: ["Tunnels", "Jobs", "SSH", "System", "FerryTestSupport", "TunnelsTestSupport"]),
         .testTarget(name: "SystemTests", dependencies: ["System"]),

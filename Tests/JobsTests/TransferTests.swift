@@ -403,7 +403,7 @@ private func randomData(_ count: Int) -> Data {
         try box.addSSHHost(sshd, preinstalled: false)
         nonisolated(unsafe) let sandbox = box
         let context = box.sshContext(sshd)
-        try await withDeadline(120) { try await TransferScenarios.roundTrip(sandbox, host: "box", context: context, sftp: false) }
+        try await withDeadline(seconds: 120) { try await TransferScenarios.roundTrip(sandbox, host: "box", context: context, sftp: false) }
     }
 
     /// dropbear without sftp-server (a minimal image's SSH server).
@@ -418,7 +418,7 @@ private func randomData(_ count: Int) -> Data {
         try box.addSSHHost(dropbear, preinstalled: false)
         nonisolated(unsafe) let sandbox = box
         let context = box.sshContext(dropbear)
-        try await withDeadline(120) { try await TransferScenarios.roundTrip(sandbox, host: "box", context: context, sftp: false) }
+        try await withDeadline(seconds: 120) { try await TransferScenarios.roundTrip(sandbox, host: "box", context: context, sftp: false) }
     }
 }
 
