@@ -554,11 +554,11 @@ extension SessionCore {
 
 /// Local file helpers for transfers.
 enum LocalFile {
-    static func writeAll(_ fd: Int32, _ buffer: [UInt8], count: Int, path: String) throws {
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(SSHError) {
         do {
-            try buffer.withUnsafeBytes { try FileIO.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[0..<count]), path: path) }
+            try FileIO.writeAll(fd, bytes, path: path)
         } catch {
-            throw SSHError.sftpFailed(path: path, operation: "write", reason: (error as? SystemError)?.reason ?? "\(error)")
+            throw SSHError.sftpFailed(path: path, operation: "write", reason: error.reason)
         }
     }
 

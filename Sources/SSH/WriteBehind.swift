@@ -83,10 +83,11 @@ final class WriteBehind: @unchecked Sendable {
             var problem: SSHError?
             if !failed {
                 do {
-                    try FileIO.writeAll(fd, UnsafeRawBufferPointer(start: buffer, count: count), path: path)
-                    hasher?.update(bufferPointer: UnsafeRawBufferPointer(start: buffer, count: count))
+                    let bytes = UnsafeRawBufferPointer(start: buffer, count: count)
+                    try LocalFile.writeAll(fd, bytes, path: path)
+                    hasher?.update(bufferPointer: bytes)
                 } catch {
-                    problem = SSHError.sftpFailed(path: path, operation: "write", reason: error.reason)
+                    problem = error
                 }
             }
             condition.lock()
