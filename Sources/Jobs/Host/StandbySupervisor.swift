@@ -53,21 +53,11 @@ final class StandbySupervisor: @unchecked Sendable {
     /// The standby's side: the id from stdin (nil at its end), its stdout and stderr then the job's
     /// supervisor.log and its stdin /dev/null, as `supervise ID` would have them.
     static func awaitJob(layout: HostLayout) throws -> String? {
-        var bytes: [UInt8] = []
-        var byte: UInt8 = 0
-        while bytes.count < 256 {
-            let n = read(0, &byte, 1)
-            if n < 0 && errno == EINTR { continue }
-            guard n == 1 else { return nil }
-            if byte == UInt8(ascii: "\n") { break }
-            bytes.append(byte)
-        }
-        let id = String(decoding: bytes, as: UTF8.self)
+        guard let id = try ByteReader(fd: 0).readLine(limit: 256) else { return nil }
         try Names.validateJobID(id)
         let log = layout.job(id).supervisorLog
-        let out = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
-        guard out >= 0, null >= 0 else { throw JobsError.io(path: log, reason: SystemError.text(errno)) }
+        let out = try JobsError.system { () throws(SystemError) in try FileIO.open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC) }
+        let null = try JobsError.system { () throws(SystemError) in try FileIO.open("/dev/null", O_RDONLY | O_CLOEXEC) }
         dup2(null, 0); dup2(out, 1); dup2(out, 2)
         close(null); close(out)
         return id
