@@ -69,15 +69,19 @@ public enum Spawn {
         // An ignored disposition survives exec: ignored here while the child starts, then as they
         // were (this process keeps its own handling: a test process spawning a supervisor once
         // ignored Ctrl-C from then on, and so did every child it started after).
-        var previous: [(Int32, __sighandler_t?)] = []
+        // Whole sigactions are kept and put back (flags and masks too, not only the handler).
+        var previous: [(Int32, sigaction)] = []
         if !keepIgnored.isEmpty { ignoringLock.lock() }
         defer {
-            for (s, handler) in previous { signal(s, handler) }
+            for (s, action) in previous { var old = action; _ = sigaction(s, &old, nil) }
             if !keepIgnored.isEmpty { ignoringLock.unlock() }
         }
         for s in keepIgnored {
             sigdelset(&defaults, s)
-            previous.append((s, signal(s, SIG_IGN)))
+            var ignore = sigaction()
+            ignore.__sigaction_handler.sa_handler = SIG_IGN
+            var old = sigaction()
+            if sigaction(s, &ignore, &old) == 0 { previous.append((s, old)) }
         }
         posix_spawnattr_setsigdefault(&attributes, &defaults)
 
