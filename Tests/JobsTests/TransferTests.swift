@@ -381,6 +381,63 @@ private func randomData(_ count: Int) -> Data {
         #expect(throws: FilesStreamError.self) { try receiver("d.txt").feed(Data("U 0\nE\n".utf8)) }
     }
 
+    /// The partials of a fetch are made ahead by threads of their own, a folder's run at a time,
+    /// in order and within the window; the receiver takes each new and empty; a path left nil or
+    /// already there is left to the receiver; stopping removes the ones nobody took.
+    @Test func partialsAreMadeAheadAndThoseNotTakenRemoved() throws {
+        let box = try Sandbox(); defer { box.remove() }
+        for folder in ["a", "b", "c"] { try POSIX.makeDirectory(box.root + "/" + folder) }
+        var paths: [String?] = []
+        for folder in ["a", "b", "c"] { for i in 0..<30 { paths.append(box.root + "/\(folder)/f\(i)" + partialSuffix) } }
+        paths[40] = nil
+        try Data("mine".utf8).write(to: URL(fileURLWithPath: paths[41]!))
+        func made() -> Int {
+            ["a", "b", "c"].reduce(0) { count, folder in
+                count + ((try? FileManager.default.contentsOfDirectory(atPath: box.root + "/" + folder)) ?? []).filter { $0.hasSuffix(partialSuffix) }.count
+            }
+        }
+        let maker = PartialMaker(paths: paths, threads: 2, ahead: 8)
+        // Nothing taken yet: only the first run (8 files of a/) is made, the window holds the rest.
+        let deadline = Date().addingTimeInterval(5)
+        while made() < 1 + 8 && Date() < deadline { usleep(10_000) }
+        usleep(200_000)
+        #expect(made() == 1 + 8)
+        for index in 0..<50 {
+            let fd = maker.take(index)
+            if index == 40 || index == 41 { #expect(fd == nil, "file #\(index)"); continue }
+            guard let fd else { Issue.record("file #\(index) was not made"); continue }
+            var st = stat()
+            #expect(fstat(fd, &st) == 0 && st.st_size == 0 && st.st_mode & 0o777 == 0o600)
+            #expect(lstat(paths[index]!, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG)
+            close(fd)
+        }
+        #expect(fileText(paths[41]!) == "mine")
+        maker.stop()
+        // The 48 taken and the one that was there stay; the ones made ahead past #49 are gone.
+        #expect(made() == 48 + 1)
+        for index in 50..<90 { #expect(!FileManager.default.fileExists(atPath: paths[index]!), "file #\(index)") }
+    }
+
+    /// A fetch that fails part way keeps the partial it was writing (to resume) and leaves none
+    /// of those made ahead for files that never came.
+    @Test func aFailedFetchLeavesOnlyThePartialItWasWriting() async throws {
+        let box = try Sandbox(); defer { box.remove() }
+        let content = Data("hello, ferry\n".utf8)
+        let wants = (0..<200).map { i in
+            FetchReceiver.Want(listed: i, entry: FileListing.Entry(path: "output/f\(i)", size: Int64(content.count), sha256: "", modified: Date(), mode: 0o644, local: "f\(i)"),
+                               local: box.root + "/f\(i)", offset: 0)
+        }
+        let receiver = FetchReceiver(wants: wants, events: nil)
+        try receiver.feed(Data("F 0 0 \(content.count) 644\n".utf8) + content + Data("H \(sha256(content))\nF 1 0 \(content.count) 644\n".utf8) + content.prefix(5))
+        // The connection drops here.
+        #expect(!receiver.complete)
+        receiver.abandon()
+        try? await receiver.landAll()
+        let left = try FileManager.default.contentsOfDirectory(atPath: box.root).filter { $0.hasPrefix("f") }.sorted()
+        #expect(left == ["f0", "f1" + partialSuffix])
+        #expect(POSIX.fileSize(box.root + "/f1" + partialSuffix) == 5)
+    }
+
     @Test func fetchPathRulesLinksAndModesLocally() async throws {
         let box = try Sandbox(); defer { box.remove() }
         try await TransferScenarios.fetchRules(box, host: "local", context: box.context())

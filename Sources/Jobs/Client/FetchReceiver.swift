@@ -35,6 +35,8 @@ final class FetchReceiver {
     private var current: Current?
     private var nextIndex = 0
     private let lander = FileLander()
+    /// Makes the new partials ahead of the stream.
+    private let maker: PartialMaker
     private let events: (@Sendable (FetchEvent) -> Void)?
     private var totalBytes: Int64
     private var bytes: Int64 = 0
@@ -44,7 +46,10 @@ final class FetchReceiver {
         self.wants = wants; self.events = events
         fetched = Array(repeating: nil, count: wants.count)
         totalBytes = wants.reduce(0) { $0 + max(0, $1.entry.size - $1.offset) }
+        maker = PartialMaker(paths: wants.map { $0.offset == 0 && $0.have == nil ? $0.local + partialSuffix : nil })
     }
+
+    deinit { maker.stop() }
 
     /// Every file asked for arrived and the stream ended cleanly.
     var complete: Bool { parser.ended && nextIndex == wants.count && current == nil }
@@ -74,8 +79,8 @@ final class FetchReceiver {
         guard index == nextIndex, index < wants.count, current == nil else { throw FilesStreamError.malformed("file #\(index) out of order") }
         let want = wants[index]
         let partial = want.local + partialSuffix
-        // A new partial (the usual case) needs no truncating or chmod: only an existing one does.
-        var fd = open(partial, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        // A new partial (the usual case, made ahead) needs no truncating or chmod: only an existing one does.
+        var fd = maker.take(index) ?? open(partial, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         let fresh = fd >= 0
         if !fresh && errno == EEXIST { fd = open(partial, O_RDWR | O_NOFOLLOW | O_CLOEXEC) }
         guard fd >= 0 else { throw JobsError.io(path: partial, reason: SystemError.text(errno)) }
@@ -165,10 +170,15 @@ final class FetchReceiver {
     }
 
     /// Waits until every finished file is synced and has its name.
-    func landAll() async throws { try await lander.finish() }
+    func landAll() async throws {
+        maker.stop()
+        try await lander.finish()
+    }
 
-    /// After a failure: the open partial stays (a later fetch resumes it).
+    /// After a failure: the open partial stays (a later fetch resumes it); those made ahead that
+    /// got no bytes go.
     func abandon() {
+        maker.stop()
         if let file = current { fsync(file.fd); close(file.fd); current = nil }
     }
 }
