@@ -321,7 +321,8 @@ extension JobsSlurmCLITests {
             let result = try await ferryOffPool(arguments, sandbox: box)
             counts[what] = authentications() - before
             commands[what] = sessions() - commandsBefore
-            trace.append("\(what): \(before)→\(authentications()), commands \(commandsBefore)→\(sessions()), of \(fileText(log).count) bytes")
+            // (Its stderr too: a second command on one connection is a reconnect, which says why there.)
+            trace.append("\(what): \(before)→\(authentications()), commands \(commandsBefore)→\(sessions()), of \(fileText(log).count) bytes; stderr: \(result.stderr.suffix(400))")
             return result
         }
 

@@ -42,7 +42,7 @@ struct LogsCommand: AsyncParsableCommand {
                 // Bring the mirror up to date (one pass, no waiting), then print it whole.
                 let follower = JobsClient(context: context).follower(id, host: host, pollSeconds: 0, maxFailures: 1)
                 do {
-                    _ = try await follower.resume(from: mirror.size, stopWhenCaughtUp: true, onData: { _ in })
+                    _ = try await follower.resume(from: mirror.size, stopWhenCaughtUp: true, onData: { _ in }, onEvent: LogsCommand.say(host))
                 } catch {
                     JobsCLI.say("ferry: \(host.name) is unreachable (\(error)); this is the log as mirrored here (\(ByteCount.format(mirror.size)))")
                 }
@@ -58,19 +58,24 @@ struct LogsCommand: AsyncParsableCommand {
         }
     }
 
+    /// A lost connection and its reconnect, said on stderr.
+    static func say(_ host: HostRecord) -> @Sendable (LogFollower.Event) -> Void {
+        { event in
+            switch event {
+            case .disconnected(let reason, let retry, let attempt):
+                JobsCLI.say("ferry: lost \(host.name) (\(reason)); reconnecting in \(String(format: "%.1f", retry)) s (attempt \(attempt))")
+            case .reconnected(let offset):
+                JobsCLI.say("ferry: reconnected; resuming at byte \(offset)")
+            }
+        }
+    }
+
     /// Follows to the end (or Ctrl-C), printing bytes as they come; exits with the job's outcome.
     static func follow(id: String, host: HostRecord, context: JobsContext, from offset: Int64, first: AgentSession?) async throws {
         let jobs = JobsClient(context: context)
         let follower = jobs.follower(id, host: host)
         let (status, interrupted) = try await JobsCLI.interruptible {
-            try await follower.resume(from: offset, first: first, onData: { JobsCLI.writeOut($0) }, onEvent: { event in
-                switch event {
-                case .disconnected(let reason, let retry, let attempt):
-                    JobsCLI.say("ferry: lost \(host.name) (\(reason)); reconnecting in \(String(format: "%.1f", retry)) s (attempt \(attempt))")
-                case .reconnected(let offset):
-                    JobsCLI.say("ferry: reconnected; resuming at byte \(offset)")
-                }
-            })
+            try await follower.resume(from: offset, first: first, onData: { JobsCLI.writeOut($0) }, onEvent: say(host))
         }
         if interrupted {
             JobsCLI.say("\nferry: detached; \(id) keeps running on \(host.name). Re-attach: ferry logs -f \(id)")
