@@ -418,24 +418,45 @@ private func randomData(_ count: Int) -> Data {
         for index in 50..<90 { #expect(!FileManager.default.fileExists(atPath: paths[index]!), "file #\(index)") }
     }
 
-    /// A fetch that fails part way keeps the partial it was writing (to resume) and leaves none
-    /// of those made ahead for files that never came.
+    /// A fetch that fails part way keeps the partial of the large file it was writing (to resume)
+    /// and leaves none of those made ahead for files that never came, nor of a small file held in
+    /// memory until whole; the small files already checked are still written and land.
     @Test func aFailedFetchLeavesOnlyThePartialItWasWriting() async throws {
         let box = try Sandbox(); defer { box.remove() }
         let content = Data("hello, ferry\n".utf8)
+        let large = Int64(FetchReceiver.smallFileSize) + 1
         let wants = (0..<200).map { i in
-            FetchReceiver.Want(listed: i, entry: FileListing.Entry(path: "output/f\(i)", size: Int64(content.count), sha256: "", modified: Date(), mode: 0o644, local: "f\(i)"),
+            FetchReceiver.Want(listed: i, entry: FileListing.Entry(path: "output/f\(i)", size: i == 2 ? large : Int64(content.count), sha256: "", modified: Date(), mode: 0o644, local: "f\(i)"),
                                local: box.root + "/f\(i)", offset: 0)
         }
+        func whole(_ i: Int) -> Data { Data("F \(i) 0 \(content.count) 644\n".utf8) + content + Data("H \(sha256(content))\n".utf8) }
+        // Two small files whole, the large one begun: the connection drops there.
         let receiver = FetchReceiver(wants: wants, events: nil)
-        try receiver.feed(Data("F 0 0 \(content.count) 644\n".utf8) + content + Data("H \(sha256(content))\nF 1 0 \(content.count) 644\n".utf8) + content.prefix(5))
-        // The connection drops here.
+        try receiver.feed(whole(0) + whole(1) + Data("F 2 0 \(large) 644\n".utf8) + content.prefix(5))
         #expect(!receiver.complete)
         receiver.abandon()
         try? await receiver.landAll()
-        let left = try FileManager.default.contentsOfDirectory(atPath: box.root).filter { $0.hasPrefix("f") }.sorted()
-        #expect(left == ["f0", "f1" + partialSuffix])
-        #expect(POSIX.fileSize(box.root + "/f1" + partialSuffix) == 5)
+        var left = try FileManager.default.contentsOfDirectory(atPath: box.root).filter { $0.hasPrefix("f") }.sorted()
+        #expect(left == ["f0", "f1", "f2" + partialSuffix])
+        #expect(POSIX.fileSize(box.root + "/f2" + partialSuffix) == 5)
+        #expect(fileText(box.root + "/f1") == "hello, ferry\n")
+        // A small file begun when the stream drops leaves nothing: it was only in memory.
+        let again = FetchReceiver(wants: wants, events: nil)
+        try again.feed(whole(0) + Data("F 1 0 \(content.count) 644\n".utf8) + content.prefix(5))
+        again.abandon()
+        try? await again.landAll()
+        left = try FileManager.default.contentsOfDirectory(atPath: box.root).filter { $0.hasPrefix("f") }.sorted()
+        #expect(left == ["f0", "f1", "f2" + partialSuffix])
+        // An empty partial an earlier fetch left is taken over, and the file lands whole with its mode.
+        try Data("stale".utf8).write(to: URL(fileURLWithPath: box.root + "/f3" + partialSuffix))
+        truncate(box.root + "/f3" + partialSuffix, 0)
+        let third = FetchReceiver(wants: wants, events: nil)
+        try third.feed(whole(0) + whole(1) + Data("F 2 0 \(large) 644\n".utf8) + Data(count: Int(large)) + Data("H \(sha256(Data(count: Int(large))))\n".utf8) + whole(3))
+        try await third.landAll()
+        var st = stat()
+        #expect(fileText(box.root + "/f3") == "hello, ferry\n" && lstat(box.root + "/f3", &st) == 0 && st.st_mode & 0o777 == 0o644)
+        #expect(!FileManager.default.fileExists(atPath: box.root + "/f3" + partialSuffix))
+        #expect(POSIX.fileSize(box.root + "/f2") == large)
     }
 
     @Test func fetchPathRulesLinksAndModesLocally() async throws {

@@ -5,9 +5,12 @@ import System
 import Glibc
 #endif
 
-/// The client's end of a `filesGet` stream: each file's bytes go into its `.ferry-partial` and its
-/// sha256 as they arrive (no second read); a finished file gets the host's mode bits and is handed
-/// to `FileLander`, which syncs and renames files on a few threads while the stream goes on.
+/// The client's end of a `filesGet` stream: each file's bytes go into its sha256 as they arrive
+/// (no second read), and into its `.ferry-partial` (made ahead by `PartialMaker`); a small new
+/// file is held in memory until whole and checked, then `SmallFileWriters` writes it on another
+/// thread. A finished file gets the host's mode bits and is handed to `FileLander`, which syncs and
+/// renames files on a few threads while the stream goes on. (10,000 files of 10 kB: the receiving
+/// thread had spent 0.25 s writing and 0.39 s waiting for partials of its 0.9 s.)
 final class FetchReceiver {
     struct Want {
         /// Its index in the listing.
@@ -20,7 +23,9 @@ final class FetchReceiver {
     }
     private struct Current {
         var index: Int
+        /// -1 while a small new file is held in `memory` (written whole by `writers` once checked).
         var fd: Int32
+        var memory: [UInt8]? = nil
         var hasher: SHA256
         var position: Int64
         var resumedFrom: Int64
@@ -37,6 +42,10 @@ final class FetchReceiver {
     private let lander = FileLander()
     /// Makes the new partials ahead of the stream.
     private let maker: PartialMaker
+    /// Write small files once they are whole and checked, beside the stream.
+    private let writers: SmallFileWriters
+    /// A new file up to this size is held in memory until whole, then written by `writers`.
+    static let smallFileSize: Int64 = 256 << 10
     private let events: (@Sendable (FetchEvent) -> Void)?
     private var totalBytes: Int64
     private var bytes: Int64 = 0
@@ -47,9 +56,13 @@ final class FetchReceiver {
         fetched = Array(repeating: nil, count: wants.count)
         totalBytes = wants.reduce(0) { $0 + max(0, $1.entry.size - $1.offset) }
         maker = PartialMaker(paths: wants.map { $0.offset == 0 && $0.have == nil ? $0.local + partialSuffix : nil })
+        writers = SmallFileWriters(maker: maker, lander: lander)
     }
 
-    deinit { maker.stop() }
+    deinit {
+        _ = writers.finish()
+        maker.stop()
+    }
 
     /// Every file asked for arrived and the stream ended cleanly.
     var complete: Bool { parser.ended && nextIndex == wants.count && current == nil }
@@ -57,7 +70,7 @@ final class FetchReceiver {
     func feed(_ data: Data) throws {
         try parser.feed(data) { event in
             switch event {
-            case .begin(let index, let offset, _, let mode): try begin(index, offset: offset, mode: mode)
+            case .begin(let index, let offset, let length, let mode): try begin(index, offset: offset, length: length, mode: mode)
             case .bytes(let chunk): try write(chunk)
             case .finish(let index, let sha256): try finish(index, host: sha256)
             case .unchanged(let index): try unchanged(index)
@@ -75,11 +88,20 @@ final class FetchReceiver {
     }
 
     /// A file's bytes start (a length that does not add up to the listed size fails its check at the end).
-    private func begin(_ index: Int, offset: Int64, mode: Int) throws {
+    private func begin(_ index: Int, offset: Int64, length: Int64, mode: Int) throws {
         guard index == nextIndex, index < wants.count, current == nil else { throw FilesStreamError.malformed("file #\(index) out of order") }
         let want = wants[index]
+        let bits = mode & (want.entry.mode ?? 0o777) & 0o777
+        if offset == 0, want.offset == 0, want.have == nil, length <= FetchReceiver.smallFileSize {
+            // Small and new: its bytes wait here until whole and checked; a thread of `writers`
+            // writes it (the receiving thread only parses and hashes).
+            var memory: [UInt8] = []
+            memory.reserveCapacity(Int(length))
+            current = Current(index: index, fd: -1, memory: memory, hasher: SHA256(), position: 0, resumedFrom: 0, mode: bits, writtenBack: 0)
+            return
+        }
         let partial = want.local + partialSuffix
-        // A new partial (the usual case, made ahead) needs no truncating or chmod: only an existing one does.
+        // A new partial (made ahead) needs no truncating or chmod: only an existing one does.
         var fd = maker.take(index) ?? open(partial, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         let fresh = fd >= 0
         if !fresh && errno == EEXIST { fd = open(partial, O_RDWR | O_NOFOLLOW | O_CLOEXEC) }
@@ -105,20 +127,24 @@ final class FetchReceiver {
             // Only we read or write it until it is whole; the host's bits come at the end.
             fchmod(fd, 0o600)
         }
-        let bits = mode & (want.entry.mode ?? 0o777) & 0o777
         current = Current(index: index, fd: fd, hasher: hasher, position: offset, resumedFrom: offset, mode: bits, writtenBack: offset)
     }
 
     private func write(_ chunk: UnsafeRawBufferPointer) throws {
         guard var file = current else { throw FilesStreamError.malformed("bytes outside a file") }
         let want = wants[file.index]
-        do { try FileIO.writeAll(file.fd, chunk, at: file.position, path: want.local + partialSuffix) } catch { throw JobsError(error) }
+        if file.memory != nil {
+            guard file.position + Int64(chunk.count) <= FetchReceiver.smallFileSize else { throw FilesStreamError.malformed("file #\(file.index) longer than its frame") }
+            file.memory!.append(contentsOf: chunk)
+        } else {
+            do { try FileIO.writeAll(file.fd, chunk, at: file.position, path: want.local + partialSuffix) } catch { throw JobsError(error) }
+        }
         file.hasher.update(bufferPointer: chunk)
         file.position += Int64(chunk.count)
         bytes += Int64(chunk.count)
         // Every 8 MiB the disk starts writing what arrived, so the file's one fsync at the end
         // finds little left to wait for.
-        if file.position - file.writtenBack >= 8 << 20 {
+        if file.fd >= 0 && file.position - file.writtenBack >= 8 << 20 {
             FastFile.startWriteback(file.fd, offset: file.writtenBack, length: file.position - file.writtenBack)
             file.writtenBack = file.position
         }
@@ -138,13 +164,17 @@ final class FetchReceiver {
         let digest = HashCache.hex(file.hasher.finalize())
         let expected = host ?? "none (the file changed on the host while it was read)"
         guard digest == host, want.entry.sha256.isEmpty || digest == want.entry.sha256, file.position == want.entry.size else {
-            close(file.fd)
+            if file.fd >= 0 { close(file.fd) }
             unlink(partial)
             throw JobsError.checksumMismatch(path: want.entry.path, expected: want.entry.sha256.isEmpty ? expected : want.entry.sha256, actual: digest)
         }
-        fchmod(file.fd, mode_t(file.mode))
-        close(file.fd)
-        lander.land(partial, as: want.local, size: file.position)
+        if let memory = file.memory {
+            writers.write(SmallFileWriters.File(index: index, partial: partial, final: want.local, bytes: memory, mode: mode_t(file.mode)))
+        } else {
+            fchmod(file.fd, mode_t(file.mode))
+            close(file.fd)
+            lander.land(partial, as: want.local, size: file.position)
+        }
         files += 1
         let result = FetchedFile(remotePath: want.entry.path, localPath: want.local, size: file.position,
                                  transferredBytes: file.position - file.resumedFrom, resumedFrom: file.resumedFrom,
@@ -171,15 +201,114 @@ final class FetchReceiver {
 
     /// Waits until every finished file is synced and has its name.
     func landAll() async throws {
+        let written = writers.finish()
         maker.stop()
         try await lander.finish()
+        if let written { throw written }
     }
 
     /// After a failure: the open partial stays (a later fetch resumes it); those made ahead that
     /// got no bytes go.
     func abandon() {
-        maker.stop()
-        if let file = current { fsync(file.fd); close(file.fd); current = nil }
+        if let file = current, file.fd >= 0 { fsync(file.fd); close(file.fd) }
+        current = nil
+        // (The small files already checked are still written and landed by `landAll`.)
+    }
+}
+
+/// Writes small fetched files, whole and checked, on threads of their own: each gets its partial
+/// (made ahead by `maker`, else made here), its bytes and the host's mode bits, and goes to the
+/// lander. The receiving thread hands them over and goes on parsing and hashing the stream; at
+/// most `limit` bytes wait here.
+final class SmallFileWriters: @unchecked Sendable {
+    struct File {
+        var index: Int
+        var partial: String
+        var final: String
+        var bytes: [UInt8]
+        var mode: mode_t
+    }
+    private let maker: PartialMaker
+    private let lander: FileLander
+    private let limit: Int
+    private let condition = NSCondition()
+    private var queue: [File] = []
+    private var head = 0
+    private var queuedBytes = 0
+    private var ending = false
+    private var running = 0
+    private var failure: JobsError?
+
+    init(maker: PartialMaker, lander: FileLander, threads: Int = 2, limit: Int = 32 << 20) {
+        self.maker = maker; self.lander = lander; self.limit = limit
+        running = threads
+        for _ in 0..<threads {
+            let thread = Thread { [self] in work() }
+            thread.name = "ferry-small-files"
+            thread.start()
+        }
+    }
+
+    /// Queues a file (waits while `limit` bytes are queued).
+    func write(_ file: File) {
+        condition.lock()
+        while queuedBytes > 0 && queuedBytes + file.bytes.count > limit && running > 0 { condition.wait() }
+        queue.append(file)
+        queuedBytes += file.bytes.count
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits until every queued file is written and handed to the lander; the first error.
+    func finish() -> JobsError? {
+        condition.lock()
+        defer { condition.unlock() }
+        ending = true
+        condition.broadcast()
+        while running > 0 { condition.wait() }
+        return failure
+    }
+
+    private func work() {
+        condition.lock()
+        while true {
+            while head == queue.count && !ending { condition.wait() }
+            guard head < queue.count else { break }
+            let file = queue[head]
+            queue[head].bytes = []
+            head += 1
+            if head > 1024 { queue.removeFirst(head); head = 0 }
+            condition.unlock()
+            let problem = land(file)
+            condition.lock()
+            queuedBytes -= file.bytes.count
+            if let problem, failure == nil { failure = problem }
+            condition.broadcast()
+        }
+        running -= 1
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func land(_ file: File) -> JobsError? {
+        var fd = maker.take(file.index) ?? open(file.partial, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        if fd < 0 && errno == EEXIST {
+            // Left by an earlier fetch: ours now, from its first byte.
+            fd = open(file.partial, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC)
+            if fd >= 0 { fchmod(fd, 0o600) }
+        }
+        guard fd >= 0 else { return JobsError.io(path: file.partial, reason: SystemError.text(errno)) }
+        let written: Result<Void, SystemError> = file.bytes.withUnsafeBytes { bytes in
+            do throws(SystemError) { try FileIO.writeAll(fd, bytes, at: 0, path: file.partial); return .success(()) } catch { return .failure(error) }
+        }
+        if case .failure(let error) = written {
+            close(fd)
+            return JobsError(error)
+        }
+        fchmod(fd, file.mode)
+        close(fd)
+        lander.land(file.partial, as: file.final, size: Int64(file.bytes.count))
+        return nil
     }
 }
 

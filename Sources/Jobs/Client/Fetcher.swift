@@ -43,31 +43,54 @@ public struct Fetcher: Sendable {
     /// `P/…`; the output's files without `output/`). Refuses anything that would leave the
     /// destination or write through a symlink there.
     public static func localPath(for landing: String, in destination: String) throws -> String {
-        var checked = Set<String>()
-        return try localPath(for: landing, in: destination, checkedFolders: &checked)
+        var places = Destination(destination)
+        return try places.path(for: landing).path
     }
 
-    /// The same, for many paths: a folder already checked (in `checkedFolders`) is not looked at again.
-    static func localPath(for landing: String, in destination: String, checkedFolders: inout Set<String>) throws -> String {
-        let parts = try Names.validateRelativePath(landing)
-        var path = destination
-        for (i, part) in parts.enumerated() {
-            path = (path as NSString).appendingPathComponent(part)
-            let folder = i < parts.count - 1
-            if folder && checkedFolders.contains(path) { continue }
-            var st = stat()
-            if lstat(path, &st) == 0 {
-                // Never write through a symlink someone left in the destination.
-                if (st.st_mode & S_IFMT) == S_IFLNK {
-                    throw JobsError.unsafePath(path: path, reason: "it is a symlink; ferry does not write through links (remove it to fetch here)")
-                }
-                if folder && (st.st_mode & S_IFMT) != S_IFDIR {
-                    throw JobsError.unsafePath(path: path, reason: "a file is in the way of a folder of the same name")
-                }
-            }
-            if folder { checkedFolders.insert(path) }
+    /// The destination's folders as a fetch finds them: each is looked at once, and below one
+    /// that does not exist nothing is looked at (nothing can be there yet), so 10,000 files
+    /// into a new folder cost no lookups of their own.
+    struct Destination {
+        let root: String
+        /// Each folder looked at: whether it exists.
+        private var folders: [String: Bool] = [:]
+
+        init(_ root: String) {
+            var root = root.isEmpty ? "." : root
+            while root.count > 1 && root.hasSuffix("/") { root.removeLast() }
+            self.root = root
         }
-        return path
+
+        /// The file's path here, and whether its folder exists already (else nothing of it can).
+        mutating func path(for landing: String) throws -> (path: String, folderExists: Bool) {
+            try Names.checkRelativePath(landing)
+            var path = root
+            var exists = true
+            let parts = landing.split(separator: "/")
+            for (i, part) in parts.enumerated() {
+                path += path == "/" ? String(part) : "/" + part
+                let folder = i < parts.count - 1
+                if folder, let known = folders[path] { exists = known; continue }
+                guard exists else {
+                    if folder { folders[path] = false }
+                    continue
+                }
+                var st = stat()
+                if lstat(path, &st) == 0 {
+                    // Never write through a symlink someone left in the destination.
+                    if (st.st_mode & S_IFMT) == S_IFLNK {
+                        throw JobsError.unsafePath(path: path, reason: "it is a symlink; ferry does not write through links (remove it to fetch here)")
+                    }
+                    if folder && (st.st_mode & S_IFMT) != S_IFDIR {
+                        throw JobsError.unsafePath(path: path, reason: "a file is in the way of a folder of the same name")
+                    }
+                } else if folder {
+                    exists = false
+                }
+                if folder { folders[path] = exists }
+            }
+            return (path, exists)
+        }
     }
 
     /// A listing entry's landing path (an agent of protocol 3 states it; the output's files
@@ -87,8 +110,8 @@ public struct Fetcher: Sendable {
             let listing = channel.listing
             do {
                 // Check the whole listing before writing anything.
-                var checked = Set<String>()
-                let locals = try listing.files.map { try Fetcher.localPath(for: Fetcher.landing(of: $0), in: destination, checkedFolders: &checked) }
+                var places = Destination(destination)
+                let locals = try listing.files.map { try places.path(for: Fetcher.landing(of: $0)) }
                 guard !listing.files.isEmpty else { throw JobsError.nothingToFetch(id: id, what: what) }
                 return try await receive(id, listing: listing, locals: locals, channel: channel, events: events)
             } catch JobsError.checksumMismatch(let path, let expected, let actual) {
@@ -104,13 +127,20 @@ public struct Fetcher: Sendable {
     }
 
     /// Skips files already here, asks for the rest on the fetch's channel and lands each as it completes.
-    func receive(_ id: String, listing: FileListing, locals: [String], channel: AgentSession.FetchChannel,
+    func receive(_ id: String, listing: FileListing, locals: [(path: String, folderExists: Bool)], channel: AgentSession.FetchChannel,
                  events: (@Sendable (FetchEvent) -> Void)?) async throws -> [FetchedFile] {
         var results = [FetchedFile?](repeating: nil, count: listing.files.count)
         var wants: [FetchReceiver.Want] = []
-        var made = Set<String>()
+        var made = Set<Substring>()
         for (i, entry) in listing.files.enumerated() {
-            let local = locals[i]
+            let (local, folderExists) = locals[i]
+            let folder = local[..<(local.lastIndex(of: "/") ?? local.startIndex)]
+            if !folderExists {
+                // A new folder: nothing of this file is here (no copy, no partial).
+                if made.insert(folder).inserted { try POSIX.makeDirectory(String(folder)) }
+                wants.append(FetchReceiver.Want(listed: i, entry: entry, local: local, offset: 0))
+                continue
+            }
             // A copy of the same size here: unchanged when it hashes as the listing says; when the
             // listing has no hash yet (the host has not read the file), the host compares.
             var have: String?
@@ -124,8 +154,7 @@ public struct Fetcher: Sendable {
                 }
                 if entry.sha256.isEmpty { have = sha }
             }
-            let folder = (local as NSString).deletingLastPathComponent
-            if made.insert(folder).inserted { try POSIX.makeDirectory(folder) }
+            if made.insert(folder).inserted { try POSIX.makeDirectory(String(folder)) }
             let partial = local + partialSuffix
             var offset: Int64 = 0
             var st = stat()

@@ -31,9 +31,12 @@ final class PartialMaker: @unchecked Sendable {
     private var wanted = 0
     private var stopped = false
     private var running: Int
+    /// Takers waiting for a file; threads waiting for the window.
+    private var awaiting = 0
+    private var idle = 0
 
     /// `paths[i]`: the partial to create for the stream's file `i`, or nil for none.
-    init(paths: [String?], threads: Int = 3, ahead: Int = 128) {
+    init(paths: [String?], threads: Int = 3, ahead: Int = 512) {
         self.paths = paths
         self.ahead = max(1, ahead)
         var runs: [Range<Int>] = []
@@ -61,7 +64,11 @@ final class PartialMaker: @unchecked Sendable {
     private func work() {
         while true {
             condition.lock()
-            while !stopped && next < runs.count && runs[next].lowerBound >= wanted + ahead { condition.wait() }
+            while !stopped && next < runs.count && runs[next].lowerBound >= wanted + ahead {
+                idle += 1
+                condition.wait()
+                idle -= 1
+            }
             guard !stopped, next < runs.count else {
                 running -= 1
                 condition.broadcast()
@@ -79,7 +86,9 @@ final class PartialMaker: @unchecked Sendable {
                 }
                 condition.lock()
                 slots[index] = slot
-                condition.broadcast()
+                // Only when someone waits for a file: each made file waking every thread cost
+                // more than making it.
+                if awaiting > 0 { condition.broadcast() }
                 let stop = stopped
                 condition.unlock()
                 if stop {
@@ -90,14 +99,20 @@ final class PartialMaker: @unchecked Sendable {
         }
     }
 
-    /// The new, empty partial made for file `index` (now the receiver's to close), or nil when
-    /// none was made: the receiver opens it itself. Files are taken in order.
+    /// The new, empty partial made for file `index` (now the caller's to close), or nil when
+    /// none was made: the caller opens it itself. Files are taken about in order (by the
+    /// receiver, or by the threads that write small files): the window follows the furthest.
     func take(_ index: Int) -> Int32? {
         guard index >= 0, index < slots.count else { return nil }
         condition.lock()
         defer { condition.unlock() }
-        if index > wanted { wanted = index; condition.broadcast() }
+        if index > wanted {
+            wanted = index
+            if idle > 0 && next < runs.count && runs[next].lowerBound < wanted + ahead { condition.broadcast() }
+        }
+        awaiting += 1
         while !stopped, case .pending = slots[index] { condition.wait() }
+        awaiting -= 1
         guard case .made(let fd) = slots[index] else { return nil }
         slots[index] = .none
         return fd
