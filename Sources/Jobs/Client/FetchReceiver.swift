@@ -169,7 +169,7 @@ final class FetchReceiver {
             throw JobsError.checksumMismatch(path: want.entry.path, expected: want.entry.sha256.isEmpty ? expected : want.entry.sha256, actual: digest)
         }
         if let memory = file.memory {
-            writers.write(SmallFileWriters.File(index: index, partial: partial, final: want.local, bytes: memory, mode: mode_t(file.mode)))
+            try writers.write(SmallFileWriters.File(index: index, partial: partial, final: want.local, bytes: memory, mode: mode_t(file.mode)))
         } else {
             fchmod(file.fd, mode_t(file.mode))
             close(file.fd)
@@ -249,14 +249,16 @@ final class SmallFileWriters: @unchecked Sendable {
         }
     }
 
-    /// Queues a file (waits while `limit` bytes are queued).
-    func write(_ file: File) {
+    /// Queues a file (waits while `limit` bytes are queued); throws the first error met writing
+    /// one, so the fetch stops there.
+    func write(_ file: File) throws {
         condition.lock()
-        while queuedBytes > 0 && queuedBytes + file.bytes.count > limit && running > 0 { condition.wait() }
+        defer { condition.unlock() }
+        while failure == nil && queuedBytes > 0 && queuedBytes + file.bytes.count > limit && running > 0 { condition.wait() }
+        if let failure { throw failure }
         queue.append(file)
         queuedBytes += file.bytes.count
         condition.broadcast()
-        condition.unlock()
     }
 
     /// Waits until every queued file is written and handed to the lander; the first error.

@@ -36,7 +36,7 @@ final class PartialMaker: @unchecked Sendable {
     private var idle = 0
 
     /// `paths[i]`: the partial to create for the stream's file `i`, or nil for none.
-    init(paths: [String?], threads: Int = 3, ahead: Int = 512) {
+    init(paths: [String?], threads: Int = 3, ahead: Int = PartialMaker.defaultAhead) {
         self.paths = paths
         self.ahead = max(1, ahead)
         var runs: [Range<Int>] = []
@@ -59,6 +59,14 @@ final class PartialMaker: @unchecked Sendable {
             thread.name = "ferry-partials"
             thread.start()
         }
+    }
+
+    /// 128 files, or fewer where the process may open few files: a run and the window are open
+    /// at once, at most about twice this (a soft limit of 1024 is common).
+    static var defaultAhead: Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(Int32.max) else { return 128 }
+        return max(4, min(128, (Int(limit.rlim_cur) - 64) / 4))
     }
 
     private func work() {
