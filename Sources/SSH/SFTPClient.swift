@@ -329,7 +329,10 @@ final class SFTPHandle {
         }
 
         // The session thread receives; another writes and hashes (see WriteBehind).
-        let sink = WriteBehind(fd: fd, path: partial, hasher: hashing ? hasher : nil, capacity: Int(chunk))
+        // A download that ends in an fsync starts its writeback every 8 MiB: the fsync of 100 MB
+        // had waited 40–68 ms for all of it.
+        let sink = WriteBehind(fd: fd, path: partial, hasher: hashing ? hasher : nil, capacity: Int(chunk), offset: Int64(start),
+                               writebackEvery: options.syncToDisk ? 8 << 20 : nil)
         var sinkStopped = false
         defer { if !sinkStopped { try? sink.stop() } }
         maxInFlight = 0

@@ -17,13 +17,22 @@ final class WriteBehind: @unchecked Sendable {
     private var free: [UnsafeMutableRawPointer] = []
     private var queued: [(UnsafeMutableRawPointer, Int)] = []
     private var hasher: SHA256?
+    /// Where the file's bytes written by this thread begin, and up to where writing to disk was
+    /// started (every `writebackEvery` bytes, when set), so that the download's fsync finds
+    /// little left to wait for.
+    private let offset: Int64
+    private let writebackEvery: Int64?
+    private var written: Int64 = 0
+    private var writtenBack: Int64 = 0
     private var failure: SSHError?
     private var ending = false
     private var exited = false
 
-    /// `hasher` (nil: no hash) takes every byte written, in order.
-    init(fd: Int32, path: String, hasher: SHA256?, capacity: Int, count: Int = 8) {
+    /// `hasher` (nil: no hash) takes every byte written, in order. With `writebackEvery`, the
+    /// bytes written (from `offset` in the file) start going to disk each time that many arrived.
+    init(fd: Int32, path: String, hasher: SHA256?, capacity: Int, count: Int = 8, offset: Int64 = 0, writebackEvery: Int64? = nil) {
         self.fd = fd; self.path = path; self.hasher = hasher; self.capacity = capacity
+        self.offset = offset; self.writebackEvery = writebackEvery
         for _ in 0..<count {
             let p = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 64)
             buffers.append(p); free.append(p)
@@ -86,6 +95,11 @@ final class WriteBehind: @unchecked Sendable {
                     let bytes = UnsafeRawBufferPointer(start: buffer, count: count)
                     try LocalFile.writeAll(fd, bytes, path: path)
                     hasher?.update(bufferPointer: bytes)
+                    written += Int64(count)
+                    if let every = writebackEvery, written - writtenBack >= every {
+                        FileIO.startWriteback(fd, offset: offset + writtenBack, length: written - writtenBack)
+                        writtenBack = written
+                    }
                 } catch {
                     problem = error
                 }

@@ -30,7 +30,7 @@ final class FetchReceiver {
         var position: Int64
         var resumedFrom: Int64
         var mode: Int
-        /// Bytes up to here were handed to the disk already (`FastFile.startWriteback`).
+        /// Bytes up to here were handed to the disk already (`FileIO.startWriteback`).
         var writtenBack: Int64
     }
 
@@ -145,7 +145,7 @@ final class FetchReceiver {
         // Every 8 MiB the disk starts writing what arrived, so the file's one fsync at the end
         // finds little left to wait for.
         if file.fd >= 0 && file.position - file.writtenBack >= 8 << 20 {
-            FastFile.startWriteback(file.fd, offset: file.writtenBack, length: file.position - file.writtenBack)
+            FileIO.startWriteback(file.fd, offset: file.writtenBack, length: file.position - file.writtenBack)
             file.writtenBack = file.position
         }
         current = file

@@ -13,15 +13,6 @@ enum FastFile {
     nonisolated(unsafe) private static let libc = dlopen(nil, RTLD_NOW)
     private static let syncfsCall: SyncFS? = dlsym(libc, "syncfs").map { unsafeBitCast($0, to: SyncFS.self) }
     private static let copyRangeCall: CopyFileRange? = dlsym(libc, "copy_file_range").map { unsafeBitCast($0, to: CopyFileRange.self) }
-    private typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
-    private static let syncRangeCall: SyncFileRange? = dlsym(libc, "sync_file_range").map { unsafeBitCast($0, to: SyncFileRange.self) }
-
-    /// Starts writing `length` bytes of `fd` from `offset` to disk and returns at once
-    /// (sync_file_range's SYNC_FILE_RANGE_WRITE): a file written in pieces this way is mostly on
-    /// disk by the time its fsync comes, which then waits for little. Nothing where it is missing.
-    static func startWriteback(_ fd: Int32, offset: Int64, length: Int64) {
-        _ = syncRangeCall?(fd, offset, length, 2 /* SYNC_FILE_RANGE_WRITE */)
-    }
 
     /// Flushes the filesystem that holds `path` to disk: one sync for a whole batch of files
     /// (syncfs(2); sync(2) where the C library lacks it).
