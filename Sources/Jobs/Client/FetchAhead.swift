@@ -18,7 +18,7 @@ extension JobsClient {
     /// applied (nil: fetch it with `Fetcher` on that session).
     public func agent(for id: String, fetchingAhead what: String, into destination: String,
                       events: (@Sendable (FetchEvent) -> Void)? = nil) async throws -> (AgentSession, FetchedFile?) {
-        guard !["all", "best", "last", "log", "events"].contains(what), (try? Names.validateRelativePath(what)) != nil,
+        guard !Fetcher.selections.contains(what), (try? Names.validateRelativePath(what)) != nil,
               let record = try? context.registry.job(id), let directory = record.directory, directory.hasPrefix("/"),
               let host = try? context.registry.host(record.host), !host.isLocal,
               let local = try? Fetcher.localPath(for: what, in: destination),

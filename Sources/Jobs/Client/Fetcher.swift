@@ -39,6 +39,10 @@ public struct Fetcher: Sendable {
     public var note: (@Sendable (String) -> Void)?
     public init(client: AgentSession, note: (@Sendable (String) -> Void)? = nil) { self.client = client; self.note = note }
 
+    /// The `--what` values that name a selection (the output, a checkpoint, the log, the events);
+    /// any other is a path.
+    public static let selections: Set<String> = ["all", "best", "last", "log", "events"]
+
     /// Where a listed file lands: the destination plus the listing's landing path (`--what P`:
     /// `P/…`; the output's files without `output/`). Refuses anything that would leave the
     /// destination or write through a symlink there.

@@ -41,7 +41,7 @@ struct FetchCommand: AsyncParsableCommand {
         try await JobsCLI.run {
             let context = JobsCLI.context(verbose: verbose)
             try Names.validateJobID(id)
-            if !["best", "last", "all", "log", "events"].contains(what) { try Names.validateRelativePath(what) }
+            if !Fetcher.selections.contains(what) { try Names.validateRelativePath(what) }
             let destination = URL(fileURLWithPath: dest ?? "ferry-runs/\(id)",
                                   relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
             let quiet = json
