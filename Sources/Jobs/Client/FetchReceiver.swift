@@ -20,6 +20,8 @@ final class FetchReceiver {
         var offset: Int64
         /// The sha256 of the copy here, when the listing had no hash to compare it with.
         var have: String? = nil
+        /// Nothing of it is here: no partial to resume, no copy for the host to compare.
+        var isNew: Bool { offset == 0 && have == nil }
     }
     private struct Current {
         var index: Int
@@ -55,7 +57,7 @@ final class FetchReceiver {
         self.wants = wants; self.events = events
         fetched = Array(repeating: nil, count: wants.count)
         totalBytes = wants.reduce(0) { $0 + max(0, $1.entry.size - $1.offset) }
-        maker = PartialMaker(paths: wants.map { $0.offset == 0 && $0.have == nil ? $0.local + partialSuffix : nil })
+        maker = PartialMaker(paths: wants.map { $0.isNew ? $0.local + partialSuffix : nil })
         writers = SmallFileWriters(maker: maker, lander: lander)
     }
 
@@ -92,7 +94,7 @@ final class FetchReceiver {
         guard index == nextIndex, index < wants.count, current == nil else { throw FilesStreamError.malformed("file #\(index) out of order") }
         let want = wants[index]
         let bits = mode & (want.entry.mode ?? 0o777) & 0o777
-        if offset == 0, want.offset == 0, want.have == nil, length <= FetchReceiver.smallFileSize {
+        if offset == 0, want.isNew, length <= FetchReceiver.smallFileSize {
             // Small and new: its bytes wait here until whole and checked; a thread of `writers`
             // writes it (the receiving thread only parses and hashes).
             var memory: [UInt8] = []
