@@ -7,9 +7,6 @@ import Glibc
 /// agent, sshd, ngrok, tunnel commands, ProxyCommand, short probes. Foundation's `Process` is not
 /// used for children (its single reaper thread blocks behind a child that does not end).
 public enum Spawn {
-    /// Spawns that ignore signals for their child take turns (each restores what the other set).
-    private static let ignoringLock = NSLock()
-
     /// Where a child's standard stream comes from or goes to.
     public enum Stream: Sendable {
         case inherit
@@ -25,15 +22,15 @@ public enum Spawn {
     /// - `environment`: exactly these variables; nil passes this process's environment on.
     /// - `newSession` makes it a session and group leader (setsid); `newGroup` only a group leader.
     /// - The signal mask is emptied and every disposition reset, so a child never inherits an
-    ///   ignored SIGPIPE or a blocked SIGTERM; `keepIgnored` are ignored in the child (and here only
-    ///   while it starts), for the supervisor: no window in which they would kill it before it
-    ///   installs handlers.
+    ///   ignored SIGPIPE or a blocked SIGTERM; `blocked` start blocked in the child, for the
+    ///   supervisor: one arriving before it installs its handlers waits instead of killing it,
+    ///   and the supervisor drops it then (`Supervisor.catchSignals`).
     /// - No descriptor of ours beyond 0–2 crosses: an inherited SSH channel pipe would keep the
     ///   client's command open for as long as the child lives.
     /// Throws a `SystemError` with operation "spawn" (errno ENOENT: no such program).
     public static func start(_ arguments: [String], environment: [String: String]? = nil, stdin: Stream = .null, stdout: Stream = .inherit,
                              stderr: Stream = .inherit, newSession: Bool = false, newGroup: Bool = false,
-                             keepIgnored: [Int32] = [], directory: String? = nil) throws(SystemError) -> pid_t {
+                             blocked: [Int32] = [], directory: String? = nil) throws(SystemError) -> pid_t {
         guard let program = arguments.first, !program.isEmpty else { throw SystemError("spawn", path: "", errno: EINVAL) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -61,28 +58,15 @@ public enum Spawn {
         if newSession { flags |= spawnSetSID } else if newGroup { flags |= Int32(POSIX_SPAWN_SETPGROUP) }
         posix_spawnattr_setflags(&attributes, Int16(flags))
         if newGroup && !newSession { posix_spawnattr_setpgroup(&attributes, 0) }
-        var noneBlocked = sigset_t()
-        sigemptyset(&noneBlocked)
-        posix_spawnattr_setsigmask(&attributes, &noneBlocked)
+        // Only the child's mask and dispositions are set: this process's stay as they are (it once
+        // ignored `blocked` signals itself while a child started, and any child another thread
+        // started meanwhile, through Foundation's Process, inherited them ignored).
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        for s in blocked { sigaddset(&mask, s) }
+        posix_spawnattr_setsigmask(&attributes, &mask)
         var defaults = sigset_t()
         sigfillset(&defaults)
-        // An ignored disposition survives exec: ignored here while the child starts, then as they
-        // were (this process keeps its own handling: a test process spawning a supervisor once
-        // ignored Ctrl-C from then on, and so did every child it started after).
-        // Whole sigactions are kept and put back (flags and masks too, not only the handler).
-        var previous: [(Int32, sigaction)] = []
-        if !keepIgnored.isEmpty { ignoringLock.lock() }
-        defer {
-            for (s, action) in previous { var old = action; _ = sigaction(s, &old, nil) }
-            if !keepIgnored.isEmpty { ignoringLock.unlock() }
-        }
-        for s in keepIgnored {
-            sigdelset(&defaults, s)
-            var ignore = sigaction()
-            ignore.__sigaction_handler.sa_handler = SIG_IGN
-            var old = sigaction()
-            if sigaction(s, &ignore, &old) == 0 { previous.append((s, old)) }
-        }
         posix_spawnattr_setsigdefault(&attributes, &defaults)
 
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]

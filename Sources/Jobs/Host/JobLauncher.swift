@@ -40,7 +40,7 @@ struct SupervisorLauncher: JobLauncher {
             _ = try JobsError.system { () throws(SystemError) in
                 try Spawn.start([binary, AgentProtocol.subcommand, AgentProtocol.homeFlag, home, AgentProtocol.superviseVerb, id], environment: env, stdin: .null,
                                 stdout: .file(paths.supervisorLog, append: true), stderr: .file(paths.supervisorLog, append: true),
-                                newSession: true, keepIgnored: Supervisor.handledSignals)
+                                newSession: true, blocked: Supervisor.handledSignals)
             }
         }
         let deadline = Date().addingTimeInterval(15)

@@ -31,7 +31,7 @@ final class StandbySupervisor: @unchecked Sendable {
         do {
             pid = try Spawn.start([binary, AgentProtocol.subcommand, AgentProtocol.homeFlag, home, AgentProtocol.standbyVerb],
                                   environment: env, stdin: .fd(fds[1]), stdout: .null, stderr: .null,
-                                  newSession: true, keepIgnored: Supervisor.handledSignals)
+                                  newSession: true, blocked: Supervisor.handledSignals)
             channel = fds[0]
         } catch {
             close(fds[0])

@@ -15,15 +15,26 @@ struct Supervisor {
     /// The ferry binary that a command's leading `ferry` stands for.
     let ferryBinary: String
 
-    /// Signals that mean "stop the job". The agent starts the supervisor with them ignored (so one
-    /// arriving while it starts is not fatal); it then catches them with a handler that only notes
-    /// the signal (any thread may receive it), and its loop acts on the note.
+    /// Signals that mean "stop the job". The agent starts the supervisor with them blocked (so one
+    /// arriving while it starts is not fatal: Spawn's `blocked`); it then catches them with a
+    /// handler that only notes the signal (any thread may receive it), and its loop acts on the note.
     static let handledSignals: [Int32] = [SIGTERM, SIGINT, SIGHUP]
 
-    func run() -> Int32 {
-        for s in Supervisor.handledSignals {
+    /// Drops what came while the supervisor started (ignoring a pending signal discards it, as
+    /// when they came ignored), then catches them and unblocks them.
+    static func catchSignals() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in handledSignals {
+            signal(s, SIG_IGN)
             signal(s) { number in supervisorReceivedSignal = number }
+            sigaddset(&set, s)
         }
+        sigprocmask(SIG_UNBLOCK, &set, nil)
+    }
+
+    func run() -> Int32 {
+        Supervisor.catchSignals()
 
         let store = JobStore(layout: layout)
         let paths = layout.job(id)
